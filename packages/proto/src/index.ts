@@ -1,0 +1,10 @@
+// Generated contracts, one namespace per proto package (names like StringList repeat across them).
+export * as common from "./gen/herald/common/v1/common.js";
+export * as registry from "./gen/herald/registry/v1/registry.js";
+export * as apps from "./gen/herald/registry/v1/app.js";
+export * as topic from "./gen/herald/topic/v1/topic.js";
+export * as dispatch from "./gen/herald/dispatch/v1/dispatch.js";
+export * as events from "./gen/herald/events/v1/events.js";
+export { Provider, Platform } from "./gen/herald/common/v1/common.js";
+export { descriptorSetPath } from "./descriptors.js";
+export { BusTopics } from "./topics.js";

@@ -1,0 +1,12 @@
+// Kafka topic names: part of the contract, next to the messages they carry (events.proto).
+export const BusTopics = {
+  publishes: "herald.publishes",
+  results: "herald.results",
+  fanoutProgress: "herald.fanout-progress",
+  tokenFeedback: "herald.token-feedback",
+  devices: "herald.devices",
+  deadLetter: "herald.deadletter",
+  control: "herald.control",
+  receipts: "herald.receipts",
+  deliveries: (app: string, provider: string) => `herald.deliveries.${app}.${provider}`,
+} as const;
