@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# MongoDB-wire server for Herald's tests: FerretDB v1 with its SQLite backend.
+#
+#   test/infra/ferretdb.sh install|start|stop|restart|status
+#
+# install  builds FerretDB from the Go module proxy into $HERALD_CACHE/ferretdb-<version>/ferretdb
+#          (module, build and GOPATH caches under $HERALD_CACHE/go).
+# start    installs if needed, wipes $HERALD_RUN/ferretdb/data and starts FerretDB on
+#          127.0.0.1:37017; waits until an OP_MSG ping answers ok. Reuses a running, healthy one.
+# stop     SIGTERM, then SIGKILL after a deadline.
+#
+# Why not `go install …/cmd/ferretdb@v1.24.2` or a `go get -tool` wrapper module: FerretDB's
+# build/version package panics unless build/version/version.txt exists whenever the binary's
+# main module is github.com/FerretDB/FerretDB, and since Go 1.24 that is also the case for a
+# tool built from a wrapper module. So the install copies the module source that
+# `go mod download` fetched from the proxy (into the cache, never into this repo), writes the
+# one generated file upstream's `task gen-version` would write (version.txt), and builds it
+# with FerretDB's own go.mod/go.sum.
+#
+# Environment: HERALD_CACHE, HERALD_RUN (see lib.sh), HERALD_MONGO_PORT (37017),
+# HERALD_FERRETDB_LOG_LEVEL (info), HERALD_FERRETDB_START_TIMEOUT (seconds, 30).
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FERRETDB_VERSION=1.24.2
+FERRETDB_MODULE=github.com/FerretDB/FerretDB
+FERRETDB_PORT="${HERALD_MONGO_PORT:-37017}"
+FERRETDB_LOG_LEVEL="${HERALD_FERRETDB_LOG_LEVEL:-info}"
+FERRETDB_HOME="$HERALD_CACHE/ferretdb-$FERRETDB_VERSION"
+FERRETDB_BIN="$FERRETDB_HOME/ferretdb"
+FERRETDB_STAMP="$FERRETDB_HOME/.installed"
+FERRETDB_RUN="$HERALD_RUN/ferretdb"
+# bump when the build recipe below changes, to force a rebuild of cached binaries
+FERRETDB_RECIPE=1
+
+SRV_NAME=ferretdb
+SRV_PID_FILE="$FERRETDB_RUN/ferretdb.pid"
+SRV_LOG="$FERRETDB_RUN/ferretdb.log"
+SRV_MARKER="--state-dir=$FERRETDB_RUN/state"
+SRV_PORTS=("$FERRETDB_PORT")
+SRV_START_TIMEOUT="${HERALD_FERRETDB_START_TIMEOUT:-30}"
+SRV_STOP_TIMEOUT=15
+SRV_FIX_HINT="Check the log for the cause; 'test/infra/ferretdb.sh stop' then 'start' retries with fresh data; 'rm -rf $FERRETDB_HOME' forces a rebuild."
+
+ferretdb_stamp_content() {
+  echo "ferretdb v$FERRETDB_VERSION recipe $FERRETDB_RECIPE"
+}
+
+srv_is_installed() {
+  [[ -x "$FERRETDB_BIN" && -f "$FERRETDB_STAMP" && "$(<"$FERRETDB_STAMP")" == "$(ferretdb_stamp_content)" ]]
+}
+
+# Go settings for the build: every cache under $HERALD_CACHE/go, so the cache is self-contained
+# and deletable (-modcacherw), and a second run never rebuilds.
+ferretdb_go_env() {
+  export GOMODCACHE="$HERALD_CACHE/go/mod"
+  export GOCACHE="$HERALD_CACHE/go/build"
+  export GOPATH="$HERALD_CACHE/go/path"
+  export GOFLAGS="-buildvcs=false -modcacherw"
+  export GOTOOLCHAIN=local
+  export GO111MODULE=on
+  export GOWORK=off
+  export CGO_ENABLED=0 # modernc.org/sqlite is pure Go; a static binary needs no C toolchain
+}
+
+srv_install() {
+  require_go
+  ferretdb_go_env
+  local tmp="$FERRETDB_HOME.tmp.$$" logf="$HERALD_CACHE/logs/ferretdb-install.log" dir
+  mkdir -p "$HERALD_CACHE/logs" "$tmp"
+  : >"$logf"
+  note "downloading $FERRETDB_MODULE@v$FERRETDB_VERSION from the Go module proxy (log: $logf)"
+  if ! (cd "$tmp" && go mod download -json "$FERRETDB_MODULE@v$FERRETDB_VERSION") >"$tmp/download.json" 2>>"$logf"; then
+    cat "$tmp/download.json" >>"$logf" 2>/dev/null || true
+    rm -rf "$tmp"
+    fail_with_log ferretdb "$logf" "could not download $FERRETDB_MODULE@v$FERRETDB_VERSION. Check that the Go module proxy is reachable (go env GOPROXY) and retry."
+  fi
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$tmp/download.json")
+  [[ -n "$dir" && -f "$dir/go.mod" ]] || { cat "$tmp/download.json" >>"$logf"; die "go mod download gave no module dir (see $logf)"; }
+  cp -R "$dir" "$tmp/src"
+  chmod -R u+w "$tmp/src"
+  echo "v$FERRETDB_VERSION" >"$tmp/src/build/version/version.txt"
+  note "building ferretdb v$FERRETDB_VERSION (a minute or two on 2 cores)"
+  if ! (cd "$tmp/src" && go build -trimpath -o "$tmp/ferretdb" ./cmd/ferretdb) >>"$logf" 2>&1; then
+    rm -rf "$tmp"
+    fail_with_log ferretdb "$logf" "go build of FerretDB failed. Check the Go version (need >= 1.24) and that the module proxy is reachable."
+  fi
+  local v
+  v=$("$tmp/ferretdb" --version 2>&1 | sed -n 's/^version: //p')
+  if [[ "$v" != "v$FERRETDB_VERSION" ]]; then
+    "$tmp/ferretdb" --version >>"$logf" 2>&1 || true
+    rm -rf "$tmp"
+    fail_with_log ferretdb "$logf" "the built binary does not report version v$FERRETDB_VERSION (got '$v')."
+  fi
+  rm -rf "$tmp/src" "$tmp/download.json"
+  rm -rf "$FERRETDB_HOME"
+  mv "$tmp" "$FERRETDB_HOME"
+  ferretdb_stamp_content >"$FERRETDB_STAMP"
+  ferretdb_slim_go_cache
+}
+
+# The build leaves ~1 GB of Go caches (extracted modules + compiled packages) that only a
+# rebuild (a FerretDB version bump) could use. Keep just the downloaded module zips
+# ($GOMODCACHE/cache/download, ~130 MB: a rebuild needs no network) and drop the rest, so the
+# whole $HERALD_CACHE stays ~300 MB (cheap to keep in a CI cache). HERALD_KEEP_GO_CACHE=1 keeps all.
+ferretdb_slim_go_cache() {
+  [[ -n "${HERALD_KEEP_GO_CACHE:-}" ]] && return 0
+  go clean -cache >/dev/null 2>&1 || true
+  local d
+  for d in "$GOMODCACHE"/*; do
+    [[ "$d" == "$GOMODCACHE/cache" ]] && continue
+    rm -rf "$d"
+  done
+  rm -rf "$GOMODCACHE/cache/vcs" "$GOPATH"
+}
+
+srv_launch() {
+  local data="$FERRETDB_RUN/data" state="$FERRETDB_RUN/state"
+  rm -rf "$data" "$state"
+  mkdir -p "$data" "$state"
+  [[ -f "$SRV_LOG" ]] && mv -f "$SRV_LOG" "$SRV_LOG.1"
+  start_detached "$SRV_LOG" "$FERRETDB_BIN" \
+    --handler=sqlite \
+    --sqlite-url="file:$data/" \
+    --listen-addr="127.0.0.1:$FERRETDB_PORT" \
+    "$SRV_MARKER" \
+    --debug-addr=- \
+    --telemetry=disable \
+    --log-level="$FERRETDB_LOG_LEVEL"
+}
+
+srv_probe() {
+  local rc=0
+  node_probe mongo "$FERRETDB_PORT" 3000 || rc=$?
+  if ((rc == 2)); then
+    # no node on this machine: fall back to "port open and FerretDB logged its listener"
+    port_open "$FERRETDB_PORT" && grep -q "Listening on TCP 127.0.0.1:$FERRETDB_PORT" "$SRV_LOG" 2>/dev/null &&
+      echo "ferretdb ok: port open, log says listening (install node for a real wire ping)" && return 0
+    echo "ferretdb not answering on 127.0.0.1:$FERRETDB_PORT"
+    return 1
+  fi
+  return "$rc"
+}
+
+server_main "$@"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install (first run only) and start every real server the integration tests need, then print
+# the connection settings as KEY=VALUE lines on stdout and write them to $HERALD_RUN/env
+# (as `export KEY=VALUE` lines: `source` it, or `node --env-file=$HERALD_RUN/env`).
+# Progress goes to stderr, so `eval "$(test/infra/up.sh)"` works. Idempotent: running servers
+# that answer are reused. Stop everything with test/infra/down.sh.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+t0=$(now_ms)
+mkdir -p "$HERALD_RUN"
+
+# Both in parallel: on a cold machine FerretDB compiles while Maven downloads and Kafka starts.
+"$INFRA_DIR/kafka.sh" start &
+kafka_job=$!
+"$INFRA_DIR/ferretdb.sh" start &
+ferretdb_job=$!
+
+failed=()
+wait "$kafka_job" || failed+=(kafka)
+wait "$ferretdb_job" || failed+=(ferretdb)
+if ((${#failed[@]} > 0)); then
+  die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
+fi
+
+env_lines=(
+  "HERALD_KAFKA_BROKERS=127.0.0.1:${HERALD_KAFKA_PORT:-39092}"
+  "HERALD_MONGO_URL=mongodb://127.0.0.1:${HERALD_MONGO_PORT:-37017}/"
+)
+tmp_env="$HERALD_RUN/env.tmp.$$"
+{
+  echo "# written by test/infra/up.sh; removed by test/infra/down.sh"
+  printf 'export %s\n' "${env_lines[@]}"
+} >"$tmp_env"
+mv -f "$tmp_env" "$HERALD_RUN/env"
+
+log "all servers up ($(since "$t0")); env in $HERALD_RUN/env"
+printf '%s\n' "${env_lines[@]}"
