@@ -1,0 +1,550 @@
+import kafkajs from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, LogEntry, Producer, ProducerRecord, logCreator } from "kafkajs";
+import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
+import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
+import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
+import type { Bus, BusMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
+import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
+
+// kafkajs is CommonJS; its named exports are not all visible to Node's ESM loader.
+const { Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  logger?: BusLogger;
+  // Consumer timings. The defaults suit production; tests shorten them to keep rebalances quick.
+  consumer?: {
+    // How often a member heartbeats; bounds how soon it notices a rebalance. Default 3000.
+    heartbeatIntervalMs?: number;
+    // Default 30000.
+    sessionTimeoutMs?: number;
+    // Longest a fetch waits for data; bounds how long stop() and resume() take to be noticed.
+    // Default 500 (the Java client's fetch.max.wait.ms).
+    maxWaitTimeMs?: number;
+    // How often pattern subscriptions look for newly created matching topics. Default 30000.
+    topicRefreshMs?: number;
+  };
+}
+
+interface Tuning {
+  heartbeatIntervalMs: number;
+  sessionTimeoutMs: number;
+  maxWaitTimeMs: number;
+  topicRefreshMs: number;
+}
+
+export class KafkaBus implements Bus {
+  private readonly kafka: Kafka;
+  private readonly logger: BusLogger;
+  private readonly tuning: Tuning;
+  private readonly subscriptions = new Set<KafkaSubscription>();
+  private producer?: ProducerHandle;
+  // Producers replaced after a partition increase, still finishing their in-flight sends.
+  private readonly retiring = new Set<Promise<void>>();
+  private adminReady?: Promise<Admin>;
+  private closing?: Promise<void>;
+
+  constructor(options: KafkaBusOptions) {
+    if (!options.brokers?.length) throw new TypeError("KafkaBus: brokers must not be empty");
+    this.logger = options.logger ?? consoleBusLogger;
+    this.tuning = {
+      heartbeatIntervalMs: options.consumer?.heartbeatIntervalMs ?? 3000,
+      sessionTimeoutMs: options.consumer?.sessionTimeoutMs ?? 30_000,
+      maxWaitTimeMs: options.consumer?.maxWaitTimeMs ?? 500,
+      topicRefreshMs: options.consumer?.topicRefreshMs ?? 30_000,
+    };
+    this.kafka = new KafkaClient({
+      clientId: options.clientId,
+      brokers: options.brokers,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLogCreator(this.logger),
+    });
+  }
+
+  async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    this.assertOpen();
+    validateMessages(topic, messages);
+    if (messages.length === 0) return;
+    await publishWithTrace("kafka", topic, messages, (traced) =>
+      this.producerHandle().send({
+        topic,
+        // All in-sync replicas: "durable" in the Bus contract. Required by the idempotent producer anyway.
+        acks: -1,
+        messages: traced.map((m) => ({
+          key: m.key,
+          value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
+          headers: m.headers,
+        })),
+      }),
+    );
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    this.assertOpen();
+    validateSubscribeOptions(options);
+    const subscription = new KafkaSubscription(
+      {
+        kafka: this.kafka,
+        logger: this.logger,
+        tuning: this.tuning,
+        listTopics: async () => (await this.admin()).listTopics(),
+        onStop: (s) => this.subscriptions.delete(s),
+      },
+      options,
+    );
+    this.subscriptions.add(subscription);
+    try {
+      await subscription.start();
+    } catch (err) {
+      await subscription.stop().catch(() => {});
+      throw err;
+    }
+    return subscription;
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    this.assertOpen();
+    specs.forEach(validateTopicSpec);
+    // The same name twice: the larger count wins, as two callers' ensureTopics would end.
+    const wanted = new Map<string, number>();
+    for (const s of specs) wanted.set(s.name, Math.max(s.partitions, wanted.get(s.name) ?? 0));
+    if (wanted.size === 0) return;
+    const admin = await this.admin();
+    const existing = new Set(await admin.listTopics());
+    const missing = [...wanted].filter(([name]) => !existing.has(name));
+    if (missing.length > 0) {
+      // Resolves false when another process created one of them first; the check below still
+      // raises its partitions if that process asked for fewer.
+      await admin.createTopics({ topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions })), waitForLeaders: true });
+    }
+    const short = await this.topicsShort(admin, wanted);
+    if (short.length === 0) return;
+    try {
+      await admin.createPartitions({ topicPartitions: short.map(([topic, count]) => ({ topic, count })) });
+    } catch (err) {
+      // Lost a race with another process raising them: fine if the count is now high enough.
+      if ((await this.topicsShort(admin, wanted)).length > 0) throw err;
+    }
+    // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then it
+    // would keep hashing keys over the old partition count. A fresh producer sees the new one.
+    this.replaceProducer();
+  }
+
+  async deleteTopics(names: string[]): Promise<void> {
+    this.assertOpen();
+    if (names.length === 0) return;
+    const admin = await this.admin();
+    const existing = new Set(await admin.listTopics());
+    // Deleting a topic that does not exist is not an error, so cleanup can be repeated.
+    const topics = [...new Set(names)].filter((n) => existing.has(n));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
+      const producer = this.producer;
+      this.producer = undefined;
+      const admin = this.adminReady;
+      this.adminReady = undefined;
+      await Promise.allSettled([producer?.retire(), ...this.retiring, admin?.then((a) => a.disconnect())]);
+    })();
+    return this.closing;
+  }
+
+  private async topicsShort(admin: Admin, wanted: Map<string, number>): Promise<Array<[string, number]>> {
+    const { topics } = await admin.fetchTopicMetadata({ topics: [...wanted.keys()] });
+    const counts = new Map(topics.map((t) => [t.name, t.partitions.length]));
+    return [...wanted].filter(([name, partitions]) => (counts.get(name) ?? partitions) < partitions);
+  }
+
+  // Connected on first use and reused; a failed connect is forgotten so the next publish retries.
+  private producerHandle(): ProducerHandle {
+    if (!this.producer) {
+      const handle = new ProducerHandle(
+        this.kafka.producer({
+          idempotent: true,
+          // kafkajs keeps the idempotent sequence numbers correct only with one request in flight.
+          maxInFlightRequests: 1,
+          // Explicit, which also silences kafkajs' warning about the v2 default partitioner.
+          createPartitioner: Partitioners.DefaultPartitioner,
+          allowAutoTopicCreation: true,
+        }),
+      );
+      handle.ready.catch(() => {
+        if (this.producer === handle) this.producer = undefined;
+      });
+      this.producer = handle;
+    }
+    return this.producer;
+  }
+
+  private replaceProducer(): void {
+    const old = this.producer;
+    if (!old) return;
+    this.producer = undefined;
+    const retired: Promise<void> = old
+      .retire()
+      .catch((err) => this.logger.warn({ err }, "bus: disconnecting a replaced producer failed"))
+      .finally(() => this.retiring.delete(retired));
+    this.retiring.add(retired);
+  }
+
+  private admin(): Promise<Admin> {
+    if (!this.adminReady) {
+      const admin = this.kafka.admin();
+      const ready = admin.connect().then(() => admin);
+      ready.catch(() => {
+        if (this.adminReady === ready) this.adminReady = undefined;
+      });
+      this.adminReady = ready;
+    }
+    return this.adminReady;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new Error("KafkaBus is closed");
+  }
+}
+
+class ProducerHandle {
+  readonly ready: Promise<void>;
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  constructor(private readonly producer: Producer) {
+    this.ready = producer.connect();
+  }
+
+  send(record: ProducerRecord): Promise<unknown> {
+    const op = this.ready.then(() => this.producer.send(record));
+    this.inflight.add(op);
+    op.finally(() => this.inflight.delete(op)).catch(() => {});
+    return op;
+  }
+
+  async retire(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
+    await this.producer.disconnect();
+  }
+}
+
+interface SubscriptionDeps {
+  kafka: Kafka;
+  logger: BusLogger;
+  tuning: Tuning;
+  listTopics: () => Promise<string[]>;
+  onStop: (s: KafkaSubscription) => void;
+}
+
+// Backoff for rebuilding a consumer that kafkajs gave up on.
+const RELAUNCH: RetryPolicy = { initialMs: 1000, maxMs: 30_000 };
+
+const partitionKey = (topic: string, partition: number) => `${partition}:${topic}`;
+
+// One kafkajs consumer per subscription, replaced when kafkajs gives up on it after a crash or
+// when a pattern starts matching other topics (kafkajs resolves patterns only once, at subscribe).
+//
+// Delivery uses eachBatch without auto-resolve: an offset is resolved only after its handler
+// resolved, and kafkajs commits resolved offsets (every second within a batch, at the end of
+// each batch, before a rebalance and when stopping). A failed message is not waited on inside
+// the batch: its partition is paused for the backoff and the batch returns, so the partitions
+// fetched with it keep flowing; on resume kafkajs fetches again from the last resolved offset,
+// i.e. from the failed message. Nothing is skipped and nothing is committed unhandled.
+class KafkaSubscription implements Subscription {
+  private readonly logger: BusLogger;
+  private readonly retry: RetryPolicy;
+  private readonly patterns: TopicPatterns;
+  private readonly fromBeginning: boolean;
+  private consumer?: Consumer;
+  private topics: string[] = [];
+  private paused = false;
+  private stopping = false;
+  private stopped?: Promise<void>;
+  // Consumer replacements and the final teardown run one at a time, in order.
+  private lifecycle: Promise<void> = Promise.resolve();
+  private readonly retryPaused = new Map<string, { topic: string; partition: number; timer: NodeJS.Timeout }>();
+  private readonly failures = new Map<string, { offset: string; attempts: number }>();
+  private relaunchAttempts = 0;
+  private relaunchTimer?: NodeJS.Timeout;
+  private watchTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly deps: SubscriptionDeps,
+    private readonly options: SubscribeOptions,
+  ) {
+    this.logger = deps.logger;
+    this.retry = retryPolicy(options.retry);
+    this.patterns = compileTopicPatterns(options.topics);
+    this.fromBeginning = options.fromBeginning ?? true;
+  }
+
+  async start(): Promise<void> {
+    this.topics = await this.resolveTopics();
+    if (this.topics.length > 0) {
+      const launching = this.lifecycle.then(() => this.launch());
+      this.lifecycle = launching.catch(() => {});
+      await launching;
+    } else {
+      this.logger.info({ group: this.options.group, topics: String(this.options.topics) }, "bus: no topic matches the subscription yet");
+    }
+    this.scheduleWatch();
+  }
+
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.applyPauses();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.applyPauses();
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      clearTimeout(this.watchTimer);
+      clearTimeout(this.relaunchTimer);
+      // kafkajs' disconnect waits for the batch in progress; eachBatch sees `stopping` and ends
+      // after the in-flight handler; the runner then commits what was resolved and leaves.
+      await this.enqueue(() => this.teardown());
+      this.deps.onStop(this);
+    })();
+    return this.stopped;
+  }
+
+  private async launch(): Promise<void> {
+    const { group } = this.options;
+    const { tuning } = this.deps;
+    const consumer = this.deps.kafka.consumer({
+      groupId: group,
+      sessionTimeout: tuning.sessionTimeoutMs,
+      heartbeatInterval: tuning.heartbeatIntervalMs,
+      maxWaitTimeInMs: tuning.maxWaitTimeMs,
+      retry: { restartOnFailure: async () => !this.stopping },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      this.relaunchAttempts = 0;
+      this.logger.info({ group, memberId: event.payload.memberId, assignment: event.payload.memberAssignment }, "bus: consumer joined its group");
+      // A restarted kafkajs consumer starts unpaused; carry over ours.
+      this.applyPauses(consumer);
+    });
+    consumer.on(consumer.events.CRASH, (event) => this.onCrash(consumer, event.payload.error, event.payload.restart));
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: this.topics, fromBeginning: this.fromBeginning });
+      // "Start at the end" is resolved by kafkajs at the first fetch, not at join. Waiting for it
+      // means a message published after subscribe() resolved is never skipped.
+      const positioned = this.fromBeginning ? undefined : firstEvent(consumer, [consumer.events.FETCH, consumer.events.CRASH]);
+      await consumer.run({
+        autoCommit: true,
+        autoCommitInterval: 1000,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.options.partitionsConcurrently ?? 1,
+        eachBatch: (payload) => this.eachBatch(consumer, payload),
+      });
+      await positioned;
+    } catch (err) {
+      if (this.consumer === consumer) this.consumer = undefined;
+      await consumer.disconnect().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    const { topic, partition } = batch;
+    const key = partitionKey(topic, partition);
+    const { group } = this.options;
+    for (const raw of batch.messages) {
+      // What is left unresolved here is fetched again later, starting at this message.
+      if (this.stopping || this.paused || consumer !== this.consumer || !isRunning() || isStale() || this.retryPaused.has(key)) return;
+      // Throws while the group rebalances, which ends the batch before another message is
+      // started: a partition being handed over is never worked on by two members at once.
+      await heartbeat();
+      const message = toBusMessage(topic, partition, raw);
+      const previous = this.failures.get(key);
+      const attempt = previous?.offset === raw.offset ? previous.attempts + 1 : 1;
+      try {
+        await processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
+      } catch (err) {
+        this.failures.set(key, { offset: raw.offset, attempts: attempt });
+        if (this.stopping) {
+          this.logger.warn({ err, topic, partition, offset: raw.offset, group, attempt }, "bus handler failed while stopping; left uncommitted for the group's next consumer");
+          return;
+        }
+        const delay = backoffDelay(attempt, this.retry);
+        this.logger.warn({ err, topic, partition, offset: raw.offset, group, attempt, retryInMs: delay }, "bus handler failed; retrying the same message after a backoff");
+        this.retryLater(consumer, topic, partition, delay);
+        return;
+      }
+      this.failures.delete(key);
+      resolveOffset(raw.offset);
+      await commitOffsetsIfNecessary();
+    }
+  }
+
+  private retryLater(consumer: Consumer, topic: string, partition: number, delayMs: number): void {
+    if (consumer !== this.consumer || this.stopping) return;
+    const key = partitionKey(topic, partition);
+    clearTimeout(this.retryPaused.get(key)?.timer);
+    const timer = setTimeout(() => {
+      if (this.retryPaused.get(key)?.timer !== timer) return;
+      this.retryPaused.delete(key);
+      this.applyPauses();
+    }, delayMs);
+    this.retryPaused.set(key, { topic, partition, timer });
+    this.applyPauses(consumer);
+  }
+
+  // kafkajs pause state is per consumer incarnation; this derives it from ours every time.
+  private applyPauses(consumer = this.consumer): void {
+    if (!consumer) return;
+    try {
+      const all = this.topics.map((topic) => ({ topic }));
+      if (this.paused) {
+        consumer.pause(all);
+        return;
+      }
+      consumer.resume(all);
+      const byTopic = new Map<string, number[]>();
+      for (const { topic, partition } of this.retryPaused.values()) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
+      if (byTopic.size > 0) consumer.pause([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+    } catch (err) {
+      // Not running (yet): GROUP_JOIN applies the state once it is.
+      this.logger.debug({ err, group: this.options.group }, "bus: pause state deferred until the consumer runs");
+    }
+  }
+
+  private onCrash(consumer: Consumer, error: Error, restart: boolean): void {
+    if (consumer !== this.consumer || this.stopping) return;
+    if (restart) {
+      this.logger.warn({ err: error, group: this.options.group }, "bus: consumer crashed; kafkajs restarts it");
+      return;
+    }
+    this.logger.error({ err: error, group: this.options.group }, "bus: consumer crashed and kafkajs gave up on it; building a new one");
+    this.scheduleRelaunch();
+  }
+
+  private scheduleRelaunch(): void {
+    if (this.stopping || this.relaunchTimer) return;
+    const delay = backoffDelay(++this.relaunchAttempts, RELAUNCH);
+    this.relaunchTimer = setTimeout(() => {
+      this.relaunchTimer = undefined;
+      void this.enqueue(async () => {
+        if (this.stopping) return;
+        await this.teardown();
+        try {
+          await this.launch();
+        } catch (err) {
+          this.logger.error({ err, group: this.options.group, retryInMs: delay }, "bus: starting a new consumer failed");
+          this.scheduleRelaunch();
+        }
+      });
+    }, delay);
+  }
+
+  private scheduleWatch(): void {
+    if (!this.patterns.hasPatterns || this.stopping) return;
+    this.watchTimer = setTimeout(() => {
+      this.watchTimer = undefined;
+      void this.enqueue(async () => {
+        if (this.stopping) return;
+        const topics = await this.resolveTopics();
+        if (sameTopics(topics, this.topics)) return;
+        this.logger.info({ group: this.options.group, topics }, "bus: pattern subscription matches other topics now; re-subscribing");
+        await this.teardown();
+        this.topics = topics;
+        if (topics.length === 0) return;
+        try {
+          await this.launch();
+        } catch (err) {
+          this.logger.error({ err, group: this.options.group }, "bus: starting a new consumer failed");
+          this.scheduleRelaunch();
+        }
+      }).finally(() => this.scheduleWatch());
+    }, this.deps.tuning.topicRefreshMs);
+  }
+
+  private async resolveTopics(): Promise<string[]> {
+    const named = this.patterns.names;
+    const matched = this.patterns.hasPatterns ? (await this.deps.listTopics()).filter((t) => this.patterns.matches(t)) : [];
+    return [...new Set([...named, ...matched])].sort();
+  }
+
+  private async teardown(): Promise<void> {
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    for (const { timer } of this.retryPaused.values()) clearTimeout(timer);
+    this.retryPaused.clear();
+    if (consumer) await consumer.disconnect().catch((err) => this.logger.warn({ err, group: this.options.group }, "bus: consumer disconnect failed"));
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    this.lifecycle = this.lifecycle
+      .then(step)
+      .catch((err) => this.logger.error({ err, group: this.options.group }, "bus: consumer lifecycle step failed"));
+    return this.lifecycle;
+  }
+}
+
+function toBusMessage(topic: string, partition: number, m: KafkaMessage): BusMessage {
+  return {
+    topic,
+    partition,
+    offset: m.offset,
+    key: m.key ? m.key.toString("utf8") : "",
+    value: m.value ?? Buffer.alloc(0),
+    headers: decodeHeaders(m.headers),
+    timestamp: new Date(Number(m.timestamp)),
+  };
+}
+
+function decodeHeaders(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(headers ?? {})) {
+    // A Kafka header name may repeat; keep the last, the one a re-publisher added.
+    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (value !== undefined) out[name] = typeof value === "string" ? value : value.toString("utf8");
+  }
+  return out;
+}
+
+function sameTopics(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
+}
+
+function firstEvent(consumer: Consumer, events: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const removers = events.map((name) =>
+      consumer.on(name as typeof consumer.events.FETCH, () => {
+        for (const remove of removers) remove();
+        resolve();
+      }),
+    );
+  });
+}
+
+// kafkajs logs every rebalance at WARN, yet one happens whenever a member joins or leaves.
+const ROUTINE = new Set(["The group is rebalancing, re-joining"]);
+
+function kafkaLogCreator(logger: BusLogger): logCreator {
+  return () =>
+    ({ namespace, level, log }: LogEntry) => {
+      const { message, timestamp: _timestamp, logger: _logger, ...extra } = log;
+      const obj = { component: "kafkajs", namespace, ...extra };
+      // kafkajs logs each error response of the protocol at ERROR ("Response Heartbeat ... The
+      // group is rebalancing") and then throws it to its caller, which retries, rejoins or gives
+      // up. Giving up reaches us (crash event, rejected publish) and is logged there, so the
+      // response itself is only debug detail.
+      const protocolResponse = namespace === "Connection" && message.startsWith("Response ");
+      if (level === logLevel.ERROR && !protocolResponse) logger.error(obj, message);
+      else if (level === logLevel.WARN && !ROUTINE.has(message)) logger.warn(obj, message);
+      else if (level === logLevel.WARN || level === logLevel.INFO) logger.info(obj, message);
+      else logger.debug(obj, message);
+    };
+}

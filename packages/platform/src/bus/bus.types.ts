@@ -1,0 +1,60 @@
+// The message bus Herald's services talk through. Kafka in production, memory in embedded mode;
+// both pass the same contract suite (bus.contract.ts).
+
+export interface OutgoingMessage {
+  // Messages with the same key land on the same partition and are consumed in order.
+  key: string;
+  value: Uint8Array;
+  headers?: Record<string, string>;
+}
+
+export interface BusMessage {
+  topic: string;
+  partition: number;
+  // Decimal string (Kafka offsets are 64-bit).
+  offset: string;
+  key: string;
+  value: Uint8Array;
+  headers: Record<string, string>;
+  timestamp: Date;
+}
+
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+}
+
+export type MessageHandler = (message: BusMessage) => Promise<void>;
+
+export interface SubscribeOptions {
+  // Consumers sharing a group split the partitions; each group sees every message.
+  group: string;
+  topics: Array<string | RegExp>;
+  // Where a group with no committed offset starts. Default: true (never miss what was produced
+  // before the first consumer started).
+  fromBeginning?: boolean;
+  // Partitions handled at once by this consumer; messages of one partition are always sequential.
+  partitionsConcurrently?: number;
+  handler: MessageHandler;
+  // How a failing handler is retried before the consumer gives the message another try later.
+  // The offset is committed only after the handler resolves, so nothing is skipped.
+  retry?: { initialMs?: number; maxMs?: number };
+}
+
+export interface Subscription {
+  pause(): void;
+  resume(): void;
+  // Finishes the messages in flight, commits them and leaves the group.
+  stop(): Promise<void>;
+}
+
+export interface Bus {
+  // Resolves once every message is durable (Kafka: acks from all in-sync replicas, idempotent
+  // producer). Trace context of the caller is added to the headers.
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
+  // Creates missing topics; raises the partition count of existing ones when asked for more.
+  ensureTopics(topics: TopicSpec[]): Promise<void>;
+  deleteTopics(names: string[]): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,52 @@
+import { context, propagation, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
+
+export interface TracingOptions {
+  serviceName: string;
+  // OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Absent: spans are created
+  // (so context still propagates through gRPC and the bus) but not exported.
+  otlpEndpoint?: string;
+  // 0..1, applied to root spans; children follow their parent.
+  sampleRatio?: number;
+  // Tests add an in-memory exporter here.
+  extraProcessors?: SpanProcessor[];
+}
+
+export interface Tracing {
+  shutdown(): Promise<void>;
+}
+
+export function startTracing(options: TracingOptions): Tracing {
+  const processors: SpanProcessor[] = [...(options.extraProcessors ?? [])];
+  if (options.otlpEndpoint) processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint })));
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ "service.name": options.serviceName }),
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
+    spanProcessors: processors,
+  });
+  provider.register({ propagator: new W3CTraceContextPropagator() });
+  return {
+    async shutdown() {
+      await provider.shutdown();
+      trace.disable();
+      propagation.disable();
+      context.disable();
+    },
+  };
+}
+
+// Carriers for trace context in plain string maps (bus headers) — gRPC metadata has its own.
+export const recordSetter: TextMapSetter<Record<string, string>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+export const recordGetter: TextMapGetter<Record<string, string>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
