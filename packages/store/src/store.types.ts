@@ -1,0 +1,233 @@
+// Persistence contracts shared by the registry and topic services. Memory and MongoDB
+// implementations pass one contract suite (store.contract.ts). Every call is scoped to an app.
+// Nothing here relies on transactions, TTL indexes, $lookup or change streams (FerretDB has none):
+// writes are idempotent and multi-document changes are ordered so a retry converges.
+
+export type ProviderName = "apns" | "fcm" | "hms" | "webpush";
+export type PlatformName = "ios" | "android" | "web";
+
+export interface DeviceRecord {
+  id: string;
+  app: string;
+  provider: ProviderName;
+  platform: PlatformName;
+  token: string;
+  // "" when no user is bound.
+  user: string;
+  tags: Record<string, string>;
+  meta: Record<string, string>;
+  locale: string;
+  timezone: string;
+  createdAt: Date;
+  updatedAt: Date;
+  lastSeenAt: Date;
+}
+
+export interface TagCondition {
+  key: string;
+  // Any of these values; empty means the tag merely exists.
+  values: string[];
+}
+
+// AND across fields, OR inside one field. An empty query matches every device of the app.
+export interface DeviceQuery {
+  ids?: string[];
+  users?: string[];
+  tokens?: Array<{ provider: ProviderName; token: string }>;
+  providers?: ProviderName[];
+  platforms?: PlatformName[];
+  tags?: TagCondition[];
+  excludeIds?: string[];
+  // Only devices with a bound user (any user).
+  hasUser?: boolean;
+}
+
+// Keyset pagination: results sorted by the repository's key, strictly after `after`.
+export interface PageQuery {
+  after?: string;
+  limit: number;
+}
+
+export interface DeviceWrite {
+  app: string;
+  provider: ProviderName;
+  platform: PlatformName;
+  token: string;
+  user: string;
+  tags: Record<string, string>;
+  meta: Record<string, string>;
+  locale: string;
+  timezone: string;
+  // When set and the device exists, that device takes the new token (token refresh). If another
+  // device of the app already holds the token, that other device is removed and reported.
+  id?: string;
+  now: Date;
+}
+
+export interface DeviceWriteResult {
+  device: DeviceRecord;
+  created: boolean;
+  // Set when the write replaced a different device that held the token.
+  replacedDeviceId?: string;
+  // The user the device had before this write ("" for none or a new device).
+  previousUser: string;
+}
+
+export interface DevicePatch {
+  user?: string;
+  meta?: Record<string, string>;
+  tags?: Record<string, string>;
+  lastSeenAt?: Date;
+  now: Date;
+}
+
+export interface DeviceRepository {
+  // Full-state write keyed by (app, provider, token): never two devices for one token.
+  // Safe under concurrent writes of the same token (one wins, the other becomes an update).
+  write(input: DeviceWrite): Promise<DeviceWriteResult>;
+  get(app: string, id: string): Promise<DeviceRecord | null>;
+  getMany(app: string, ids: string[]): Promise<DeviceRecord[]>;
+  // Sorted by id ascending.
+  list(app: string, query: DeviceQuery, page: PageQuery): Promise<DeviceRecord[]>;
+  // Streams every match in id order, `batchSize` at a time, from a server-side cursor
+  // (never the whole result in memory). Starts after `after` when given.
+  scan(app: string, query: DeviceQuery, options: { after?: string; batchSize: number }): AsyncIterable<DeviceRecord[]>;
+  count(app: string, query: DeviceQuery): Promise<number>;
+  // Applies the patch to the listed devices; returns how many exist.
+  update(app: string, ids: string[], patch: DevicePatch): Promise<number>;
+  remove(app: string, ids: string[]): Promise<number>;
+  // The user's devices on one platform, least recently seen first.
+  listForUser(app: string, user: string, platform: PlatformName): Promise<DeviceRecord[]>;
+  // Devices whose lastSeenAt is before `seenBefore`, by id, at most `limit`.
+  listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]>;
+  removeApp(app: string): Promise<number>;
+}
+
+export type TopicSource = "device" | "user";
+
+export interface SubscriptionRecord {
+  app: string;
+  deviceId: string;
+  topic: string;
+  fromDevice: boolean;
+  fromUser: boolean;
+  // The device's user, kept in sync so topic user counts need no join.
+  user: string;
+}
+
+export interface SubscriptionQuery {
+  deviceIds?: string[];
+  topics?: string[];
+  prefix?: string;
+}
+
+export interface TopicCount {
+  topic: string;
+  deviceCount: number;
+  // Distinct non-empty users among the subscribed devices.
+  userCount: number;
+  // Users holding the topic as a user topic.
+  userTopicCount: number;
+}
+
+export interface UserTopicRecord {
+  app: string;
+  user: string;
+  topic: string;
+}
+
+export interface SubscriptionRepository {
+  // A device holds a topic while at least one source (its own list, its user's topics) holds it.
+  add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void>;
+  // Drops the source; the subscription goes when no source is left. Empty `topics` = every topic.
+  removeSource(app: string, deviceId: string, topics: string[] | "all", source: TopicSource): Promise<void>;
+  // Makes `topics` exactly the topics held by `source` (others of that source are dropped).
+  set(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void>;
+  // Topics of each device, sorted; devices with none are absent from the map.
+  topicsOf(app: string, deviceIds: string[]): Promise<Map<string, string[]>>;
+  countForDevice(app: string, deviceId: string): Promise<number>;
+  // Sorted by (deviceId, topic); the page cursor is `${deviceId}\n${topic}`.
+  list(app: string, query: SubscriptionQuery, page: PageQuery): Promise<SubscriptionRecord[]>;
+  setUser(app: string, deviceId: string, user: string): Promise<void>;
+  removeDevices(app: string, deviceIds: string[]): Promise<void>;
+  // Distinct device ids subscribed to any of the topics, ascending, streamed from a cursor.
+  scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]>;
+  stats(app: string, topics: string[]): Promise<TopicCount[]>;
+  // Topics by name (cursor = topic name), with counts.
+  listTopics(app: string, prefix: string, page: PageQuery): Promise<TopicCount[]>;
+  // Distinct users subscribed to the topic, ascending (cursor = user).
+  listTopicUsers(app: string, topic: string, page: PageQuery): Promise<string[]>;
+
+  // User topics: the persistent topics of a user, applied to the user's devices by the services.
+  addUserTopics(app: string, user: string, topics: string[]): Promise<void>;
+  removeUserTopics(app: string, user: string, topics: string[]): Promise<void>;
+  userTopicsOf(app: string, user: string): Promise<string[]>;
+  // Sorted by (user, topic); the page cursor is `${user}\n${topic}`.
+  listUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }, page: PageQuery): Promise<UserTopicRecord[]>;
+  removeUser(app: string, user: string): Promise<number>;
+  removeApp(app: string): Promise<void>;
+}
+
+export type DeviceOverflowPolicyName = "evict" | "reject";
+
+export interface AppLimitsRecord {
+  maxDevicesPerUser: number;
+  deviceOverflowPolicy: DeviceOverflowPolicyName;
+  maxInactiveDays: number;
+  maxTopicsPerDevice: number;
+  maxPublishRate: number;
+}
+
+export interface AppRecord {
+  id: string;
+  name: string;
+  limits: AppLimitsRecord;
+  providers: ProviderName[];
+  // Part of the user-token signing key derivation; bumped on rotation.
+  secretVersion: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface AppRepository {
+  // Throws HeraldError ALREADY_EXISTS when the id is taken.
+  create(app: AppRecord): Promise<void>;
+  get(id: string): Promise<AppRecord | null>;
+  // Sorted by id.
+  list(page: PageQuery): Promise<AppRecord[]>;
+  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers">> & { now: Date }): Promise<AppRecord | null>;
+  // Returns the new version, or null when the app does not exist.
+  bumpSecretVersion(id: string, now: Date): Promise<number | null>;
+  delete(id: string): Promise<boolean>;
+}
+
+export type ApiKeyRoleName = "server" | "client";
+
+export interface ApiKeyRecord {
+  id: string;
+  app: string;
+  role: ApiKeyRoleName;
+  name: string;
+  prefix: string;
+  // SHA-256 of the whole key, hex. The key itself is never stored.
+  hash: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface ApiKeyRepository {
+  create(key: ApiKeyRecord): Promise<void>;
+  findByHash(hash: string): Promise<ApiKeyRecord | null>;
+  list(app: string): Promise<ApiKeyRecord[]>;
+  // Returns the revoked key, or null when the app has no such key.
+  revoke(app: string, id: string, now: Date): Promise<ApiKeyRecord | null>;
+  removeApp(app: string): Promise<number>;
+}
+
+export interface Store {
+  devices: DeviceRepository;
+  subscriptions: SubscriptionRepository;
+  apps: AppRepository;
+  apiKeys: ApiKeyRepository;
+  close(): Promise<void>;
+}
