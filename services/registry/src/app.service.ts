@@ -1,0 +1,191 @@
+import {
+  bindService,
+  generateApiKey,
+  hashApiKey,
+  invalidArgument,
+  notFound,
+  type ServiceBinding,
+} from "@herald/platform";
+import { apps, type common } from "@herald/proto";
+import {
+  DEFAULT_LIMITS,
+  pageLimit,
+  parseProvider,
+  providerEnum,
+  type ApiKeyRecord,
+  type AppLimitsRecord,
+  type AppRecord,
+  type Store,
+} from "@herald/store";
+import { randomUUID } from "node:crypto";
+import type { UserTokens } from "./usertoken.jwt.js";
+
+export interface AppServiceDeps {
+  store: Store;
+  userTokens: UserTokens;
+  now: () => Date;
+}
+
+const APP_ID = /^[a-z][a-z0-9-]{0,63}$/;
+
+// App and API key administration (admin key only).
+export class AppService {
+  constructor(private readonly deps: AppServiceDeps) {}
+
+  binding(): ServiceBinding {
+    return bindService("herald.registry.v1.AppService", apps.AppServiceService, {
+      createApp: { access: "admin", handle: (req) => this.create(req) },
+      getApp: { access: "admin", handle: async (req) => ({ app: toAppProto(await this.app(req.id)) }) },
+      listApps: { access: "admin", handle: (req) => this.list(req) },
+      updateApp: { access: "admin", handle: (req) => this.update(req) },
+      deleteApp: { access: "admin", handle: (req) => this.delete(req) },
+      createApiKey: { access: "admin", handle: (req) => this.createKey(req) },
+      listApiKeys: { access: "admin", handle: (req) => this.listKeys(req) },
+      revokeApiKey: { access: "admin", handle: (req) => this.revokeKey(req) },
+      rotateUserTokenSecret: { access: "admin", handle: (req) => this.rotate(req) },
+    });
+  }
+
+  async create(req: apps.CreateAppRequest): Promise<apps.CreateAppResponse> {
+    if (!APP_ID.test(req.id)) throw invalidArgument("id", "1-64 characters of a-z 0-9 -, starting with a letter", "INVALID_APP_ID");
+    const now = this.deps.now();
+    const record: AppRecord = {
+      id: req.id,
+      name: req.name || req.id,
+      limits: toLimits(req.limits),
+      providers: providers(req.providers),
+      secretVersion: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.deps.store.apps.create(record);
+    return { app: toAppProto(record), userTokenSecret: this.deps.userTokens.secretFor(record.id, record.secretVersion) };
+  }
+
+  async list(req: apps.ListAppsRequest): Promise<apps.ListAppsResponse> {
+    const limit = pageLimit(req.page?.limit);
+    const found = await this.deps.store.apps.list({ ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 });
+    const page = found.slice(0, limit);
+    return { apps: page.map(toAppProto), nextCursor: found.length > limit ? (page.at(-1)?.id ?? "") : "", hasMore: found.length > limit };
+  }
+
+  async update(req: apps.UpdateAppRequest): Promise<apps.UpdateAppResponse> {
+    const updated = await this.deps.store.apps.update(req.id, {
+      ...(req.name ? { name: req.name } : {}),
+      ...(req.limits ? { limits: toLimits(req.limits) } : {}),
+      providers: providers(req.providers),
+      now: this.deps.now(),
+    });
+    if (!updated) throw notFound("app", req.id);
+    return { app: toAppProto(updated) };
+  }
+
+  // Keys go first so a half-finished delete can no longer be used; data is purged before the
+  // app record, so a retry still finds the app to finish with.
+  async delete(req: apps.DeleteAppRequest): Promise<apps.DeleteAppResponse> {
+    await this.app(req.id);
+    const { store } = this.deps;
+    await store.apiKeys.removeApp(req.id);
+    let devicesRemoved = 0;
+    if (req.purgeData) {
+      devicesRemoved = await store.devices.removeApp(req.id);
+      await store.subscriptions.removeApp(req.id);
+    }
+    await store.apps.delete(req.id);
+    return { devicesRemoved };
+  }
+
+  async createKey(req: apps.CreateApiKeyRequest): Promise<apps.CreateApiKeyResponse> {
+    await this.app(req.appId);
+    const role = req.role === apps.ApiKeyRole.API_KEY_ROLE_SERVER ? "server" : req.role === apps.ApiKeyRole.API_KEY_ROLE_CLIENT ? "client" : undefined;
+    if (!role) throw invalidArgument("role", "must be API_KEY_ROLE_SERVER or API_KEY_ROLE_CLIENT", "INVALID_ROLE");
+    const secret = generateApiKey(req.appId, role);
+    const record: ApiKeyRecord = {
+      id: randomUUID(),
+      app: req.appId,
+      role,
+      name: req.name || role,
+      prefix: secret.slice(0, secret.lastIndexOf("_") + 5),
+      hash: hashApiKey(secret),
+      createdAt: this.deps.now(),
+      revokedAt: null,
+    };
+    await this.deps.store.apiKeys.create(record);
+    return { key: toKeyProto(record), secret };
+  }
+
+  async listKeys(req: apps.ListApiKeysRequest): Promise<apps.ListApiKeysResponse> {
+    await this.app(req.appId);
+    return { keys: (await this.deps.store.apiKeys.list(req.appId)).map(toKeyProto) };
+  }
+
+  async revokeKey(req: apps.RevokeApiKeyRequest): Promise<apps.RevokeApiKeyResponse> {
+    const key = await this.deps.store.apiKeys.revoke(req.appId, req.keyId, this.deps.now());
+    if (!key) throw notFound("api key", req.keyId);
+    return { key: toKeyProto(key) };
+  }
+
+  async rotate(req: apps.RotateUserTokenSecretRequest): Promise<apps.RotateUserTokenSecretResponse> {
+    const version = await this.deps.store.apps.bumpSecretVersion(req.appId, this.deps.now());
+    if (version === null) throw notFound("app", req.appId);
+    return { userTokenSecret: this.deps.userTokens.secretFor(req.appId, version), version };
+  }
+
+  private async app(id: string): Promise<AppRecord> {
+    if (!id) throw invalidArgument("id", "is required");
+    const app = await this.deps.store.apps.get(id);
+    if (!app) throw notFound("app", id);
+    return app;
+  }
+}
+
+export function toLimits(limits: apps.AppLimits | undefined): AppLimitsRecord {
+  const policy = limits?.deviceOverflowPolicy === apps.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT ? "reject" : "evict";
+  const positive = (value: number | undefined, field: string, fallback: number) => {
+    if (value === undefined || value === 0) return fallback;
+    if (value < 0) throw invalidArgument(`limits.${field}`, "must not be negative");
+    return value;
+  };
+  return {
+    maxDevicesPerUser: positive(limits?.maxDevicesPerUser, "max_devices_per_user", DEFAULT_LIMITS.maxDevicesPerUser),
+    deviceOverflowPolicy: policy,
+    maxInactiveDays: positive(limits?.maxInactiveDays, "max_inactive_days", 0),
+    maxTopicsPerDevice: positive(limits?.maxTopicsPerDevice, "max_topics_per_device", DEFAULT_LIMITS.maxTopicsPerDevice),
+    maxPublishRate: positive(limits?.maxPublishRate, "max_publish_rate", 0),
+  };
+}
+
+const providers = (list: common.Provider[]) => [...new Set(list.map((p, i) => parseProvider(p, `providers[${i}]`)))];
+
+export function toAppProto(app: AppRecord): apps.App {
+  return {
+    id: app.id,
+    name: app.name,
+    limits: {
+      maxDevicesPerUser: app.limits.maxDevicesPerUser,
+      deviceOverflowPolicy:
+        app.limits.deviceOverflowPolicy === "reject"
+          ? apps.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT
+          : apps.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN,
+      maxInactiveDays: app.limits.maxInactiveDays,
+      maxTopicsPerDevice: app.limits.maxTopicsPerDevice,
+      maxPublishRate: app.limits.maxPublishRate,
+    },
+    providers: app.providers.map(providerEnum),
+    createdAt: app.createdAt,
+    updatedAt: app.updatedAt,
+    userTokenSecretVersion: app.secretVersion,
+  };
+}
+
+function toKeyProto(key: ApiKeyRecord): apps.ApiKey {
+  return {
+    id: key.id,
+    appId: key.app,
+    role: key.role === "server" ? apps.ApiKeyRole.API_KEY_ROLE_SERVER : apps.ApiKeyRole.API_KEY_ROLE_CLIENT,
+    name: key.name,
+    prefix: key.prefix,
+    createdAt: key.createdAt,
+    ...(key.revokedAt ? { revokedAt: key.revokedAt } : {}),
+  };
+}

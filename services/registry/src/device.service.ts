@@ -1,0 +1,327 @@
+import {
+  bindService,
+  invalidArgument,
+  notFound,
+  permissionDenied,
+  resourceExhausted,
+  type CallContext,
+  type ServiceBinding,
+} from "@herald/platform";
+import { registry, type common } from "@herald/proto";
+import {
+  checkLocale,
+  checkStringMap,
+  checkTimezone,
+  checkTopics,
+  checkUserId,
+  normalizeToken,
+  pageLimit,
+  parsePlatform,
+  parseProvider,
+  PLATFORM_NAMES,
+  PRIVATE_TOPIC_PREFIX,
+  toDeviceProto,
+  type AppRecord,
+  type DeviceQuery,
+  type DeviceRecord,
+  type PlatformName,
+  type Store,
+  type TokenRules,
+} from "@herald/store";
+import { DeviceEventKind, type DeviceEvents, type RemovalReason } from "./device.events.js";
+import type { UserTokens } from "./usertoken.jwt.js";
+
+export interface RegistryDeps {
+  store: Store;
+  events: DeviceEvents;
+  userTokens: UserTokens;
+  tokenRules: TokenRules;
+  now: () => Date;
+}
+
+const SCAN_BATCH = 500;
+const DEFAULT_USER_TOKEN_TTL = 24 * 3600;
+const MAX_USER_TOKEN_TTL = 30 * 24 * 3600;
+
+// Devices and users of one app. Every write goes device first, subscriptions second: a crash in
+// between leaves a state that the client's retry of the same (idempotent) call repairs.
+export class DeviceService {
+  constructor(private readonly deps: RegistryDeps) {}
+
+  binding(): ServiceBinding {
+    return bindService("herald.registry.v1.RegistryService", registry.RegistryServiceService, {
+      registerDevice: { access: "client", handle: (req, ctx) => this.register(req, ctx) },
+      getDevice: { access: "client", handle: (req, ctx) => this.get(req, ctx) },
+      updateDevices: { access: "server", handle: (req, ctx) => this.updateMany(req, ctx) },
+      removeDevices: { access: "server", handle: (req, ctx) => this.removeMany(req, ctx) },
+      listDevices: { access: "server", handle: (req, ctx) => this.list(req, ctx) },
+      bindUser: { access: "client", handle: (req, ctx) => this.bindUser(req, ctx) },
+      unbindUser: { access: "client", handle: (req, ctx) => this.unbindUser(req, ctx) },
+      deleteUser: { access: "server", handle: (req, ctx) => this.deleteUser(req, ctx) },
+      createUserToken: { access: "server", handle: (req, ctx) => this.createUserToken(req, ctx) },
+    });
+  }
+
+  async register(req: registry.RegisterDeviceRequest, ctx: CallContext): Promise<registry.RegisterDeviceResponse> {
+    const app = await this.app(ctx.app);
+    const provider = parseProvider(req.provider, "provider");
+    const platform = parsePlatform(req.platform, provider, "platform");
+    const token = normalizeToken(provider, req.token, this.deps.tokenRules, "token");
+    if (req.user && isClient(ctx)) {
+      throw permissionDenied("USER_TOKEN_REQUIRED", "CLIENT keys cannot set `user`; call BindUser with a user token");
+    }
+    const user = req.user ? checkUserId(req.user, "user") : "";
+    const topics = this.checkDeviceTopics(req.topics, "topics", app, ctx);
+    const tags = checkStringMap(req.tags, "tags");
+    const meta = checkStringMap(req.meta, "meta");
+    const locale = checkLocale(req.locale, "locale");
+    const timezone = checkTimezone(req.timezone, "timezone");
+    if (user) await this.refuseOverCap(app, user, platform, { token, id: req.id });
+
+    const now = this.deps.now();
+    const { store } = this.deps;
+    const written = await store.devices.write({
+      app: app.id, provider, platform, token, user, tags, meta, locale, timezone, now,
+      ...(req.id ? { id: req.id } : {}),
+    });
+    const device = written.device;
+    if (written.replacedDeviceId) {
+      const replaced = { ...device, id: written.replacedDeviceId };
+      await store.subscriptions.removeDevices(app.id, [written.replacedDeviceId]);
+      await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_REMOVED, [replaced], { reason: "replaced" });
+    }
+    await store.subscriptions.set(app.id, device.id, user, topics, "device");
+    if (written.created || written.previousUser !== user) await this.moveUserTopics(app.id, device.id, written.previousUser, user);
+    const evicted = user ? await this.evictOverCap(app, user, platform, device.id) : [];
+    await this.deps.events.emit(written.created ? DeviceEventKind.DEVICE_EVENT_KIND_REGISTERED : DeviceEventKind.DEVICE_EVENT_KIND_UPDATED, [device]);
+    if (!written.created && written.previousUser !== user) {
+      await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_USER_CHANGED, [device], { previousUser: written.previousUser });
+    }
+    return { device: await this.view(device), created: written.created, evictedDeviceIds: evicted };
+  }
+
+  async get(req: registry.GetDeviceRequest, ctx: CallContext): Promise<registry.GetDeviceResponse> {
+    return { device: await this.view(await this.device(ctx.app, req.id, "id")) };
+  }
+
+  async bindUser(req: registry.BindUserRequest, ctx: CallContext): Promise<registry.BindUserResponse> {
+    const app = await this.app(ctx.app);
+    const device = await this.device(app.id, req.deviceId, "device_id");
+    const user = checkUserId(this.deps.userTokens.verify(app.id, app.secretVersion, req.userToken), "user_token.sub");
+    if (device.user === user) return { device: await this.view(device), evictedDeviceIds: [] };
+    await this.refuseOverCap(app, user, device.platform, { id: device.id });
+    const updated = await this.changeUser(app.id, device, user);
+    const evicted = await this.evictOverCap(app, user, device.platform, device.id);
+    return { device: await this.view(updated), evictedDeviceIds: evicted };
+  }
+
+  async unbindUser(req: registry.UnbindUserRequest, ctx: CallContext): Promise<registry.UnbindUserResponse> {
+    const device = await this.device(ctx.app, req.deviceId, "device_id");
+    const updated = device.user ? await this.changeUser(ctx.app, device, "") : device;
+    return { device: await this.view(updated) };
+  }
+
+  async updateMany(req: registry.UpdateDevicesRequest, ctx: CallContext): Promise<registry.UpdateDevicesResponse> {
+    const app = await this.app(ctx.app);
+    const query = this.targetQuery(req.filter);
+    const newUser = req.userUpdate ? (req.userUpdate.user ? checkUserId(req.userUpdate.user, "user_update.user") : "") : undefined;
+    const meta = req.metaUpdate ? checkStringMap(req.metaUpdate.meta, "meta_update.meta") : undefined;
+    const tags = req.tagsUpdate ? checkStringMap(req.tagsUpdate.tags, "tags_update.tags") : undefined;
+    const topics = req.topicsUpdate ? this.checkDeviceTopics(req.topicsUpdate.topics, "topics_update.topics", app, ctx) : undefined;
+    let matched = 0;
+    const evicted: string[] = [];
+    for await (const batch of this.deps.store.devices.scan(app.id, query, { batchSize: SCAN_BATCH })) {
+      matched += batch.length;
+      const ids = batch.map((d) => d.id);
+      if (meta || tags) await this.deps.store.devices.update(app.id, ids, { ...(meta ? { meta } : {}), ...(tags ? { tags } : {}), now: this.deps.now() });
+      for (const device of batch) {
+        if (topics) await this.deps.store.subscriptions.set(app.id, device.id, newUser ?? device.user, topics, "device");
+        if (newUser !== undefined && newUser !== device.user) {
+          if (newUser) await this.refuseOverCap(app, newUser, device.platform, { id: device.id });
+          await this.changeUser(app.id, device, newUser);
+          if (newUser) evicted.push(...(await this.evictOverCap(app, newUser, device.platform, device.id)));
+        }
+      }
+      if (meta || tags || topics) await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_UPDATED, batch);
+    }
+    return { matched, evictedDeviceIds: evicted };
+  }
+
+  async removeMany(req: registry.RemoveDevicesRequest, ctx: CallContext): Promise<registry.RemoveDevicesResponse> {
+    const query = this.targetQuery(req.filter);
+    return { removed: await this.removeMatching(ctx.app, query, "api") };
+  }
+
+  async list(req: registry.ListDevicesRequest, ctx: CallContext): Promise<registry.ListDevicesResponse> {
+    const limit = pageLimit(req.page?.limit);
+    const after = req.page?.cursor || undefined;
+    const query = this.query(req.filter);
+    const topics = req.filter?.topics.length ? checkTopics(req.filter.topics, "filter.topics") : [];
+    const found = topics.length
+      ? await this.listBySubscription(ctx.app, topics, query, after, limit + 1)
+      : await this.deps.store.devices.list(ctx.app, query, { ...(after ? { after } : {}), limit: limit + 1 });
+    const page = found.slice(0, limit);
+    const topicMap = req.includeTopics ? await this.deps.store.subscriptions.topicsOf(ctx.app, page.map((d) => d.id)) : undefined;
+    return {
+      devices: page.map((d) =>
+        toDeviceProto(d, { ...(topicMap ? { topics: topicMap.get(d.id) ?? [] } : {}), tags: req.includeTags, meta: req.includeMeta }),
+      ),
+      nextCursor: found.length > limit ? (page.at(-1)?.id ?? "") : "",
+      hasMore: found.length > limit,
+    };
+  }
+
+  async deleteUser(req: registry.DeleteUserRequest, ctx: CallContext): Promise<registry.DeleteUserResponse> {
+    const user = checkUserId(req.user, "user");
+    const devicesRemoved = await this.removeMatching(ctx.app, { users: [user] }, "user_deleted");
+    const userTopicsRemoved = await this.deps.store.subscriptions.removeUser(ctx.app, user);
+    return { devicesRemoved, userTopicsRemoved };
+  }
+
+  async createUserToken(req: registry.CreateUserTokenRequest, ctx: CallContext): Promise<registry.CreateUserTokenResponse> {
+    const app = await this.app(ctx.app);
+    const user = checkUserId(req.user, "user");
+    const ttl = req.ttlSeconds || DEFAULT_USER_TOKEN_TTL;
+    if (ttl < 1 || ttl > MAX_USER_TOKEN_TTL) throw invalidArgument("ttl_seconds", `must be between 1 and ${MAX_USER_TOKEN_TTL}`);
+    return this.deps.userTokens.sign(app.id, app.secretVersion, user, ttl);
+  }
+
+  // Removes devices (and then their subscriptions) in batches; used by the API, user deletion,
+  // the inactivity sweeper and token feedback.
+  async removeMatching(app: string, query: DeviceQuery, reason: RemovalReason): Promise<number> {
+    let removed = 0;
+    for await (const batch of this.deps.store.devices.scan(app, query, { batchSize: SCAN_BATCH })) {
+      removed += await this.removeDevices(app, batch, reason);
+    }
+    return removed;
+  }
+
+  async removeDevices(app: string, devices: DeviceRecord[], reason: RemovalReason): Promise<number> {
+    if (devices.length === 0) return 0;
+    const ids = devices.map((d) => d.id);
+    const removed = await this.deps.store.devices.remove(app, ids);
+    await this.deps.store.subscriptions.removeDevices(app, ids);
+    await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_REMOVED, devices, { reason });
+    return removed;
+  }
+
+  private async changeUser(app: string, device: DeviceRecord, user: string): Promise<DeviceRecord> {
+    const now = this.deps.now();
+    await this.deps.store.devices.update(app, [device.id], { user, now });
+    await this.moveUserTopics(app, device.id, device.user, user);
+    const updated = { ...device, user, updatedAt: now };
+    await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_USER_CHANGED, [updated], { previousUser: device.user });
+    return updated;
+  }
+
+  // The previous user's topics leave the device and the new user's topics join it.
+  private async moveUserTopics(app: string, deviceId: string, previousUser: string, user: string): Promise<void> {
+    const subs = this.deps.store.subscriptions;
+    if (previousUser && previousUser !== user) await subs.removeSource(app, deviceId, "all", "user");
+    await subs.setUser(app, deviceId, user);
+    if (user) {
+      const topics = await subs.userTopicsOf(app, user);
+      if (topics.length) await subs.add(app, deviceId, user, topics, "user");
+    }
+  }
+
+  private async refuseOverCap(app: AppRecord, user: string, platform: PlatformName, self: { token?: string; id?: string }): Promise<void> {
+    if (app.limits.deviceOverflowPolicy !== "reject") return;
+    const others = (await this.deps.store.devices.listForUser(app.id, user, platform)).filter((d) => d.id !== self.id && d.token !== self.token);
+    if (others.length >= app.limits.maxDevicesPerUser) {
+      throw resourceExhausted("TOO_MANY_DEVICES", `user already has ${others.length} ${platform} devices (limit ${app.limits.maxDevicesPerUser})`, "user");
+    }
+  }
+
+  private async evictOverCap(app: AppRecord, user: string, platform: PlatformName, keepId: string): Promise<string[]> {
+    if (app.limits.deviceOverflowPolicy === "reject") return [];
+    const devices = await this.deps.store.devices.listForUser(app.id, user, platform);
+    const excess = devices.length - app.limits.maxDevicesPerUser;
+    if (excess <= 0) return [];
+    const victims = devices.filter((d) => d.id !== keepId).slice(0, excess);
+    await this.removeDevices(app.id, victims, "evicted");
+    return victims.map((d) => d.id);
+  }
+
+  private checkDeviceTopics(topics: string[], field: string, app: AppRecord, ctx: CallContext): string[] {
+    const checked = checkTopics(topics, field);
+    if (checked.length > app.limits.maxTopicsPerDevice) {
+      throw resourceExhausted("TOO_MANY_TOPICS", `at most ${app.limits.maxTopicsPerDevice} topics per device`, field);
+    }
+    if (isClient(ctx)) {
+      const i = checked.findIndex((t) => t.startsWith(PRIVATE_TOPIC_PREFIX));
+      if (i >= 0) throw permissionDenied("PRIVATE_TOPIC", `topic "${checked[i]}" is private: only a SERVER key can subscribe to it`);
+    }
+    return checked;
+  }
+
+  // Update and remove must name devices (ids, users or tokens) so no call wipes a whole app by
+  // accident.
+  private targetQuery(filter: common.DeviceFilter | undefined): DeviceQuery {
+    if (!filter || (!filter.ids.length && !filter.users.length && !filter.providerTokens.length)) {
+      throw invalidArgument("filter", "name the devices with ids, users or provider_tokens", "FILTER_REQUIRED");
+    }
+    return this.query(filter);
+  }
+
+  private query(filter: common.DeviceFilter | undefined): DeviceQuery {
+    if (!filter) return {};
+    const query: DeviceQuery = {};
+    if (filter.ids.length) query.ids = filter.ids;
+    if (filter.users.length) query.users = filter.users.map((u, i) => checkUserId(u, `filter.users[${i}]`));
+    if (filter.providerTokens.length) {
+      query.tokens = filter.providerTokens.map((pt, i) => {
+        const provider = parseProvider(pt.provider, `filter.provider_tokens[${i}].provider`);
+        return { provider, token: normalizeToken(provider, pt.token, this.deps.tokenRules, `filter.provider_tokens[${i}].token`) };
+      });
+    }
+    if (filter.providers.length) query.providers = filter.providers.map((p, i) => parseProvider(p, `filter.providers[${i}]`));
+    if (filter.platforms.length) {
+      query.platforms = filter.platforms.map((p, i) => {
+        const name = PLATFORM_NAMES[p];
+        if (!name) throw invalidArgument(`filter.platforms[${i}]`, "unknown platform", "INVALID_PLATFORM");
+        return name;
+      });
+    }
+    if (filter.tags?.all.length) {
+      query.tags = filter.tags.all.map((m, i) => {
+        if (!m.key) throw invalidArgument(`filter.tags.all[${i}].key`, "is required");
+        return { key: m.key, values: m.values };
+      });
+    }
+    return query;
+  }
+
+  // Devices subscribed to the topics, walked in id order from the subscription index.
+  private async listBySubscription(app: string, topics: string[], query: DeviceQuery, after: string | undefined, want: number): Promise<DeviceRecord[]> {
+    const out: DeviceRecord[] = [];
+    const scan = this.deps.store.subscriptions.scanDeviceIds(app, topics, { ...(after ? { after } : {}), batchSize: Math.max(want, 100) });
+    for await (const ids of scan) {
+      const allowed = query.ids ? ids.filter((id) => query.ids!.includes(id)) : ids;
+      if (allowed.length) out.push(...(await this.deps.store.devices.list(app, { ...query, ids: allowed }, { limit: allowed.length })));
+      if (out.length >= want) break;
+    }
+    return out.slice(0, want);
+  }
+
+  private async view(device: DeviceRecord): Promise<common.Device> {
+    const topics = (await this.deps.store.subscriptions.topicsOf(device.app, [device.id])).get(device.id) ?? [];
+    return toDeviceProto(device, { topics, tags: true, meta: true });
+  }
+
+  private async device(app: string, id: string, field: string): Promise<DeviceRecord> {
+    if (!id) throw invalidArgument(field, "is required");
+    const device = await this.deps.store.devices.get(app, id);
+    if (!device) throw notFound("device", id);
+    return device;
+  }
+
+  private async app(id: string): Promise<AppRecord> {
+    const app = await this.deps.store.apps.get(id);
+    if (!app) throw notFound("app", id);
+    return app;
+  }
+}
+
+const isClient = (ctx: CallContext) => ctx.principal?.kind === "app" && ctx.principal.role === "client";
+

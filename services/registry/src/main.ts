@@ -1,0 +1,48 @@
+// The registry as its own process (distributed mode): config → infrastructure → module → server.
+import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { BusTopics, descriptorSetPath } from "@herald/proto";
+import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
+import { z } from "zod";
+import { createRegistryModule } from "./registry.module.js";
+
+const config = loadConfig(
+  z.object({
+    ...serviceEnv,
+    ...tokenRulesEnv,
+    HERALD_SECRET: z.string().min(16, "use at least 16 random characters"),
+    HERALD_SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(3600),
+  }),
+);
+const logger = createLogger({ service: "herald-registry", level: config.HERALD_LOG_LEVEL });
+const lifecycle = new Lifecycle(logger);
+lifecycle.installSignalHandlers();
+
+const tracing = startTracing({ serviceName: "herald-registry", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+lifecycle.add("tracing", () => tracing.shutdown());
+const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
+const store = await createMongoStore(mongo.db, { client: mongo.client });
+lifecycle.add("store", () => store.close());
+const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-registry", logger });
+lifecycle.add("bus", () => bus.close());
+await bus.ensureTopics([{ name: BusTopics.devices, partitions: 8 }]);
+
+const registry = createRegistryModule({
+  store,
+  bus,
+  logger,
+  masterSecret: config.HERALD_SECRET,
+  tokenRules: tokenRulesFrom(config),
+  sweepIntervalMs: config.HERALD_SWEEP_INTERVAL_SECONDS * 1000,
+});
+registry.sweeper.start();
+lifecycle.add("sweeper", () => registry.sweeper.stop());
+
+const server = new GrpcServer({
+  logger,
+  authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
+  services: registry.bindings,
+  descriptorSetPath,
+});
+const port = await server.listen(config.HERALD_GRPC_ADDRESS);
+lifecycle.add("grpc", () => server.stop());
+logger.info({ port }, "registry serving");

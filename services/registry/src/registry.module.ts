@@ -1,0 +1,35 @@
+import type { Bus, Logger, ServiceBinding } from "@herald/platform";
+import type { Store, TokenRules } from "@herald/store";
+import { AppService } from "./app.service.js";
+import { DeviceEvents } from "./device.events.js";
+import { DeviceService } from "./device.service.js";
+import { DeviceSweeper } from "./device.sweeper.js";
+import { UserTokens } from "./usertoken.jwt.js";
+
+export interface RegistryModuleDeps {
+  store: Store;
+  bus: Bus;
+  logger: Logger;
+  masterSecret: string;
+  tokenRules: TokenRules;
+  sweepIntervalMs?: number;
+  now?: () => Date;
+}
+
+export interface RegistryModule {
+  bindings: ServiceBinding[];
+  devices: DeviceService;
+  apps: AppService;
+  sweeper: DeviceSweeper;
+  userTokens: UserTokens;
+}
+
+// Wires the registry's pieces; used by its own main.ts and by the all-in-one `herald serve`.
+export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
+  const now = deps.now ?? (() => new Date());
+  const userTokens = new UserTokens(deps.masterSecret, now);
+  const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now), userTokens, tokenRules: deps.tokenRules, now });
+  const apps = new AppService({ store: deps.store, userTokens, now });
+  const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
+  return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, userTokens };
+}

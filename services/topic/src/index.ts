@@ -1,0 +1,1 @@
+export { createTopicModule, type TopicModule } from "./topic.module.js";

@@ -1,0 +1,29 @@
+// The topic service as its own process (distributed mode): config → infrastructure → module → server.
+import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { descriptorSetPath } from "@herald/proto";
+import { apiKeyLookup, createMongoStore } from "@herald/store";
+import { z } from "zod";
+import { createTopicModule } from "./topic.module.js";
+
+const { HERALD_KAFKA_BROKERS: _unused, ...env } = serviceEnv;
+const config = loadConfig(z.object({ ...env, HERALD_GRPC_ADDRESS: z.string().default("0.0.0.0:50052") }));
+const logger = createLogger({ service: "herald-topic", level: config.HERALD_LOG_LEVEL });
+const lifecycle = new Lifecycle(logger);
+lifecycle.installSignalHandlers();
+
+const tracing = startTracing({ serviceName: "herald-topic", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+lifecycle.add("tracing", () => tracing.shutdown());
+const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
+const store = await createMongoStore(mongo.db, { client: mongo.client });
+lifecycle.add("store", () => store.close());
+
+const topics = createTopicModule({ store });
+const server = new GrpcServer({
+  logger,
+  authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
+  services: topics.bindings,
+  descriptorSetPath,
+});
+const port = await server.listen(config.HERALD_GRPC_ADDRESS);
+lifecycle.add("grpc", () => server.stop());
+logger.info({ port }, "topic service serving");
