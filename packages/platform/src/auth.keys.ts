@@ -20,8 +20,11 @@ export interface Authenticator {
 export const hashApiKey = (key: string): string => createHash("sha256").update(key).digest("hex");
 
 // Keys carry their app for humans reading configs; authority comes only from the stored hash.
-export function generateApiKey(app: string, role: "server" | "client"): string {
-  return `hk_${role === "server" ? "s" : "c"}_${app}_${randomBytes(24).toString("base64url")}`;
+// The prefix (the readable head plus 4 random characters) identifies a key in listings.
+export function generateApiKey(app: string, role: "server" | "client"): { secret: string; prefix: string } {
+  const head = `hk_${role === "server" ? "s" : "c"}_${app}_`;
+  const secret = `${head}${randomBytes(24).toString("base64url")}`;
+  return { secret, prefix: secret.slice(0, head.length + 4) };
 }
 
 export interface ApiKeyAuthenticatorOptions {

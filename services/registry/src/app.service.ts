@@ -99,13 +99,13 @@ export class AppService {
     await this.app(req.appId);
     const role = req.role === apps.ApiKeyRole.API_KEY_ROLE_SERVER ? "server" : req.role === apps.ApiKeyRole.API_KEY_ROLE_CLIENT ? "client" : undefined;
     if (!role) throw invalidArgument("role", "must be API_KEY_ROLE_SERVER or API_KEY_ROLE_CLIENT", "INVALID_ROLE");
-    const secret = generateApiKey(req.appId, role);
+    const { secret, prefix } = generateApiKey(req.appId, role);
     const record: ApiKeyRecord = {
       id: randomUUID(),
       app: req.appId,
       role,
       name: req.name || role,
-      prefix: secret.slice(0, secret.lastIndexOf("_") + 5),
+      prefix,
       hash: hashApiKey(secret),
       createdAt: this.deps.now(),
       revokedAt: null,

@@ -1,0 +1,245 @@
+import { randomUUID } from "node:crypto";
+import type { Collection, Filter } from "mongodb";
+import { isDuplicateKey } from "./mongo.errors.js";
+import { checkBatchSize, encodeTagKey, escapeRegex, given, tagPair, tagPairsOf, tagsOfPairs } from "./store.query.js";
+import type {
+  DevicePatch,
+  DeviceQuery,
+  DeviceRecord,
+  DeviceRepository,
+  DeviceWrite,
+  DeviceWriteResult,
+  PageQuery,
+  PlatformName,
+  ProviderName,
+} from "./store.types.js";
+
+// Tags and meta are user-chosen keys, and the domain rules allow "." in them, which FerretDB
+// refuses in field names ("invalid key: key must not contain '.' sign"); so neither is stored as
+// a sub-document. Tags live only in `tagPairs` ("key=value", see store.query.ts), which also
+// serves tag queries; meta is an array of {k, v}.
+export interface DeviceDoc {
+  _id: string;
+  app: string;
+  provider: ProviderName;
+  platform: PlatformName;
+  token: string;
+  user: string;
+  tagPairs: string[];
+  meta: Array<{ k: string; v: string }>;
+  locale: string;
+  timezone: string;
+  createdAt: Date;
+  updatedAt: Date;
+  lastSeenAt: Date;
+}
+
+const metaDoc = (meta: Record<string, string>) => Object.entries(meta).map(([k, v]) => ({ k, v }));
+
+function metaOf(doc: DeviceDoc["meta"] | undefined): Record<string, string> {
+  const meta: Record<string, string> = {};
+  for (const { k, v } of doc ?? []) Object.defineProperty(meta, k, { value: v, enumerable: true, writable: true, configurable: true });
+  return meta;
+}
+
+export const toDeviceRecord = (d: DeviceDoc): DeviceRecord => ({
+  id: d._id,
+  app: d.app,
+  provider: d.provider,
+  platform: d.platform,
+  token: d.token,
+  user: d.user,
+  tags: tagsOfPairs(d.tagPairs ?? []),
+  meta: metaOf(d.meta),
+  locale: d.locale,
+  timezone: d.timezone,
+  createdAt: d.createdAt,
+  updatedAt: d.updatedAt,
+  lastSeenAt: d.lastSeenAt,
+});
+
+// AND across fields, OR inside one; empty lists are no condition. `after` adds the keyset bound.
+export function deviceFilter(app: string, query: DeviceQuery, after?: string): Filter<DeviceDoc> {
+  const id: { $in?: string[]; $nin?: string[]; $gt?: string } = {};
+  if (given(query.ids)) id.$in = [...new Set(query.ids)];
+  if (given(query.excludeIds)) id.$nin = [...new Set(query.excludeIds)];
+  if (after !== undefined) id.$gt = after;
+  const and: Array<Filter<DeviceDoc>> = [];
+  if (given(query.users)) and.push({ user: { $in: [...query.users] } });
+  if (query.hasUser) and.push({ user: { $ne: "" } });
+  if (given(query.providers)) and.push({ provider: { $in: [...query.providers] } });
+  if (given(query.platforms)) and.push({ platform: { $in: [...query.platforms] } });
+  if (given(query.tokens)) {
+    const byProvider = new Map<ProviderName, string[]>();
+    for (const t of query.tokens) byProvider.set(t.provider, [...(byProvider.get(t.provider) ?? []), t.token]);
+    const alternatives = [...byProvider].map(([provider, tokens]): Filter<DeviceDoc> => ({ provider, token: { $in: tokens } }));
+    and.push(alternatives.length === 1 ? alternatives[0]! : { $or: alternatives });
+  }
+  for (const condition of query.tags ?? []) {
+    and.push(
+      condition.values.length
+        ? { tagPairs: { $in: condition.values.map((v) => tagPair(condition.key, v)) } }
+        : // The tag merely exists: an anchored prefix match on the escaped key and its "=".
+          { tagPairs: { $regex: `^${escapeRegex(encodeTagKey(condition.key))}=` } },
+    );
+  }
+  return {
+    app,
+    ...(Object.keys(id).length ? { _id: id } : {}),
+    ...(and.length ? { $and: and } : {}),
+  } as Filter<DeviceDoc>;
+}
+
+export class MongoDevices implements DeviceRepository {
+  constructor(private readonly col: Collection<DeviceDoc>) {}
+
+  async write(input: DeviceWrite): Promise<DeviceWriteResult> {
+    if (input.id !== undefined) {
+      const refreshed = await this.refresh(input, input.id);
+      if (refreshed) return refreshed;
+    }
+    return this.upsert(input);
+  }
+
+  // Every field a write owns (all but _id, app and createdAt).
+  private stateOf(input: DeviceWrite) {
+    return {
+      provider: input.provider,
+      token: input.token,
+      platform: input.platform,
+      user: input.user,
+      tagPairs: tagPairsOf(input.tags),
+      meta: metaDoc(input.meta),
+      locale: input.locale,
+      timezone: input.timezone,
+      updatedAt: input.now,
+      lastSeenAt: input.now,
+    };
+  }
+
+  // Keyed by (app, provider, token). The document as it was *before* the write tells, in the same
+  // atomic step, whether the upsert inserted (null) and which user the device had; this needs
+  // neither `lastErrorObject.updatedExisting` nor a racy pre-read. Two concurrent upserts of a new
+  // token can both try the insert on MongoDB; the loser gets E11000 and its retry is an update.
+  private async upsert(input: DeviceWrite, retry = true): Promise<DeviceWriteResult> {
+    const { provider, token, ...rest } = this.stateOf(input);
+    const newId = randomUUID();
+    try {
+      const before = await this.col.findOneAndUpdate(
+        { app: input.app, provider, token },
+        { $set: rest, $setOnInsert: { _id: newId, createdAt: input.now } },
+        { upsert: true, returnDocument: "before" },
+      );
+      const device = toDeviceRecord({
+        _id: before?._id ?? newId,
+        app: input.app,
+        provider,
+        token,
+        ...rest,
+        createdAt: before?.createdAt ?? input.now,
+      });
+      return { device, created: before === null, previousUser: before?.user ?? "" };
+    } catch (error) {
+      if (retry && isDuplicateKey(error)) return this.upsert(input, false);
+      throw error;
+    }
+  }
+
+  // Token refresh: the named device takes the token. Whoever else holds it is removed first (the
+  // unique index forbids two holders); a crash in between leaves the named device with its old
+  // token, and repeating the write completes it. Returns null when the device does not exist.
+  private async refresh(input: DeviceWrite, id: string, retry = true): Promise<DeviceWriteResult | null> {
+    const named = await this.col.findOne({ _id: id, app: input.app }, { projection: { provider: 1, token: 1 } });
+    if (!named) return null;
+    let replacedDeviceId: string | undefined;
+    if (named.provider !== input.provider || named.token !== input.token) {
+      // No projection: FerretDB's findAndModify rejects `fields` ("not implemented yet").
+      const other = await this.col.findOneAndDelete({ app: input.app, provider: input.provider, token: input.token, _id: { $ne: id } });
+      replacedDeviceId = other?._id;
+    }
+    const state = this.stateOf(input);
+    try {
+      const before = await this.col.findOneAndUpdate({ _id: id, app: input.app }, { $set: state }, { returnDocument: "before" });
+      if (!before) return null;
+      const device = toDeviceRecord({ _id: id, app: input.app, ...state, createdAt: before.createdAt });
+      return { device, created: false, previousUser: before.user, ...(replacedDeviceId ? { replacedDeviceId } : {}) };
+    } catch (error) {
+      // Someone registered the token again between the removal and the update: once more.
+      if (!retry || !isDuplicateKey(error)) throw error;
+      const again = await this.refresh(input, id, false);
+      return again && replacedDeviceId && !again.replacedDeviceId ? { ...again, replacedDeviceId } : again;
+    }
+  }
+
+  async get(app: string, id: string): Promise<DeviceRecord | null> {
+    const doc = await this.col.findOne({ _id: id, app });
+    return doc ? toDeviceRecord(doc) : null;
+  }
+
+  async getMany(app: string, ids: string[]): Promise<DeviceRecord[]> {
+    if (ids.length === 0) return [];
+    const docs = await this.col.find({ app, _id: { $in: [...new Set(ids)] } }).sort({ _id: 1 }).toArray();
+    return docs.map(toDeviceRecord);
+  }
+
+  async list(app: string, query: DeviceQuery, page: PageQuery): Promise<DeviceRecord[]> {
+    if (page.limit <= 0) return [];
+    const docs = await this.col.find(deviceFilter(app, query, page.after)).sort({ _id: 1 }).limit(page.limit).toArray();
+    return docs.map(toDeviceRecord);
+  }
+
+  // A server-side cursor read `batchSize` documents per round trip; only the current batch is held.
+  async *scan(app: string, query: DeviceQuery, options: { after?: string; batchSize: number }): AsyncIterable<DeviceRecord[]> {
+    const batchSize = checkBatchSize(options.batchSize);
+    const cursor = this.col.find(deviceFilter(app, query, options.after)).sort({ _id: 1 }).batchSize(batchSize);
+    try {
+      let batch: DeviceRecord[] = [];
+      for await (const doc of cursor) {
+        batch.push(toDeviceRecord(doc));
+        if (batch.length === batchSize) {
+          yield batch;
+          batch = [];
+        }
+      }
+      if (batch.length) yield batch;
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  async count(app: string, query: DeviceQuery): Promise<number> {
+    return this.col.countDocuments(deviceFilter(app, query));
+  }
+
+  async update(app: string, ids: string[], patch: DevicePatch): Promise<number> {
+    if (ids.length === 0) return 0;
+    const set: Partial<DeviceDoc> = { updatedAt: patch.now };
+    if (patch.user !== undefined) set.user = patch.user;
+    if (patch.meta !== undefined) set.meta = metaDoc(patch.meta);
+    if (patch.tags !== undefined) set.tagPairs = tagPairsOf(patch.tags);
+    if (patch.lastSeenAt !== undefined) set.lastSeenAt = patch.lastSeenAt;
+    const result = await this.col.updateMany({ app, _id: { $in: [...new Set(ids)] } }, { $set: set });
+    return result.matchedCount;
+  }
+
+  async remove(app: string, ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const result = await this.col.deleteMany({ app, _id: { $in: [...new Set(ids)] } });
+    return result.deletedCount;
+  }
+
+  async listForUser(app: string, user: string, platform: PlatformName): Promise<DeviceRecord[]> {
+    const docs = await this.col.find({ app, user, platform }).sort({ lastSeenAt: 1, _id: 1 }).toArray();
+    return docs.map(toDeviceRecord);
+  }
+
+  async listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]> {
+    if (limit <= 0) return [];
+    const docs = await this.col.find({ app, lastSeenAt: { $lt: seenBefore } }).sort({ _id: 1 }).limit(limit).toArray();
+    return docs.map(toDeviceRecord);
+  }
+
+  async removeApp(app: string): Promise<number> {
+    return (await this.col.deleteMany({ app })).deletedCount;
+  }
+}

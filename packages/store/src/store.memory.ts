@@ -1,0 +1,590 @@
+import { randomUUID } from "node:crypto";
+import { alreadyExists } from "@herald/platform";
+import { checkBatchSize, compareStrings, compareTuples, given, splitCursor } from "./store.query.js";
+import type {
+  ApiKeyRecord,
+  ApiKeyRepository,
+  AppRecord,
+  AppRepository,
+  DeviceQuery,
+  DeviceRecord,
+  DeviceRepository,
+  DeviceWrite,
+  DeviceWriteResult,
+  DevicePatch,
+  PageQuery,
+  PlatformName,
+  ProviderName,
+  Store,
+  SubscriptionQuery,
+  SubscriptionRecord,
+  SubscriptionRepository,
+  TopicCount,
+  TopicSource,
+  UserTopicRecord,
+} from "./store.types.js";
+
+// The in-memory store of the embedded mode (DESIGN §7): Maps per app, copies on the way in and
+// out so callers never share state with the store. Every method runs synchronously inside its
+// promise, so each call is atomic; scans snapshot sorted ids and read the records batch by batch.
+
+const copy = <T>(value: T): T => structuredClone(value);
+
+export function createMemoryStore(): Store {
+  const devices = new MemoryDevices();
+  const subscriptions = new MemorySubscriptions();
+  const apps = new MemoryApps();
+  const apiKeys = new MemoryApiKeys();
+  return {
+    devices,
+    subscriptions,
+    apps,
+    apiKeys,
+    async close() {},
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+interface DeviceSpace {
+  byId: Map<string, DeviceRecord>;
+  // `${provider}:${token}` → id (provider names hold no ":").
+  byToken: Map<string, string>;
+}
+
+const tokenKey = (provider: ProviderName, token: string) => `${provider}:${token}`;
+
+export function deviceMatcher(query: DeviceQuery): (d: DeviceRecord) => boolean {
+  const ids = given(query.ids) ? new Set(query.ids) : undefined;
+  const exclude = given(query.excludeIds) ? new Set(query.excludeIds) : undefined;
+  const users = given(query.users) ? new Set(query.users) : undefined;
+  const tokens = given(query.tokens) ? new Set(query.tokens.map((t) => tokenKey(t.provider, t.token))) : undefined;
+  const providers = given(query.providers) ? new Set<string>(query.providers) : undefined;
+  const platforms = given(query.platforms) ? new Set<string>(query.platforms) : undefined;
+  const tags = given(query.tags) ? query.tags.map((c) => ({ key: c.key, values: c.values.length ? new Set(c.values) : undefined })) : [];
+  return (d) =>
+    (!ids || ids.has(d.id)) &&
+    (!exclude || !exclude.has(d.id)) &&
+    (!users || users.has(d.user)) &&
+    (!tokens || tokens.has(tokenKey(d.provider, d.token))) &&
+    (!providers || providers.has(d.provider)) &&
+    (!platforms || platforms.has(d.platform)) &&
+    (!query.hasUser || d.user !== "") &&
+    tags.every((c) => Object.hasOwn(d.tags, c.key) && (!c.values || c.values.has(d.tags[c.key]!)));
+}
+
+class MemoryDevices implements DeviceRepository {
+  private readonly spaces = new Map<string, DeviceSpace>();
+
+  private space(app: string): DeviceSpace {
+    let space = this.spaces.get(app);
+    if (!space) {
+      space = { byId: new Map(), byToken: new Map() };
+      this.spaces.set(app, space);
+    }
+    return space;
+  }
+
+  private drop(space: DeviceSpace, id: string): boolean {
+    const d = space.byId.get(id);
+    if (!d) return false;
+    space.byId.delete(id);
+    if (space.byToken.get(tokenKey(d.provider, d.token)) === id) space.byToken.delete(tokenKey(d.provider, d.token));
+    return true;
+  }
+
+  async write(input: DeviceWrite): Promise<DeviceWriteResult> {
+    const space = this.space(input.app);
+    const key = tokenKey(input.provider, input.token);
+    const state = {
+      app: input.app,
+      provider: input.provider,
+      platform: input.platform,
+      token: input.token,
+      user: input.user,
+      tags: copy(input.tags),
+      meta: copy(input.meta),
+      locale: input.locale,
+      timezone: input.timezone,
+      updatedAt: new Date(input.now),
+      lastSeenAt: new Date(input.now),
+    };
+    // Token refresh: the named device takes the token; whoever held it before is removed.
+    const named = input.id !== undefined ? space.byId.get(input.id) : undefined;
+    if (named) {
+      let replacedDeviceId: string | undefined;
+      const holder = space.byToken.get(key);
+      if (holder !== undefined && holder !== named.id) {
+        this.drop(space, holder);
+        replacedDeviceId = holder;
+      }
+      space.byToken.delete(tokenKey(named.provider, named.token));
+      const device: DeviceRecord = { ...state, id: named.id, createdAt: named.createdAt };
+      space.byId.set(device.id, device);
+      space.byToken.set(key, device.id);
+      return { device: copy(device), created: false, previousUser: named.user, ...(replacedDeviceId ? { replacedDeviceId } : {}) };
+    }
+    const holderId = space.byToken.get(key);
+    const existing = holderId !== undefined ? space.byId.get(holderId) : undefined;
+    if (existing) {
+      const device: DeviceRecord = { ...state, id: existing.id, createdAt: existing.createdAt };
+      space.byId.set(device.id, device);
+      return { device: copy(device), created: false, previousUser: existing.user };
+    }
+    const device: DeviceRecord = { ...state, id: randomUUID(), createdAt: new Date(input.now) };
+    space.byId.set(device.id, device);
+    space.byToken.set(key, device.id);
+    return { device: copy(device), created: true, previousUser: "" };
+  }
+
+  async get(app: string, id: string): Promise<DeviceRecord | null> {
+    const d = this.spaces.get(app)?.byId.get(id);
+    return d ? copy(d) : null;
+  }
+
+  async getMany(app: string, ids: string[]): Promise<DeviceRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space) return [];
+    return [...new Set(ids)]
+      .map((id) => space.byId.get(id))
+      .filter((d): d is DeviceRecord => d !== undefined)
+      .sort((a, b) => compareStrings(a.id, b.id))
+      .map(copy);
+  }
+
+  async list(app: string, query: DeviceQuery, page: PageQuery): Promise<DeviceRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space || page.limit <= 0) return [];
+    const match = deviceMatcher(query);
+    const after = page.after;
+    return [...space.byId.values()]
+      .filter((d) => (after === undefined || compareStrings(d.id, after) > 0) && match(d))
+      .sort((a, b) => compareStrings(a.id, b.id))
+      .slice(0, page.limit)
+      .map(copy);
+  }
+
+  async *scan(app: string, query: DeviceQuery, options: { after?: string; batchSize: number }): AsyncIterable<DeviceRecord[]> {
+    const batchSize = checkBatchSize(options.batchSize);
+    const space = this.spaces.get(app);
+    if (!space) return;
+    const after = options.after;
+    // A sorted snapshot of ids only; records are read (and matched) as each batch is cut, so a
+    // device removed mid-scan is skipped and one updated mid-scan is seen in its new state.
+    const ids = (given(query.ids) ? [...new Set(query.ids)].filter((id) => space.byId.has(id)) : [...space.byId.keys()])
+      .filter((id) => after === undefined || compareStrings(id, after) > 0)
+      .sort(compareStrings);
+    const match = deviceMatcher(query);
+    let batch: DeviceRecord[] = [];
+    for (const id of ids) {
+      const d = space.byId.get(id);
+      if (!d || !match(d)) continue;
+      batch.push(copy(d));
+      if (batch.length === batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length) yield batch;
+  }
+
+  async count(app: string, query: DeviceQuery): Promise<number> {
+    const space = this.spaces.get(app);
+    if (!space) return 0;
+    const match = deviceMatcher(query);
+    let n = 0;
+    for (const d of space.byId.values()) if (match(d)) n++;
+    return n;
+  }
+
+  async update(app: string, ids: string[], patch: DevicePatch): Promise<number> {
+    const space = this.spaces.get(app);
+    if (!space) return 0;
+    let n = 0;
+    for (const id of new Set(ids)) {
+      const d = space.byId.get(id);
+      if (!d) continue;
+      n++;
+      if (patch.user !== undefined) d.user = patch.user;
+      if (patch.meta !== undefined) d.meta = copy(patch.meta);
+      if (patch.tags !== undefined) d.tags = copy(patch.tags);
+      if (patch.lastSeenAt !== undefined) d.lastSeenAt = new Date(patch.lastSeenAt);
+      d.updatedAt = new Date(patch.now);
+    }
+    return n;
+  }
+
+  async remove(app: string, ids: string[]): Promise<number> {
+    const space = this.spaces.get(app);
+    if (!space) return 0;
+    let n = 0;
+    for (const id of new Set(ids)) if (this.drop(space, id)) n++;
+    return n;
+  }
+
+  async listForUser(app: string, user: string, platform: PlatformName): Promise<DeviceRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space) return [];
+    return [...space.byId.values()]
+      .filter((d) => d.user === user && d.platform === platform)
+      .sort((a, b) => a.lastSeenAt.getTime() - b.lastSeenAt.getTime() || compareStrings(a.id, b.id))
+      .map(copy);
+  }
+
+  async listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space || limit <= 0) return [];
+    return [...space.byId.values()]
+      .filter((d) => d.lastSeenAt.getTime() < seenBefore.getTime())
+      .sort((a, b) => compareStrings(a.id, b.id))
+      .slice(0, limit)
+      .map(copy);
+  }
+
+  async removeApp(app: string): Promise<number> {
+    const n = this.spaces.get(app)?.byId.size ?? 0;
+    this.spaces.delete(app);
+    return n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions and user topics
+
+interface SubRow {
+  fromDevice: boolean;
+  fromUser: boolean;
+  user: string;
+}
+
+interface SubSpace {
+  byDevice: Map<string, Map<string, SubRow>>;
+  byTopic: Map<string, Set<string>>;
+  userTopics: Map<string, Set<string>>;
+  topicUsers: Map<string, Set<string>>;
+}
+
+const flagOf = (source: TopicSource): "fromDevice" | "fromUser" => (source === "device" ? "fromDevice" : "fromUser");
+
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function deleteFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
+  const set = map.get(key);
+  if (!set?.delete(value)) return false;
+  if (set.size === 0) map.delete(key);
+  return true;
+}
+
+const hasPrefix = (prefix: string | undefined) => (topic: string) => !prefix || topic.startsWith(prefix);
+
+class MemorySubscriptions implements SubscriptionRepository {
+  private readonly spaces = new Map<string, SubSpace>();
+
+  private space(app: string): SubSpace {
+    let space = this.spaces.get(app);
+    if (!space) {
+      space = { byDevice: new Map(), byTopic: new Map(), userTopics: new Map(), topicUsers: new Map() };
+      this.spaces.set(app, space);
+    }
+    return space;
+  }
+
+  private dropRow(space: SubSpace, deviceId: string, topic: string): void {
+    const rows = space.byDevice.get(deviceId);
+    if (!rows) return;
+    rows.delete(topic);
+    if (rows.size === 0) space.byDevice.delete(deviceId);
+    deleteFrom(space.byTopic, topic, deviceId);
+  }
+
+  async add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
+    if (topics.length === 0) return;
+    const space = this.space(app);
+    let rows = space.byDevice.get(deviceId);
+    if (!rows) space.byDevice.set(deviceId, (rows = new Map()));
+    const flag = flagOf(source);
+    for (const topic of topics) {
+      const row = rows.get(topic) ?? { fromDevice: false, fromUser: false, user };
+      row[flag] = true;
+      row.user = user;
+      rows.set(topic, row);
+      addTo(space.byTopic, topic, deviceId);
+    }
+  }
+
+  async removeSource(app: string, deviceId: string, topics: string[] | "all", source: TopicSource): Promise<void> {
+    const space = this.spaces.get(app);
+    const rows = space?.byDevice.get(deviceId);
+    if (!space || !rows) return;
+    const flag = flagOf(source);
+    const which = topics === "all" || topics.length === 0 ? [...rows.keys()] : topics;
+    for (const topic of which) {
+      const row = rows.get(topic);
+      if (!row) continue;
+      row[flag] = false;
+      if (!row.fromDevice && !row.fromUser) this.dropRow(space, deviceId, topic);
+    }
+  }
+
+  async set(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
+    const keep = new Set(topics);
+    const rows = this.spaces.get(app)?.byDevice.get(deviceId);
+    const flag = flagOf(source);
+    const gone = rows ? [...rows].filter(([topic, row]) => row[flag] && !keep.has(topic)).map(([topic]) => topic) : [];
+    await this.add(app, deviceId, user, topics, source);
+    if (gone.length) await this.removeSource(app, deviceId, gone, source);
+  }
+
+  async topicsOf(app: string, deviceIds: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    const space = this.spaces.get(app);
+    if (!space) return out;
+    for (const id of deviceIds) {
+      const rows = space.byDevice.get(id);
+      if (rows?.size) out.set(id, [...rows.keys()].sort(compareStrings));
+    }
+    return out;
+  }
+
+  async countForDevice(app: string, deviceId: string): Promise<number> {
+    return this.spaces.get(app)?.byDevice.get(deviceId)?.size ?? 0;
+  }
+
+  async list(app: string, query: SubscriptionQuery, page: PageQuery): Promise<SubscriptionRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space || page.limit <= 0) return [];
+    const ids = given(query.deviceIds) ? new Set(query.deviceIds) : undefined;
+    const topics = given(query.topics) ? new Set(query.topics) : undefined;
+    const prefix = hasPrefix(query.prefix);
+    const after = page.after !== undefined ? splitCursor(page.after) : undefined;
+    const out: SubscriptionRecord[] = [];
+    for (const [deviceId, rows] of space.byDevice) {
+      if (ids && !ids.has(deviceId)) continue;
+      for (const [topic, row] of rows) {
+        if ((topics && !topics.has(topic)) || !prefix(topic)) continue;
+        if (after && compareTuples([deviceId, topic], after) <= 0) continue;
+        out.push({ app, deviceId, topic, fromDevice: row.fromDevice, fromUser: row.fromUser, user: row.user });
+      }
+    }
+    return out.sort((a, b) => compareTuples([a.deviceId, a.topic], [b.deviceId, b.topic])).slice(0, page.limit);
+  }
+
+  async setUser(app: string, deviceId: string, user: string): Promise<void> {
+    const rows = this.spaces.get(app)?.byDevice.get(deviceId);
+    if (rows) for (const row of rows.values()) row.user = user;
+  }
+
+  async removeDevices(app: string, deviceIds: string[]): Promise<void> {
+    const space = this.spaces.get(app);
+    if (!space) return;
+    for (const id of deviceIds) {
+      const rows = space.byDevice.get(id);
+      if (!rows) continue;
+      for (const topic of [...rows.keys()]) this.dropRow(space, id, topic);
+    }
+  }
+
+  async *scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]> {
+    const batchSize = checkBatchSize(options.batchSize);
+    const space = this.spaces.get(app);
+    if (!space) return;
+    const ids = new Set<string>();
+    for (const topic of topics) for (const id of space.byTopic.get(topic) ?? []) ids.add(id);
+    const after = options.after;
+    const sorted = [...ids].filter((id) => after === undefined || compareStrings(id, after) > 0).sort(compareStrings);
+    for (let i = 0; i < sorted.length; i += batchSize) yield sorted.slice(i, i + batchSize);
+  }
+
+  private count(space: SubSpace | undefined, topic: string): TopicCount {
+    const ids = space?.byTopic.get(topic);
+    const users = new Set<string>();
+    for (const id of ids ?? []) {
+      const user = space?.byDevice.get(id)?.get(topic)?.user;
+      if (user) users.add(user);
+    }
+    return { topic, deviceCount: ids?.size ?? 0, userCount: users.size, userTopicCount: space?.topicUsers.get(topic)?.size ?? 0 };
+  }
+
+  async stats(app: string, topics: string[]): Promise<TopicCount[]> {
+    const space = this.spaces.get(app);
+    return [...new Set(topics)].map((topic) => this.count(space, topic));
+  }
+
+  async listTopics(app: string, prefix: string, page: PageQuery): Promise<TopicCount[]> {
+    const space = this.spaces.get(app);
+    if (!space || page.limit <= 0) return [];
+    const after = page.after;
+    const names = new Set([...space.byTopic.keys(), ...space.topicUsers.keys()]);
+    return [...names]
+      .filter((t) => hasPrefix(prefix)(t) && (after === undefined || compareStrings(t, after) > 0))
+      .sort(compareStrings)
+      .slice(0, page.limit)
+      .map((t) => this.count(space, t));
+  }
+
+  async listTopicUsers(app: string, topic: string, page: PageQuery): Promise<string[]> {
+    const space = this.spaces.get(app);
+    if (!space || page.limit <= 0) return [];
+    const users = new Set<string>();
+    for (const id of space.byTopic.get(topic) ?? []) {
+      const user = space.byDevice.get(id)?.get(topic)?.user;
+      if (user) users.add(user);
+    }
+    const after = page.after;
+    return [...users]
+      .filter((u) => after === undefined || compareStrings(u, after) > 0)
+      .sort(compareStrings)
+      .slice(0, page.limit);
+  }
+
+  async addUserTopics(app: string, user: string, topics: string[]): Promise<void> {
+    const space = this.space(app);
+    for (const topic of topics) {
+      addTo(space.userTopics, user, topic);
+      addTo(space.topicUsers, topic, user);
+    }
+  }
+
+  async removeUserTopics(app: string, user: string, topics: string[]): Promise<void> {
+    const space = this.spaces.get(app);
+    if (!space) return;
+    for (const topic of topics) {
+      deleteFrom(space.userTopics, user, topic);
+      deleteFrom(space.topicUsers, topic, user);
+    }
+  }
+
+  async userTopicsOf(app: string, user: string): Promise<string[]> {
+    return [...(this.spaces.get(app)?.userTopics.get(user) ?? [])].sort(compareStrings);
+  }
+
+  async listUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }, page: PageQuery): Promise<UserTopicRecord[]> {
+    const space = this.spaces.get(app);
+    if (!space || page.limit <= 0) return [];
+    const users = given(query.users) ? new Set(query.users) : undefined;
+    const topics = given(query.topics) ? new Set(query.topics) : undefined;
+    const prefix = hasPrefix(query.prefix);
+    const after = page.after !== undefined ? splitCursor(page.after) : undefined;
+    const out: UserTopicRecord[] = [];
+    for (const [user, held] of space.userTopics) {
+      if (users && !users.has(user)) continue;
+      for (const topic of held) {
+        if ((topics && !topics.has(topic)) || !prefix(topic)) continue;
+        if (after && compareTuples([user, topic], after) <= 0) continue;
+        out.push({ app, user, topic });
+      }
+    }
+    return out.sort((a, b) => compareTuples([a.user, a.topic], [b.user, b.topic])).slice(0, page.limit);
+  }
+
+  async removeUser(app: string, user: string): Promise<number> {
+    const space = this.spaces.get(app);
+    const held = space?.userTopics.get(user);
+    if (!space || !held) return 0;
+    for (const topic of held) deleteFrom(space.topicUsers, topic, user);
+    space.userTopics.delete(user);
+    return held.size;
+  }
+
+  async removeApp(app: string): Promise<void> {
+    this.spaces.delete(app);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apps and API keys
+
+class MemoryApps implements AppRepository {
+  private readonly apps = new Map<string, AppRecord>();
+
+  async create(app: AppRecord): Promise<void> {
+    if (this.apps.has(app.id)) throw alreadyExists("app", app.id);
+    this.apps.set(app.id, copy(app));
+  }
+
+  async get(id: string): Promise<AppRecord | null> {
+    const app = this.apps.get(id);
+    return app ? copy(app) : null;
+  }
+
+  async list(page: PageQuery): Promise<AppRecord[]> {
+    if (page.limit <= 0) return [];
+    const after = page.after;
+    return [...this.apps.values()]
+      .filter((a) => after === undefined || compareStrings(a.id, after) > 0)
+      .sort((a, b) => compareStrings(a.id, b.id))
+      .slice(0, page.limit)
+      .map(copy);
+  }
+
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers">> & { now: Date }): Promise<AppRecord | null> {
+    const app = this.apps.get(id);
+    if (!app) return null;
+    if (patch.name !== undefined) app.name = patch.name;
+    if (patch.limits !== undefined) app.limits = copy(patch.limits);
+    if (patch.providers !== undefined) app.providers = [...patch.providers];
+    app.updatedAt = new Date(patch.now);
+    return copy(app);
+  }
+
+  async bumpSecretVersion(id: string, now: Date): Promise<number | null> {
+    const app = this.apps.get(id);
+    if (!app) return null;
+    app.secretVersion += 1;
+    app.updatedAt = new Date(now);
+    return app.secretVersion;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    return this.apps.delete(id);
+  }
+}
+
+// Listed by (createdAt, id), the order keys were issued in.
+const byCreation = (a: ApiKeyRecord, b: ApiKeyRecord) => a.createdAt.getTime() - b.createdAt.getTime() || compareStrings(a.id, b.id);
+
+class MemoryApiKeys implements ApiKeyRepository {
+  private readonly keys = new Map<string, ApiKeyRecord>();
+  private readonly byHash = new Map<string, string>();
+
+  async create(key: ApiKeyRecord): Promise<void> {
+    if (this.keys.has(key.id)) throw alreadyExists("api key", key.id);
+    if (this.byHash.has(key.hash)) throw alreadyExists("api key", key.prefix);
+    this.keys.set(key.id, copy(key));
+    this.byHash.set(key.hash, key.id);
+  }
+
+  async findByHash(hash: string): Promise<ApiKeyRecord | null> {
+    const id = this.byHash.get(hash);
+    const key = id !== undefined ? this.keys.get(id) : undefined;
+    return key ? copy(key) : null;
+  }
+
+  async list(app: string): Promise<ApiKeyRecord[]> {
+    return [...this.keys.values()].filter((k) => k.app === app).sort(byCreation).map(copy);
+  }
+
+  async revoke(app: string, id: string, now: Date): Promise<ApiKeyRecord | null> {
+    const key = this.keys.get(id);
+    if (!key || key.app !== app) return null;
+    // Revoking twice keeps the first revocation time.
+    key.revokedAt ??= new Date(now);
+    return copy(key);
+  }
+
+  async removeApp(app: string): Promise<number> {
+    let n = 0;
+    for (const key of [...this.keys.values()]) {
+      if (key.app !== app) continue;
+      this.keys.delete(key.id);
+      this.byHash.delete(key.hash);
+      n++;
+    }
+    return n;
+  }
+}
