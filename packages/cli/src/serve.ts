@@ -1,0 +1,280 @@
+// `herald serve`: the embedded all-in-one mode. Every implemented service in one process on one
+// gRPC port, over the in-memory store and bus, with the apps of a PushApp directory created at
+// start-up. Data is lost at exit (like Centrifugo's memory engine): for trying Herald and for
+// development. Providers have no credentials here, so they run dry-run.
+import { randomBytes } from "node:crypto";
+import { relative, resolve } from "node:path";
+import {
+  ApiKeyAuthenticator,
+  ConfigError,
+  createLogger,
+  env,
+  GrpcServer,
+  Lifecycle,
+  loadConfig,
+  MemoryBus,
+  type Logger,
+} from "@herald/platform";
+import { apps as appsApi, descriptorSetPath, Provider } from "@herald/proto";
+import { createRegistryModule } from "@herald/registry";
+import { apiKeyLookup, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store } from "@herald/store";
+import { createTopicModule } from "@herald/topic";
+import { z } from "zod";
+import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
+import { enabledProviders, loadPushApps, type PushApp } from "./pushapp.schema.js";
+
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_PORT = 50051;
+export const DEFAULT_APPS_DIR = resolve(REPO_ROOT, "deploy/samples");
+
+export interface EmbeddedOptions {
+  // Listen address; port 0 picks a free port (tests).
+  host?: string;
+  port?: number;
+  // Directory of PushApp YAML files; default deploy/samples of the repository.
+  appsDir?: string;
+  // Random when absent (a new one each start).
+  adminKey?: string;
+  // The master secret user-token secrets derive from; random when absent.
+  masterSecret?: string;
+  logger?: Logger;
+  // Where to write the keys for the CLI; nothing is written when absent or false.
+  devFile?: string | false;
+}
+
+export interface EmbeddedApp {
+  id: string;
+  name: string;
+  providers: string[];
+  serverKey: string;
+  clientKey: string;
+  userTokenSecret: string;
+}
+
+export interface EmbeddedServer {
+  address: string;
+  port: number;
+  adminKey: string;
+  apps: EmbeddedApp[];
+  appsDir: string;
+  // PushApp files that could not be loaded, one line each (file and field).
+  problems: string[];
+  devFile: string | false;
+  stop(): Promise<void>;
+}
+
+// Starts the embedded server in this process. Throws (after releasing what it opened) when the
+// port is taken or an app cannot be created.
+export async function startEmbedded(options: EmbeddedOptions = {}): Promise<EmbeddedServer> {
+  const logger = options.logger ?? createLogger({ service: "herald", level: "info" });
+  const host = options.host ?? DEFAULT_HOST;
+  const port = options.port ?? DEFAULT_PORT;
+  const appsDir = resolve(options.appsDir ?? DEFAULT_APPS_DIR);
+  const adminKey = options.adminKey ?? `hk_admin_${randomBytes(24).toString("base64url")}`;
+  const masterSecret = options.masterSecret ?? randomBytes(32).toString("base64url");
+  const devFile = options.devFile ?? false;
+
+  const loaded = await loadPushApps(appsDir);
+  for (const problem of loaded.errors) logger.warn({ problem }, "PushApp skipped");
+
+  // Stops in reverse order, once; also releases what a failed start opened.
+  const lifecycle = new Lifecycle(logger);
+
+  try {
+    const store: Store = createMemoryStore();
+    lifecycle.add("store", () => store.close());
+    const bus = new MemoryBus({ logger: logger.child({ component: "bus" }) });
+    lifecycle.add("bus", () => bus.close());
+
+    const registry = createRegistryModule({
+      store,
+      bus,
+      logger,
+      masterSecret,
+      tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false },
+    });
+    const topics = createTopicModule({ store });
+
+    const apps: EmbeddedApp[] = [];
+    for (const pushApp of loaded.apps) apps.push(await createApp(registry.apps, pushApp));
+    for (const app of apps) {
+      logger.info({ app: app.id, providers: app.providers }, app.providers.length ? "app ready; providers run dry-run (no credentials in embedded mode)" : "app ready; no providers configured");
+    }
+
+    registry.sweeper.start();
+    lifecycle.add("sweeper", () => registry.sweeper.stop());
+
+    const server = new GrpcServer({
+      logger,
+      authenticator: new ApiKeyAuthenticator({ adminKey, lookup: apiKeyLookup(store) }),
+      services: [...registry.bindings, ...topics.bindings],
+      descriptorSetPath,
+    });
+    let bound: number;
+    try {
+      bound = await server.listen(`${host}:${port}`);
+    } catch (err) {
+      throw new Error(`cannot listen on ${host}:${port}: ${(err as Error).message.split("\n")[0]} (another server running? pass --port)`);
+    }
+    lifecycle.add("grpc", () => server.stop(5_000));
+    const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
+
+    if (devFile) {
+      await writeDevFile(devFile, { server: address, adminKey, pid: process.pid, startedAt: new Date().toISOString(), apps });
+      lifecycle.add("dev file", () => removeDevFileIfOurs(devFile, adminKey));
+    }
+    logger.info({ address, apps: apps.map((a) => a.id) }, "herald embedded serving");
+
+    return {
+      address,
+      port: bound,
+      adminKey,
+      apps,
+      appsDir,
+      problems: loaded.errors,
+      devFile,
+      stop: () => lifecycle.shutdown("stop"),
+    };
+  } catch (err) {
+    await lifecycle.shutdown("start failed");
+    throw err;
+  }
+}
+
+type AppAdmin = ReturnType<typeof createRegistryModule>["apps"];
+
+async function createApp(admin: AppAdmin, pushApp: PushApp): Promise<EmbeddedApp> {
+  const id = pushApp.metadata.name;
+  const providers = enabledProviders(pushApp);
+  const created = await admin.create(appsApi.CreateAppRequest.fromPartial(toCreateAppRequest(pushApp)));
+  const server = await admin.createKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_SERVER, name: "embedded server key" });
+  const client = await admin.createKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_CLIENT, name: "embedded client key" });
+  return {
+    id,
+    name: created.app?.name ?? id,
+    providers,
+    serverKey: server.secret,
+    clientKey: client.secret,
+    userTokenSecret: created.userTokenSecret,
+  };
+}
+
+const PROVIDER_ENUM = { apns: Provider.PROVIDER_APNS, fcm: Provider.PROVIDER_FCM, hms: Provider.PROVIDER_HMS, webpush: Provider.PROVIDER_WEBPUSH } as const;
+
+// The AppService request a PushApp stands for (0 = the service's default for absent limits).
+export function toCreateAppRequest(pushApp: PushApp): appsApi.CreateAppRequest {
+  const limits = pushApp.spec.limits ?? {};
+  return {
+    id: pushApp.metadata.name,
+    name: pushApp.spec.displayName ?? pushApp.metadata.name,
+    limits: {
+      maxDevicesPerUser: limits.maxDevicesPerUser ?? 0,
+      deviceOverflowPolicy:
+        limits.deviceOverflowPolicy === "Reject"
+          ? appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT
+          : limits.deviceOverflowPolicy === "Evict"
+            ? appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN
+            : appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_UNSPECIFIED,
+      maxInactiveDays: limits.maxInactiveDays ?? 0,
+      maxTopicsPerDevice: limits.maxTopicsPerDevice ?? 0,
+      maxPublishRate: limits.maxPublishRate ?? 0,
+    },
+    providers: enabledProviders(pushApp).map((p) => PROVIDER_ENUM[p]),
+  };
+}
+
+// A sample token per provider, so the printed examples work as pasted.
+const SAMPLE_DEVICE: Record<string, { provider: string; platform: string; token: string }> = {
+  fcm: { provider: "fcm", platform: "android", token: "my-fcm-registration-token" },
+  apns: { provider: "apns", platform: "ios", token: "a3f0c2d4e5b6a7980112233445566778899aabbccddeeff00112233445566778" },
+  hms: { provider: "hms", platform: "android", token: "my-hms-push-token" },
+  webpush: { provider: "fcm", platform: "web", token: "my-fcm-web-token" },
+};
+
+export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): string {
+  const lines: string[] = [];
+  const shown = (p: string) => {
+    const rel = relative(cwd, p);
+    return rel && !rel.startsWith("..") ? rel : p;
+  };
+  lines.push(`Herald embedded: every service on ${server.address} (memory store and bus; data is lost at exit)`);
+  lines.push("");
+  lines.push(`  admin key   ${server.adminKey}`);
+  if (server.devFile) lines.push(`  keys file   ${shown(server.devFile)} (read by \`npm run herald\`)`);
+  lines.push(`  apps from   ${shown(server.appsDir)}`);
+  for (const problem of server.problems) lines.push(`  skipped     ${problem}`);
+  lines.push("");
+  if (server.apps.length === 0) {
+    lines.push("  No PushApp loaded. Create an app and its keys:");
+    lines.push("    npm run herald -- apps create myapp");
+    lines.push("    npm run herald -- keys create myapp --role server");
+    lines.push("");
+  }
+  for (const app of server.apps) {
+    const providers = app.providers.length ? `${app.providers.join(", ")} (dry-run: no credentials in embedded mode)` : "none configured";
+    lines.push(`  app ${app.id}${app.name !== app.id ? ` "${app.name}"` : ""}: providers ${providers}`);
+    lines.push(`    server key         ${app.serverKey}`);
+    lines.push(`    client key         ${app.clientKey}`);
+    lines.push(`    user token secret  ${app.userTokenSecret}`);
+    lines.push("");
+  }
+  const first = server.apps[0];
+  if (first) {
+    const sample = SAMPLE_DEVICE[first.providers.find((p) => p !== "webpush") ?? "fcm"] ?? SAMPLE_DEVICE.fcm!;
+    const appFlag = server.apps.length > 1 ? ` --app ${first.id}` : "";
+    const body = JSON.stringify({ provider: `PROVIDER_${sample.provider.toUpperCase()}`, platform: `PLATFORM_${sample.platform.toUpperCase()}`, token: sample.token, topics: ["news"] });
+    lines.push("Try it:");
+    lines.push(`  npm run herald -- devices register${appFlag} --provider ${sample.provider} --platform ${sample.platform} --token ${sample.token} --topic news`);
+    lines.push(`  npm run herald -- devices list${appFlag}`);
+    lines.push(`  npm run herald -- topics stats${appFlag} news`);
+    lines.push(`  grpcurl -plaintext ${server.address} list`);
+    lines.push(`  grpcurl -plaintext -H 'authorization: Bearer ${first.serverKey}' \\`);
+    lines.push(`    -d '${body}' \\`);
+    lines.push(`    ${server.address} herald.registry.v1.RegistryService/RegisterDevice`);
+    lines.push("");
+  }
+  lines.push("Stop with Ctrl-C.");
+  return lines.join("\n");
+}
+
+export interface ServeFlags {
+  host?: string;
+  port?: string;
+  apps?: string;
+}
+
+const serveEnv = z.object({
+  HERALD_HOST: z.string().min(1).default(DEFAULT_HOST),
+  HERALD_PORT: env.port(DEFAULT_PORT),
+  HERALD_APPS_DIR: z.string().min(1).optional(),
+  HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
+  HERALD_SECRET: z.string().min(16, "use at least 16 random characters").optional(),
+  HERALD_LOG_LEVEL: env.logLevel(),
+});
+
+// The `serve` command: flags over environment over defaults; banner on stdout, pino JSON logs on
+// stderr; SIGINT/SIGTERM stop it cleanly. Resolves once serving (the process stays up).
+export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => void } = { out: (s) => process.stdout.write(`${s}\n`) }): Promise<EmbeddedServer> {
+  const config = loadConfig(serveEnv);
+  let port = config.HERALD_PORT;
+  if (flags.port !== undefined) {
+    const parsed = Number(flags.port);
+    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`--port (${JSON.stringify(flags.port)}): must be an integer between 0 and 65535`]);
+    port = parsed;
+  }
+  const logger = createLogger({ service: "herald", level: config.HERALD_LOG_LEVEL, destination: process.stderr });
+  const lifecycle = new Lifecycle(logger);
+  const server = await startEmbedded({
+    host: flags.host ?? config.HERALD_HOST,
+    port,
+    appsDir: flags.apps ? resolve(flags.apps) : config.HERALD_APPS_DIR ? resolve(config.HERALD_APPS_DIR) : DEFAULT_APPS_DIR,
+    ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
+    ...(config.HERALD_SECRET ? { masterSecret: config.HERALD_SECRET } : {}),
+    logger,
+    devFile: devFilePath(),
+  });
+  lifecycle.add("embedded", () => server.stop());
+  lifecycle.installSignalHandlers();
+  io.out(formatBanner(server));
+  return server;
+}
