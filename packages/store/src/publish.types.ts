@@ -1,0 +1,85 @@
+// Publishes: what the dispatcher accepted, where its fan-out stands and what came of it.
+// Every write is conditional or an increment, so concurrent workers (fan-out, result
+// aggregation, scheduler, cancel) converge without transactions.
+
+export type PublishStateName = "queued" | "scheduled" | "fanning_out" | "sending" | "done" | "cancelled" | "expired" | "failed";
+
+export const FINAL_STATES: readonly PublishStateName[] = ["done", "cancelled", "expired", "failed"];
+
+export interface PublishCountsRecord {
+  targeted: number;
+  sent: number;
+  failed: number;
+  invalidTokens: number;
+  expired: number;
+  cancelled: number;
+  deadLettered: number;
+  duplicates: number;
+  retries: number;
+  deliveredReceipts: number;
+  openedReceipts: number;
+  // "apns:BadDeviceToken" → count.
+  failedByReason: Record<string, number>;
+}
+
+export interface PublishRecord {
+  // Time-ordered (newest sorts last), so listing by id lists by creation.
+  id: string;
+  app: string;
+  // Idempotency key; "" when the caller gave none.
+  uid: string;
+  state: PublishStateName;
+  // The PublishRequest as accepted, protobuf-encoded.
+  request: Uint8Array;
+  labels: Record<string, string>;
+  counts: PublishCountsRecord;
+  // Resume point of the fan-out: the last device id handed on, and whether it finished.
+  fanoutCursor: string;
+  fanoutDone: boolean;
+  sendAt: Date | null;
+  expireAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  error: string;
+}
+
+export type CountDeltas = Partial<Omit<PublishCountsRecord, "failedByReason">> & { failedByReason?: Record<string, number> };
+
+export interface PublishQuery {
+  states?: PublishStateName[];
+  uid?: string;
+  // Every label must match.
+  labels?: Record<string, string>;
+}
+
+export interface PublishRepository {
+  // Stores a new publish. With a non-empty uid, a publish of the same app and uid that already
+  // exists is returned instead (created = false) — also under concurrent creates.
+  create(publish: PublishRecord): Promise<{ publish: PublishRecord; created: boolean }>;
+  get(app: string, id: string): Promise<PublishRecord | null>;
+  // Newest first: sorted by id descending; the page cursor is the last id returned.
+  list(app: string, query: PublishQuery, page: { before?: string; limit: number }): Promise<PublishRecord[]>;
+  // Moves to `to` only when the current state is one of `from`; returns the updated publish, or
+  // null when the publish does not exist or was in another state (someone else moved it).
+  transition(
+    app: string,
+    id: string,
+    from: PublishStateName[],
+    to: PublishStateName,
+    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; now: Date },
+  ): Promise<PublishRecord | null>;
+  // Records fan-out progress after the jobs up to `cursor` are on the bus.
+  saveFanout(app: string, id: string, progress: { cursor: string; targetedDelta: number; done: boolean; now: Date }): Promise<void>;
+  // Adds to the counters atomically ($inc); returns the publish after the increment.
+  addCounts(app: string, id: string, deltas: CountDeltas, now: Date): Promise<PublishRecord | null>;
+  // Marks the result of one job attempt as counted; false when it already was (a redelivered
+  // result message: counted as a duplicate, not added twice).
+  markResult(app: string, publishId: string, resultKey: string): Promise<boolean>;
+  // Scheduled publishes whose sendAt has come, across apps, oldest first.
+  listDue(now: Date, limit: number): Promise<PublishRecord[]>;
+  // Publishes in one of `states` not updated since `before`, across apps (for relays and sweeps).
+  listStale(states: PublishStateName[], before: Date, limit: number): Promise<PublishRecord[]>;
+  removeApp(app: string): Promise<number>;
+}

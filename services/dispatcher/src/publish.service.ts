@@ -1,0 +1,205 @@
+import { randomBytes } from "node:crypto";
+import {
+  bindService,
+  HeraldError,
+  invalidArgument,
+  notFound,
+  Status,
+  type Bus,
+  type CallContext,
+  type Logger,
+  type ServiceBinding,
+} from "@herald/platform";
+import { BusTopics, dispatch, events } from "@herald/proto";
+import { checkStringMap, FINAL_STATES, pageLimit, type PublishRecord, type PublishRepository, type TokenRules } from "@herald/store";
+import { checkNotification } from "./notification.payload.js";
+import { stateName, toPublishProto } from "./publish.mapper.js";
+import { checkRecipients } from "./recipients.schema.js";
+
+export interface PublishDeps {
+  publishes: PublishRepository;
+  bus: Bus;
+  tokenRules: TokenRules;
+  logger: Logger;
+  now: () => Date;
+  // How often WatchPublish re-reads a running publish.
+  watchIntervalMs?: number;
+}
+
+const MAX_BATCH = 100;
+const MAX_UID = 128;
+const CANCELLABLE = ["queued", "scheduled", "fanning_out", "sending"] as const;
+
+// Time-ordered ids: listing by id lists by creation, and ids never collide across replicas.
+export const newPublishId = (now: Date) => `p${now.getTime().toString(36).padStart(9, "0")}${randomBytes(8).toString("hex")}`;
+
+// The publish API. A publish is answered only once it is stored and handed to the bus; the
+// fan-out, senders and result aggregation then move it through its states.
+export class PublishService {
+  constructor(private readonly deps: PublishDeps) {}
+
+  binding(): ServiceBinding {
+    return bindService("herald.dispatch.v1.DispatchService", dispatch.DispatchServiceService, {
+      publish: { access: "server", handle: (req, ctx) => this.publish(req, ctx.app, "") },
+      publishBatch: { access: "server", handle: (req, ctx) => this.publishBatch(req, ctx) },
+      getPublish: { access: "server", handle: async (req, ctx) => ({ publish: toPublishProto(await this.get(ctx.app, req.id)) }) },
+      listPublishes: { access: "server", handle: (req, ctx) => this.list(req, ctx) },
+      cancelPublish: { access: "server", handle: (req, ctx) => this.cancel(req, ctx) },
+      watchPublish: { access: "server", handle: (req, ctx, send) => this.watch(req, ctx, send) },
+      reportReceipt: { access: "client", handle: (req, ctx) => this.receipt(req, ctx) },
+    });
+  }
+
+  async publish(req: dispatch.PublishRequest, app: string, field: string): Promise<dispatch.PublishResponse> {
+    const now = this.deps.now();
+    const at = (f: string) => (field ? `${field}.${f}` : f);
+    const { recipients, providers } = wrapField(field, () => checkRecipients(req.recipients, this.deps.tokenRules));
+    const priority = req.priority || dispatch.Priority.PRIORITY_NORMAL;
+    wrapField(field, () => checkNotification(req.notification, providers, priority));
+    if (req.uid.length > MAX_UID) throw invalidArgument(at("uid"), `at most ${MAX_UID} characters`);
+    if (req.expireAt && req.expireAt.getTime() <= now.getTime()) throw invalidArgument(at("expire_at"), "must be in the future", "EXPIRED");
+    if (req.sendAt && req.expireAt && req.sendAt.getTime() >= req.expireAt.getTime()) throw invalidArgument(at("send_at"), "must be before expire_at");
+    wrapField(field, () => checkStringMap(req.labels, "labels"));
+    if (req.validateOnly) return { id: "", duplicate: false };
+
+    const accepted: dispatch.PublishRequest = { ...req, recipients, priority };
+    const scheduled = !!req.sendAt && req.sendAt.getTime() > now.getTime();
+    const record: PublishRecord = {
+      id: newPublishId(now),
+      app,
+      uid: req.uid,
+      state: scheduled ? "scheduled" : "queued",
+      request: dispatch.PublishRequest.encode(accepted).finish(),
+      labels: { ...req.labels },
+      counts: { targeted: 0, sent: 0, failed: 0, invalidTokens: 0, expired: 0, cancelled: 0, deadLettered: 0, duplicates: 0, retries: 0, deliveredReceipts: 0, openedReceipts: 0, failedByReason: {} },
+      fanoutCursor: "",
+      fanoutDone: false,
+      sendAt: req.sendAt ?? null,
+      expireAt: req.expireAt ?? null,
+      createdAt: now,
+      updatedAt: now,
+      startedAt: null,
+      finishedAt: null,
+      error: "",
+    };
+    const { publish, created } = await this.deps.publishes.create(record);
+    if (!created) return { id: publish.id, duplicate: true, publish: toPublishProto(publish) };
+    if (!scheduled) await this.handOn(publish);
+    return { id: publish.id, duplicate: false, publish: toPublishProto(publish) };
+  }
+
+  // Puts an accepted publish on herald.publishes for the fan-out. If the bus refuses, the publish
+  // is marked failed (so nothing reported as failed is delivered later) and the caller is told.
+  async handOn(publish: PublishRecord): Promise<void> {
+    try {
+      await this.deps.bus.publish(BusTopics.publishes, [
+        { key: publish.id, value: events.PublishAccepted.encode({ app: publish.app, publishId: publish.id, request: dispatch.PublishRequest.decode(publish.request), acceptedAt: this.deps.now() }).finish() },
+      ]);
+    } catch (err) {
+      this.deps.logger.error({ err, publish: publish.id }, "could not hand the publish to the bus");
+      await this.deps.publishes.transition(publish.app, publish.id, ["queued"], "failed", { error: "the bus did not accept the publish", finishedAt: this.deps.now(), now: this.deps.now() });
+      throw new HeraldError(Status.UNAVAILABLE, "BUS_UNAVAILABLE", "the publish could not be queued; retry with the same uid");
+    }
+  }
+
+  async publishBatch(req: dispatch.PublishBatchRequest, ctx: CallContext): Promise<dispatch.PublishBatchResponse> {
+    if (req.requests.length === 0 || req.requests.length > MAX_BATCH) throw invalidArgument("requests", `1 to ${MAX_BATCH} publishes per batch`);
+    const results: dispatch.PublishResult[] = [];
+    for (const [i, r] of req.requests.entries()) {
+      try {
+        results.push({ result: { $case: "accepted", value: await this.publish(r, ctx.app, `requests[${i}]`) } });
+      } catch (err) {
+        if (!(err instanceof HeraldError)) throw err;
+        results.push({ result: { $case: "error", value: { code: err.code, reason: err.reason, message: err.message, field: err.field ?? "" } } });
+      }
+    }
+    return { results };
+  }
+
+  async list(req: dispatch.ListPublishesRequest, ctx: CallContext): Promise<dispatch.ListPublishesResponse> {
+    const limit = pageLimit(req.page?.limit);
+    const states = req.states.map((s, i) => {
+      const name = stateName(s);
+      if (!name) throw invalidArgument(`states[${i}]`, "unknown state");
+      return name;
+    });
+    const found = await this.deps.publishes.list(
+      ctx.app,
+      { ...(states.length ? { states } : {}), ...(req.uid ? { uid: req.uid } : {}), ...(Object.keys(req.labels).length ? { labels: req.labels } : {}) },
+      { ...(req.page?.cursor ? { before: req.page.cursor } : {}), limit: limit + 1 },
+    );
+    const page = found.slice(0, limit);
+    return { publishes: page.map(toPublishProto), nextCursor: found.length > limit ? (page.at(-1)?.id ?? "") : "", hasMore: found.length > limit };
+  }
+
+  async cancel(req: dispatch.CancelPublishRequest, ctx: CallContext): Promise<dispatch.CancelPublishResponse> {
+    const current = await this.get(ctx.app, req.id);
+    if (FINAL_STATES.includes(current.state)) return { publish: toPublishProto(current) };
+    const now = this.deps.now();
+    const cancelled = await this.deps.publishes.transition(ctx.app, req.id, [...CANCELLABLE], "cancelled", { finishedAt: now, now });
+    // Fan-out and senders stop on this message; deliveries already handed to a provider stay sent.
+    await this.deps.bus.publish(BusTopics.control, [{ key: req.id, value: events.PublishControl.encode({ app: ctx.app, publishId: req.id, cancelled: true }).finish() }]);
+    return { publish: toPublishProto(cancelled ?? (await this.get(ctx.app, req.id))) };
+  }
+
+  async watch(req: dispatch.WatchPublishRequest, ctx: CallContext, send: (r: dispatch.WatchPublishResponse) => Promise<void>): Promise<void> {
+    let last = "";
+    for (;;) {
+      const publish = await this.get(ctx.app, req.id);
+      const shown = toPublishProto(publish);
+      const fingerprint = JSON.stringify(dispatch.Publish.toJSON({ ...shown, updatedAt: undefined, request: undefined }));
+      if (fingerprint !== last) {
+        await send({ publish: shown });
+        last = fingerprint;
+      }
+      if (FINAL_STATES.includes(publish.state)) return;
+      await waitOrAbort(this.deps.watchIntervalMs ?? 250, ctx.signal);
+    }
+  }
+
+  async receipt(req: dispatch.ReportReceiptRequest, ctx: CallContext): Promise<dispatch.ReportReceiptResponse> {
+    if (!req.deviceId) throw invalidArgument("device_id", "is required");
+    const kind = req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED ? "deliveredReceipts" : req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED ? "openedReceipts" : undefined;
+    if (!kind) throw invalidArgument("status", "must be RECEIPT_STATUS_DELIVERED or RECEIPT_STATUS_OPENED");
+    await this.get(ctx.app, req.publishId);
+    // One receipt of each kind per device and publish counts; repeats are acknowledged and ignored.
+    if (await this.deps.publishes.markResult(ctx.app, req.publishId, `receipt:${kind}:${req.deviceId}`)) {
+      await this.deps.publishes.addCounts(ctx.app, req.publishId, { [kind]: 1 }, this.deps.now());
+      await this.deps.bus.publish(BusTopics.receipts, [{ key: req.publishId, value: events.Receipt.encode({ app: ctx.app, publishId: req.publishId, deviceId: req.deviceId, status: req.status, at: req.at ?? this.deps.now() }).finish() }]);
+    }
+    return {};
+  }
+
+  private async get(app: string, id: string): Promise<PublishRecord> {
+    if (!id) throw invalidArgument("id", "is required");
+    const publish = await this.deps.publishes.get(app, id);
+    if (!publish) throw notFound("publish", id);
+    return publish;
+  }
+}
+
+// Batch entries report their errors under requests[i].
+function wrapField<T>(prefix: string, fn: () => T): T {
+  if (!prefix) return fn();
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof HeraldError && err.field) throw new HeraldError(err.code, err.reason, err.message.slice(err.field.length + 2), `${prefix}.${err.field}`, err.metadata);
+    throw err;
+  }
+}
+
+function waitOrAbort(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
