@@ -21,7 +21,7 @@ const MAX_IDS = 10_000;
 export async function streamRecipients(
   store: Store,
   req: topic.StreamRecipientsRequest,
-  ctx: CallContext,
+  ctx: Pick<CallContext, "app" | "signal">,
   send: (response: topic.StreamRecipientsResponse) => Promise<void>,
 ): Promise<void> {
   const batchSize = req.batchSize || 500;
@@ -83,7 +83,7 @@ export async function streamRecipients(
 
 async function scan(
   store: Store,
-  ctx: CallContext,
+  ctx: Pick<CallContext, "app" | "signal">,
   query: DeviceQuery,
   after: string | undefined,
   batchSize: number,

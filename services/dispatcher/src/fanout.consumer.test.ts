@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { beforeEach, describe, it } from "node:test";
+import { createLogger, MemoryBus, type BusMessage, type DeepPartial } from "@herald/platform";
+import { dispatch, events, Provider } from "@herald/proto";
+import { createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type ProviderName, type PublishRepository, type Store } from "@herald/store";
+import { FanoutWorker } from "./fanout.consumer.js";
+import { PublishScheduler } from "./publish.scheduler.js";
+import { PublishService } from "./publish.service.js";
+import { storeRecipients } from "./recipient.source.js";
+import { ResultAggregator } from "./results.consumer.js";
+
+const logger = createLogger({ service: "t", level: "silent" });
+const APP = "app1";
+const req = (r: DeepPartial<dispatch.PublishRequest>) => dispatch.PublishRequest.fromPartial(r as dispatch.PublishRequest);
+
+describe("fan-out and results", () => {
+  let store: Store;
+  let publishes: PublishRepository;
+  let bus: MemoryBus;
+  let service: PublishService;
+  let fanout: FanoutWorker;
+  let now: Date;
+
+  beforeEach(() => {
+    store = createMemoryStore();
+    publishes = createMemoryPublishRepository();
+    bus = new MemoryBus();
+    now = new Date();
+    service = new PublishService({ publishes, bus, tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false }, logger, now: () => now });
+    fanout = new FanoutWorker({ publishes, bus, recipients: storeRecipients(store), logger, now: () => now });
+  });
+
+  const device = async (provider: ProviderName, topics: string[], meta: Record<string, string> = {}) => {
+    const token = provider === "apns" ? randomBytes(32).toString("hex") : `tok-${randomBytes(8).toString("hex")}`;
+    const platform = provider === "apns" ? "ios" : provider === "webpush" ? "web" : "android";
+    const { device: d } = await store.devices.write({ app: APP, provider, platform, token, user: "", tags: {}, meta, locale: "", timezone: "", now });
+    await store.subscriptions.add(APP, d.id, "", topics, "device");
+    return d;
+  };
+  const jobsOn = async (provider: ProviderName) => {
+    const got: events.DeliveryJob[] = [];
+    await bus.subscribe({ group: `g-${provider}-${Math.random()}`, topics: [`herald.deliveries.${APP}.${provider}`], handler: async (m: BusMessage) => void got.push(events.DeliveryJob.decode(m.value)) });
+    return got;
+  };
+  const publishAndFanOut = async (r: DeepPartial<dispatch.PublishRequest>) => {
+    const { id } = await service.publish(req(r), APP, "");
+    await fanout.run(APP, id);
+    return id;
+  };
+  const settle = async (jobs: () => number, expected: number) => {
+    const deadline = Date.now() + 5000;
+    while (jobs() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  it("cuts every subscribed device into one job per provider batch, each device once", async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 1200; i++) ids.add((await device(i % 3 === 0 ? "apns" : "fcm", i % 2 ? ["a", "b"] : ["a"])).id);
+    const apns = await jobsOn("apns");
+    const fcm = await jobsOn("fcm");
+    const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["a", "b"] } } }, notification: { alert: { title: "t", body: "b" } } });
+    await settle(() => apns.length + fcm.length, 5);
+    const targets = [...apns, ...fcm].flatMap((j) => j.targets.map((t) => t.deviceId));
+    assert.equal(targets.length, 1200);
+    assert.deepEqual(new Set(targets), ids);
+    assert.ok([...apns, ...fcm].every((j) => j.targets.length <= 500 && j.publishId === id));
+    assert.deepEqual(JSON.parse(Buffer.from(apns[0]!.payload).toString()).aps.alert, { title: "t", body: "b" });
+    const p = await publishes.get(APP, id);
+    assert.equal(p?.counts.targeted, 1200);
+    assert.equal(p?.fanoutDone, true);
+    assert.equal(p?.state, "sending");
+  });
+
+  it("renders templates per device and skips providers without a payload", async () => {
+    const a = await device("fcm", ["t"], { name: "Ada", team: "Reds" });
+    await device("apns", ["t"]);
+    const fcm = await jobsOn("fcm");
+    const id = await publishAndFanOut({
+      recipients: { target: { $case: "topics", value: { values: ["t"] } } },
+      notification: { templated: true, fcm: { message: { notification: { body: "{{meta.name}}, the {{meta.team}} just won!" } } } },
+    });
+    await settle(() => fcm.length, 1);
+    const target = fcm[0]!.targets[0]!;
+    assert.equal(target.deviceId, a.id);
+    assert.deepEqual(JSON.parse(Buffer.from(target.payload).toString()), { notification: { body: "Ada, the Reds just won!" } });
+    assert.equal((await publishes.get(APP, id))?.counts.targeted, 1, "the APNs device had no payload and was not targeted");
+  });
+
+  it("sends raw tokens without the registry and native targets as one job", async () => {
+    const hms = await jobsOn("hms");
+    const fcm = await jobsOn("fcm");
+    await publishAndFanOut({ recipients: { target: { $case: "tokens", value: { provider: Provider.PROVIDER_HMS, tokens: Array.from({ length: 1000 }, (_, i) => `h${i}`) } } }, notification: { alert: { body: "x" } } });
+    await publishAndFanOut({ recipients: { target: { $case: "native", value: { provider: Provider.PROVIDER_FCM, target: { $case: "condition", value: "'a' in topics" } } } }, notification: { alert: { body: "x" } } });
+    await settle(() => hms.length + fcm.length, 2);
+    assert.deepEqual(hms.map((j) => j.targets.length), [1000]);
+    assert.equal(fcm[0]?.nativeCondition, "'a' in topics");
+    assert.equal(fcm[0]?.targets.length, 0);
+  });
+
+  it("resumes after the last device handed on", async () => {
+    const all = [];
+    for (let i = 0; i < 20; i++) all.push((await device("fcm", ["r"])).id);
+    all.sort();
+    const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["r"] } } }, notification: { alert: { body: "x" } } }), APP, "");
+    await publishes.transition(APP, id, ["queued"], "fanning_out", { now });
+    await publishes.saveFanout(APP, id, { cursor: all[11]!, targetedDelta: 12, done: false, now });
+    const fcm = await jobsOn("fcm");
+    await fanout.run(APP, id);
+    await settle(() => fcm.length, 1);
+    assert.deepEqual(fcm.flatMap((j) => j.targets.map((t) => t.deviceId)), all.slice(12));
+    assert.equal((await publishes.get(APP, id))?.counts.targeted, 20);
+  });
+
+  it("does nothing for cancelled, expired or already handled publishes", async () => {
+    await device("fcm", ["c"]);
+    const fcm = await jobsOn("fcm");
+    const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } }, expireAt: new Date(now.getTime() + 1000) }), APP, "");
+    const later = new Date(now.getTime() + 2000);
+    const expiring = new FanoutWorker({ publishes, bus, recipients: storeRecipients(store), logger, now: () => later });
+    await expiring.run(APP, id);
+    assert.equal((await publishes.get(APP, id))?.state, "expired");
+    const second = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } } });
+    await fanout.run(APP, second);
+    await settle(() => fcm.length, 1);
+    assert.equal(fcm.length, 1, "a redelivered publish message hands nothing on twice");
+  });
+
+  it("aggregates results, counts repeated job results as duplicates and finishes the publish", async () => {
+    for (let i = 0; i < 3; i++) await device("fcm", ["d"]);
+    const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["d"] } } }, notification: { alert: { body: "x" } } });
+    const results = new ResultAggregator(publishes, bus, () => now);
+    const result = (attempt: number, r: Partial<events.DeliveryResult>) => events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: "j1", attempt, ...r });
+    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, failedByReason: { "fcm:UNREGISTERED": 1 } }));
+    assert.equal((await publishes.get(APP, id))?.state, "sending", "one delivery is still retrying");
+    await results.handle(result(0, { sent: 1 }));
+    await results.handle(result(1, { sent: 1 }));
+    const done = await publishes.get(APP, id);
+    assert.equal(done?.state, "done");
+    assert.deepEqual([done?.counts.sent, done?.counts.invalidTokens, done?.counts.retries, done?.counts.duplicates], [2, 1, 1, 1]);
+    assert.deepEqual(done?.counts.failedByReason, { "fcm:UNREGISTERED": 1 });
+  });
+
+  it("finishes a publish that reached nobody", async () => {
+    const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["empty"] } } }, notification: { alert: { body: "x" } } });
+    assert.equal((await publishes.get(APP, id))?.state, "done");
+  });
+
+  it("hands on due scheduled publishes and re-hands stale queued ones", async () => {
+    const scheduler = new PublishScheduler(publishes, service, logger, () => now, 1000, 60_000);
+    const seen: string[] = [];
+    await bus.subscribe({ group: "s", topics: ["herald.publishes"], handler: async (m) => void seen.push(events.PublishAccepted.decode(m.value).publishId) });
+    const { id } = await service.publish(req({ recipients: { target: { $case: "all", value: {} } }, notification: { alert: { body: "x" } }, sendAt: new Date(now.getTime() + 30_000) }), APP, "");
+    assert.equal(await scheduler.tick(), 0);
+    now = new Date(now.getTime() + 31_000);
+    assert.equal(await scheduler.tick(), 1);
+    assert.equal((await publishes.get(APP, id))?.state, "queued");
+    now = new Date(now.getTime() + 61_000);
+    assert.equal(await scheduler.tick(), 1, "still queued a minute later: handed on again");
+    await settle(() => seen.length, 2);
+    assert.deepEqual(seen, [id, id]);
+  });
+});

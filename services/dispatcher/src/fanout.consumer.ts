@@ -1,0 +1,209 @@
+import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
+import { BusTopics, dispatch, events, type topic } from "@herald/proto";
+import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
+import { buildPayload, type ProviderPayload } from "./notification.payload.js";
+import { hasPlaceholders, renderTemplate } from "./notification.template.js";
+import { completeIfSettled } from "./publish.progress.js";
+import type { RecipientSource } from "./recipient.source.js";
+
+// Targets per delivery job: FCM sends one request per token anyway, HMS takes 1000 per request,
+// Web Push requests are the slowest, so its jobs are small enough to retry cheaply.
+export const JOB_SIZE: Record<ProviderName, number> = { apns: 500, fcm: 500, hms: 1000, webpush: 100 };
+const STREAM_BATCH = 500;
+
+export interface FanoutDeps {
+  publishes: PublishRepository;
+  bus: Bus;
+  recipients: RecipientSource;
+  logger: Logger;
+  now: () => Date;
+}
+
+class Cancelled extends Error {}
+
+// Turns an accepted publish into delivery jobs on herald.deliveries.<app>.<provider>. Streams the
+// recipients (never a whole topic in memory), and records its position after every batch whose
+// jobs are on the bus, so a restarted worker resumes there: at most one batch is handed on twice,
+// and the duplicate job results are counted.
+export class FanoutWorker {
+  constructor(private readonly deps: FanoutDeps) {}
+
+  start(): Promise<Subscription> {
+    return this.deps.bus.subscribe({
+      group: "herald-fanout",
+      topics: [BusTopics.publishes],
+      handler: (m: BusMessage) => {
+        const accepted = events.PublishAccepted.decode(m.value);
+        return this.run(accepted.app, accepted.publishId);
+      },
+    });
+  }
+
+  async run(app: string, id: string): Promise<void> {
+    const { publishes, now } = this.deps;
+    let publish = await publishes.get(app, id);
+    if (!publish) return this.deps.logger.warn({ app, publish: id }, "fan-out for an unknown publish skipped");
+    if (publish.state === "queued") publish = (await publishes.transition(app, id, ["queued"], "fanning_out", { startedAt: now(), now: now() })) ?? (await publishes.get(app, id));
+    // Anything but fanning_out: another worker finished it, it was cancelled, or this message is
+    // a redelivery of a publish already handed on.
+    if (!publish || publish.state !== "fanning_out") return;
+    if (publish.expireAt && publish.expireAt.getTime() <= now().getTime()) {
+      await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
+      return;
+    }
+    const request = dispatch.PublishRequest.decode(publish.request);
+    const planner = new JobPlanner(publish, request);
+    try {
+      await this.fanOut(publish, request, planner);
+    } catch (err) {
+      if (err instanceof Cancelled) return;
+      throw err;
+    }
+    await publishes.saveFanout(app, id, { cursor: publish.fanoutCursor, targetedDelta: 0, done: true, now: now() });
+    if (await publishes.transition(app, id, ["fanning_out"], "sending", { now: now() })) await completeIfSettled(publishes, app, id, now());
+  }
+
+  private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner): Promise<void> {
+    const target = request.recipients?.target;
+    if (!target) return;
+    if (target.$case === "tokens") {
+      const provider = PROVIDER_NAMES[target.value.provider]!;
+      const recipients = target.value.tokens.map((token) => ({ deviceId: "", token, provider: target.value.provider }));
+      return this.handOn(publish, planner.jobs(provider, recipients, "t"), recipients.length, "");
+    }
+    if (target.$case === "native") {
+      const provider = PROVIDER_NAMES[target.value.provider]!;
+      const job = planner.nativeJob(provider, target.value.target);
+      return this.handOn(publish, job ? [job] : [], job ? 1 : 0, "");
+    }
+    const controller = new AbortController();
+    let batches = 0;
+    await this.deps.recipients.forEachBatch(publish.app, streamRequest(request, publish.fanoutCursor, STREAM_BATCH), controller.signal, async (recipients) => {
+      // Cancellation is checked between batches: a cancelled broadcast stops within one batch.
+      if (++batches % 4 === 0 && (await this.deps.publishes.get(publish.app, publish.id))?.state !== "fanning_out") {
+        controller.abort();
+        throw new Cancelled();
+      }
+      const byProvider = new Map<ProviderName, topic.Recipient[]>();
+      for (const r of recipients) {
+        const name = PROVIDER_NAMES[r.provider];
+        if (name) byProvider.set(name, [...(byProvider.get(name) ?? []), r]);
+      }
+      const jobs: events.DeliveryJob[] = [];
+      let targeted = 0;
+      for (const [provider, list] of byProvider) {
+        const cut = planner.jobs(provider, list, list[0]!.deviceId);
+        jobs.push(...cut);
+        targeted += cut.reduce((n, j) => n + j.targets.length, 0);
+      }
+      await this.handOn(publish, jobs, targeted, recipients.at(-1)?.deviceId ?? "");
+    });
+  }
+
+  private async handOn(publish: PublishRecord, jobs: events.DeliveryJob[], targeted: number, cursor: string): Promise<void> {
+    const byTopic = new Map<string, events.DeliveryJob[]>();
+    for (const job of jobs) {
+      const name = BusTopics.deliveries(job.app, PROVIDER_NAMES[job.provider]!);
+      byTopic.set(name, [...(byTopic.get(name) ?? []), job]);
+    }
+    for (const [name, list] of byTopic) {
+      await this.deps.bus.publish(name, list.map((job) => ({ key: job.jobId, value: events.DeliveryJob.encode(job).finish() })));
+    }
+    await this.deps.publishes.saveFanout(publish.app, publish.id, { cursor, targetedDelta: targeted, done: false, now: this.deps.now() });
+  }
+}
+
+// Builds each provider's payload once per publish, and per device only when templated.
+class JobPlanner {
+  private readonly payloads = new Map<ProviderName, { payload?: ProviderPayload; bytes?: Buffer; templated: boolean }>();
+
+  constructor(
+    private readonly publish: PublishRecord,
+    private readonly request: dispatch.PublishRequest,
+  ) {}
+
+  private payloadFor(provider: ProviderName) {
+    let entry = this.payloads.get(provider);
+    if (!entry) {
+      const payload = this.request.notification ? buildPayload(provider, this.request.notification, this.request.priority) : undefined;
+      entry = payload
+        ? { payload, bytes: Buffer.from(JSON.stringify(payload.body)), templated: !!this.request.notification?.templated && hasPlaceholders(payload.body) }
+        : { templated: false };
+      this.payloads.set(provider, entry);
+    }
+    return entry;
+  }
+
+  // Devices of a provider the notification has no payload for are not targeted.
+  jobs(provider: ProviderName, recipients: Array<Pick<topic.Recipient, "deviceId" | "token"> & Partial<topic.Recipient>>, idSeed: string): events.DeliveryJob[] {
+    const { payload, bytes, templated } = this.payloadFor(provider);
+    if (!payload || !bytes) return [];
+    const size = JOB_SIZE[provider];
+    const jobs: events.DeliveryJob[] = [];
+    for (let i = 0; i < recipients.length; i += size) {
+      const slice = recipients.slice(i, i + size);
+      jobs.push({
+        ...this.base(provider, payload, bytes),
+        // Deterministic: a resumed fan-out re-creates the same job ids, so results count once.
+        jobId: `${this.publish.id}:${provider}:${idSeed}:${i}`,
+        targets: slice.map((r) => ({
+          deviceId: r.deviceId,
+          token: r.token,
+          payload: templated
+            ? Buffer.from(JSON.stringify(renderTemplate(payload.body, { deviceId: r.deviceId, user: r.user ?? "", locale: r.locale ?? "", timezone: r.timezone ?? "", meta: r.meta ?? {} })))
+            : Buffer.alloc(0),
+        })),
+      });
+    }
+    return jobs;
+  }
+
+  nativeJob(provider: ProviderName, target: dispatch.NativeTarget["target"]): events.DeliveryJob | undefined {
+    const { payload, bytes } = this.payloadFor(provider);
+    if (!payload || !bytes || !target) return undefined;
+    return {
+      ...this.base(provider, payload, bytes),
+      jobId: `${this.publish.id}:${provider}:native`,
+      targets: [],
+      nativeTopic: target.$case === "topic" ? target.value : "",
+      nativeCondition: target.$case === "condition" ? target.value : "",
+    };
+  }
+
+  private base(provider: ProviderName, payload: ProviderPayload, bytes: Buffer): Omit<events.DeliveryJob, "jobId" | "targets"> {
+    return {
+      app: this.publish.app,
+      publishId: this.publish.id,
+      provider: providerEnum(provider),
+      payload: bytes,
+      headers: payload.headers,
+      priority: this.request.priority,
+      ...(this.publish.expireAt ? { expireAt: this.publish.expireAt } : {}),
+      attempt: 0,
+      nativeTopic: "",
+      nativeCondition: "",
+    };
+  }
+}
+
+const providerEnum = (name: ProviderName) => Number(Object.entries(PROVIDER_NAMES).find(([, v]) => v === name)![0]);
+
+function streamRequest(request: dispatch.PublishRequest, after: string, batchSize: number): topic.StreamRecipientsRequest {
+  const r = request.recipients!;
+  const t = r.target!;
+  const target: topic.StreamRecipientsRequest["target"] =
+    t.$case === "deviceIds" || t.$case === "users" || t.$case === "topics"
+      ? ({ $case: t.$case, value: { values: t.value.values } } as topic.StreamRecipientsRequest["target"])
+      : t.$case === "tags"
+        ? { $case: "tags", value: t.value }
+        : { $case: "all", value: {} };
+  return {
+    target,
+    excludeDeviceIds: r.excludeDeviceIds,
+    providers: r.providers,
+    platforms: r.platforms,
+    includeMeta: !!request.notification?.templated,
+    batchSize,
+    afterDeviceId: after,
+  };
+}
