@@ -8,5 +8,6 @@ export const BusTopics = {
   deadLetter: "herald.deadletter",
   control: "herald.control",
   receipts: "herald.receipts",
+  retries: (app: string, provider: string) => `herald.retries.${app}.${provider}`,
   deliveries: (app: string, provider: string) => `herald.deliveries.${app}.${provider}`,
 } as const;

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { createLogger, MemoryBus, type BusMessage } from "@herald/platform";
+import { BusTopics, events, Provider } from "@herald/proto";
+import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
+import { backoffMs, SenderWorker } from "./sender.consumer.js";
+
+const APP = "app1";
+
+// A provider whose outcome per token is scripted: "sent", "invalid", "failed", "retry", "retry-once", "creds".
+class ScriptedProvider implements PushProvider {
+  readonly name = "fcm" as const;
+  calls: SendRequest[] = [];
+  private seen = new Map<string, number>();
+  async send(request: SendRequest): Promise<TargetResult[]> {
+    this.calls.push(request);
+    return request.targets.map((target) => {
+      const n = (this.seen.get(target.token) ?? 0) + 1;
+      this.seen.set(target.token, n);
+      const kind = target.token.split(":")[0];
+      const outcome: Outcome =
+        kind === "invalid" ? { kind: "invalid_token", reason: "fcm:UNREGISTERED" }
+        : kind === "failed" ? { kind: "failed", reason: "fcm:INVALID_ARGUMENT" }
+        : kind === "retry" ? { kind: "retry", reason: "fcm:UNAVAILABLE", retryAfterMs: 20 }
+        : kind === "retry-once" && n === 1 ? { kind: "retry", reason: "fcm:UNAVAILABLE" }
+        : kind === "creds" ? { kind: "credentials", reason: "fcm:SENDER_ID_MISMATCH" }
+        : { kind: "sent", id: "m" };
+      return { target, outcome };
+    });
+  }
+  async close() {}
+}
+
+describe("SenderWorker", () => {
+  let bus: MemoryBus;
+  let provider: ScriptedProvider;
+  let worker: SenderWorker;
+  const results: events.DeliveryResult[] = [];
+  const feedback: events.TokenFeedback[] = [];
+  const dead: events.DeadLetter[] = [];
+
+  beforeEach(async () => {
+    results.length = feedback.length = dead.length = 0;
+    bus = new MemoryBus();
+    provider = new ScriptedProvider();
+    worker = new SenderWorker({ app: APP, provider, bus, logger: createLogger({ service: "t", level: "silent" }), now: () => new Date(), maxAttempts: 3, backoff: { initialMs: 10, maxMs: 40 }, credentialCooldownMs: 30 });
+    await worker.start();
+    const collect = <T>(topic: string, into: T[], decode: (b: Uint8Array) => T) => bus.subscribe({ group: `c-${topic}`, topics: [topic], handler: async (m: BusMessage) => void into.push(decode(m.value)) });
+    await collect(BusTopics.results, results, (b) => events.DeliveryResult.decode(b));
+    await collect(BusTopics.tokenFeedback, feedback, (b) => events.TokenFeedback.decode(b));
+    await collect(BusTopics.deadLetter, dead, (b) => events.DeadLetter.decode(b));
+  });
+  afterEach(async () => {
+    await worker.stop();
+    await bus.close();
+  });
+
+  const job = (tokens: string[], extra: Partial<events.DeliveryJob> = {}) =>
+    events.DeliveryJob.fromPartial({ jobId: `j-${Math.random()}`, app: APP, publishId: "p1", provider: Provider.PROVIDER_FCM, targets: tokens.map((token, i) => ({ deviceId: `d${i}`, token })), payload: Buffer.from("{}"), ...extra });
+  const put = (j: events.DeliveryJob) => bus.publish(BusTopics.deliveries(APP, "fcm"), [{ key: j.jobId, value: events.DeliveryJob.encode(j).finish() }]);
+  const total = (k: keyof events.DeliveryResult) => results.reduce((n, r) => n + (r[k] as number), 0);
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!cond()) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+
+  it("reports sent, failed and invalid tokens, and sends token feedback for the dead ones", async () => {
+    await put(job(["ok:1", "ok:2", "failed:1", "invalid:1"]));
+    await until(() => results.length === 1 && feedback.length === 1, "results");
+    assert.deepEqual([total("sent"), total("failed"), total("invalidTokens")], [2, 1, 1]);
+    assert.deepEqual(results[0]!.failedByReason, { "fcm:INVALID_ARGUMENT": 1, "fcm:UNREGISTERED": 1 });
+    assert.equal(feedback[0]!.token, "invalid:1");
+    assert.equal(feedback[0]!.deviceId, "d3");
+  });
+
+  it("retries transient failures with backoff until they are sent", async () => {
+    await put(job(["retry-once:1", "ok:1"]));
+    await until(() => total("sent") === 2, "the retried delivery");
+    assert.equal(total("retrying"), 1);
+    const retried = provider.calls.find((c) => c.attempt === 1);
+    assert.deepEqual(retried?.targets.map((t) => t.token), ["retry-once:1"], "only the failed target is retried");
+  });
+
+  it("dead-letters after bounded attempts and never retries past expire_at", async () => {
+    await put(job(["retry:1"]));
+    await until(() => dead.length === 1, "the dead letter");
+    assert.equal(provider.calls.length, 3);
+    assert.equal(total("deadLettered"), 1);
+    assert.match(dead[0]!.reason, /gave up after 3 attempts/);
+    await put(job(["retry:2"], { expireAt: new Date(Date.now() + 5) }));
+    await until(() => dead.length === 2, "the expiring dead letter");
+    assert.match(dead[1]!.reason, /expires before the next attempt/);
+  });
+
+  it("does not send expired or cancelled jobs", async () => {
+    await put(job(["ok:1", "ok:2"], { expireAt: new Date(Date.now() - 1) }));
+    await until(() => total("expired") === 2, "expired");
+    await bus.publish(BusTopics.control, [{ key: "p2", value: events.PublishControl.encode({ app: APP, publishId: "p2", cancelled: true }).finish() }]);
+    await until(() => worker.isCancelled("p2"), "the cancellation");
+    await put(job(["ok:3"], { publishId: "p2" }));
+    await until(() => total("cancelled") === 1, "cancelled");
+    assert.equal(provider.calls.length, 0);
+  });
+
+  it("never reports tokens dead on credential errors and pauses the app", async () => {
+    await put(job(["creds:1"]));
+    await until(() => total("retrying") === 1, "the credential retry");
+    assert.equal(feedback.length, 0);
+    assert.equal(total("invalidTokens"), 0);
+  });
+
+  it("backs off exponentially with jitter under a ceiling", () => {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const ceiling = Math.min(400, 10 * 2 ** attempt);
+      const ms = backoffMs(attempt, { initialMs: 10, maxMs: 400 });
+      assert.ok(ms >= ceiling / 2 && ms <= ceiling, `${attempt}: ${ms}`);
+    }
+  });
+});

@@ -1,0 +1,222 @@
+import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
+import { BusTopics, dispatch, events } from "@herald/proto";
+import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
+
+export interface SenderOptions {
+  app: string;
+  provider: PushProvider;
+  bus: Bus;
+  logger: Logger;
+  now: () => Date;
+  // Attempts per delivery before it goes to the dead-letter topic.
+  maxAttempts?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  // How long the sender stops calling the provider after a credential failure.
+  credentialCooldownMs?: number;
+}
+
+interface Tally {
+  result: events.DeliveryResult;
+  retry: events.JobTarget[];
+  retryAfterMs: number;
+  retryReason: string;
+  feedback: events.TokenFeedback[];
+}
+
+// The sender runtime for one app and provider: consumes delivery jobs, lets the provider send,
+// and acts on the outcomes the same way for every provider — results to herald.results, dead
+// tokens to herald.token-feedback, transient failures back on the retry topic with exponential
+// backoff and jitter (honouring Retry-After, never past expire_at), exhausted ones to the
+// dead-letter topic. A job's offset is committed only after all of that is on the bus.
+export class SenderWorker {
+  private readonly cancelled = new Set<string>();
+  private readonly subscriptions: Subscription[] = [];
+  private readonly maxAttempts: number;
+  private readonly backoff: { initialMs: number; maxMs: number };
+
+  constructor(private readonly o: SenderOptions) {
+    this.maxAttempts = o.maxAttempts ?? 8;
+    this.backoff = o.backoff ?? { initialMs: 1000, maxMs: 300_000 };
+  }
+
+  async start(): Promise<void> {
+    const name = this.o.provider.name;
+    const group = `herald-sender-${this.o.app}-${name}`;
+    // Every replica reads every cancellation, so its group is its own.
+    this.subscriptions.push(
+      await this.o.bus.subscribe({
+        group: `${group}-control-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+        topics: [BusTopics.control],
+        handler: async (m: BusMessage) => {
+          const c = events.PublishControl.decode(m.value);
+          if (c.cancelled && c.app === this.o.app) this.remember(c.publishId);
+        },
+      }),
+    );
+    const deliveries = await this.o.bus.subscribe({ group, topics: [BusTopics.deliveries(this.o.app, name)], handler: (m) => this.handle(m) });
+    const retries = await this.o.bus.subscribe({ group, topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
+    this.subscriptions.push(deliveries, retries);
+  }
+
+  // The job subscriptions (not the control one) pause while credentials are refused.
+  private get jobSubscriptions(): Subscription[] {
+    return this.subscriptions.slice(1);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.paused);
+    await Promise.all(this.subscriptions.splice(0).map((s) => s.stop()));
+    await this.o.provider.close();
+  }
+
+  isCancelled(publishId: string): boolean {
+    return this.cancelled.has(publishId);
+  }
+
+  private remember(publishId: string): void {
+    if (this.cancelled.size > 10_000) this.cancelled.clear();
+    this.cancelled.add(publishId);
+  }
+
+  async handle(message: BusMessage): Promise<void> {
+    const job = events.DeliveryJob.decode(message.value);
+    // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
+    const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const tally = await this.process(job);
+    await this.report(job, tally);
+  }
+
+  private async process(job: events.DeliveryJob): Promise<Tally> {
+    const now = this.o.now();
+    const count = job.targets.length || 1;
+    const tally: Tally = { result: emptyResult(job, now), retry: [], retryAfterMs: 0, retryReason: "", feedback: [] };
+    if (this.isCancelled(job.publishId)) {
+      tally.result.cancelled = count;
+      return tally;
+    }
+    if (job.expireAt && job.expireAt.getTime() <= now.getTime()) {
+      tally.result.expired = count;
+      return tally;
+    }
+    const request: SendRequest = {
+      app: job.app,
+      publishId: job.publishId,
+      jobId: job.jobId,
+      attempt: job.attempt,
+      targets: job.targets.map((t) => ({ deviceId: t.deviceId, token: t.token, ...(t.payload.length ? { payload: t.payload } : {}) })),
+      payload: job.payload,
+      headers: job.headers,
+      priority: job.priority === dispatch.Priority.PRIORITY_HIGH ? "high" : job.priority === dispatch.Priority.PRIORITY_LOW ? "low" : "normal",
+      ...(job.expireAt ? { expireAt: job.expireAt } : {}),
+      ...(job.nativeTopic ? { nativeTopic: job.nativeTopic } : {}),
+      ...(job.nativeCondition ? { nativeCondition: job.nativeCondition } : {}),
+    };
+    const results = await this.o.provider.send(request);
+    for (const r of results) this.count(tally, job, r);
+    return tally;
+  }
+
+  private count(tally: Tally, job: events.DeliveryJob, { target, outcome }: TargetResult): void {
+    const r = tally.result;
+    const fail = (reason: string) => (r.failedByReason[reason] = (r.failedByReason[reason] ?? 0) + 1);
+    switch (outcome.kind) {
+      case "sent":
+        r.sent++;
+        return;
+      case "failed":
+        r.failed++;
+        fail(outcome.reason);
+        return;
+      case "invalid_token":
+        r.invalidTokens++;
+        fail(outcome.reason);
+        tally.feedback.push({
+          app: job.app,
+          provider: job.provider,
+          token: target.token,
+          deviceId: target.deviceId,
+          reason: outcome.reason,
+          invalidSince: outcome.invalidSince ?? this.o.now(),
+          publishId: job.publishId,
+        });
+        return;
+      case "credentials":
+      case "retry":
+        this.retryLater(tally, job, target, outcome);
+        return;
+    }
+  }
+
+  private retryLater(tally: Tally, job: events.DeliveryJob, target: TargetResult["target"], outcome: Extract<Outcome, { kind: "retry" | "credentials" }>): void {
+    if (outcome.kind === "credentials") {
+      // Credentials are wrong: stop calling the provider for a while; tokens stay untouched.
+      this.o.logger.error({ app: job.app, provider: this.o.provider.name, reason: outcome.reason }, "provider refused the credentials; app degraded, pausing");
+      this.pauseFor(this.o.credentialCooldownMs ?? 60_000);
+    }
+    const after = outcome.kind === "credentials" ? (this.o.credentialCooldownMs ?? 60_000) : (outcome.retryAfterMs ?? 0);
+    tally.retry.push({ deviceId: target.deviceId, token: target.token, payload: Buffer.from(target.payload ?? new Uint8Array()) });
+    tally.retryAfterMs = Math.max(tally.retryAfterMs, after);
+    tally.retryReason = outcome.reason;
+  }
+
+  private paused: NodeJS.Timeout | undefined;
+
+  private pauseFor(ms: number): void {
+    if (this.paused) return;
+    for (const s of this.jobSubscriptions) s.pause();
+    this.paused = setTimeout(() => {
+      this.paused = undefined;
+      for (const s of this.jobSubscriptions) s.resume();
+    }, ms).unref();
+  }
+
+  private async report(job: events.DeliveryJob, tally: Tally): Promise<void> {
+    const { bus } = this.o;
+    const name = this.o.provider.name;
+    if (tally.retry.length) {
+      const attempt = job.attempt + 1;
+      const delay = Math.max(tally.retryAfterMs, backoffMs(job.attempt, this.backoff));
+      const notBefore = new Date(this.o.now().getTime() + delay);
+      const hopeless = attempt >= this.maxAttempts || (job.expireAt !== undefined && notBefore.getTime() >= job.expireAt.getTime());
+      const next: events.DeliveryJob = { ...job, targets: tally.retry, attempt, notBefore };
+      if (hopeless) {
+        tally.result.deadLettered += tally.retry.length;
+        const reason = job.expireAt && notBefore >= job.expireAt ? "expires before the next attempt" : `gave up after ${attempt} attempts`;
+        await bus.publish(BusTopics.deadLetter, [{ key: job.jobId, value: events.DeadLetter.encode({ job: next, reason, lastError: tally.retryReason, at: this.o.now() }).finish() }]);
+      } else {
+        tally.result.retrying += tally.retry.length;
+        await bus.publish(BusTopics.retries(job.app, name), [{ key: job.jobId, value: events.DeliveryJob.encode(next).finish() }]);
+      }
+    }
+    if (tally.feedback.length) {
+      await bus.publish(BusTopics.tokenFeedback, tally.feedback.map((f) => ({ key: `${f.app}/${f.token}`, value: events.TokenFeedback.encode(f).finish() })));
+    }
+    await bus.publish(BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(tally.result).finish() }]);
+  }
+}
+
+// Exponential with full jitter on the upper half: attempt 0 waits 0.5–1 × initial, doubling up to max.
+export function backoffMs(attempt: number, b: { initialMs: number; maxMs: number }): number {
+  const ceiling = Math.min(b.maxMs, b.initialMs * 2 ** attempt);
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
+  return {
+    app: job.app,
+    publishId: job.publishId,
+    jobId: job.jobId,
+    provider: job.provider,
+    attempt: job.attempt,
+    sent: 0,
+    failed: 0,
+    invalidTokens: 0,
+    expired: 0,
+    cancelled: 0,
+    deadLettered: 0,
+    retrying: 0,
+    failedByReason: {},
+    at,
+  };
+}
