@@ -17,7 +17,9 @@ import {
 } from "@herald/platform";
 import { apps as appsApi, descriptorSetPath, Provider } from "@herald/proto";
 import { createRegistryModule } from "@herald/registry";
-import { apiKeyLookup, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store } from "@herald/store";
+import { createDispatcherModule, storeRecipients } from "@herald/dispatcher";
+import { DryRunProvider, SenderWorker, type ProviderName } from "@herald/sender";
+import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store } from "@herald/store";
 import { createTopicModule } from "@herald/topic";
 import { z } from "zod";
 import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
@@ -86,19 +88,27 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     const bus = new MemoryBus({ logger: logger.child({ component: "bus" }) });
     lifecycle.add("bus", () => bus.close());
 
-    const registry = createRegistryModule({
-      store,
-      bus,
-      logger,
-      masterSecret,
-      tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false },
-    });
+    const tokenRules = { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
+    const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules });
     const topics = createTopicModule({ store });
+    const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), bus, recipients: storeRecipients(store), tokenRules, logger });
+    lifecycle.add("dispatcher", await dispatcher.start());
+    const feedback = await registry.tokenFeedback.start();
+    lifecycle.add("token feedback", () => feedback.stop());
 
     const apps: EmbeddedApp[] = [];
     for (const pushApp of loaded.apps) apps.push(await createApp(registry.apps, pushApp));
     for (const app of apps) {
       logger.info({ app: app.id, providers: app.providers }, app.providers.length ? "app ready; providers run dry-run (no credentials in embedded mode)" : "app ready; no providers configured");
+    }
+
+    // No credentials here: every configured provider of every app sends dry-run.
+    for (const app of apps) {
+      for (const provider of app.providers) {
+        const sender = new SenderWorker({ app: app.id, provider: new DryRunProvider(provider as ProviderName), bus, logger: logger.child({ component: "sender", app: app.id, provider }), now: () => new Date() });
+        await sender.start();
+        lifecycle.add(`sender ${app.id}/${provider}`, () => sender.stop());
+      }
     }
 
     registry.sweeper.start();
@@ -107,7 +117,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     const server = new GrpcServer({
       logger,
       authenticator: new ApiKeyAuthenticator({ adminKey, lookup: apiKeyLookup(store) }),
-      services: [...registry.bindings, ...topics.bindings],
+      services: [...registry.bindings, ...topics.bindings, ...dispatcher.bindings],
       descriptorSetPath,
     });
     let bound: number;

@@ -24,7 +24,10 @@ const store = await createMongoStore(mongo.db, { client: mongo.client });
 lifecycle.add("store", () => store.close());
 const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-registry", logger });
 lifecycle.add("bus", () => bus.close());
-await bus.ensureTopics([{ name: BusTopics.devices, partitions: 8 }]);
+await bus.ensureTopics([
+  { name: BusTopics.devices, partitions: 8 },
+  { name: BusTopics.tokenFeedback, partitions: 8 },
+]);
 
 const registry = createRegistryModule({
   store,
@@ -36,6 +39,8 @@ const registry = createRegistryModule({
 });
 registry.sweeper.start();
 lifecycle.add("sweeper", () => registry.sweeper.stop());
+const feedback = await registry.tokenFeedback.start();
+lifecycle.add("token feedback", () => feedback.stop());
 
 const server = new GrpcServer({
   logger,

@@ -4,6 +4,7 @@ import { AppService } from "./app.service.js";
 import { DeviceEvents } from "./device.events.js";
 import { DeviceService } from "./device.service.js";
 import { DeviceSweeper } from "./device.sweeper.js";
+import { TokenFeedbackConsumer } from "./tokenfeedback.consumer.js";
 import { UserTokens } from "./usertoken.jwt.js";
 
 export interface RegistryModuleDeps {
@@ -21,6 +22,7 @@ export interface RegistryModule {
   devices: DeviceService;
   apps: AppService;
   sweeper: DeviceSweeper;
+  tokenFeedback: TokenFeedbackConsumer;
   userTokens: UserTokens;
 }
 
@@ -31,5 +33,6 @@ export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
   const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now), userTokens, tokenRules: deps.tokenRules, now });
   const apps = new AppService({ store: deps.store, userTokens, now });
   const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
-  return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, userTokens };
+  const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }));
+  return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, tokenFeedback, userTokens };
 }

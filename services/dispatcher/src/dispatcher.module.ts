@@ -1,0 +1,51 @@
+import type { Bus, Logger, ServiceBinding, Subscription } from "@herald/platform";
+import type { PublishRepository, TokenRules } from "@herald/store";
+import { FanoutWorker } from "./fanout.consumer.js";
+import { PublishScheduler } from "./publish.scheduler.js";
+import { PublishService } from "./publish.service.js";
+import type { RecipientSource } from "./recipient.source.js";
+import { ResultAggregator } from "./results.consumer.js";
+
+export interface DispatcherModuleDeps {
+  publishes: PublishRepository;
+  bus: Bus;
+  recipients: RecipientSource;
+  tokenRules: TokenRules;
+  logger: Logger;
+  now?: () => Date;
+  schedulerIntervalMs?: number;
+}
+
+export interface DispatcherModule {
+  bindings: ServiceBinding[];
+  publishService: PublishService;
+  fanout: FanoutWorker;
+  results: ResultAggregator;
+  scheduler: PublishScheduler;
+  // Starts the workers; the returned function stops them.
+  start(): Promise<() => Promise<void>>;
+}
+
+// Wires the dispatcher; used by its own main.ts and by the all-in-one `herald serve`.
+export function createDispatcherModule(deps: DispatcherModuleDeps): DispatcherModule {
+  const now = deps.now ?? (() => new Date());
+  const publishService = new PublishService({ publishes: deps.publishes, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now });
+  const fanout = new FanoutWorker({ publishes: deps.publishes, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now });
+  const results = new ResultAggregator(deps.publishes, deps.bus, now);
+  const scheduler = new PublishScheduler(deps.publishes, publishService, deps.logger.child({ component: "scheduler" }), now, deps.schedulerIntervalMs);
+  return {
+    bindings: [publishService.binding()],
+    publishService,
+    fanout,
+    results,
+    scheduler,
+    async start() {
+      const subs: Subscription[] = [await fanout.start(), await results.start()];
+      scheduler.start();
+      return async () => {
+        await scheduler.stop();
+        await Promise.all(subs.map((s) => s.stop()));
+      };
+    },
+  };
+}
