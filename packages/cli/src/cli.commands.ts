@@ -23,6 +23,7 @@ import {
   type Io,
   type Output,
 } from "./cli.support.js";
+import { PUBLISH_COMMANDS } from "./cli.publish.js";
 
 export interface OptionSpec {
   type: "string" | "boolean";
@@ -673,6 +674,8 @@ async function describeKey(clients: Clients, creds: Credentials): Promise<Record
   }
 }
 
+COMMANDS.push(...PUBLISH_COMMANDS);
+
 export const findCommand = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);
 
 export const GROUPS: Record<string, string> = {
@@ -681,4 +684,5 @@ export const GROUPS: Record<string, string> = {
   devices: "register, list, update and remove devices",
   users: "user tokens, bind/unbind, erasure",
   topics: "device and user subscriptions, topic stats",
+  publishes: "follow, list and cancel publishes",
 };

@@ -2,7 +2,7 @@
 // argument converters, paging and output.
 import * as grpc from "@grpc/grpc-js";
 import { createClient, errorReason, type AsyncClient } from "@herald/platform";
-import { apps as appsApi, common, Platform, Provider, registry, topic } from "@herald/proto";
+import { apps as appsApi, common, dispatch, Platform, Provider, registry, topic } from "@herald/proto";
 import { stringify as toYaml } from "yaml";
 import { devFilePath, readDevFile, type DevFile } from "./devfile.schema.js";
 
@@ -77,6 +77,7 @@ export interface Clients {
   registry: AsyncClient<typeof registry.RegistryServiceService>;
   apps: AsyncClient<typeof appsApi.AppServiceService>;
   topic: AsyncClient<typeof topic.TopicServiceService>;
+  dispatch: AsyncClient<typeof dispatch.DispatchServiceService>;
   close(): void;
 }
 
@@ -97,6 +98,7 @@ export function lazyClients(creds: Credentials): Clients {
   const r = lazy(() => createClient(registry.RegistryServiceService, registry, creds.server, options));
   const a = lazy(() => createClient(appsApi.AppServiceService, appsApi, creds.server, options));
   const t = lazy(() => createClient(topic.TopicServiceService, topic, creds.server, options));
+  const d = lazy(() => createClient(dispatch.DispatchServiceService, dispatch, creds.server, options));
   return {
     get registry() {
       return r();
@@ -106,6 +108,9 @@ export function lazyClients(creds: Credentials): Clients {
     },
     get topic() {
       return t();
+    },
+    get dispatch() {
+      return d();
     },
     close: () => {
       for (const c of opened.splice(0)) c.close();

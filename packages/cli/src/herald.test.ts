@@ -132,6 +132,22 @@ describe("herald CLI against the embedded server", () => {
     assert.equal(run.stderr.trim(), "herald: INVALID_ARGUMENT (INVALID_TOKEN) token: an APNs device token is 64 hexadecimal characters");
   });
 
+  test("publish --wait follows a publish to done and prints its counts", async () => {
+    await json(app.serverKey, ["devices", "register", "--provider", "fcm", "--platform", "android", "--token", "wait-1", "--topic", "waiting"]);
+    await json(app.serverKey, ["devices", "register", "--provider", "fcm", "--platform", "android", "--token", "wait-2", "--topic", "waiting"]);
+    const done = await json(app.serverKey, ["publish", "--topic", "waiting", "--title", "Hi", "--body", "there", "--uid", "cli-1", "--wait"]);
+    assert.equal(done.state, "PUBLISH_STATE_DONE");
+    assert.equal(done.counts.targeted, 2);
+    assert.equal(done.counts.sent, 2);
+    const listed = await json(app.serverKey, ["publishes", "list", "--uid", "cli-1"]);
+    assert.equal(listed.publishes[0].id, done.id);
+    const bad = await herald(["publish", "--topic", "waiting", "--server", server.address, "--key", app.serverKey]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /PAYLOAD_REQUIRED/);
+    const usage = await herald(["publish", "--topic", "a", "--user", "b", "--body", "x", "--server", server.address, "--key", app.serverKey]);
+    assert.equal(usage.code, 2);
+  });
+
   test("a CLIENT key is refused where a SERVER key is needed", async () => {
     const run = await herald(["devices", "list", "--server", server.address, "--key", app.clientKey]);
     assert.equal(run.code, 1);

@@ -17,7 +17,7 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: "boolean", short: "h", help: "show help" },
 };
 
-const TOP_LEVEL = new Set(["serve", "status", "help"]);
+const TOP_LEVEL = new Set(["serve", "status", "help", "publish"]);
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
   const rows = Object.entries(options).map(([name, o]) => [`${o.short ? `-${o.short}, ` : ""}--${name}${o.value ? ` ${o.value}` : ""}${o.multiple ? "..." : ""}`, o.help] as const);
