@@ -54,7 +54,7 @@ export class SenderWorker {
       }),
     );
     const deliveries = await this.o.bus.subscribe({ group, topics: [BusTopics.deliveries(this.o.app, name)], handler: (m) => this.handle(m) });
-    const retries = await this.o.bus.subscribe({ group, topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
+    const retries = await this.o.bus.subscribe({ group: `${group}-retries`, topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
     this.subscriptions.push(deliveries, retries);
   }
 

@@ -1,0 +1,45 @@
+// The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
+// scheduler, on MongoDB and Kafka, reading recipients from the topic service.
+import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { BusTopics, descriptorSetPath } from "@herald/proto";
+import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
+import { z } from "zod";
+import { createDispatcherModule } from "./dispatcher.module.js";
+import { grpcRecipients } from "./recipient.source.js";
+
+const config = loadConfig(
+  z.object({
+    ...serviceEnv,
+    ...tokenRulesEnv,
+    HERALD_GRPC_ADDRESS: z.string().default("0.0.0.0:50053"),
+    HERALD_TOPIC_ADDRESS: z.string().min(1, "the topic service's host:port"),
+    HERALD_ADMIN_KEY: z.string().min(24, "the dispatcher calls the topic service with the admin key"),
+  }),
+);
+const logger = createLogger({ service: "herald-dispatcher", level: config.HERALD_LOG_LEVEL });
+const lifecycle = new Lifecycle(logger);
+lifecycle.installSignalHandlers();
+
+const tracing = startTracing({ serviceName: "herald-dispatcher", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+lifecycle.add("tracing", () => tracing.shutdown());
+const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
+lifecycle.add("mongo", () => mongo.close());
+const store = await createMongoStore(mongo.db);
+const publishes = await createMongoPublishRepository(mongo.db);
+const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-dispatcher", logger });
+lifecycle.add("bus", () => bus.close());
+await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
+const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADMIN_KEY);
+lifecycle.add("topic client", async () => recipients.close());
+
+const dispatcher = createDispatcherModule({ publishes, bus, recipients, tokenRules: tokenRulesFrom(config), logger });
+lifecycle.add("workers", await dispatcher.start());
+const server = new GrpcServer({
+  logger,
+  authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
+  services: dispatcher.bindings,
+  descriptorSetPath,
+});
+const port = await server.listen(config.HERALD_GRPC_ADDRESS);
+lifecycle.add("grpc", () => server.stop());
+logger.info({ port }, "dispatcher serving");
