@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@herald/platform";
 import { apps, dispatch, registry } from "@herald/proto";
-import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
+import { failureOf, freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
 import { Platform, Provider, webPushToken } from "../integration/fixtures.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -30,7 +30,7 @@ describe("distributed pipeline", () => {
     const p = spawnService(`${root}services/sender/src/main.ts`, { ...common, HERALD_APP: appId, HERALD_PROVIDER: "webpush", HERALD_DRY_RUN: "true", HERALD_DRY_RUN_LATENCY_MS: "300", HERALD_HEALTH_PORT: String(health), HERALD_LOG_LEVEL: "info" }, "");
     const deadline = Date.now() + 60_000;
     while (!p.output().includes("sender running")) {
-      if (p.child.exitCode !== null || Date.now() > deadline) throw new Error(`sender did not start:\n${p.output()}`);
+      if (p.child.exitCode !== null || Date.now() > deadline) throw new Error(`sender did not start: ${failureOf(p.output())}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return p;

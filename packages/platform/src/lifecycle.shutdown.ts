@@ -35,6 +35,12 @@ export class Lifecycle {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    // A failed start (top-level await in main.ts) or a bug escaping a callback: one structured
+    // line naming the error (with kafkajs/Mongo error types and codes), then the same drain.
+    process.on("uncaughtException", (err) => {
+      this.logger.fatal({ err }, `fatal: ${err instanceof Error ? err.message : String(err)}`);
+      this.shutdown("fatal error").finally(() => exit(1));
+    });
   }
 
   private async runStoppers(reason: string): Promise<void> {

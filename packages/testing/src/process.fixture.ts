@@ -36,11 +36,11 @@ export function spawnService(entry: string, env: Record<string, string>, address
     async waitHealthy(timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
-        if (child.exitCode !== null) throw new Error(`${entry} exited with ${child.exitCode}:\n${out}`);
+        if (child.exitCode !== null) throw new Error(`${entry} exited with ${child.exitCode}: ${failureOf(out)}`);
         if (await healthy(address)) return;
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`${entry} did not become healthy within ${timeoutMs} ms:\n${out}`);
+      throw new Error(`${entry} did not become healthy within ${timeoutMs} ms: ${failureOf(out)}`);
     },
     async stop(signal = "SIGTERM", timeoutMs = 20_000) {
       if (child.exitCode !== null) return child.exitCode;
@@ -51,6 +51,12 @@ export function spawnService(entry: string, env: Record<string, string>, address
       return code;
     },
   };
+}
+
+// The fatal log line first (test reports may cut long messages), then the end of the output.
+export function failureOf(output: string): string {
+  const fatal = output.split("\n").filter((l) => /"level":(50|60)|fatal/i.test(l)).slice(-3);
+  return [...fatal, "--- last output ---", output.slice(-4000)].join("\n");
 }
 
 // grpc.health.v1.Health/Check for the whole server: SERVING is the response bytes [8, 1].

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
+import kafkajs from "kafkajs";
 import { setTimeout as delay } from "node:timers/promises";
 import { busContract } from "./bus.contract.js";
 import { KafkaBus } from "./bus.kafka.js";
@@ -77,6 +78,24 @@ if (brokers.length === 0) {
       } finally {
         await second.deleteTopics([topic]).catch(() => {});
         await second.close();
+      }
+    });
+
+    it("several processes ensuring overlapping topics at once all succeed, and the largest count wins", { timeout: 120_000 }, async () => {
+      // What every service does as it starts: the same topics, at the same moment, from separate clients.
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const names = ["a", "b", "c", "d"].map((n) => `herald-test.bus.race.${n}.${suffix}`);
+      const buses = await Promise.all([1, 2, 3, 4].map(() => makeBus()));
+      try {
+        await Promise.all(buses.map((bus, i) => bus.ensureTopics(names.slice(i % 2).map((name) => ({ name, partitions: 2 + i })))));
+        const admin = new kafkajs.Kafka({ brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+        await admin.connect();
+        const { topics } = await admin.fetchTopicMetadata({ topics: names }).finally(() => admin.disconnect());
+        const counts = Object.fromEntries(topics.map((t) => [t.name, t.partitions.length]));
+        assert.deepEqual(counts, { [names[0]!]: 4, [names[1]!]: 5, [names[2]!]: 5, [names[3]!]: 5 });
+      } finally {
+        await buses[0]!.deleteTopics(names).catch(() => {});
+        await Promise.all(buses.map((b) => b.close()));
       }
     });
   });

@@ -6,6 +6,21 @@ import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
 import type { Bus, BusMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
+// How long ensureTopics and a subscription's start keep retrying while topics other processes
+// create (and the group coordinator) settle.
+const SETTLE_DEADLINE_MS = 60_000;
+
+// Errors that another attempt can cure: kafkajs marks its retriable protocol errors, wraps them
+// when its own retries run out, aggregates them per topic; INVALID_PARTITIONS comes from
+// metadata that lagged behind another process's partition increase.
+function transientKafkaError(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { retriable?: boolean; type?: string; originalError?: unknown; cause?: unknown; errors?: unknown[] };
+  if (e.retriable === true || e.type === "INVALID_PARTITIONS") return true;
+  if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.every(transientKafkaError);
+  return transientKafkaError(e.originalError) || transientKafkaError(e.cause);
+}
+
 // kafkajs is CommonJS; its named exports are not all visible to Node's ESM loader.
 const { Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
 
@@ -111,15 +126,33 @@ export class KafkaBus implements Bus {
     for (const s of specs) wanted.set(s.name, Math.max(s.partitions, wanted.get(s.name) ?? 0));
     if (wanted.size === 0) return;
     const admin = await this.admin();
+    // Several services ensure the same topics as they start. While another process's topic is
+    // still being created, metadata answers LEADER_NOT_AVAILABLE or shows it unfinished; the
+    // whole procedure is idempotent, so it is simply repeated until the deadline.
+    const deadline = Date.now() + SETTLE_DEADLINE_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (await this.ensureTopicsOnce(admin, wanted)) this.replaceProducer();
+        return;
+      } catch (err) {
+        if (!transientKafkaError(err) || Date.now() > deadline) throw err;
+        this.logger.warn({ err, topics: [...wanted.keys()], attempt }, "bus: kafka topics not settled yet; retrying");
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+      }
+    }
+  }
+
+  // True when it raised a partition count.
+  private async ensureTopicsOnce(admin: Admin, wanted: Map<string, number>): Promise<boolean> {
     const existing = new Set(await admin.listTopics());
     const missing = [...wanted].filter(([name]) => !existing.has(name));
     if (missing.length > 0) {
       // Resolves false when another process created one of them first; the check below still
       // raises its partitions if that process asked for fewer.
-      await admin.createTopics({ topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions })), waitForLeaders: true });
+      await admin.createTopics({ topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions })), waitForLeaders: true, timeout: 30_000 });
     }
     const short = await this.topicsShort(admin, wanted);
-    if (short.length === 0) return;
+    if (short.length === 0) return false;
     try {
       await admin.createPartitions({ topicPartitions: short.map(([topic, count]) => ({ topic, count })) });
     } catch (err) {
@@ -128,7 +161,7 @@ export class KafkaBus implements Bus {
     }
     // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then it
     // would keep hashing keys over the old partition count. A fresh producer sees the new one.
-    this.replaceProducer();
+    return true;
   }
 
   async deleteTopics(names: string[]): Promise<void> {
@@ -282,9 +315,20 @@ class KafkaSubscription implements Subscription {
   async start(): Promise<void> {
     this.topics = await this.resolveTopics();
     if (this.topics.length > 0) {
-      const launching = this.lifecycle.then(() => this.launch());
-      this.lifecycle = launching.catch(() => {});
-      await launching;
+      const deadline = Date.now() + SETTLE_DEADLINE_MS;
+      for (let attempt = 0; ; attempt++) {
+        const launching = this.lifecycle.then(() => this.launch());
+        this.lifecycle = launching.catch(() => {});
+        try {
+          await launching;
+          break;
+        } catch (err) {
+          // A topic created a moment ago by another process, a coordinator still loading.
+          if (!transientKafkaError(err) || Date.now() > deadline) throw err;
+          this.logger.warn({ err, group: this.options.group, attempt }, "bus: consumer could not start yet; retrying");
+          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+        }
+      }
     } else {
       this.logger.info({ group: this.options.group, topics: String(this.options.topics) }, "bus: no topic matches the subscription yet");
     }
