@@ -1,3 +1,6 @@
 export * from "./infra.env.js";
 export * from "./stack.fixture.js";
 export * from "./process.fixture.js";
+export * from "./fakes/tls.fixture.js";
+export * from "./fakes/apns.fake.js";
+export * from "./fakes/webpush.fake.js";

@@ -1,0 +1,187 @@
+import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type SecureClientSessionOptions } from "node:http2";
+import tls from "node:tls";
+import http2wrapper from "http2-wrapper";
+import type { ApnsEndpoint } from "./apns.config.js";
+import type { ApnsAnswer } from "./apns.outcome.js";
+
+// Long-lived HTTP/2 connections to APNs. http2-wrapper's Agent keeps up to `maxSessions`
+// sessions and hands out a stream only while a session is below the peer's
+// SETTINGS_MAX_CONCURRENT_STREAMS, so a fresh APNs connection (one stream until it has seen a
+// valid token) is never overrun; when APNs raises the limit the queued requests flow at once.
+
+export interface ApnsClientOptions {
+  endpoint: ApnsEndpoint;
+  maxSessions: number;
+  ca?: string;
+  // TLS client certificate (certificate auth).
+  cert?: string;
+  key?: string;
+  passphrase?: string;
+}
+
+export interface PostOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+// A request that got no answer. `unsent`: APNs cannot have seen it (GOAWAY, refused stream,
+// closing session), so sending it again cannot duplicate a notification.
+export class ApnsClientError extends Error {
+  constructor(
+    readonly code: string,
+    readonly unsent: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(`APNs request failed: ${code}`, options);
+  }
+}
+
+// RFC 9113 §7 error codes, for readable reasons.
+const H2_ERRORS = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"];
+
+// Error bodies are a few dozen bytes; anything bigger is not APNs talking.
+const MAX_BODY = 64 * 1024;
+
+// http2-wrapper skips sessions it marked with this symbol. It has no GOAWAY handling of its own:
+// a session that received GOAWAY stays "closed but not destroyed" until its streams end, and the
+// Agent would keep choosing it and get ERR_HTTP2_GOAWAY_SESSION for every new stream.
+const kGracefullyClosing = (http2wrapper.Agent as unknown as { kGracefullyClosing?: symbol }).kGracefullyClosing;
+
+// http2-wrapper 2.2's private pieces this file relies on (pinned version; checked by the tests).
+interface AgentInternals {
+  _sessionCount: number;
+  _processQueue(): void;
+}
+
+// At maxSessions, http2-wrapper closes an idle session every time it looks at its queue (a stream
+// ended, a session closed), to make room for sessions to other origins. This pool has a single
+// origin, so that only tears down warm connections, each replaced by a new one that starts again
+// at one stream. Here the queue waits for a free stream instead.
+class SingleOriginAgent extends http2wrapper.Agent {
+  _processQueue(): void {
+    const internals = this as unknown as AgentInternals;
+    if (internals._sessionCount >= this.maxSessions) return;
+    (http2wrapper.Agent.prototype as unknown as AgentInternals)._processQueue.call(this);
+  }
+}
+
+export class ApnsClient {
+  private readonly agent: http2wrapper.Agent;
+  private readonly sessionOptions: SecureClientSessionOptions;
+  private readonly sessions = new Set<ClientHttp2Session>();
+  // Connections opened so far (tests and metrics).
+  connects = 0;
+
+  constructor(private readonly options: ApnsClientOptions) {
+    const { endpoint } = options;
+    // Idle sessions stay open: APNs wants long-lived connections, and a new one starts at one stream.
+    this.agent = new SingleOriginAgent({ maxSessions: options.maxSessions, maxEmptySessions: options.maxSessions });
+    this.agent.on("session", (session: ClientHttp2Session) => {
+      this.connects++;
+      this.sessions.add(session);
+      // The Agent listens once; a later error on a pooled session must not become an uncaught one.
+      session.on("error", () => {});
+      session.once("goaway", () => {
+        if (kGracefullyClosing) (session as unknown as Record<symbol, boolean>)[kGracefullyClosing] = true;
+      });
+      session.once("close", () => this.sessions.delete(session));
+    });
+    this.sessionOptions = {
+      ...(endpoint.servername ? { servername: endpoint.servername } : {}),
+      ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.cert ? { cert: options.cert } : {}),
+      ...(options.key ? { key: options.key } : {}),
+      ...(options.passphrase ? { passphrase: options.passphrase } : {}),
+      // The TCP destination may differ from the origin (a fake on 127.0.0.1 standing in for
+      // api.push.apple.com); TLS still checks the certificate against the origin's name.
+      createConnection: (_origin: URL, connectOptions: tls.ConnectionOptions) =>
+        tls.connect({
+          ...connectOptions,
+          host: endpoint.connectHost,
+          port: endpoint.port,
+          ALPNProtocols: ["h2"],
+          ...(endpoint.servername ? { servername: endpoint.servername } : {}),
+        }),
+    } as SecureClientSessionOptions;
+  }
+
+  post(path: string, headers: Record<string, string>, body: Uint8Array, options: PostOptions): Promise<ApnsAnswer> {
+    return new Promise((resolve, reject) => {
+      let stream: ClientHttp2Stream | undefined;
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        fn();
+        return true;
+      };
+      const fail = (error: ApnsClientError) => {
+        if (settle(() => reject(error))) stream?.close(constants.NGHTTP2_CANCEL);
+      };
+      // The clock runs from asking the pool, so a connection that never comes up also times out.
+      const timer = setTimeout(() => fail(new ApnsClientError("Timeout", false)), options.timeoutMs);
+      const onAbort = () => fail(new ApnsClientError("Aborted", false));
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+
+      const requestHeaders = { ...headers, ":method": "POST", ":path": path };
+      this.agent.request(this.options.endpoint.origin, this.sessionOptions, requestHeaders, { endStream: false }).then(
+        (s) => {
+          if (settled) {
+            s.close(constants.NGHTTP2_CANCEL);
+            return;
+          }
+          stream = s;
+          let status = 0;
+          let responseHeaders: IncomingHttpHeaders = {};
+          const chunks: Buffer[] = [];
+          let size = 0;
+          s.on("response", (h) => {
+            status = Number(h[":status"] ?? 0);
+            responseHeaders = h;
+          });
+          s.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size <= MAX_BODY) chunks.push(chunk);
+          });
+          // A reset stream also ends (before its error): only an answer with a status counts.
+          s.on("end", () => {
+            if (status) settle(() => resolve({ status, headers: responseHeaders, body: Buffer.concat(chunks).toString("utf8") }));
+          });
+          // Errors are built only when they are news: a stack trace per answered request costs.
+          s.on("error", (err: NodeJS.ErrnoException) => settled || fail(streamError(err, s)));
+          s.on("close", () => settled || fail(streamError(undefined, s)));
+          s.end(body);
+        },
+        (err: NodeJS.ErrnoException) => fail(sessionError(err)),
+      );
+    });
+  }
+
+  // Destroys every pooled connection; requests in flight fail with a network error.
+  async close(): Promise<void> {
+    // Sessions leave the set on "close", so every one still in it has that event to come.
+    const closed = [...this.sessions].map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
+    this.agent.destroy();
+    await Promise.all(closed);
+  }
+}
+
+function streamError(err: NodeJS.ErrnoException | undefined, stream: ClientHttp2Stream): ApnsClientError {
+  // A stream above the GOAWAY's last stream id, or beyond the peer's limit, is refused unprocessed.
+  if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) return new ApnsClientError("REFUSED_STREAM", true, { cause: err });
+  const reset = stream.rstCode ? `RST_STREAM:${H2_ERRORS[stream.rstCode] ?? stream.rstCode}` : undefined;
+  // The peer's RST_STREAM code says more than Node's generic stream error; a socket error more than both.
+  const code = (err?.code === "ERR_HTTP2_STREAM_ERROR" ? reset : undefined) ?? err?.code ?? reset ?? "StreamClosed";
+  return new ApnsClientError(code, false, { cause: err });
+}
+
+function sessionError(err: NodeJS.ErrnoException): ApnsClientError {
+  // No stream was created: the session had received GOAWAY, was closing or already gone.
+  const unsent =
+    err.code === "ERR_HTTP2_GOAWAY_SESSION" ||
+    err.code === "ERR_HTTP2_INVALID_SESSION" ||
+    /gracefully closing/.test(err.message);
+  return new ApnsClientError(err.code ?? (unsent ? "SessionClosing" : "ConnectionError"), unsent, { cause: err });
+}

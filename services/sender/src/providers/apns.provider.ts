@@ -1,0 +1,170 @@
+import { createHash } from "node:crypto";
+import { setMaxListeners } from "node:events";
+import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
+import { ApnsClient, ApnsClientError } from "./apns.client.js";
+import { apnsEndpoint, APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
+import { apnsHeaders, invalidHeader } from "./apns.headers.js";
+import { ApnsJwtSigner, DEFAULT_TOKEN_REFRESH_MS } from "./apns.jwt.js";
+import { apnsReasonOf, networkOutcome, outcomeOf } from "./apns.outcome.js";
+
+export { APNS_PRODUCTION_URL, APNS_SANDBOX_URL, type ApnsAuth, type ApnsProviderConfig } from "./apns.config.js";
+
+// Apple's HTTP/2 provider API: one POST /3/device/<token> per target, all targets of a job at
+// once over the shared session pool (the pool, not this class, bounds the streams in flight).
+// Limits such as the payload size are left to APNs, the one authority on them; its answer is
+// classified like any other.
+
+// Device tokens are hex. Anything else could never be delivered (and must not reach the URL path).
+const DEVICE_TOKEN = /^[0-9a-fA-F]{1,400}$/;
+
+// Expired jobs are normally dropped by the runtime before they get here; a job that expires
+// while it waits is refused here with this reason, without a request.
+export const EXPIRED_REASON = "expired";
+
+export class ApnsProvider implements PushProvider {
+  readonly name = "apns" as const;
+  private readonly client: ApnsClient;
+  private readonly jwt: ApnsJwtSigner | undefined;
+  private readonly tracer: Tracer;
+  private readonly now: () => Date;
+  private readonly timeoutMs: number;
+  private readonly serverAddress: string;
+
+  constructor(private readonly config: ApnsProviderConfig) {
+    this.now = config.now ?? (() => new Date());
+    this.timeoutMs = config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.tracer = config.tracer ?? trace.getTracer("herald.sender");
+    const endpoint = apnsEndpoint(config.url ?? APNS_PRODUCTION_URL, config.servername);
+    this.serverAddress = endpoint.servername ?? endpoint.connectHost;
+    const { auth } = config;
+    this.client = new ApnsClient({
+      endpoint,
+      maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      ...(config.ca ? { ca: config.ca } : {}),
+      ...(auth.kind === "certificate" ? { cert: auth.certPem, key: auth.keyPem, ...(auth.passphrase ? { passphrase: auth.passphrase } : {}) } : {}),
+    });
+    this.jwt = auth.kind === "token" ? new ApnsJwtSigner(auth, this.now, config.tokenRefreshMs ?? DEFAULT_TOKEN_REFRESH_MS) : undefined;
+  }
+
+  // Connections opened so far.
+  get connects(): number {
+    return this.client.connects;
+  }
+
+  // Provider tokens signed so far.
+  get tokensGenerated(): number {
+    return this.jwt?.generated ?? 0;
+  }
+
+  async send(request: SendRequest): Promise<TargetResult[]> {
+    if (!request.targets.length) {
+      const topic = request.nativeTopic ?? request.nativeCondition;
+      // APNs addresses devices only; it has no server-side topics or conditions.
+      return topic ? [{ target: { deviceId: "", token: topic }, outcome: { kind: "failed", reason: "apns:NativeTopicUnsupported" } }] : [];
+    }
+    if (request.expireAt && request.expireAt.getTime() <= this.now().getTime()) {
+      return request.targets.map((target) => ({ target, outcome: { kind: "failed", reason: EXPIRED_REASON } }));
+    }
+    const headers = apnsHeaders(request, this.config.bundleId);
+    if (invalidHeader(headers) !== undefined) {
+      return request.targets.map((target) => ({ target, outcome: { kind: "failed", reason: "apns:InvalidHeader" } }));
+    }
+    const { signal, release } = sharedSignal(request.signal);
+    try {
+      const shared = signal ? { ...request, signal } : request;
+      return await Promise.all(request.targets.map(async (target) => ({ target, outcome: await this.deliver(shared, target, headers) })));
+    } finally {
+      release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  private async deliver(request: SendRequest, target: ProviderTarget, headers: Record<string, string>): Promise<Outcome> {
+    // Never sent: the path would be wrong and APNs could only answer BadDeviceToken (or BadPath).
+    if (!DEVICE_TOKEN.test(target.token)) return { kind: "invalid_token", reason: "apns:BadDeviceToken" };
+    const body = target.payload ?? request.payload;
+    const first = await this.attempt(request, target, headers, body, false);
+    // A request APNs never saw (GOAWAY, refused stream) goes out once more at once, on another
+    // connection; twice in a row is left to the runtime's backoff.
+    if (!first.unsent) return first.outcome;
+    return (await this.attempt(request, target, headers, body, true)).outcome;
+  }
+
+  private async attempt(
+    request: SendRequest,
+    target: ProviderTarget,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    resend: boolean,
+  ): Promise<{ outcome: Outcome; unsent: boolean }> {
+    if (request.signal?.aborted) return { outcome: { kind: "retry", reason: "apns:Aborted" }, unsent: false };
+    let jwt: string | undefined;
+    try {
+      jwt = this.jwt?.current();
+    } catch {
+      return { outcome: { kind: "credentials", reason: "apns:InvalidSigningKey" }, unsent: false };
+    }
+    const span = this.tracer.startSpan(
+      "apns send",
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          "herald.app": request.app,
+          "herald.publish_id": request.publishId,
+          "herald.provider": "apns",
+          "herald.attempt": request.attempt,
+          "http.request.method": "POST",
+          "server.address": this.serverAddress,
+          // A device token identifies a person's device: only a hash goes into traces.
+          "herald.token_hash": createHash("sha256").update(target.token).digest("hex").slice(0, 16),
+          ...(resend ? { "herald.apns.resend": true } : {}),
+        },
+      },
+      context.active(),
+    );
+    let outcome: Outcome;
+    let unsent = false;
+    try {
+      const answer = await this.client.post(`/3/device/${target.token}`, jwt ? { ...headers, authorization: `bearer ${jwt}` } : headers, body, {
+        timeoutMs: this.timeoutMs,
+        ...(request.signal ? { signal: request.signal } : {}),
+      });
+      span.setAttribute("http.response.status_code", answer.status);
+      const apnsId = answer.headers["apns-id"];
+      if (typeof apnsId === "string") span.setAttribute("herald.apns.id", apnsId);
+      const reason = apnsReasonOf(answer);
+      if (reason) span.setAttribute("herald.apns.reason", reason);
+      outcome = outcomeOf(answer, this.now());
+      if (jwt && reason === "ExpiredProviderToken") this.jwt?.expired(jwt);
+      if (reason === "TooManyProviderTokenUpdates") {
+        this.config.logger?.warn({ app: request.app, provider: "apns" }, "APNs refused a provider token change (TooManyProviderTokenUpdates); token refresh is too frequent");
+      }
+    } catch (err) {
+      const failure = err instanceof ApnsClientError ? err : new ApnsClientError("ClientError", false, { cause: err });
+      unsent = failure.unsent && !resend;
+      outcome = networkOutcome(failure.code);
+      span.setAttribute("error.type", failure.code);
+    }
+    span.setAttribute("herald.outcome", outcome.kind);
+    if (outcome.kind !== "sent") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
+    span.end();
+    return { outcome, unsent };
+  }
+}
+
+// Every target's request listens for the caller's abort. Those listeners go on a signal of our
+// own, so a job of thousands of targets neither trips Node's listener-leak warning on the
+// caller's signal nor leaves listeners behind on it.
+function sharedSignal(outer: AbortSignal | undefined): { signal?: AbortSignal; release: () => void } {
+  if (!outer) return { release: () => {} };
+  const inner = new AbortController();
+  setMaxListeners(0, inner.signal);
+  const abort = () => inner.abort(outer.reason);
+  if (outer.aborted) abort();
+  else outer.addEventListener("abort", abort, { once: true });
+  return { signal: inner.signal, release: () => outer.removeEventListener("abort", abort) };
+}
