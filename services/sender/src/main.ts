@@ -3,20 +3,25 @@ import { createLogger, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing
 import { BusTopics } from "@herald/proto";
 import { createServer } from "node:http";
 import { z } from "zod";
-import type { ProviderName, PushProvider } from "./provider.types.js";
-import { DryRunProvider } from "./providers/dryrun.provider.js";
+import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
+import { createProvider, providerEnv } from "./provider.factory.js";
+import type { ProviderName } from "./provider.types.js";
 import { SenderWorker } from "./sender.consumer.js";
 
 const { HERALD_MONGO_URL: _mongo, HERALD_GRPC_ADDRESS: _grpc, HERALD_ADMIN_KEY: _admin, HERALD_ADMIN_KEY_SHA256: _adminHash, ...env } = serviceEnv;
 const config = loadConfig(
   z.object({
     ...env,
+    ...providerEnv,
+    ...tokenRulesEnv,
     HERALD_APP: z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, "an app id"),
     HERALD_PROVIDER: z.enum(["apns", "fcm", "hms", "webpush"]),
-    // Without credentials a sender runs dry-run: it accepts every delivery without calling anyone.
-    HERALD_DRY_RUN: z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
-    HERALD_DRY_RUN_LATENCY_MS: z.coerce.number().int().min(0).default(0),
     HERALD_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
+    // Exponential backoff with jitter between attempts, raised by a provider's Retry-After.
+    HERALD_RETRY_INITIAL_MS: z.coerce.number().int().min(1).default(1000),
+    HERALD_RETRY_MAX_MS: z.coerce.number().int().min(1).default(300_000),
+    // How long the sender stops calling a provider that refused the credentials.
+    HERALD_CREDENTIAL_COOLDOWN_MS: z.coerce.number().int().min(1).default(60_000),
     HERALD_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   }),
 );
@@ -28,15 +33,17 @@ lifecycle.installSignalHandlers();
 const tracing = startTracing({ serviceName: `herald-sender-${name}`, otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
 lifecycle.add("tracing", () => tracing.shutdown());
 
-function provider(): PushProvider {
-  if (config.HERALD_DRY_RUN) return new DryRunProvider(name, config.HERALD_DRY_RUN_LATENCY_MS);
-  throw new Error(`HERALD_PROVIDER=${name}: real provider credentials are not wired in this build yet; set HERALD_DRY_RUN=true`);
-}
+// Before Kafka: a missing credential stops the sender at once, naming the file or variable.
+const provider = createProvider(name, config, { tokenRules: tokenRulesFrom(config) });
+lifecycle.add("provider", () => provider.close());
 
 const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger });
 lifecycle.add("bus", () => bus.close());
 await bus.ensureTopics([BusTopics.deliveries(config.HERALD_APP, name), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
-const worker = new SenderWorker({ app: config.HERALD_APP, provider: provider(), bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS });
+const worker = new SenderWorker({ app: config.HERALD_APP, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,
+  backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS },
+  credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+});
 await worker.start();
 lifecycle.add("worker", () => worker.stop());
 

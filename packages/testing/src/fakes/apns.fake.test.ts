@@ -107,7 +107,7 @@ describe("fake APNs", () => {
     assert.equal(ok.status, 200);
     assert.equal(ok.headers["apns-id"], id);
     assert.equal(ok.body, "");
-    const gone = await post(session, scenarioToken("unregistered"), auth());
+    const gone = await post(session, scenarioToken("unregistered", 24), auth());
     assert.equal(gone.status, 410);
     assert.match(String(gone.headers["apns-id"]), /^[0-9a-f-]{36}$/);
     assert.deepEqual(Object.keys(gone.json ?? {}), ["reason", "timestamp"]);

@@ -113,7 +113,7 @@ const VOIP_PAYLOAD_LIMIT = 5120;
 const KEEP_LIMIT = 64 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEVICE_TOKEN = /^[0-9a-f]{64,200}$/i;
-const DAY_MS = 24 * 60 * 60 * 1000;
+const HOUR_MS = 60 * 60 * 1000;
 const SHUTDOWN = Buffer.from(JSON.stringify({ reason: "Shutdown" }));
 
 // The apns-topic each push type needs (Apple's "Sending notification requests to APNs").
@@ -383,8 +383,9 @@ export async function startFakeApns(options: FakeApnsOptions = {}): Promise<Fake
       case "bad-device-token":
         return fail(400, "BadDeviceToken");
       case "unregistered":
-        // When Apple learned the token went away: a day before now, so tests can tell it from "now".
-        return result({ status: 410, reason: "Unregistered", timestamp: now() - DAY_MS });
+        // When Apple learned the token went away: n hours before now (scenarioToken("unregistered", 24)
+        // is a verdict older than a fresh registration, which the registry must not act on).
+        return result({ status: 410, reason: "Unregistered", timestamp: now() - n * HOUR_MS });
       case "expired-token":
         return fail(410, "ExpiredToken");
       case "not-for-topic":

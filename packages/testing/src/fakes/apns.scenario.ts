@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 
 export const APNS_SCENARIOS = {
   "bad-device-token": 0x01, // 400 BadDeviceToken
-  unregistered: 0x02, // 410 Unregistered + timestamp
+  unregistered: 0x02, // 410 Unregistered + timestamp n hours ago (default: now)
   "expired-token": 0x03, // 410 ExpiredToken
   "not-for-topic": 0x04, // 400 DeviceTokenNotForTopic
   "too-many-requests": 0x05, // 429 TooManyRequests

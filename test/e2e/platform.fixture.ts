@@ -1,0 +1,111 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@herald/platform";
+import { apps, dispatch, registry, topic } from "@herald/proto";
+import { failureOf, freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+export type Clients = {
+  registry: ReturnType<typeof createClient<typeof registry.RegistryServiceService>>;
+  topic: ReturnType<typeof createClient<typeof topic.TopicServiceService>>;
+  dispatch: ReturnType<typeof createClient<typeof dispatch.DispatchServiceService>>;
+};
+
+export interface Platform {
+  addresses: { registry: string; topic: string; dispatcher: string };
+  // Creates an app with a server key and returns clients scoped to it.
+  createApp(id: string): Promise<Clients>;
+  // Starts one sender process; resolves when it consumes.
+  startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess>;
+  stop(): Promise<void>;
+}
+
+// Every service in its own process, the way the Deployments run, on the real FerretDB and Kafka
+// of test/infra. `env` reaches every process (e.g. the Web Push allow-list of the fakes).
+export async function startPlatform(env: Record<string, string> = {}): Promise<Platform> {
+  const adminKey = randomBytes(24).toString("base64url");
+  const common = {
+    HERALD_MONGO_URL: `${requireEnv("HERALD_MONGO_URL").replace(/\/$/, "")}/herald_e2e_${randomUUID().slice(0, 8)}`,
+    HERALD_KAFKA_BROKERS: requireEnv("HERALD_KAFKA_BROKERS"),
+    HERALD_ADMIN_KEY: adminKey,
+    HERALD_LOG_LEVEL: "warn",
+    ...env,
+  };
+  const procs: ServiceProcess[] = [];
+  const opened: Array<{ close(): void }> = [];
+  const addresses = { registry: `127.0.0.1:${await freePort()}`, topic: `127.0.0.1:${await freePort()}`, dispatcher: `127.0.0.1:${await freePort()}` };
+  procs.push(spawnService(`${root}services/registry/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.registry, HERALD_SECRET: randomBytes(24).toString("base64url") }, addresses.registry));
+  procs.push(spawnService(`${root}services/topic/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.topic }, addresses.topic));
+  procs.push(spawnService(`${root}services/dispatcher/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.dispatcher, HERALD_TOPIC_ADDRESS: addresses.topic }, addresses.dispatcher));
+  try {
+    await Promise.all(procs.map((p) => p.waitHealthy(90_000)));
+  } catch (err) {
+    await Promise.all(procs.map((p) => p.stop("SIGKILL")));
+    throw err;
+  }
+
+  return {
+    addresses,
+    async createApp(id) {
+      const admin = createClient(apps.AppServiceService, apps, addresses.registry, { apiKey: adminKey });
+      try {
+        await admin.createApp({ id });
+        const { secret } = await admin.createApiKey({ appId: id, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
+        const clients: Clients = {
+          registry: createClient(registry.RegistryServiceService, registry, addresses.registry, { apiKey: secret }),
+          topic: createClient(topic.TopicServiceService, topic, addresses.topic, { apiKey: secret }),
+          dispatch: createClient(dispatch.DispatchServiceService, dispatch, addresses.dispatcher, { apiKey: secret }),
+        };
+        opened.push(clients.registry, clients.topic, clients.dispatch);
+        return clients;
+      } finally {
+        admin.close();
+      }
+    },
+    async startSender(app, provider, senderEnv, credentials = {}) {
+      // The operator mounts the app's credentials Secret as one file per key.
+      const dir = mkdtempSync(join(tmpdir(), `herald-creds-${app}-${provider}-`));
+      for (const [file, content] of Object.entries(credentials)) writeFileSync(join(dir, file), content, { mode: 0o600 });
+      const health = await freePort();
+      const p = spawnService(
+        `${root}services/sender/src/main.ts`,
+        { ...common, HERALD_APP: app, HERALD_PROVIDER: provider, HERALD_HEALTH_PORT: String(health), HERALD_LOG_LEVEL: "info", HERALD_CREDENTIALS_DIR: dir, ...senderEnv },
+        "",
+      );
+      procs.push(p);
+      const deadline = Date.now() + 90_000;
+      while (!p.output().includes("sender running")) {
+        if (p.child.exitCode !== null || Date.now() > deadline) throw new Error(`sender ${app}/${provider} did not start: ${failureOf(p.output())}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return p;
+    },
+    async stop() {
+      for (const c of opened) c.close();
+      await Promise.all(procs.map((p) => p.stop("SIGKILL")));
+    },
+  };
+}
+
+// Registers devices a few at a time, as many app servers would at once.
+export async function registerMany(clients: Clients, requests: Array<Parameters<Clients["registry"]["registerDevice"]>[0]>, concurrency = 8): Promise<string[]> {
+  const ids: string[] = new Array(requests.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < requests.length; i = next++) ids[i] = (await clients.registry.registerDevice(requests[i]!)).device!.id;
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return ids;
+}
+
+// Follows a publish with WatchPublish until it reaches a final state.
+export async function watchToEnd(clients: Clients, id: string, deadlineMs = 120_000): Promise<dispatch.Publish> {
+  let last: dispatch.Publish | undefined;
+  for await (const u of clients.dispatch.watchPublish({ id }, { deadlineMs })) last = u.publish;
+  if (!last) throw new Error(`WatchPublish(${id}) ended without an update`);
+  return last;
+}
