@@ -18,8 +18,8 @@ import {
 import { apps as appsApi, descriptorSetPath, Provider } from "@herald/proto";
 import { createRegistryModule } from "@herald/registry";
 import { createDispatcherModule, storeRecipients } from "@herald/dispatcher";
-import { DryRunProvider, SenderWorker, type ProviderName } from "@herald/sender";
-import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store } from "@herald/store";
+import { DryRunProvider, SenderWorker, type ProviderName, type PushProvider } from "@herald/sender";
+import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store, type TokenRules } from "@herald/store";
 import { createTopicModule } from "@herald/topic";
 import { z } from "zod";
 import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
@@ -42,6 +42,10 @@ export interface EmbeddedOptions {
   logger?: Logger;
   // Where to write the keys for the CLI; nothing is written when absent or false.
   devFile?: string | false;
+  // The provider each app's sender uses; dry-run when absent or when it returns undefined.
+  providerFor?: (app: string, provider: ProviderName) => PushProvider | undefined;
+  // Web Push endpoint allow-list; the public push services when absent.
+  tokenRules?: TokenRules;
 }
 
 export interface EmbeddedApp {
@@ -62,6 +66,8 @@ export interface EmbeddedServer {
   // PushApp files that could not be loaded, one line each (file and field).
   problems: string[];
   devFile: string | false;
+  // The in-memory store, for seeding large device sets without gRPC (benchmarks).
+  store: Store;
   stop(): Promise<void>;
 }
 
@@ -88,7 +94,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     const bus = new MemoryBus({ logger: logger.child({ component: "bus" }) });
     lifecycle.add("bus", () => bus.close());
 
-    const tokenRules = { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
+    const tokenRules = options.tokenRules ?? { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
     const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules });
     const topics = createTopicModule({ store });
     const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), bus, recipients: storeRecipients(store), tokenRules, logger });
@@ -102,12 +108,13 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       logger.info({ app: app.id, providers: app.providers }, app.providers.length ? "app ready; providers run dry-run (no credentials in embedded mode)" : "app ready; no providers configured");
     }
 
-    // No credentials here: every configured provider of every app sends dry-run.
+    // Without a provider from the caller (the fakes, a benchmark), a sender runs dry-run.
     for (const app of apps) {
-      for (const provider of app.providers) {
-        const sender = new SenderWorker({ app: app.id, provider: new DryRunProvider(provider as ProviderName), bus, logger: logger.child({ component: "sender", app: app.id, provider }), now: () => new Date() });
+      for (const name of app.providers as ProviderName[]) {
+        const provider = options.providerFor?.(app.id, name) ?? new DryRunProvider(name);
+        const sender = new SenderWorker({ app: app.id, provider, bus, logger: logger.child({ component: "sender", app: app.id, provider: name }), now: () => new Date() });
         await sender.start();
-        lifecycle.add(`sender ${app.id}/${provider}`, () => sender.stop());
+        lifecycle.add(`sender ${app.id}/${name}`, () => sender.stop());
       }
     }
 
@@ -143,6 +150,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       appsDir,
       problems: loaded.errors,
       devFile,
+      store,
       stop: () => lifecycle.shutdown("stop"),
     };
   } catch (err) {
