@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { startEmbedded, type EmbeddedServer } from "@herald/cli";
+import { startEmbedded, startFakeProviders, type EmbeddedServer, type FakeProviders } from "@herald/cli";
 import { createClient, createLogger } from "@herald/platform";
 import { dispatch, registry } from "@herald/proto";
 import { apnsToken, fcmToken, Platform, Provider, webPushToken } from "./fixtures.js";
@@ -60,5 +60,43 @@ describe("embedded pipeline", () => {
 
   it("refuses a bad publish with the field named", async () => {
     await assert.rejects(pub.publish({ recipients: { target: { $case: "topics", value: { values: ["bad topic"] } } }, notification: { alert: { body: "x" } } }), /recipients\.topics\[0\]/);
+  });
+});
+
+// npm start -- --fakes: the same single process, delivering through the fake APNs and Web Push
+// services with the real provider code.
+describe("embedded pipeline through the fake providers", () => {
+  let fakes: FakeProviders;
+  let server: EmbeddedServer;
+  let reg: ReturnType<typeof createClient<typeof registry.RegistryServiceService>>;
+  let pub: ReturnType<typeof createClient<typeof dispatch.DispatchServiceService>>;
+
+  before(async () => {
+    const logger = createLogger({ service: "t", level: "silent" });
+    fakes = await startFakeProviders(logger);
+    server = await startEmbedded({ port: 0, appsDir: samples, devFile: false, logger, providerFor: fakes.providerFor, tokenRules: fakes.tokenRules });
+    const demo = server.apps.find((a) => a.id === "demo")!;
+    reg = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: demo.serverKey });
+    pub = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: demo.serverKey });
+  });
+  after(async () => {
+    reg.close();
+    pub.close();
+    await server.stop();
+    await fakes.close();
+  });
+
+  it("delivers over TLS to the fake APNs and Web Push services, and leaves FCM dry-run", async () => {
+    const sub = fakes.subscribe();
+    await reg.registerDevice({ provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS, token: apnsToken(), topics: ["kickoff"] });
+    await reg.registerDevice({ provider: Provider.PROVIDER_WEBPUSH, platform: Platform.PLATFORM_WEB, token: sub.token, topics: ["kickoff"] });
+    await reg.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["kickoff"] });
+    const { id } = await pub.publish({ recipients: { target: { $case: "topics", value: { values: ["kickoff"] } } }, notification: { alert: { title: "Kick-off", body: "Now" } } });
+    let done: dispatch.Publish | undefined;
+    for await (const update of pub.watchPublish({ id }, { deadlineMs: 20_000 })) done = update.publish;
+    assert.equal(done?.counts?.sent, 3);
+    assert.equal(fakes.apns.stats.byStatus[200], 1);
+    const [received] = fakes.webpush.delivered(sub.id);
+    assert.equal(JSON.parse(received!.plaintext!.toString()).title, "Kick-off");
   });
 });

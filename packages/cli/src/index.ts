@@ -19,3 +19,4 @@ export {
 } from "./pushapp.schema.js";
 export { formatBanner, startEmbedded, toCreateAppRequest, type EmbeddedApp, type EmbeddedOptions, type EmbeddedServer } from "./serve.js";
 export { main as runHerald } from "./herald.js";
+export { startFakeProviders, type FakeProviders } from "./serve.fakes.js";

@@ -24,6 +24,7 @@ import { createTopicModule } from "@herald/topic";
 import { z } from "zod";
 import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
 import { enabledProviders, loadPushApps, type PushApp } from "./pushapp.schema.js";
+import type { FakeProviders } from "./serve.fakes.js";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
@@ -259,6 +260,7 @@ export interface ServeFlags {
   host?: string;
   port?: string;
   apps?: string;
+  fakes?: boolean;
 }
 
 const serveEnv = z.object({
@@ -268,6 +270,7 @@ const serveEnv = z.object({
   HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
   HERALD_SECRET: z.string().min(16, "use at least 16 random characters").optional(),
   HERALD_LOG_LEVEL: env.logLevel(),
+  HERALD_FAKES: env.bool(false),
 });
 
 // The `serve` command: flags over environment over defaults; banner on stdout, pino JSON logs on
@@ -282,17 +285,41 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
   }
   const logger = createLogger({ service: "herald", level: config.HERALD_LOG_LEVEL, destination: process.stderr });
   const lifecycle = new Lifecycle(logger);
-  const server = await startEmbedded({
-    host: flags.host ?? config.HERALD_HOST,
-    port,
-    appsDir: flags.apps ? resolve(flags.apps) : config.HERALD_APPS_DIR ? resolve(config.HERALD_APPS_DIR) : DEFAULT_APPS_DIR,
-    ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
-    ...(config.HERALD_SECRET ? { masterSecret: config.HERALD_SECRET } : {}),
-    logger,
-    devFile: devFilePath(),
-  });
+  // Loaded only when asked for: the fakes make a test CA with openssl at start.
+  const fakes = flags.fakes || config.HERALD_FAKES ? await (await import("./serve.fakes.js")).startFakeProviders(logger) : undefined;
+  if (fakes) lifecycle.add("fake providers", () => fakes.close());
+  let server: EmbeddedServer;
+  try {
+    server = await startEmbedded({
+      host: flags.host ?? config.HERALD_HOST,
+      port,
+      appsDir: flags.apps ? resolve(flags.apps) : config.HERALD_APPS_DIR ? resolve(config.HERALD_APPS_DIR) : DEFAULT_APPS_DIR,
+      ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
+      ...(config.HERALD_SECRET ? { masterSecret: config.HERALD_SECRET } : {}),
+      ...(fakes ? { providerFor: fakes.providerFor, tokenRules: fakes.tokenRules } : {}),
+      logger,
+      devFile: devFilePath(),
+    });
+  } catch (err) {
+    await lifecycle.shutdown("start failed");
+    throw err;
+  }
   lifecycle.add("embedded", () => server.stop());
   lifecycle.installSignalHandlers();
   io.out(formatBanner(server));
+  if (fakes) io.out(formatFakes(fakes));
   return server;
 }
+
+// How to reach the fakes: where they listen and a device of each kind that they will accept.
+function formatFakes(fakes: FakeProviders): string {
+  const sub = fakes.subscribe();
+  return [
+    "Fake providers (APNs and Web Push deliveries really happen, over TLS, and are logged; FCM and HMS run dry-run):",
+    ...fakes.describe().map((l) => `  ${l}`),
+    "  a Web Push device of the fake service:",
+    `    npm run herald -- devices register --provider webpush --platform web --topic news --token '${sub.token}'`,
+    "",
+  ].join("\n");
+}
+

@@ -32,6 +32,8 @@ export interface FakeApnsOptions {
   requestCert?: boolean;
   // false: keep counters only, no per-request records (benchmarks at tens of thousands per second).
   record?: boolean;
+  // Called with every answered request, e.g. to show deliveries as they happen (npm start --fakes).
+  onRecord?: (received: ApnsReceived) => void;
 }
 
 export interface ApnsReceived {
@@ -281,8 +283,8 @@ export async function startFakeApns(options: FakeApnsOptions = {}): Promise<Fake
         answers++;
         counters.byStatus[r.status] = (counters.byStatus[r.status] ?? 0) + 1;
         if (r.reason) counters.byReason[r.reason] = (counters.byReason[r.reason] ?? 0) + 1;
-        if (recording) {
-          received.push({
+        if (recording || options.onRecord) {
+          const entry: ApnsReceived = {
             token,
             headers: flatten(headers),
             payload,
@@ -294,7 +296,9 @@ export async function startFakeApns(options: FakeApnsOptions = {}): Promise<Fake
             connectionId: stats.id,
             auth,
             at: new Date(at),
-          });
+          };
+          if (recording) received.push(entry);
+          options.onRecord?.(entry);
         }
         if (r.status !== 0 && !stream.destroyed && !stream.closed) respond(stream, apnsId, r);
         wake();

@@ -21,6 +21,8 @@ export interface FakeWebPushOptions {
   vapidPublicKeys?: string[];
   // Clock for the JWT exp checks, epoch milliseconds.
   now?: () => number;
+  // Called with every request that reached a /push/ path, e.g. to show deliveries as they happen.
+  onRecord?: (record: WebPushRecord) => void;
 }
 
 // Per-subscription behaviour once a request has passed every protocol check.
@@ -178,6 +180,7 @@ export async function startFakeWebPush(options: FakeWebPushOptions = {}): Promis
 
   function record(entry: WebPushRecord): void {
     records.push(entry);
+    options.onRecord?.(entry);
     for (const wake of waiters) wake();
   }
 

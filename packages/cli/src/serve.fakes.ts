@@ -1,0 +1,69 @@
+import { createECDH } from "node:crypto";
+import type { Logger } from "@herald/platform";
+import { ApnsProvider, WebPushProvider, type ProviderName, type PushProvider } from "@herald/sender";
+import type { TokenRules } from "@herald/store";
+import { generateApnsKey, startFakeApns, startFakeWebPush, testTls, type FakeApns, type FakeSubscription, type FakeWebPush } from "@herald/testing";
+
+// `npm start -- --fakes`: the fake providers of the test suites, in this process, with the real
+// provider code pointed at them, so a newcomer sees notifications arrive (one log line per
+// delivery) without any Apple, Google or Huawei account.
+export interface FakeProviders {
+  apns: FakeApns;
+  webpush: FakeWebPush;
+  providerFor(app: string, provider: ProviderName): PushProvider | undefined;
+  tokenRules: TokenRules;
+  // A Web Push subscription of the fake push service, as a browser would hand it over.
+  subscribe(): FakeSubscription;
+  describe(): string[];
+  close(): Promise<void>;
+}
+
+export async function startFakeProviders(logger: Logger): Promise<FakeProviders> {
+  const tls = testTls();
+  const log = logger.child({ component: "fake-provider" });
+  const apns = await startFakeApns({
+    record: false,
+    onRecord: (r) => log.info({ provider: "apns", device: `${r.token.slice(0, 8)}…`, status: r.status, reason: r.reason, topic: r.headers["apns-topic"], payload: r.payload }, "fake APNs answered"),
+  });
+  const webpush = await startFakeWebPush({
+    onRecord: (r) => log.info({ provider: "webpush", subscription: r.subscriptionId, status: r.status, error: r.error, plaintext: r.plaintext?.toString("utf8") }, "fake Web Push service answered"),
+  });
+  const tokenRules: TokenRules = { webPushHosts: ["127.0.0.1"], webPushAllowInsecure: false };
+  const vapid = vapidKeys();
+  const providers: PushProvider[] = [];
+
+  return {
+    apns,
+    webpush,
+    tokenRules,
+    providerFor(app, name) {
+      let provider: PushProvider | undefined;
+      if (name === "apns") {
+        // One key per app, as Apple would issue; the fake knows it, so tokens are accepted.
+        const key = generateApnsKey();
+        const bundleId = `dev.herald.${app}`;
+        apns.registerKey({ ...key, bundleId });
+        provider = new ApnsProvider({ url: apns.url, bundleId, auth: { kind: "token", keyId: key.keyId, teamId: key.teamId, privateKeyPem: key.privateKeyPem }, ca: tls.ca });
+      } else if (name === "webpush") {
+        provider = new WebPushProvider({ vapid: { subject: "mailto:dev@herald.local", ...vapid }, tokenRules, ca: tls.ca });
+      }
+      if (provider) providers.push(provider);
+      return provider;
+    },
+    subscribe: () => webpush.subscribe(),
+    describe: () => [`fake APNs             ${apns.url} (any 64-hex token; answers logged)`, `fake Web Push service ${webpush.url} (subscriptions below; payloads decrypted and logged)`],
+    async close() {
+      await Promise.all(providers.map((p) => p.close()));
+      await Promise.all([apns.close(), webpush.close()]);
+    },
+  };
+}
+
+// A VAPID key pair in web-push's format: base64url uncompressed P-256 public point and raw scalar.
+function vapidKeys(): { publicKey: string; privateKey: string } {
+  const ecdh = createECDH("prime256v1");
+  ecdh.generateKeys();
+  const scalar = ecdh.getPrivateKey();
+  const privateKey = Buffer.concat([Buffer.alloc(32 - scalar.length), scalar]);
+  return { publicKey: ecdh.getPublicKey().toString("base64url"), privateKey: privateKey.toString("base64url") };
+}
