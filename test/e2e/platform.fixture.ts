@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@herald/platform";
 import { apps, dispatch, registry, topic } from "@herald/proto";
-import { failureOf, freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
+import { failureOf, freePort, requireEnv, spawnService, testTls, type ServiceProcess } from "@herald/testing";
+import webPush from "web-push";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -108,4 +109,23 @@ export async function watchToEnd(clients: Clients, id: string, deadlineMs = 120_
   for await (const u of clients.dispatch.watchPublish({ id }, { deadlineMs })) last = u.publish;
   if (!last) throw new Error(`WatchPublish(${id}) ended without an update`);
   return last;
+}
+
+// The test CA as a file, for senders in other processes (HERALD_PROVIDER_CA_FILE).
+export function testCaFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), "herald-e2e-ca-")), "ca.pem");
+  writeFileSync(file, testTls().ca);
+  return file;
+}
+
+// Fakes listen on 127.0.0.1: registry, dispatcher and senders must allow it as a push service.
+export const ALLOW_FAKES = { HERALD_WEBPUSH_ALLOWED_HOSTS: "127.0.0.1" };
+
+// Environment and credential files of a Web Push sender with a fresh VAPID key pair.
+export function webPushSender(caFile: string, env: Record<string, string> = {}): { env: Record<string, string>; credentials: Record<string, string> } {
+  const vapid = webPush.generateVAPIDKeys();
+  return {
+    env: { ...ALLOW_FAKES, HERALD_PROVIDER_CA_FILE: caFile, HERALD_VAPID_SUBJECT: "mailto:ops@herald.test", HERALD_VAPID_PUBLIC_KEY: vapid.publicKey, ...env },
+    credentials: { "vapid-private-key": vapid.privateKey },
+  };
 }

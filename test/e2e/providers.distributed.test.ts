@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { dispatch } from "@herald/proto";
-import { generateApnsKey, randomDeviceToken, scenarioToken, startFakeApns, startFakeWebPush, testTls, type FakeApns, type FakeWebPush } from "@herald/testing";
-import webPush from "web-push";
+import { generateApnsKey, randomDeviceToken, scenarioToken, startFakeApns, startFakeWebPush, type FakeApns, type FakeWebPush } from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
-import { registerMany, startPlatform, watchToEnd, type Clients, type Platform } from "./platform.fixture.js";
+import { ALLOW_FAKES, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
 
 const BUNDLE = "com.herald.e2e";
 const state = (p: dispatch.Publish) => dispatch.publishStateToJSON(p.state);
@@ -26,23 +22,20 @@ describe("delivery through the providers (distributed)", () => {
   const badAppId = `bad-${randomUUID().slice(0, 6)}`;
 
   before(async () => {
-    const tls = testTls();
-    const caFile = join(mkdtempSync(join(tmpdir(), "herald-e2e-ca-")), "ca.pem");
-    writeFileSync(caFile, tls.ca);
+    const caFile = testCaFile();
     const key = generateApnsKey();
     apns = await startFakeApns({ keys: [{ ...key, bundleId: BUNDLE }] });
     webpushFake = await startFakeWebPush();
-    const allowFakes = { HERALD_WEBPUSH_ALLOWED_HOSTS: "127.0.0.1" };
-    platform = await startPlatform(allowFakes);
+    platform = await startPlatform(ALLOW_FAKES);
     app = await platform.createApp(appId);
     badApp = await platform.createApp(badAppId);
 
-    const fast = { HERALD_PROVIDER_CA_FILE: caFile, HERALD_RETRY_INITIAL_MS: "200", HERALD_RETRY_MAX_MS: "2000", HERALD_MAX_ATTEMPTS: "4", HERALD_CREDENTIAL_COOLDOWN_MS: "500", ...allowFakes };
+    const fast = { HERALD_PROVIDER_CA_FILE: caFile, HERALD_RETRY_INITIAL_MS: "200", HERALD_RETRY_MAX_MS: "2000", HERALD_MAX_ATTEMPTS: "4", HERALD_CREDENTIAL_COOLDOWN_MS: "500", ...ALLOW_FAKES };
     const apnsEnv = { ...fast, HERALD_PROVIDER_URL: apns.url, HERALD_APNS_BUNDLE_ID: BUNDLE, HERALD_APNS_KEY_ID: key.keyId, HERALD_APNS_TEAM_ID: key.teamId };
-    const vapid = webPush.generateVAPIDKeys();
+    const web = webPushSender(caFile, fast);
     await Promise.all([
       platform.startSender(appId, "apns", apnsEnv, { "apns-key.p8": key.privateKeyPem }),
-      platform.startSender(appId, "webpush", { ...fast, HERALD_VAPID_SUBJECT: "mailto:ops@herald.test", HERALD_VAPID_PUBLIC_KEY: vapid.publicKey }, { "vapid-private-key": vapid.privateKey }),
+      platform.startSender(appId, "webpush", web.env, web.credentials),
       // A key APNs has never heard of: every request is refused with 403 InvalidProviderToken.
       platform.startSender(badAppId, "apns", { ...apnsEnv, HERALD_MAX_ATTEMPTS: "2" }, { "apns-key.p8": generateApnsKey({ keyId: key.keyId, teamId: key.teamId }).privateKeyPem }),
     ]);
