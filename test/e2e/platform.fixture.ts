@@ -34,6 +34,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     HERALD_KAFKA_BROKERS: requireEnv("HERALD_KAFKA_BROKERS"),
     HERALD_ADMIN_KEY: adminKey,
     HERALD_LOG_LEVEL: "warn",
+    // Its own Kafka namespace: platforms of suites running at the same time stay apart.
+    HERALD_KAFKA_NAMESPACE: `e2e-${randomUUID().slice(0, 8)}.`,
     ...env,
   };
   const procs: ServiceProcess[] = [];

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createClient, KafkaBus, type BusMessage } from "@herald/platform";
+import { createClient, KafkaBus, namespacedBus, type BusMessage } from "@herald/platform";
 import { apps, BusTopics, events, registry, topic } from "@herald/proto";
 import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
 import { fcmToken, Platform, Provider } from "./fixtures.js";
@@ -14,11 +14,13 @@ describe("distributed services on FerretDB and Kafka", () => {
   const adminKey = randomBytes(24).toString("base64url");
   const mongoUrl = `${requireEnv("HERALD_MONGO_URL").replace(/\/$/, "")}/herald_dist_${randomUUID().slice(0, 8)}`;
   const brokers = requireEnv("HERALD_KAFKA_BROKERS");
+  // Its own Kafka namespace: suites running at the same time never consume each other's messages.
+  const namespace = `dist-${randomUUID().slice(0, 8)}.`;
   let registryProc: ServiceProcess;
   let topicProc: ServiceProcess;
 
   before(async () => {
-    const common = { HERALD_MONGO_URL: mongoUrl, HERALD_KAFKA_BROKERS: brokers, HERALD_ADMIN_KEY: adminKey, HERALD_LOG_LEVEL: "warn" };
+    const common = { HERALD_MONGO_URL: mongoUrl, HERALD_KAFKA_BROKERS: brokers, HERALD_ADMIN_KEY: adminKey, HERALD_LOG_LEVEL: "warn", HERALD_KAFKA_NAMESPACE: namespace };
     const rAddr = `127.0.0.1:${await freePort()}`;
     const tAddr = `127.0.0.1:${await freePort()}`;
     registryProc = spawnService(`${root}services/registry/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: rAddr, HERALD_SECRET: randomBytes(24).toString("base64url") }, rAddr);
@@ -37,7 +39,7 @@ describe("distributed services on FerretDB and Kafka", () => {
     const { secret } = await admin.createApiKey({ appId, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
     admin.close();
 
-    const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "dist-test" });
+    const bus = namespacedBus(new KafkaBus({ brokers: brokers.split(","), clientId: "dist-test" }), namespace);
     const seen: events.DeviceEvent[] = [];
     const sub = await bus.subscribe({
       group: `dist-test-${randomUUID()}`,

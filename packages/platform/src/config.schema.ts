@@ -50,6 +50,8 @@ export const serviceEnv = {
     .string()
     .min(1, "list the Kafka brokers, e.g. kafka-0:9092,kafka-1:9092")
     .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean)),
+  // Prefix of every Kafka topic and consumer group, for installations sharing a cluster.
+  HERALD_KAFKA_NAMESPACE: z.string().regex(/^[a-zA-Z0-9._-]{0,100}$/, "letters, digits, '.', '_' and '-' only").default(""),
   HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
   HERALD_ADMIN_KEY_SHA256: z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex SHA-256").optional(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),

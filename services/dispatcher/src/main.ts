@@ -1,6 +1,6 @@
 // The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
 // scheduler, on MongoDB and Kafka, reading recipients from the topic service.
-import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
 import { BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -26,7 +26,7 @@ const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
 lifecycle.add("mongo", () => mongo.close());
 const store = await createMongoStore(mongo.db);
 const publishes = await createMongoPublishRepository(mongo.db);
-const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-dispatcher", logger });
+const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-dispatcher", logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
 await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
 const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADMIN_KEY);

@@ -1,5 +1,5 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
 import { BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -22,7 +22,7 @@ lifecycle.add("tracing", () => tracing.shutdown());
 const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
 const store = await createMongoStore(mongo.db, { client: mongo.client });
 lifecycle.add("store", () => store.close());
-const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-registry", logger });
+const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-registry", logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
 await bus.ensureTopics([
   { name: BusTopics.devices, partitions: 8 },

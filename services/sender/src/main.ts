@@ -1,5 +1,5 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { createLogger, KafkaBus, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { createLogger, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
 import { BusTopics } from "@herald/proto";
 import { createServer } from "node:http";
 import { z } from "zod";
@@ -37,7 +37,7 @@ lifecycle.add("tracing", () => tracing.shutdown());
 const provider = createProvider(name, config, { tokenRules: tokenRulesFrom(config) });
 lifecycle.add("provider", () => provider.close());
 
-const bus = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger });
+const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
 await bus.ensureTopics([BusTopics.deliveries(config.HERALD_APP, name), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
 const worker = new SenderWorker({ app: config.HERALD_APP, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,

@@ -5,7 +5,7 @@ import { apiKeyLookup, createMongoStore } from "@herald/store";
 import { z } from "zod";
 import { createTopicModule } from "./topic.module.js";
 
-const { HERALD_KAFKA_BROKERS: _unused, ...env } = serviceEnv;
+const { HERALD_KAFKA_BROKERS: _brokers, HERALD_KAFKA_NAMESPACE: _namespace, ...env } = serviceEnv;
 const config = loadConfig(z.object({ ...env, HERALD_GRPC_ADDRESS: z.string().default("0.0.0.0:50052") }));
 const logger = createLogger({ service: "herald-topic", level: config.HERALD_LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);

@@ -17,6 +17,9 @@ export interface BusContractOptions {
   // Length of the "nothing (more) arrives" windows. Default 500 ms; an in-process bus delivers
   // at once and can use less.
   quietMs?: number;
+  // The name a topic or group has on the wire (spans name the real Kafka topic); a namespaced
+  // bus prefixes them.
+  wireName?: (name: string) => string;
 }
 
 const WAIT_MS = 30_000;
@@ -26,6 +29,7 @@ const decoder = new TextDecoder();
 export function busContract(name: string, makeBus: () => Promise<Bus>, opts: BusContractOptions = {}): void {
   const prefix = opts.topicPrefix ?? "";
   const quietMs = opts.quietMs ?? 500;
+  const wire = opts.wireName ?? ((n: string) => n);
   // The negative check: the condition must keep holding for a short bounded window.
   const quiet = async (check: () => boolean, what: string): Promise<void> => {
     const end = Date.now() + quietMs;
@@ -409,13 +413,13 @@ export function busContract(name: string, makeBus: () => Promise<Bus>, opts: Bus
         assert.ok(seen[1]?.traceId);
         assert.notEqual(seen[1]?.traceId, publisher.traceId);
 
-        const processSpan = () => exporter.getFinishedSpans().find((s) => s.name === `${topic} process` && s.spanContext().traceId === publisher.traceId);
+        const processSpan = () => exporter.getFinishedSpans().find((s) => s.name === `${wire(topic)} process` && s.spanContext().traceId === publisher.traceId);
         await eventually(() => processSpan() !== undefined, "process span exported");
         const span = processSpan()!;
         assert.equal(span.kind, SpanKind.CONSUMER);
         assert.equal(span.spanContext().spanId, seen[0]?.spanId, "the handler runs inside the process span");
-        assert.equal(span.attributes["messaging.destination.name"], topic);
-        assert.equal(span.attributes["messaging.consumer.group.name"], group);
+        assert.equal(span.attributes["messaging.destination.name"], wire(topic));
+        assert.equal(span.attributes["messaging.consumer.group.name"], wire(group));
         assert.equal(typeof span.attributes["messaging.kafka.partition"], "number");
         assert.equal(typeof span.attributes["messaging.kafka.offset"], "number");
         assert.ok(span.attributes["messaging.system"]);
