@@ -9,7 +9,7 @@ const parse = (env: Record<string, string>) => z.object(providerEnv).parse({ HER
 const files = (contents: Record<string, string>) => (path: string) => {
   const name = path.replace(/^\/creds\//, "");
   if (!(name in contents)) throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
-  return contents[name]!;
+  return Buffer.from(contents[name]!);
 };
 const deps = (contents: Record<string, string> = {}) => ({ tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false }, readFile: files(contents) });
 

@@ -15,6 +15,7 @@ import { WebPushProvider } from "./providers/webpush.provider.js";
 export const CREDENTIAL_FILES = {
   apnsKey: "apns-key.p8",
   apnsCert: "apns-cert.pem",
+  apnsP12: "apns-cert.p12",
   apnsCertKey: "apns-cert-key.pem",
   apnsCertPassphrase: "apns-cert-passphrase",
   fcmServiceAccount: "fcm-service-account.json",
@@ -45,7 +46,7 @@ export type ProviderEnv = z.infer<z.ZodObject<typeof providerEnv>>;
 
 export interface ProviderDeps {
   tokenRules: TokenRules;
-  readFile?: (path: string) => string;
+  readFile?: (path: string) => Buffer;
 }
 
 // A configuration problem found before the first send: the sender refuses to start and says
@@ -54,7 +55,8 @@ export class ProviderConfigError extends Error {}
 
 export function createProvider(name: ProviderName, config: ProviderEnv, deps: ProviderDeps): PushProvider {
   if (config.HERALD_DRY_RUN) return new DryRunProvider(name, config.HERALD_DRY_RUN_LATENCY_MS);
-  const read = deps.readFile ?? ((path: string) => readFileSync(path, "utf8"));
+  const readBytes = deps.readFile ?? ((path: string) => readFileSync(path));
+  const read = (path: string) => readBytes(path).toString("utf8");
   const secret = (file: string, what: string) => {
     const path = join(config.HERALD_CREDENTIALS_DIR, file);
     try {
@@ -63,13 +65,14 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
       throw new ProviderConfigError(`${name}: ${what} is missing: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}); mount it or set HERALD_DRY_RUN=true`);
     }
   };
-  const optionalSecret = (file: string) => {
+  const optionalBytes = (file: string) => {
     try {
-      return read(join(config.HERALD_CREDENTIALS_DIR, file));
+      return readBytes(join(config.HERALD_CREDENTIALS_DIR, file));
     } catch {
       return undefined;
     }
   };
+  const optionalSecret = (file: string) => optionalBytes(file)?.toString("utf8");
   const need = <K extends keyof ProviderEnv>(key: K, why: string): NonNullable<ProviderEnv[K]> => {
     const value = config[key];
     if (value === undefined || value === "") throw new ProviderConfigError(`${key} is required ${why}`);
@@ -80,14 +83,17 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
   switch (name) {
     case "apns": {
       const keyPem = optionalSecret(CREDENTIAL_FILES.apnsKey);
+      const pfx = optionalBytes(CREDENTIAL_FILES.apnsP12);
+      const passphrase = optionalSecret(CREDENTIAL_FILES.apnsCertPassphrase)?.trim();
       let auth: ApnsAuth;
       if (keyPem) {
         auth = { kind: "token", keyId: need("HERALD_APNS_KEY_ID", "with a .p8 key"), teamId: need("HERALD_APNS_TEAM_ID", "with a .p8 key"), privateKeyPem: keyPem };
+      } else if (pfx) {
+        auth = { kind: "pkcs12", pfx, ...(passphrase ? { passphrase } : {}) };
       } else {
-        const passphrase = optionalSecret(CREDENTIAL_FILES.apnsCertPassphrase)?.trim();
         auth = {
           kind: "certificate",
-          certPem: secret(CREDENTIAL_FILES.apnsCert, `the ${CREDENTIAL_FILES.apnsKey} signing key or the push certificate`),
+          certPem: secret(CREDENTIAL_FILES.apnsCert, `the ${CREDENTIAL_FILES.apnsKey} signing key, the ${CREDENTIAL_FILES.apnsP12} bundle or the push certificate`),
           keyPem: secret(CREDENTIAL_FILES.apnsCertKey, "the push certificate's private key"),
           ...(passphrase ? { passphrase } : {}),
         };

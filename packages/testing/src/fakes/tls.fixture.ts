@@ -12,6 +12,8 @@ export interface TestTls {
   key: string;
   // Issues a client certificate (APNs certificate auth), signed by the same CA.
   issueClient(commonName: string): { cert: string; key: string };
+  // The same as a .p12 bundle, as Keychain Access exports push certificates.
+  toPkcs12(client: { cert: string; key: string }, passphrase: string): Buffer;
 }
 
 const SERVER_NAMES = [
@@ -57,6 +59,13 @@ export function testTls(): TestTls {
       writeFileSync(join(dir, `${base}.ext`), "extendedKeyUsage=clientAuth\n");
       ssl("x509", "-req", "-in", `${base}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "365", "-out", `${base}.pem`, "-extfile", `${base}.ext`);
       return { cert: read(`${base}.pem`), key: read(`${base}.key`) };
+    },
+    toPkcs12(client, passphrase) {
+      const base = `bundle${++serial}`;
+      writeFileSync(join(dir, `${base}.pem`), client.cert);
+      writeFileSync(join(dir, `${base}.key`), client.key);
+      ssl("pkcs12", "-export", "-in", `${base}.pem`, "-inkey", `${base}.key`, "-out", `${base}.p12`, "-passout", `pass:${passphrase}`);
+      return readFileSync(join(dir, `${base}.p12`));
     },
   };
   return cached;

@@ -16,6 +16,7 @@ export interface ApnsClientOptions {
   // TLS client certificate (certificate auth).
   cert?: string;
   key?: string;
+  pfx?: Buffer;
   passphrase?: string;
 }
 
@@ -91,6 +92,7 @@ export class ApnsClient {
       ...(options.ca ? { ca: options.ca } : {}),
       ...(options.cert ? { cert: options.cert } : {}),
       ...(options.key ? { key: options.key } : {}),
+      ...(options.pfx ? { pfx: options.pfx } : {}),
       ...(options.passphrase ? { passphrase: options.passphrase } : {}),
       // The TCP destination may differ from the origin (a fake on 127.0.0.1 standing in for
       // api.push.apple.com); TLS still checks the certificate against the origin's name.

@@ -8,8 +8,10 @@ export const APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com";
 export type ApnsAuth =
   // A .p8 signing key: team-wide, never expires, needs a JWT refreshed every 20-60 minutes.
   | { kind: "token"; keyId: string; teamId: string; privateKeyPem: string }
-  // A per-app push certificate presented as the TLS client certificate.
-  | { kind: "certificate"; certPem: string; keyPem: string; passphrase?: string };
+  // A per-app push certificate presented as the TLS client certificate: PEM, or the .p12 bundle
+  // Keychain exports.
+  | { kind: "certificate"; certPem: string; keyPem: string; passphrase?: string }
+  | { kind: "pkcs12"; pfx: Buffer; passphrase?: string };
 
 export interface ApnsProviderConfig {
   // APNS_PRODUCTION_URL (default) or APNS_SANDBOX_URL; a fake's URL in tests.

@@ -323,6 +323,14 @@ describe("ApnsProvider against the fake APNs over TLS + HTTP/2", () => {
     assert.deepEqual(await sendOne(otherApp, device()), { kind: "failed", reason: "apns:TopicDisallowed" });
   });
 
+  it("authenticates with a .p12 certificate bundle and its passphrase", async () => {
+    const pfx = tls.toPkcs12(tls.issueClient(BUNDLE), "s3cret");
+    const p = provider({ auth: { kind: "pkcs12", pfx, passphrase: "s3cret" } });
+    const t = device();
+    assert.equal((await sendOne(p, t, { headers: { "apns-push-type": "alert" } })).kind, "sent");
+    assert.equal(fake.delivered(t.token)[0]?.auth, "certificate");
+  });
+
   it("connects by IP without a servername too", async () => {
     const p = new ApnsProvider({ url: fake.url, bundleId: BUNDLE, auth: { kind: "token", ...key }, ca: tls.ca, now: () => new Date(clock) });
     providers.push(p);

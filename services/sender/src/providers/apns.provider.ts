@@ -42,7 +42,9 @@ export class ApnsProvider implements PushProvider {
       endpoint,
       maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
       ...(config.ca ? { ca: config.ca } : {}),
-      ...(auth.kind === "certificate" ? { cert: auth.certPem, key: auth.keyPem, ...(auth.passphrase ? { passphrase: auth.passphrase } : {}) } : {}),
+      ...(auth.kind === "certificate" ? { cert: auth.certPem, key: auth.keyPem } : {}),
+      ...(auth.kind === "pkcs12" ? { pfx: auth.pfx } : {}),
+      ...(auth.kind !== "token" && auth.passphrase ? { passphrase: auth.passphrase } : {}),
     });
     this.jwt = auth.kind === "token" ? new ApnsJwtSigner(auth, this.now, config.tokenRefreshMs ?? DEFAULT_TOKEN_REFRESH_MS) : undefined;
   }
