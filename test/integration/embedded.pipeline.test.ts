@@ -1,30 +1,42 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { startEmbedded, startFakeProviders, type EmbeddedServer, type FakeProviders } from "@herald/cli";
+import { startEmbedded, startFakeProviders, type EmbeddedOptions, type FakeProviders } from "@herald/cli";
 import { createClient, createLogger } from "@herald/platform";
 import { dispatch, registry } from "@herald/proto";
 import { apnsToken, fcmToken, Platform, Provider, webPushToken } from "./fixtures.js";
 
 const samples = fileURLToPath(new URL("../../deploy/samples", import.meta.url));
 
+// The embedded server with the sample apps, and clients with the demo app's server key.
+async function startDemo(options: Partial<EmbeddedOptions> = {}) {
+  const server = await startEmbedded({ port: 0, appsDir: samples, devFile: false, logger: createLogger({ service: "t", level: "silent" }), ...options });
+  const demo = server.apps.find((a) => a.id === "demo")!;
+  const reg = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: demo.serverKey });
+  const pub = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: demo.serverKey });
+  return {
+    server,
+    reg,
+    pub,
+    async stop() {
+      reg.close();
+      pub.close();
+      await server.stop();
+    },
+  };
+}
+
 // The whole pipeline in one process (npm start): publish → fan-out → dry-run senders → results.
 describe("embedded pipeline", () => {
-  let server: EmbeddedServer;
-  let reg: ReturnType<typeof createClient<typeof registry.RegistryServiceService>>;
-  let pub: ReturnType<typeof createClient<typeof dispatch.DispatchServiceService>>;
+  let demo: Awaited<ReturnType<typeof startDemo>>;
+  let reg: typeof demo.reg;
+  let pub: typeof demo.pub;
 
   before(async () => {
-    server = await startEmbedded({ port: 0, appsDir: samples, devFile: false, logger: createLogger({ service: "t", level: "silent" }) });
-    const demo = server.apps.find((a) => a.id === "demo")!;
-    reg = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: demo.serverKey });
-    pub = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: demo.serverKey });
+    demo = await startDemo();
+    ({ reg, pub } = demo);
   });
-  after(async () => {
-    reg.close();
-    pub.close();
-    await server.stop();
-  });
+  after(() => demo.stop());
 
   const finalState = async (id: string) => {
     let last: dispatch.Publish | undefined;
@@ -67,22 +79,17 @@ describe("embedded pipeline", () => {
 // services with the real provider code.
 describe("embedded pipeline through the fake providers", () => {
   let fakes: FakeProviders;
-  let server: EmbeddedServer;
-  let reg: ReturnType<typeof createClient<typeof registry.RegistryServiceService>>;
-  let pub: ReturnType<typeof createClient<typeof dispatch.DispatchServiceService>>;
+  let demo: Awaited<ReturnType<typeof startDemo>>;
+  let reg: typeof demo.reg;
+  let pub: typeof demo.pub;
 
   before(async () => {
-    const logger = createLogger({ service: "t", level: "silent" });
-    fakes = await startFakeProviders(logger);
-    server = await startEmbedded({ port: 0, appsDir: samples, devFile: false, logger, providerFor: fakes.providerFor, tokenRules: fakes.tokenRules });
-    const demo = server.apps.find((a) => a.id === "demo")!;
-    reg = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: demo.serverKey });
-    pub = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: demo.serverKey });
+    fakes = await startFakeProviders(createLogger({ service: "t", level: "silent" }));
+    demo = await startDemo({ providerFor: fakes.providerFor, tokenRules: fakes.tokenRules });
+    ({ reg, pub } = demo);
   });
   after(async () => {
-    reg.close();
-    pub.close();
-    await server.stop();
+    await demo.stop();
     await fakes.close();
   });
 
