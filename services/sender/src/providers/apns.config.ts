@@ -1,4 +1,3 @@
-import { isIP } from "node:net";
 import type { Tracer } from "@opentelemetry/api";
 import type { Logger } from "@herald/platform";
 
@@ -38,22 +37,3 @@ export interface ApnsProviderConfig {
 
 export const DEFAULT_MAX_SESSIONS = 2;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
-
-// Where to connect and what to call the peer. The origin (and with it the SNI, the certificate
-// check and :authority) is always the name APNs is known by; only the TCP destination changes.
-export interface ApnsEndpoint {
-  origin: string;
-  connectHost: string;
-  port: number;
-  servername?: string;
-}
-
-export function apnsEndpoint(url: string, servername?: string): ApnsEndpoint {
-  const parsed = new URL(url);
-  if (parsed.protocol !== "https:") throw new Error(`APNs url must be https, got ${url}`);
-  const port = Number(parsed.port || 443);
-  const connectHost = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
-  const name = servername ?? (isIP(connectHost) ? undefined : connectHost);
-  const origin = name ? new URL(`https://${name}:${port}`).origin : parsed.origin;
-  return { origin, connectHost, port, ...(name ? { servername: name } : {}) };
-}

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http2";
+import type { Http2Answer as ApnsAnswer } from "./http2.pool.js";
 import type { Outcome } from "../provider.types.js";
 import { retryAfter } from "./retry.after.js";
 
@@ -16,12 +17,6 @@ export const TOKEN_UPDATES_RETRY_MS = 60_000;
 // environment of their own yet, so that check has to happen where the app is configured.
 const DEAD_TOKEN = new Set(["Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"]);
 
-export interface ApnsAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  // The response body (JSON {"reason", "timestamp"?} on errors, empty on 200).
-  body: string;
-}
 
 export function apnsReasonOf(answer: ApnsAnswer): string | undefined {
   if (!answer.body) return undefined;

@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
-import { ApnsClient, ApnsClientError } from "./apns.client.js";
-import { apnsEndpoint, APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
+import { APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
 import { apnsHeaders, invalidHeader } from "./apns.headers.js";
+import { http2Endpoint, Http2Pool, Http2PoolError } from "./http2.pool.js";
 import { ApnsJwtSigner, DEFAULT_TOKEN_REFRESH_MS } from "./apns.jwt.js";
 import { apnsReasonOf, networkOutcome, outcomeOf } from "./apns.outcome.js";
 
@@ -24,7 +24,7 @@ export const EXPIRED_REASON = "expired";
 
 export class ApnsProvider implements PushProvider {
   readonly name = "apns" as const;
-  private readonly client: ApnsClient;
+  private readonly client: Http2Pool;
   private readonly jwt: ApnsJwtSigner | undefined;
   private readonly tracer: Tracer;
   private readonly now: () => Date;
@@ -35,10 +35,10 @@ export class ApnsProvider implements PushProvider {
     this.now = config.now ?? (() => new Date());
     this.timeoutMs = config.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.tracer = config.tracer ?? trace.getTracer("herald.sender");
-    const endpoint = apnsEndpoint(config.url ?? APNS_PRODUCTION_URL, config.servername);
+    const endpoint = http2Endpoint(config.url ?? APNS_PRODUCTION_URL, config.servername);
     this.serverAddress = endpoint.servername ?? endpoint.connectHost;
     const { auth } = config;
-    this.client = new ApnsClient({
+    this.client = new Http2Pool({
       endpoint,
       maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
       ...(config.ca ? { ca: config.ca } : {}),
@@ -146,7 +146,7 @@ export class ApnsProvider implements PushProvider {
         this.config.logger?.warn({ app: request.app, provider: "apns" }, "APNs refused a provider token change (TooManyProviderTokenUpdates); token refresh is too frequent");
       }
     } catch (err) {
-      const failure = err instanceof ApnsClientError ? err : new ApnsClientError("ClientError", false, { cause: err });
+      const failure = err instanceof Http2PoolError ? err : new Http2PoolError("ClientError", false, { cause: err });
       unsent = failure.unsent && !resend;
       outcome = networkOutcome(failure.code);
       span.setAttribute("error.type", failure.code);

@@ -1,16 +1,42 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type SecureClientSessionOptions } from "node:http2";
 import tls from "node:tls";
 import http2wrapper from "http2-wrapper";
-import type { ApnsEndpoint } from "./apns.config.js";
-import type { ApnsAnswer } from "./apns.outcome.js";
+import { isIP } from "node:net";
 
-// Long-lived HTTP/2 connections to APNs. http2-wrapper's Agent keeps up to `maxSessions`
-// sessions and hands out a stream only while a session is below the peer's
+// Long-lived HTTP/2 connections to one provider origin (APNs, FCM). http2-wrapper's Agent keeps
+// up to `maxSessions` sessions and hands out a stream only while a session is below the peer's
 // SETTINGS_MAX_CONCURRENT_STREAMS, so a fresh APNs connection (one stream until it has seen a
-// valid token) is never overrun; when APNs raises the limit the queued requests flow at once.
+// valid token) is never overrun; when the peer raises the limit the queued requests flow at once.
 
-export interface ApnsClientOptions {
-  endpoint: ApnsEndpoint;
+// Where to connect and what to call the peer. The origin (and with it the SNI, the certificate
+// check and :authority) is always the name the provider is known by; only the TCP destination
+// changes (a fake on 127.0.0.1 standing in for api.push.apple.com).
+export interface Http2Endpoint {
+  origin: string;
+  connectHost: string;
+  port: number;
+  servername?: string;
+}
+
+export function http2Endpoint(url: string, servername?: string): Http2Endpoint {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "https:") throw new Error(`provider url must be https, got ${url}`);
+  const port = Number(parsed.port || 443);
+  const connectHost = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  const name = servername ?? (isIP(connectHost) ? undefined : connectHost);
+  const origin = name ? new URL(`https://${name}:${port}`).origin : parsed.origin;
+  return { origin, connectHost, port, ...(name ? { servername: name } : {}) };
+}
+
+// An answer: status, headers and the (small) body as text.
+export interface Http2Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface Http2PoolOptions {
+  endpoint: Http2Endpoint;
   maxSessions: number;
   ca?: string;
   // TLS client certificate (certificate auth).
@@ -25,22 +51,22 @@ export interface PostOptions {
   signal?: AbortSignal;
 }
 
-// A request that got no answer. `unsent`: APNs cannot have seen it (GOAWAY, refused stream,
+// A request that got no answer. `unsent`: the provider cannot have seen it (GOAWAY, refused stream,
 // closing session), so sending it again cannot duplicate a notification.
-export class ApnsClientError extends Error {
+export class Http2PoolError extends Error {
   constructor(
     readonly code: string,
     readonly unsent: boolean,
     options?: ErrorOptions,
   ) {
-    super(`APNs request failed: ${code}`, options);
+    super(`HTTP/2 request failed: ${code}`, options);
   }
 }
 
 // RFC 9113 §7 error codes, for readable reasons.
 const H2_ERRORS = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"];
 
-// Error bodies are a few dozen bytes; anything bigger is not APNs talking.
+// Provider answers are small JSON documents; anything bigger is not the provider talking.
 const MAX_BODY = 64 * 1024;
 
 // http2-wrapper skips sessions it marked with this symbol. It has no GOAWAY handling of its own:
@@ -66,14 +92,14 @@ class SingleOriginAgent extends http2wrapper.Agent {
   }
 }
 
-export class ApnsClient {
+export class Http2Pool {
   private readonly agent: http2wrapper.Agent;
   private readonly sessionOptions: SecureClientSessionOptions;
   private readonly sessions = new Set<ClientHttp2Session>();
   // Connections opened so far (tests and metrics).
   connects = 0;
 
-  constructor(private readonly options: ApnsClientOptions) {
+  constructor(private readonly options: Http2PoolOptions) {
     const { endpoint } = options;
     // Idle sessions stay open: APNs wants long-lived connections, and a new one starts at one stream.
     this.agent = new SingleOriginAgent({ maxSessions: options.maxSessions, maxEmptySessions: options.maxSessions });
@@ -107,7 +133,7 @@ export class ApnsClient {
     } as SecureClientSessionOptions;
   }
 
-  post(path: string, headers: Record<string, string>, body: Uint8Array, options: PostOptions): Promise<ApnsAnswer> {
+  post(path: string, headers: Record<string, string>, body: Uint8Array, options: PostOptions): Promise<Http2Answer> {
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream | undefined;
       let settled = false;
@@ -119,12 +145,12 @@ export class ApnsClient {
         fn();
         return true;
       };
-      const fail = (error: ApnsClientError) => {
+      const fail = (error: Http2PoolError) => {
         if (settle(() => reject(error))) stream?.close(constants.NGHTTP2_CANCEL);
       };
       // The clock runs from asking the pool, so a connection that never comes up also times out.
-      const timer = setTimeout(() => fail(new ApnsClientError("Timeout", false)), options.timeoutMs);
-      const onAbort = () => fail(new ApnsClientError("Aborted", false));
+      const timer = setTimeout(() => fail(new Http2PoolError("Timeout", false)), options.timeoutMs);
+      const onAbort = () => fail(new Http2PoolError("Aborted", false));
       options.signal?.addEventListener("abort", onAbort, { once: true });
 
       const requestHeaders = { ...headers, ":method": "POST", ":path": path };
@@ -170,20 +196,20 @@ export class ApnsClient {
   }
 }
 
-function streamError(err: NodeJS.ErrnoException | undefined, stream: ClientHttp2Stream): ApnsClientError {
+function streamError(err: NodeJS.ErrnoException | undefined, stream: ClientHttp2Stream): Http2PoolError {
   // A stream above the GOAWAY's last stream id, or beyond the peer's limit, is refused unprocessed.
-  if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) return new ApnsClientError("REFUSED_STREAM", true, { cause: err });
+  if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) return new Http2PoolError("REFUSED_STREAM", true, { cause: err });
   const reset = stream.rstCode ? `RST_STREAM:${H2_ERRORS[stream.rstCode] ?? stream.rstCode}` : undefined;
   // The peer's RST_STREAM code says more than Node's generic stream error; a socket error more than both.
   const code = (err?.code === "ERR_HTTP2_STREAM_ERROR" ? reset : undefined) ?? err?.code ?? reset ?? "StreamClosed";
-  return new ApnsClientError(code, false, { cause: err });
+  return new Http2PoolError(code, false, { cause: err });
 }
 
-function sessionError(err: NodeJS.ErrnoException): ApnsClientError {
+function sessionError(err: NodeJS.ErrnoException): Http2PoolError {
   // No stream was created: the session had received GOAWAY, was closing or already gone.
   const unsent =
     err.code === "ERR_HTTP2_GOAWAY_SESSION" ||
     err.code === "ERR_HTTP2_INVALID_SESSION" ||
     /gracefully closing/.test(err.message);
-  return new ApnsClientError(err.code ?? (unsent ? "SessionClosing" : "ConnectionError"), unsent, { cause: err });
+  return new Http2PoolError(err.code ?? (unsent ? "SessionClosing" : "ConnectionError"), unsent, { cause: err });
 }
