@@ -4,3 +4,4 @@ export * from "./process.fixture.js";
 export * from "./fakes/tls.fixture.js";
 export * from "./fakes/apns.fake.js";
 export * from "./fakes/webpush.fake.js";
+export * from "./fakes/fcm.fake.js";

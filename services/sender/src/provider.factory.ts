@@ -6,6 +6,8 @@ import { z } from "zod";
 import type { ProviderName, PushProvider } from "./provider.types.js";
 import { ApnsProvider, APNS_PRODUCTION_URL, APNS_SANDBOX_URL, type ApnsAuth } from "./providers/apns.provider.js";
 import { DryRunProvider } from "./providers/dryrun.provider.js";
+import { parseServiceAccount, type ServiceAccount } from "./providers/fcm.auth.js";
+import { FcmProvider } from "./providers/fcm.provider.js";
 import { WebPushProvider } from "./providers/webpush.provider.js";
 
 // How a sender finds its provider. Secrets are files in one directory (the operator mounts the
@@ -40,6 +42,9 @@ export const providerEnv = {
   HERALD_VAPID_SUBJECT: z.string().regex(/^(mailto:|https:)/, "a mailto: or https: contact").optional(),
   HERALD_VAPID_PUBLIC_KEY: z.string().regex(/^[A-Za-z0-9_-]{80,100}$/, "the base64url P-256 public key").optional(),
   HERALD_WEBPUSH_MAX_SOCKETS: env.int(64, 1),
+  // The Firebase project; the service account's when absent.
+  HERALD_FCM_PROJECT_ID: z.string().regex(/^[a-z][a-z0-9-]{4,61}$/, "a Firebase project id").optional(),
+  HERALD_FCM_CONNECTIONS: env.int(2, 1),
 };
 
 export type ProviderEnv = z.infer<z.ZodObject<typeof providerEnv>>;
@@ -119,7 +124,23 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
         timeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
         ...(ca ? { ca } : {}),
       });
-    case "fcm":
+    case "fcm": {
+      let serviceAccount: ServiceAccount;
+      try {
+        serviceAccount = parseServiceAccount(secret(CREDENTIAL_FILES.fcmServiceAccount, "the service account JSON"));
+      } catch (err) {
+        if (err instanceof ProviderConfigError) throw err;
+        throw new ProviderConfigError(`fcm: ${CREDENTIAL_FILES.fcmServiceAccount}: ${(err as Error).message}`);
+      }
+      return new FcmProvider({
+        serviceAccount,
+        ...(config.HERALD_FCM_PROJECT_ID ? { projectId: config.HERALD_FCM_PROJECT_ID } : {}),
+        ...(config.HERALD_PROVIDER_URL ? { url: config.HERALD_PROVIDER_URL } : {}),
+        maxSessions: config.HERALD_FCM_CONNECTIONS,
+        requestTimeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
+        ...(ca ? { ca } : {}),
+      });
+    }
     case "hms":
       throw new ProviderConfigError(`${name}: not available in this build; set HERALD_DRY_RUN=true`);
   }

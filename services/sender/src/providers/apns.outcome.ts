@@ -17,7 +17,6 @@ export const TOKEN_UPDATES_RETRY_MS = 60_000;
 // environment of their own yet, so that check has to happen where the app is configured.
 const DEAD_TOKEN = new Set(["Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"]);
 
-
 export function apnsReasonOf(answer: ApnsAnswer): string | undefined {
   if (!answer.body) return undefined;
   try {

@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
-import { setMaxListeners } from "node:events";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
 import { APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
 import { apnsHeaders, invalidHeader } from "./apns.headers.js";
-import { http2Endpoint, Http2Pool, Http2PoolError } from "./http2.pool.js";
+import { http2Endpoint, Http2Pool, Http2PoolError, sharedSignal } from "./http2.pool.js";
 import { ApnsJwtSigner, DEFAULT_TOKEN_REFRESH_MS } from "./apns.jwt.js";
 import { apnsReasonOf, networkOutcome, outcomeOf } from "./apns.outcome.js";
 
@@ -156,17 +155,4 @@ export class ApnsProvider implements PushProvider {
     span.end();
     return { outcome, unsent };
   }
-}
-
-// Every target's request listens for the caller's abort. Those listeners go on a signal of our
-// own, so a job of thousands of targets neither trips Node's listener-leak warning on the
-// caller's signal nor leaves listeners behind on it.
-function sharedSignal(outer: AbortSignal | undefined): { signal?: AbortSignal; release: () => void } {
-  if (!outer) return { release: () => {} };
-  const inner = new AbortController();
-  setMaxListeners(0, inner.signal);
-  const abort = () => inner.abort(outer.reason);
-  if (outer.aborted) abort();
-  else outer.addEventListener("abort", abort, { once: true });
-  return { signal: inner.signal, release: () => outer.removeEventListener("abort", abort) };
 }

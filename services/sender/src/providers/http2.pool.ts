@@ -1,4 +1,5 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type SecureClientSessionOptions } from "node:http2";
+import { setMaxListeners } from "node:events";
 import tls from "node:tls";
 import http2wrapper from "http2-wrapper";
 import { isIP } from "node:net";
@@ -212,4 +213,17 @@ function sessionError(err: NodeJS.ErrnoException): Http2PoolError {
     err.code === "ERR_HTTP2_INVALID_SESSION" ||
     /gracefully closing/.test(err.message);
   return new Http2PoolError(err.code ?? (unsent ? "SessionClosing" : "ConnectionError"), unsent, { cause: err });
+}
+
+// Every target's request listens for the caller's abort. Those listeners go on a signal of our
+// own, so a job of thousands of targets neither trips Node's listener-leak warning on the
+// caller's signal nor leaves listeners behind on it.
+export function sharedSignal(outer: AbortSignal | undefined): { signal?: AbortSignal; release: () => void } {
+  if (!outer) return { release: () => {} };
+  const inner = new AbortController();
+  setMaxListeners(0, inner.signal);
+  const abort = () => inner.abort(outer.reason);
+  if (outer.aborted) abort();
+  else outer.addEventListener("abort", abort, { once: true });
+  return { signal: inner.signal, release: () => outer.removeEventListener("abort", abort) };
 }
