@@ -5,3 +5,4 @@ export * from "./fakes/tls.fixture.js";
 export * from "./fakes/apns.fake.js";
 export * from "./fakes/webpush.fake.js";
 export * from "./fakes/fcm.fake.js";
+export * from "./fakes/hms.fake.js";

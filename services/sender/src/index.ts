@@ -6,3 +6,4 @@ export { WebPushProvider, type WebPushProviderConfig } from "./providers/webpush
 export { createProvider, providerEnv, CREDENTIAL_FILES, ProviderConfigError, type ProviderEnv } from "./provider.factory.js";
 export { FcmProvider, FCM_URL, type FcmProviderConfig } from "./providers/fcm.provider.js";
 export { parseServiceAccount, type ServiceAccount } from "./providers/fcm.auth.js";
+export { HmsProvider, HMS_PUSH_URL, HMS_TOKEN_URL, type HmsProviderConfig } from "./providers/hms.provider.js";

@@ -31,6 +31,17 @@ describe("createProvider", () => {
     await cert.close();
   });
 
+  it("builds FCM from the service account file and HMS from the app id and secret file", async () => {
+    const fcm = createProvider("fcm", parse({}), deps({ [CREDENTIAL_FILES.fcmServiceAccount]: JSON.stringify({ project_id: "p-123", client_email: "s@p.iam.gserviceaccount.com", private_key: generateApnsKey().privateKeyPem }) }));
+    assert.equal(fcm.name, "fcm");
+    await fcm.close();
+    const hms = createProvider("hms", parse({ HERALD_HMS_APP_ID: "10123456" }), deps({ [CREDENTIAL_FILES.hmsClientSecret]: "secret\n" }));
+    assert.equal(hms.name, "hms");
+    await hms.close();
+    assert.throws(() => createProvider("fcm", parse({}), deps({ [CREDENTIAL_FILES.fcmServiceAccount]: '{"project_id":"p"}' })), /fcm-service-account\.json: the service account has no client_email/);
+    assert.throws(() => createProvider("hms", parse({}), deps({ [CREDENTIAL_FILES.hmsClientSecret]: "s" })), /HERALD_HMS_APP_ID is required/);
+  });
+
   it("names the missing file or variable", () => {
     assert.throws(() => createProvider("apns", parse({ HERALD_APNS_BUNDLE_ID: "com.example.app" }), deps()), (err: Error) => err instanceof ProviderConfigError && err.message.includes("/creds/apns-cert.pem"));
     const key = generateApnsKey();

@@ -8,6 +8,7 @@ import { ApnsProvider, APNS_PRODUCTION_URL, APNS_SANDBOX_URL, type ApnsAuth } fr
 import { DryRunProvider } from "./providers/dryrun.provider.js";
 import { parseServiceAccount, type ServiceAccount } from "./providers/fcm.auth.js";
 import { FcmProvider } from "./providers/fcm.provider.js";
+import { HmsProvider } from "./providers/hms.provider.js";
 import { WebPushProvider } from "./providers/webpush.provider.js";
 
 // How a sender finds its provider. Secrets are files in one directory (the operator mounts the
@@ -45,6 +46,9 @@ export const providerEnv = {
   // The Firebase project; the service account's when absent.
   HERALD_FCM_PROJECT_ID: z.string().regex(/^[a-z][a-z0-9-]{4,61}$/, "a Firebase project id").optional(),
   HERALD_FCM_CONNECTIONS: env.int(2, 1),
+  HERALD_HMS_APP_ID: z.string().regex(/^\d{5,20}$/, "the numeric AppGallery Connect app id").optional(),
+  // Huawei's OAuth endpoint; a fake's in tests.
+  HERALD_HMS_TOKEN_URL: z.string().url().optional(),
 };
 
 export type ProviderEnv = z.infer<z.ZodObject<typeof providerEnv>>;
@@ -142,6 +146,13 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
       });
     }
     case "hms":
-      throw new ProviderConfigError(`${name}: not available in this build; set HERALD_DRY_RUN=true`);
+      return new HmsProvider({
+        appId: need("HERALD_HMS_APP_ID", "for HMS (the AppGallery Connect app id)"),
+        clientSecret: secret(CREDENTIAL_FILES.hmsClientSecret, "the HMS client secret").trim(),
+        ...(config.HERALD_PROVIDER_URL ? { pushUrl: config.HERALD_PROVIDER_URL } : {}),
+        ...(config.HERALD_HMS_TOKEN_URL ? { tokenUrl: config.HERALD_HMS_TOKEN_URL } : {}),
+        requestTimeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
+        ...(ca ? { ca } : {}),
+      });
   }
 }

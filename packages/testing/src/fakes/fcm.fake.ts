@@ -85,7 +85,12 @@ export async function startFakeFcm(options: FakeFcmOptions = {}): Promise<FakeFc
       if (!res.headersSent) send(res, 500, { error: { code: 500, message: "fake failed", status: "INTERNAL" } });
     });
   });
+  const sessions = new Set<http2.ServerHttp2Session>();
   server.on("secureConnection", () => stats.connections++);
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const url = `https://127.0.0.1:${port}`;
@@ -234,7 +239,11 @@ export async function startFakeFcm(options: FakeFcmOptions = {}): Promise<FakeFc
       stats.byStatus = {};
       flaky.clear();
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const session of sessions) session.destroy();
+      }),
   };
 }
 
