@@ -2,7 +2,23 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { dispatch } from "@herald/proto";
-import { generateApnsKey, randomDeviceToken, scenarioToken, startFakeApns, startFakeWebPush, type FakeApns, type FakeWebPush } from "@herald/testing";
+import {
+  fcmScenarioToken,
+  generateApnsKey,
+  hmsScenarioToken,
+  randomDeviceToken,
+  randomFcmToken,
+  randomHmsToken,
+  scenarioToken,
+  startFakeApns,
+  startFakeFcm,
+  startFakeHms,
+  startFakeWebPush,
+  type FakeApns,
+  type FakeFcm,
+  type FakeHms,
+  type FakeWebPush,
+} from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
 import { ALLOW_FAKES, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
 
@@ -16,6 +32,8 @@ describe("delivery through the providers (distributed)", () => {
   let platform: Platform;
   let apns: FakeApns;
   let webpushFake: FakeWebPush;
+  let fcm: FakeFcm;
+  let hms: FakeHms;
   let app: Clients;
   let badApp: Clients;
   const appId = `prov-${randomUUID().slice(0, 6)}`;
@@ -26,6 +44,8 @@ describe("delivery through the providers (distributed)", () => {
     const key = generateApnsKey();
     apns = await startFakeApns({ keys: [{ ...key, bundleId: BUNDLE }] });
     webpushFake = await startFakeWebPush();
+    fcm = await startFakeFcm();
+    hms = await startFakeHms();
     platform = await startPlatform(ALLOW_FAKES);
     app = await platform.createApp(appId);
     badApp = await platform.createApp(badAppId);
@@ -36,6 +56,11 @@ describe("delivery through the providers (distributed)", () => {
     await Promise.all([
       platform.startSender(appId, "apns", apnsEnv, { "apns-key.p8": key.privateKeyPem }),
       platform.startSender(appId, "webpush", web.env, web.credentials),
+      platform.startSender(appId, "fcm", { ...fast, HERALD_PROVIDER_URL: fcm.url }, { "fcm-service-account.json": fcm.serviceAccount("herald-e2e").json }),
+      (() => {
+        const hmsApp = hms.app();
+        return platform.startSender(appId, "hms", { ...fast, HERALD_PROVIDER_URL: hms.pushUrl, HERALD_HMS_TOKEN_URL: hms.tokenUrl, HERALD_HMS_APP_ID: hmsApp.appId }, { "hms-client-secret": hmsApp.clientSecret });
+      })(),
       // A key APNs has never heard of: every request is refused with 403 InvalidProviderToken.
       platform.startSender(badAppId, "apns", { ...apnsEnv, HERALD_MAX_ATTEMPTS: "2" }, { "apns-key.p8": generateApnsKey({ keyId: key.keyId, teamId: key.teamId }).privateKeyPem }),
     ]);
@@ -44,24 +69,37 @@ describe("delivery through the providers (distributed)", () => {
     await platform?.stop();
     await apns?.close();
     await webpushFake?.close();
+    await fcm?.close();
+    await hms?.close();
   });
 
-  it("delivers byte-exact raw payloads to one APNs and one Web Push device", async () => {
+  it("delivers byte-exact raw payloads to one device of each provider", async () => {
     const apnsTokenValue = randomDeviceToken();
     const sub = webpushFake.subscribe();
-    const [apnsId, webId] = await registerMany(app, [
+    const fcmTokenValue = randomFcmToken();
+    const hmsTokenValue = randomHmsToken();
+    const ids = await registerMany(app, [
       { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: apnsTokenValue },
       { provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: sub.token },
+      { provider: Provider.PROVIDER_FCM, platform: DevicePlatform.PLATFORM_ANDROID, token: fcmTokenValue },
+      { provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: hmsTokenValue },
     ]);
     const apnsPayload = { aps: { alert: { title: "Kick-off", body: "Herald FC – Fakes United" }, "mutable-content": 1 }, match: "42" };
     const webPayload = { title: "Kick-off", body: "Herald FC – Fakes United", data: { match: "42" } };
+    const fcmMessage = { notification: { title: "Kick-off", body: "Herald FC – Fakes United" }, data: { match: "42" }, android: { priority: "HIGH" } };
+    const hmsMessage = { android: { notification: { title: "Kick-off", body: "Herald FC – Fakes United", click_action: { type: 3 } } } };
     const { id } = await app.dispatch.publish({
-      recipients: { target: { $case: "deviceIds", value: { values: [apnsId!, webId!] } } },
-      notification: { apns: { headers: { "apns-push-type": "alert", "apns-collapse-id": "match-42" }, payload: apnsPayload }, webpush: { headers: { Urgency: "high" }, payload: webPayload } },
+      recipients: { target: { $case: "deviceIds", value: { values: ids } } },
+      notification: {
+        apns: { headers: { "apns-push-type": "alert", "apns-collapse-id": "match-42" }, payload: apnsPayload },
+        webpush: { headers: { Urgency: "high" }, payload: webPayload },
+        fcm: { message: fcmMessage },
+        hms: { message: hmsMessage },
+      },
     });
     const done = await watchToEnd(app, id);
     assert.equal(state(done), "PUBLISH_STATE_DONE");
-    assert.equal(done.counts?.sent, 2);
+    assert.equal(done.counts?.sent, 4);
 
     const [toApple] = apns.delivered(apnsTokenValue);
     assert.ok(toApple, "APNs received the notification");
@@ -74,14 +112,22 @@ describe("delivery through the providers (distributed)", () => {
     assert.equal(toBrowser.plaintext?.toString(), JSON.stringify(webPayload), "decrypted by the fake exactly as sent");
     assert.equal(toBrowser.headers.urgency, "high");
     assert.equal(toBrowser.headers.contentEncoding, "aes128gcm");
+    const [toGoogle] = fcm.delivered(fcmTokenValue);
+    assert.equal(toGoogle?.rawBody.toString(), JSON.stringify({ message: { token: fcmTokenValue, ...fcmMessage } }));
+    const toHuawei = hms.records.find((r) => r.tokens.includes(hmsTokenValue));
+    assert.equal(toHuawei?.rawBody.toString(), JSON.stringify({ validate_only: false, message: { token: [hmsTokenValue], ...hmsMessage } }));
   });
 
   it("reaches a topic of a thousand devices across providers, a user, a tag filter and raw tokens", async () => {
-    const subs = Array.from({ length: 500 }, () => webpushFake.subscribe());
+    const subs = Array.from({ length: 250 }, () => webpushFake.subscribe());
     const apnsTokens = Array.from({ length: 500 }, () => randomDeviceToken());
+    const fcmTokens = Array.from({ length: 150 }, () => randomFcmToken());
+    const hmsTokens = Array.from({ length: 100 }, () => randomHmsToken());
     await registerMany(app, [
       ...apnsTokens.map((token, i) => ({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token, topics: ["crowd"], tags: { tier: i % 2 ? "gold" : "silver" }, ...(i === 0 ? { user: "ada" } : {}) })),
       ...subs.map((s, i) => ({ provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: s.token, topics: ["crowd"], ...(i === 0 ? { user: "ada" } : {}) })),
+      ...fcmTokens.map((token) => ({ provider: Provider.PROVIDER_FCM, platform: DevicePlatform.PLATFORM_ANDROID, token, topics: ["crowd"] })),
+      ...hmsTokens.map((token) => ({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token, topics: ["crowd"] })),
     ]);
     const alert = { title: "Full time", body: "2-1" };
     const topicPub = await watchToEnd(app, (await app.dispatch.publish({ recipients: { target: { $case: "topics", value: { values: ["crowd"] } } }, notification: { alert } })).id);
@@ -90,6 +136,8 @@ describe("delivery through the providers (distributed)", () => {
     assert.equal(topicPub.counts?.sent, 1000);
     for (const t of apnsTokens) assert.equal(apns.delivered(t).length >= 1, true, `APNs device ${t} reached`);
     for (const s of subs) assert.ok(webpushFake.delivered(s.id).length >= 1, `Web Push subscription ${s.id} reached`);
+    for (const t of fcmTokens) assert.ok(fcm.delivered(t).length >= 1, `FCM device ${t} reached`);
+    for (const t of hmsTokens) assert.ok(hms.delivered(t).length >= 1, `HMS device ${t} reached`);
 
     const userPub = await watchToEnd(app, (await app.dispatch.publish({ recipients: { target: { $case: "users", value: { values: ["ada"] } } }, notification: { alert: { title: "For Ada" } } })).id);
     assert.equal(userPub.counts?.sent, 2, "both of ada's devices");
@@ -111,16 +159,22 @@ describe("delivery through the providers (distributed)", () => {
     const alive = randomDeviceToken();
     // Apple says this token died a day ago, but the device registered it again since: kept.
     const reRegistered = scenarioToken("unregistered", 24);
+    const fcmDead = fcmScenarioToken("unregistered");
+    const hmsDead = hmsScenarioToken("illegal");
     const ids = await registerMany(app, [
       { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: dead, topics: ["cleanup"] },
       { provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: gone.token, topics: ["cleanup"] },
       { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: alive, topics: ["cleanup"] },
       { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: reRegistered, topics: ["cleanup"] },
+      { provider: Provider.PROVIDER_FCM, platform: DevicePlatform.PLATFORM_ANDROID, token: fcmDead, topics: ["cleanup"] },
+      { provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: hmsDead, topics: ["cleanup"] },
     ]);
     const done = await watchToEnd(app, (await app.dispatch.publish({ recipients: { target: { $case: "topics", value: { values: ["cleanup"] } } }, notification: { alert: { title: "Anyone there?" } } })).id);
     assert.equal(done.counts?.sent, 1);
-    assert.equal(done.counts?.invalidTokens, 3);
+    assert.equal(done.counts?.invalidTokens, 5);
     assert.equal(done.counts?.failedByReason?.["apns:Unregistered"], 2);
+    assert.equal(done.counts?.failedByReason?.["fcm:UNREGISTERED"], 1);
+    assert.equal(done.counts?.failedByReason?.["hms:80300007"], 1);
     assert.equal(done.counts?.failedByReason?.["webpush:410"], 1);
     // The registry consumes token feedback asynchronously: poll with a deadline.
     const deadline = Date.now() + 30_000;
@@ -140,20 +194,26 @@ describe("delivery through the providers (distributed)", () => {
     const flakyApns = scenarioToken("flaky-2");
     const throttled = webpushFake.subscribe({ scenario: { kind: "flaky", failures: 1, status: 429 } });
     const unavailable = webpushFake.subscribe({ scenario: "flaky-2" });
+    const fcmFlaky = fcmScenarioToken("flaky-2");
+    const hmsFlaky = hmsScenarioToken("flaky-1");
     const ids = await registerMany(app, [
       { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: flakyApns },
       { provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: throttled.token },
       { provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: unavailable.token },
+      { provider: Provider.PROVIDER_FCM, platform: DevicePlatform.PLATFORM_ANDROID, token: fcmFlaky },
+      { provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: hmsFlaky },
     ]);
     const done = await watchToEnd(app, (await app.dispatch.publish({ recipients: { target: { $case: "deviceIds", value: { values: ids } } }, notification: { alert: { title: "Eventually" } } })).id);
     assert.equal(state(done), "PUBLISH_STATE_DONE");
-    assert.equal(done.counts?.sent, 3);
-    assert.ok((done.counts?.retries ?? 0) >= 5, `retries counted: ${done.counts?.retries}`);
+    assert.equal(done.counts?.sent, 5);
+    assert.ok((done.counts?.retries ?? 0) >= 8, `retries counted: ${done.counts?.retries}`);
+    assert.equal(fcm.delivered(fcmFlaky).length, 1);
+    assert.equal(hms.delivered(hmsFlaky).length, 1);
     assert.equal(apns.delivered(flakyApns).length, 1);
     assert.equal(webpushFake.delivered(throttled.id).length, 1);
     assert.equal(webpushFake.delivered(unavailable.id).length, 1);
     const { devices } = await app.registry.listDevices({ filter: { ids } });
-    assert.equal(devices.length, 3, "transient failures never remove devices");
+    assert.equal(devices.length, 5, "transient failures never remove devices");
   });
 
   it("does not send what expired while it waited for a retry", async () => {

@@ -93,16 +93,20 @@ describe("embedded pipeline through the fake providers", () => {
     await fakes.close();
   });
 
-  it("delivers over TLS to the fake APNs and Web Push services, and leaves FCM dry-run", async () => {
+  it("delivers over TLS to the fake APNs, FCM, HMS and Web Push services", async () => {
     const sub = fakes.subscribe();
     await reg.registerDevice({ provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS, token: apnsToken(), topics: ["kickoff"] });
     await reg.registerDevice({ provider: Provider.PROVIDER_WEBPUSH, platform: Platform.PLATFORM_WEB, token: sub.token, topics: ["kickoff"] });
     await reg.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["kickoff"] });
+    const hmsToken = "IQAAAACy0kickoff";
+    await reg.registerDevice({ provider: Provider.PROVIDER_HMS, platform: Platform.PLATFORM_ANDROID, token: hmsToken, topics: ["kickoff"] });
     const { id } = await pub.publish({ recipients: { target: { $case: "topics", value: { values: ["kickoff"] } } }, notification: { alert: { title: "Kick-off", body: "Now" } } });
     let done: dispatch.Publish | undefined;
     for await (const update of pub.watchPublish({ id }, { deadlineMs: 20_000 })) done = update.publish;
-    assert.equal(done?.counts?.sent, 3);
+    assert.equal(done?.counts?.sent, 4);
     assert.equal(fakes.apns.stats.byStatus[200], 1);
+    assert.equal(fakes.fcm.stats.byStatus[200], 1);
+    assert.deepEqual(fakes.hms.delivered(), [hmsToken]);
     const [received] = fakes.webpush.delivered(sub.id);
     assert.equal(JSON.parse(received!.plaintext!.toString()).title, "Kick-off");
   });

@@ -1,14 +1,16 @@
 import { createECDH } from "node:crypto";
 import type { Logger } from "@herald/platform";
-import { ApnsProvider, WebPushProvider, type ProviderName, type PushProvider } from "@herald/sender";
+import { ApnsProvider, FcmProvider, HmsProvider, parseServiceAccount, WebPushProvider, type ProviderName, type PushProvider } from "@herald/sender";
 import type { TokenRules } from "@herald/store";
-import { generateApnsKey, startFakeApns, startFakeWebPush, testTls, type FakeApns, type FakeSubscription, type FakeWebPush } from "@herald/testing";
+import { generateApnsKey, startFakeApns, startFakeFcm, startFakeHms, startFakeWebPush, testTls, type FakeApns, type FakeFcm, type FakeHms, type FakeSubscription, type FakeWebPush } from "@herald/testing";
 
 // `npm start -- --fakes`: the fake providers of the test suites, in this process, with the real
 // provider code pointed at them, so a newcomer sees notifications arrive (one log line per
 // delivery) without any Apple, Google or Huawei account.
 export interface FakeProviders {
   apns: FakeApns;
+  fcm: FakeFcm;
+  hms: FakeHms;
   webpush: FakeWebPush;
   providerFor(app: string, provider: ProviderName): PushProvider | undefined;
   tokenRules: TokenRules;
@@ -28,12 +30,21 @@ export async function startFakeProviders(logger: Logger): Promise<FakeProviders>
   const webpush = await startFakeWebPush({
     onRecord: (r) => log.info({ provider: "webpush", subscription: r.subscriptionId, status: r.status, error: r.error, plaintext: r.plaintext?.toString("utf8") }, "fake Web Push service answered"),
   });
+  const fcm = await startFakeFcm({
+    record: false,
+    onRecord: (r) => log.info({ provider: "fcm", target: `${r.target.slice(0, 12)}…`, status: r.status, errorCode: r.errorCode, message: r.message }, "fake FCM answered"),
+  });
+  const hms = await startFakeHms({
+    onRecord: (r) => log.info({ provider: "hms", tokens: r.tokens.length, status: r.status, code: r.code, message: r.message }, "fake HMS Push Kit answered"),
+  });
   const tokenRules: TokenRules = { webPushHosts: ["127.0.0.1"], webPushAllowInsecure: false };
   const vapid = vapidKeys();
   const providers: PushProvider[] = [];
 
   return {
     apns,
+    fcm,
+    hms,
     webpush,
     tokenRules,
     providerFor(app, name) {
@@ -44,6 +55,10 @@ export async function startFakeProviders(logger: Logger): Promise<FakeProviders>
         const bundleId = `dev.herald.${app}`;
         apns.registerKey({ ...key, bundleId });
         provider = new ApnsProvider({ url: apns.url, bundleId, auth: { kind: "token", keyId: key.keyId, teamId: key.teamId, privateKeyPem: key.privateKeyPem }, ca: tls.ca });
+      } else if (name === "fcm") {
+        provider = new FcmProvider({ serviceAccount: parseServiceAccount(fcm.serviceAccount(`herald-${app}`).json), url: fcm.url, ca: tls.ca });
+      } else if (name === "hms") {
+        provider = new HmsProvider({ ...hms.app(), pushUrl: hms.pushUrl, tokenUrl: hms.tokenUrl, ca: tls.ca });
       } else if (name === "webpush") {
         provider = new WebPushProvider({ vapid: { subject: "mailto:dev@herald.local", ...vapid }, tokenRules, ca: tls.ca });
       }
@@ -51,10 +66,15 @@ export async function startFakeProviders(logger: Logger): Promise<FakeProviders>
       return provider;
     },
     subscribe: () => webpush.subscribe(),
-    describe: () => [`fake APNs             ${apns.url} (any 64-hex token; answers logged)`, `fake Web Push service ${webpush.url} (subscriptions below; payloads decrypted and logged)`],
+    describe: () => [
+      `fake APNs             ${apns.url} (any 64-hex token; answers logged)`,
+      `fake FCM              ${fcm.url} (any token; OAuth at ${fcm.tokenUri})`,
+      `fake HMS Push Kit     ${hms.pushUrl} (any token; OAuth at ${hms.tokenUrl})`,
+      `fake Web Push service ${webpush.url} (subscriptions below; payloads decrypted and logged)`,
+    ],
     async close() {
       await Promise.all(providers.map((p) => p.close()));
-      await Promise.all([apns.close(), webpush.close()]);
+      await Promise.all([apns.close(), fcm.close(), hms.close(), webpush.close()]);
     },
   };
 }

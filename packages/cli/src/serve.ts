@@ -315,7 +315,7 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
 function formatFakes(fakes: FakeProviders): string {
   const sub = fakes.subscribe();
   return [
-    "Fake providers (APNs and Web Push deliveries really happen, over TLS, and are logged; FCM and HMS run dry-run):",
+    "Fake providers (deliveries really happen, over TLS, through the production provider code):",
     ...fakes.describe().map((l) => `  ${l}`),
     "  a Web Push device of the fake service:",
     `    npm run herald -- devices register --provider webpush --platform web --topic news --token '${sub.token}'`,

@@ -50,6 +50,8 @@ export interface FakeFcmOptions {
   latencyMs?: number;
   now?: () => number;
   record?: boolean;
+  // Called with every answered send, e.g. to show deliveries as they happen (npm start --fakes).
+  onRecord?: (record: FcmRecord) => void;
 }
 
 export interface FakeFcm {
@@ -107,7 +109,9 @@ export async function startFakeFcm(options: FakeFcmOptions = {}): Promise<FakeFc
     let target = "";
     const answer = (status: number, json: object, errorCode?: string, headers: Record<string, string> = {}) => {
       stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
-      if (recording) records.push({ target, message, rawBody: body, status, ...(errorCode ? { errorCode } : {}), httpVersion: req.httpVersion, at });
+      const entry: FcmRecord = { target, message, rawBody: body, status, ...(errorCode ? { errorCode } : {}), httpVersion: req.httpVersion, at };
+      if (recording) records.push(entry);
+      options.onRecord?.(entry);
       for (const wake of waiters) wake();
       const reply = () => send(res, status, json, headers);
       if (options.latencyMs) setTimeout(reply, options.latencyMs);

@@ -37,6 +37,8 @@ export interface FakeHmsOptions {
   tokenLifetimeS?: number;
   retryAfter?: string;
   now?: () => number;
+  // Called with every answered send, e.g. to show deliveries as they happen (npm start --fakes).
+  onRecord?: (record: HmsRecord) => void;
 }
 
 export interface FakeHms {
@@ -86,6 +88,7 @@ export async function startFakeHms(options: FakeHmsOptions = {}): Promise<FakeHm
       record.status = status;
       record.code = code;
       records.push(record);
+      options.onRecord?.(record);
       reply(res, status, { code, msg, requestId: `${now()}${randomUUID().slice(0, 8)}` }, headers);
     };
     const bearer = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ""))?.[1];
