@@ -130,9 +130,13 @@ export class KafkaBus implements Bus {
     // still being created, metadata answers LEADER_NOT_AVAILABLE or shows it unfinished; the
     // whole procedure is idempotent, so it is simply repeated until the deadline.
     const deadline = Date.now() + SETTLE_DEADLINE_MS;
+    const progress = { raised: false };
     for (let attempt = 0; ; attempt++) {
       try {
-        if (await this.ensureTopicsOnce(admin, wanted)) this.replaceProducer();
+        await this.ensureTopicsOnce(admin, wanted, progress);
+        // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then
+        // it would keep hashing keys over the old partition count. A fresh producer sees the new one.
+        if (progress.raised) this.replaceProducer();
         return;
       } catch (err) {
         if (!transientKafkaError(err) || Date.now() > deadline) throw err;
@@ -142,8 +146,7 @@ export class KafkaBus implements Bus {
     }
   }
 
-  // True when it raised a partition count.
-  private async ensureTopicsOnce(admin: Admin, wanted: Map<string, number>): Promise<boolean> {
+  private async ensureTopicsOnce(admin: Admin, wanted: Map<string, number>, progress: { raised: boolean }): Promise<void> {
     const existing = new Set(await admin.listTopics());
     const missing = [...wanted].filter(([name]) => !existing.has(name));
     if (missing.length > 0) {
@@ -152,16 +155,18 @@ export class KafkaBus implements Bus {
       await admin.createTopics({ topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions })), waitForLeaders: true, timeout: 30_000 });
     }
     const short = await this.topicsShort(admin, wanted);
-    if (short.length === 0) return false;
+    if (short.length === 0) return;
+    progress.raised = true;
     try {
       await admin.createPartitions({ topicPartitions: short.map(([topic, count]) => ({ topic, count })) });
     } catch (err) {
       // Lost a race with another process raising them: fine if the count is now high enough.
       if ((await this.topicsShort(admin, wanted)).length > 0) throw err;
     }
-    // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then it
-    // would keep hashing keys over the old partition count. A fresh producer sees the new one.
-    return true;
+    // An increase racing a topic's creation can be acknowledged and still not stick (seen on
+    // KRaft): only the metadata says it is done, otherwise ensureTopics goes round again.
+    const still = await this.topicsShort(admin, wanted);
+    if (still.length) throw Object.assign(new Error(`partitions not raised yet: ${still.map(([t, n]) => `${t}→${n}`).join(", ")}`), { retriable: true });
   }
 
   async deleteTopics(names: string[]): Promise<void> {
@@ -189,7 +194,11 @@ export class KafkaBus implements Bus {
   private async topicsShort(admin: Admin, wanted: Map<string, number>): Promise<Array<[string, number]>> {
     const { topics } = await admin.fetchTopicMetadata({ topics: [...wanted.keys()] });
     const counts = new Map(topics.map((t) => [t.name, t.partitions.length]));
-    return [...wanted].filter(([name, partitions]) => (counts.get(name) ?? partitions) < partitions);
+    const unseen = [...wanted.keys()].filter((name) => !counts.has(name));
+    // Created a moment ago by another process and not in the metadata yet: not known to be
+    // large enough, so ensureTopics tries again.
+    if (unseen.length) throw Object.assign(new Error(`topics not in the metadata yet: ${unseen.join(", ")}`), { retriable: true });
+    return [...wanted].filter(([name, partitions]) => counts.get(name)! < partitions);
   }
 
   // Connected on first use and reused; a failed connect is forgotten so the next publish retries.
