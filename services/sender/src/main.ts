@@ -48,7 +48,8 @@ await worker.start();
 lifecycle.add("worker", () => worker.stop());
 
 // Liveness/readiness for Kubernetes probes.
-const health = createServer((_req, res) => res.writeHead(200, { "content-type": "text/plain" }).end("ok\n"));
+// Always 200: a restart cannot fix refused credentials; the body says whether the app is degraded.
+const health = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(`${JSON.stringify({ app: config.HERALD_APP, provider: name, ...worker.health() })}\n`));
 await new Promise<void>((resolve) => health.listen(config.HERALD_HEALTH_PORT, resolve));
 lifecycle.add("health", () => new Promise((resolve) => health.close(() => resolve())));
 logger.info({ healthPort: config.HERALD_HEALTH_PORT }, "sender running");

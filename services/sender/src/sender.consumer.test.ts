@@ -110,6 +110,9 @@ describe("SenderWorker", () => {
     await until(() => total("retrying") === 1, "the credential retry");
     assert.equal(feedback.length, 0);
     assert.equal(total("invalidTokens"), 0);
+    const health = worker.health();
+    assert.equal(health.degraded, true);
+    assert.equal(health.degraded && health.reason, "fcm:SENDER_ID_MISMATCH");
   });
 
   it("backs off exponentially with jitter under a ceiling", () => {

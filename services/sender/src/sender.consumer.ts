@@ -123,6 +123,7 @@ export class SenderWorker {
     switch (outcome.kind) {
       case "sent":
         r.sent++;
+        this.degradedSince = undefined;
         return;
       case "failed":
         r.failed++;
@@ -152,7 +153,10 @@ export class SenderWorker {
     if (outcome.kind === "credentials") {
       // Credentials are wrong: stop calling the provider for a while; tokens stay untouched.
       this.o.logger.error({ app: job.app, provider: this.o.provider.name, reason: outcome.reason }, "provider refused the credentials; app degraded, pausing");
-      this.pauseFor(this.o.credentialCooldownMs ?? 60_000);
+      const cooldown = this.o.credentialCooldownMs ?? 60_000;
+      const now = this.o.now();
+      this.degradedSince = { reason: outcome.reason, at: this.degradedSince?.at ?? now, until: new Date(now.getTime() + cooldown) };
+      this.pauseFor(cooldown);
     }
     const after = outcome.kind === "credentials" ? (this.o.credentialCooldownMs ?? 60_000) : (outcome.retryAfterMs ?? 0);
     tally.retry.push({ deviceId: target.deviceId, token: target.token, payload: Buffer.from(target.payload ?? new Uint8Array()) });
@@ -161,6 +165,14 @@ export class SenderWorker {
   }
 
   private paused: NodeJS.Timeout | undefined;
+  private degradedSince: { reason: string; at: Date; until: Date } | undefined;
+
+  // Whether the provider refused the credentials lately (the app is degraded until they work):
+  // for health endpoints and, later, the PushApp status.
+  health(): { degraded: false } | { degraded: true; reason: string; since: Date; pausedUntil: Date } {
+    const d = this.degradedSince;
+    return d ? { degraded: true, reason: d.reason, since: d.at, pausedUntil: d.until } : { degraded: false };
+  }
 
   private pauseFor(ms: number): void {
     if (this.paused) return;
