@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Collection, Filter } from "mongodb";
-import { isDuplicateKey } from "./mongo.errors.js";
-import { checkBatchSize, encodeTagKey, escapeRegex, given, tagPair, tagPairsOf, tagsOfPairs } from "./store.query.js";
+import { duplicateKeyIndexes, isDuplicateKey } from "./mongo.errors.js";
+import { checkBatchSize, compareStrings, deviceMatcher, encodeTagKey, escapeRegex, given, tagPair, tagPairsOf, tagsOfPairs } from "./store.query.js";
+import type { SubscriptionDoc } from "./subscription.repository.mongo.js";
 import type {
+  DeviceImport,
   DevicePatch,
   DeviceQuery,
   DeviceRecord,
@@ -33,6 +35,9 @@ export interface DeviceDoc {
   updatedAt: Date;
   lastSeenAt: Date;
 }
+
+// Documents per insertMany of a bulk import: FerretDB pays per operation far more than per document.
+const IMPORT_BATCH = 1000;
 
 const metaDoc = (meta: Record<string, string>) => Object.entries(meta).map(([k, v]) => ({ k, v }));
 
@@ -90,8 +95,26 @@ export function deviceFilter(app: string, query: DeviceQuery, after?: string): F
   } as Filter<DeviceDoc>;
 }
 
+// How `join` reads the devices of a stream of ids:
+// - "lookup": one `_id: {$in}` query per batch, which an index answers in milliseconds (MongoDB);
+// - "merge": one cursor over the app's devices in id order, merged with the ids as they come. On
+//   FerretDB v1 every query but `{_id}` alone reads and decodes the whole collection (its SQLite
+//   backend neither pushes such filters down nor uses indexes for them), so a lookup per batch
+//   made a topic broadcast O(devices × batches); one ordered pass keeps it O(devices).
+export type MongoJoin = "lookup" | "merge";
+
+// Largest getMore of the merge cursor: its documents are consumed right away.
+const MERGE_BATCH = 1000;
+// Up to this many ids in all, the merge reads each device by _id instead.
+const POINT_READS = 32;
+
 export class MongoDevices implements DeviceRepository {
-  constructor(private readonly col: Collection<DeviceDoc>) {}
+  constructor(
+    private readonly col: Collection<DeviceDoc>,
+    // device_topics, written by bulk imports only (the subscription repository owns it otherwise).
+    private readonly topics: Collection<SubscriptionDoc>,
+    private readonly joinBy: MongoJoin,
+  ) {}
 
   async write(input: DeviceWrite): Promise<DeviceWriteResult> {
     if (input.id !== undefined) {
@@ -172,8 +195,9 @@ export class MongoDevices implements DeviceRepository {
   }
 
   async get(app: string, id: string): Promise<DeviceRecord | null> {
-    const doc = await this.col.findOne({ _id: id, app });
-    return doc ? toDeviceRecord(doc) : null;
+    // By _id alone, the app checked here: see MongoPublishes.get.
+    const doc = await this.col.findOne({ _id: id });
+    return doc && doc.app === app ? toDeviceRecord(doc) : null;
   }
 
   async getMany(app: string, ids: string[]): Promise<DeviceRecord[]> {
@@ -205,6 +229,54 @@ export class MongoDevices implements DeviceRepository {
     } finally {
       await cursor.close();
     }
+  }
+
+  async *join(app: string, ids: AsyncIterable<string[]>, query: DeviceQuery, options: { after?: string }): AsyncIterable<DeviceRecord[]> {
+    if (this.joinBy === "lookup") {
+      for await (const batch of ids) {
+        const found = batch.length ? await this.list(app, { ...query, ids: batch }, { ...options, limit: batch.length }) : [];
+        if (found.length) yield found;
+      }
+      return;
+    }
+    const batches = ids[Symbol.asyncIterator]();
+    try {
+      const first = await batches.next();
+      if (first.done) return;
+      const second = await batches.next();
+      if (second.done && first.value.length <= POINT_READS) {
+        const found = await this.pointReads(app, first.value, query, options.after);
+        if (found.length) yield found;
+        return;
+      }
+      const cursor = this.col.find(deviceFilter(app, query, options.after)).sort({ _id: 1 }).batchSize(MERGE_BATCH);
+      try {
+        let head = await cursor.next();
+        for (let next: IteratorResult<string[]> = first; !next.done; next = next === first ? second : await batches.next()) {
+          const found: DeviceRecord[] = [];
+          for (const id of next.value) {
+            while (head !== null && compareStrings(head._id, id) < 0) head = await cursor.next();
+            if (head !== null && head._id === id) found.push(toDeviceRecord(head));
+          }
+          if (found.length) yield found;
+        }
+      } finally {
+        await cursor.close();
+      }
+    } finally {
+      await batches.return?.();
+    }
+  }
+
+  // A handful of devices (a publish to device ids): one read by _id alone each, the one filter
+  // FerretDB pushes down, instead of a pass over every device of the app.
+  private async pointReads(app: string, ids: string[], query: DeviceQuery, after: string | undefined): Promise<DeviceRecord[]> {
+    const match = deviceMatcher(query);
+    const docs = await Promise.all(ids.map((id) => this.col.findOne({ _id: id })));
+    return docs
+      .filter((d): d is DeviceDoc => d !== null && d.app === app && (after === undefined || compareStrings(d._id, after) > 0))
+      .map(toDeviceRecord)
+      .filter(match);
   }
 
   async count(app: string, query: DeviceQuery): Promise<number> {
@@ -241,5 +313,47 @@ export class MongoDevices implements DeviceRepository {
 
   async removeApp(app: string): Promise<number> {
     return (await this.col.deleteMany({ app })).deletedCount;
+  }
+
+  async importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>> {
+    const ids: Array<string | null> = [];
+    for (let i = 0; i < devices.length; i += IMPORT_BATCH) ids.push(...(await this.importBatch(app, devices.slice(i, i + IMPORT_BATCH), now)));
+    return ids;
+  }
+
+  // Two unordered insertMany: the devices, then the topic rows of those that were new. The unique
+  // (app, provider, token) index refuses tokens already held, and every other document still goes in.
+  private async importBatch(app: string, batch: DeviceImport[], now: Date): Promise<Array<string | null>> {
+    const docs: DeviceDoc[] = batch.map((input) => ({
+      _id: randomUUID(),
+      app,
+      provider: input.provider,
+      platform: input.platform,
+      token: input.token,
+      user: input.user,
+      tagPairs: tagPairsOf(input.tags),
+      meta: metaDoc(input.meta),
+      locale: input.locale,
+      timezone: input.timezone,
+      createdAt: now,
+      updatedAt: now,
+      lastSeenAt: now,
+    }));
+    const ids: Array<string | null> = docs.map((d) => d._id);
+    if (docs.length === 0) return ids;
+    try {
+      await this.col.insertMany(docs, { ordered: false });
+    } catch (error) {
+      const refused = duplicateKeyIndexes(error);
+      if (!refused) throw error;
+      for (const i of refused) ids[i] = null;
+    }
+    const rows = batch.flatMap((input, i) => {
+      const deviceId = ids[i];
+      if (!deviceId) return [];
+      return [...new Set(input.topics)].map((topic) => ({ app, deviceId, topic, user: input.user, fromDevice: true, fromUser: false }));
+    });
+    if (rows.length) await this.topics.insertMany(rows, { ordered: false });
+    return ids;
   }
 }

@@ -208,8 +208,10 @@ class MongoPublishes implements PublishRepository {
   }
 
   async get(app: string, id: string): Promise<PublishRecord | null> {
-    const doc = await this.col.findOne({ _id: id, app });
-    return doc ? toPublishRecord(doc) : null;
+    // By _id alone, the app checked here: FerretDB v1 pushes only an exact {_id} filter down to
+    // its SQLite backend; with `app` beside it every read decodes the whole collection.
+    const doc = await this.col.findOne({ _id: id });
+    return doc && doc.app === app ? toPublishRecord(doc) : null;
   }
 
   async list(app: string, query: PublishQuery, page: { before?: string; limit: number }): Promise<PublishRecord[]> {

@@ -6,6 +6,7 @@ import { compareStrings } from "./store.query.js";
 import type {
   ApiKeyRecord,
   AppRecord,
+  DeviceImport,
   DeviceQuery,
   DeviceRecord,
   DeviceWrite,
@@ -400,6 +401,37 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal(await store.devices.count(app, {}), 23);
       });
 
+      it("join gives the devices of ascending id batches that match, in order, skipping unknown and foreign ids", async () => {
+        const app = newApp();
+        const other = newApp();
+        const devices = await seedMany(app, 12, (i) => ({ platform: i % 3 === 0 ? "ios" : "android" }));
+        const [foreign] = await seedMany(other, 1);
+        const wanted = sortStrings(idsOf(devices).filter((_, i) => i !== 4));
+        const ids = sortStrings([...wanted, foreign!.id, "0-missing", "zz-missing"]);
+        async function* batchesOf(list: string[], size: number) {
+          for (let i = 0; i < list.length; i += size) yield list.slice(i, i + size);
+        }
+        const joined = await collect(store.devices.join(app, batchesOf(ids, 5), {}, {}));
+        assert.deepEqual(idsOf(joined.flat()), wanted);
+        assert.deepEqual(idsOf((await collect(store.devices.join(app, batchesOf(ids, 100), {}, {}))).flat()), wanted, "one batch");
+        assert.deepEqual(joined.flat(), (await store.devices.getMany(app, wanted)), "whole records");
+        assert.ok(joined.length <= Math.ceil(ids.length / 5) && joined.every((b) => b.length > 0));
+        const ios = await collect(store.devices.join(app, batchesOf(ids, 4), { platforms: ["ios"] }, {}));
+        assert.deepEqual(idsOf(ios.flat()), sortStrings(idsOf(devices.filter((d, i) => i !== 4 && d.platform === "ios"))));
+        const resumed = await collect(store.devices.join(app, batchesOf(wanted.slice(6), 3), {}, { after: wanted[5]! }));
+        assert.deepEqual(idsOf(resumed.flat()), wanted.slice(6));
+        const few = await collect(store.devices.join(app, batchesOf([foreign!.id, ...wanted.slice(0, 3)], 10), { excludeIds: [wanted[1]!] }, { after: wanted[0]! }));
+        assert.deepEqual(idsOf(few.flat()), [wanted[2]]);
+        assert.deepEqual(await collect(store.devices.join(other, batchesOf(wanted, 5), {}, {})), []);
+        assert.deepEqual(await collect(store.devices.join(app, batchesOf([], 5), {}, {})), []);
+        // Stopping early releases the join; the store keeps working.
+        for await (const batch of store.devices.join(app, batchesOf(wanted, 2), {}, {})) {
+          assert.equal(batch.length, 2);
+          break;
+        }
+        assert.equal(await store.devices.count(app, {}), 12);
+      });
+
       it("update applies a patch to the listed devices and returns how many exist", async () => {
         const app = newApp();
         const other = newApp();
@@ -496,6 +528,92 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal(await store.devices.count(other, {}), 2);
         assert.deepEqual(await store.devices.get(other, kept[0]!.id), kept[0]);
         assert.equal(await store.devices.removeApp(app), 0);
+      });
+
+      it("importMany creates the new devices with their device topics and skips tokens already held", async () => {
+        const app = newApp();
+        const other = newApp();
+        const held = (await store.devices.write(deviceInput(app, "held", { user: "old" }))).device;
+        const otherHeld = (await store.devices.write(deviceInput(other, "x-1"))).device;
+        const imported = (token: string, extra: Partial<DeviceImport> = {}): DeviceImport => ({
+          provider: "apns",
+          platform: "ios",
+          token,
+          user: "",
+          tags: {},
+          meta: {},
+          locale: "",
+          timezone: "",
+          topics: ["news"],
+          ...extra,
+        });
+        // More than one database batch, a token the app holds, a repeated token, no topics.
+        const inputs = [
+          imported("x-1", { user: "alice", tags: { tier: "gold", "a.b": "dotted" }, meta: { "app.version": "2" }, locale: "fr-FR", timezone: "Europe/Paris", topics: ["news", "sport", "news"] }),
+          imported("held", { provider: "fcm", platform: "android" }),
+          imported("x-2", { topics: [] }),
+          imported("x-1", { topics: ["other"] }),
+          ...Array.from({ length: 1200 }, (_, i) => imported(`bulk-${i}`)),
+        ];
+        const ids = await store.devices.importMany(app, inputs, at(3));
+        assert.equal(ids.length, inputs.length);
+        assert.equal(ids[1], null, "the token the app already held");
+        assert.equal(ids[3], null, "the repeated token");
+        const created = ids.filter((id): id is string => id !== null);
+        assert.equal(created.length, 1202);
+        assert.equal(new Set(created).size, 1202);
+
+        assert.deepEqual(await store.devices.get(app, ids[0]!), {
+          id: ids[0],
+          app,
+          provider: "apns",
+          platform: "ios",
+          token: "x-1",
+          user: "alice",
+          tags: { tier: "gold", "a.b": "dotted" },
+          meta: { "app.version": "2" },
+          locale: "fr-FR",
+          timezone: "Europe/Paris",
+          createdAt: at(3),
+          updatedAt: at(3),
+          lastSeenAt: at(3),
+        });
+        assert.deepEqual(await store.devices.get(app, held.id), held, "a held token's device is left as it is");
+        assert.equal(await store.devices.count(app, {}), 1203);
+        assert.equal(await store.devices.count(app, { tags: [{ key: "tier", values: ["gold"] }] }), 1);
+        // Registration keeps working on imported tokens: the same device is updated.
+        const again = await store.devices.write(deviceInput(app, "bulk-0", { provider: "apns", platform: "ios" }));
+        assert.deepEqual([again.created, again.device.id], [false, ids[4]]);
+
+        const topics = await store.subscriptions.topicsOf(app, [ids[0]!, ids[2]!, ids[4]!, held.id]);
+        assert.deepEqual(Object.fromEntries(topics), { [ids[0]!]: ["news", "sport"], [ids[4]!]: ["news"] });
+        const rows = await store.subscriptions.list(app, { deviceIds: [ids[0]!] }, { limit: 10 });
+        assert.deepEqual(
+          rows.map((r) => [r.topic, r.fromDevice, r.fromUser, r.user]),
+          [
+            ["news", true, false, "alice"],
+            ["sport", true, false, "alice"],
+          ],
+        );
+        assert.deepEqual(
+          (await store.subscriptions.stats(app, ["news", "sport", "other"])).map((c) => [c.topic, c.deviceCount, c.userCount]),
+          [
+            ["news", 1201, 1],
+            ["sport", 1, 1],
+            ["other", 0, 0],
+          ],
+        );
+        assert.equal((await collect(store.subscriptions.scanDeviceIds(app, ["news"], { batchSize: 500 }))).flat().length, 1201);
+
+        // Tokens are per app and per provider; importing the same inputs again creates nothing.
+        assert.deepEqual(await store.devices.get(other, otherHeld.id), otherHeld);
+        const elsewhere = await store.devices.importMany(other, [imported("x-1"), imported("x-1", { provider: "fcm", platform: "android" })], at(4));
+        assert.equal(typeof elsewhere[0], "string", "apns x-1 is new in the other app");
+        assert.equal(elsewhere[1], null, "fcm x-1 is held there");
+        assert.equal(await store.devices.count(other, {}), 2);
+        assert.ok((await store.devices.importMany(app, inputs.slice(0, 10), at(5))).every((id) => id === null));
+        assert.deepEqual(await store.devices.importMany(app, [], at(5)), []);
+        assert.equal(await store.devices.count(app, {}), 1203);
       });
     });
 

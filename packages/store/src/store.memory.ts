@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { alreadyExists } from "@herald/platform";
-import { checkBatchSize, compareStrings, compareTuples, given, splitCursor } from "./store.query.js";
+import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, tokenKey } from "./store.query.js";
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
   AppRecord,
   AppRepository,
+  DeviceImport,
   DeviceQuery,
   DeviceRecord,
   DeviceRepository,
@@ -31,8 +32,8 @@ import type {
 const copy = <T>(value: T): T => structuredClone(value);
 
 export function createMemoryStore(): Store {
-  const devices = new MemoryDevices();
   const subscriptions = new MemorySubscriptions();
+  const devices = new MemoryDevices(subscriptions);
   const apps = new MemoryApps();
   const apiKeys = new MemoryApiKeys();
   return {
@@ -53,29 +54,11 @@ interface DeviceSpace {
   byToken: Map<string, string>;
 }
 
-const tokenKey = (provider: ProviderName, token: string) => `${provider}:${token}`;
-
-export function deviceMatcher(query: DeviceQuery): (d: DeviceRecord) => boolean {
-  const ids = given(query.ids) ? new Set(query.ids) : undefined;
-  const exclude = given(query.excludeIds) ? new Set(query.excludeIds) : undefined;
-  const users = given(query.users) ? new Set(query.users) : undefined;
-  const tokens = given(query.tokens) ? new Set(query.tokens.map((t) => tokenKey(t.provider, t.token))) : undefined;
-  const providers = given(query.providers) ? new Set<string>(query.providers) : undefined;
-  const platforms = given(query.platforms) ? new Set<string>(query.platforms) : undefined;
-  const tags = given(query.tags) ? query.tags.map((c) => ({ key: c.key, values: c.values.length ? new Set(c.values) : undefined })) : [];
-  return (d) =>
-    (!ids || ids.has(d.id)) &&
-    (!exclude || !exclude.has(d.id)) &&
-    (!users || users.has(d.user)) &&
-    (!tokens || tokens.has(tokenKey(d.provider, d.token))) &&
-    (!providers || providers.has(d.provider)) &&
-    (!platforms || platforms.has(d.platform)) &&
-    (!query.hasUser || d.user !== "") &&
-    tags.every((c) => Object.hasOwn(d.tags, c.key) && (!c.values || c.values.has(d.tags[c.key]!)));
-}
-
 class MemoryDevices implements DeviceRepository {
   private readonly spaces = new Map<string, DeviceSpace>();
+
+  // Bulk imports write the devices' topics too.
+  constructor(private readonly subscriptions: MemorySubscriptions) {}
 
   private space(app: string): DeviceSpace {
     let space = this.spaces.get(app);
@@ -158,7 +141,9 @@ class MemoryDevices implements DeviceRepository {
     if (!space || page.limit <= 0) return [];
     const match = deviceMatcher(query);
     const after = page.after;
-    return [...space.byId.values()]
+    // Named ids are looked up, not searched for: a topic stream asks for them batch after batch.
+    const candidates = given(query.ids) ? [...new Set(query.ids)].flatMap((id) => space.byId.get(id) ?? []) : [...space.byId.values()];
+    return candidates
       .filter((d) => (after === undefined || compareStrings(d.id, after) > 0) && match(d))
       .sort((a, b) => compareStrings(a.id, b.id))
       .slice(0, page.limit)
@@ -187,6 +172,20 @@ class MemoryDevices implements DeviceRepository {
       }
     }
     if (batch.length) yield batch;
+  }
+
+  async *join(app: string, ids: AsyncIterable<string[]>, query: DeviceQuery, options: { after?: string }): AsyncIterable<DeviceRecord[]> {
+    const match = deviceMatcher(query);
+    const after = options.after;
+    for await (const batch of ids) {
+      const space = this.spaces.get(app);
+      const found: DeviceRecord[] = [];
+      for (const id of batch) {
+        const d = space?.byId.get(id);
+        if (d && match(d) && (after === undefined || compareStrings(id, after) > 0)) found.push(copy(d));
+      }
+      if (found.length) yield found;
+    }
   }
 
   async count(app: string, query: DeviceQuery): Promise<number> {
@@ -247,6 +246,33 @@ class MemoryDevices implements DeviceRepository {
     this.spaces.delete(app);
     return n;
   }
+
+  async importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>> {
+    const space = this.space(app);
+    return devices.map((input) => {
+      const key = tokenKey(input.provider, input.token);
+      if (space.byToken.has(key)) return null;
+      const device: DeviceRecord = {
+        id: randomUUID(),
+        app,
+        provider: input.provider,
+        platform: input.platform,
+        token: input.token,
+        user: input.user,
+        tags: copy(input.tags),
+        meta: copy(input.meta),
+        locale: input.locale,
+        timezone: input.timezone,
+        createdAt: new Date(now),
+        updatedAt: new Date(now),
+        lastSeenAt: new Date(now),
+      };
+      space.byId.set(device.id, device);
+      space.byToken.set(key, device.id);
+      this.subscriptions.hold(app, device.id, input.user, input.topics, "device");
+      return device.id;
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +329,11 @@ class MemorySubscriptions implements SubscriptionRepository {
   }
 
   async add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
+    this.hold(app, deviceId, user, topics, source);
+  }
+
+  // add() without the promise, so that a bulk import of devices stays one atomic step.
+  hold(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): void {
     if (topics.length === 0) return;
     const space = this.space(app);
     let rows = space.byDevice.get(deviceId);

@@ -124,6 +124,54 @@ if (!url) {
       }
     });
 
+    it("join on FerretDB merges by default (reads by _id for a handful), and lookup and merge give the same devices", async () => {
+      const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000, monitorCommands: true });
+      await client.connect();
+      const db = client.db(`herald_test_${randomUUID().replaceAll("-", "").slice(0, 12)}`);
+      try {
+        const merge = await createMongoStore(db);
+        const lookup = await createMongoStore(db, { join: "lookup" });
+        const ids: string[] = [];
+        for (let i = 0; i < 30; i++) {
+          const { device } = await merge.devices.write({
+            app: "a1", provider: "fcm", platform: i % 2 ? "android" : "ios", token: `tok-${i}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now: new Date(0),
+          });
+          if (i % 3) ids.push(device.id);
+        }
+        ids.sort();
+        async function* batches() {
+          for (let i = 0; i < ids.length; i += 4) yield ids.slice(i, i + 4);
+        }
+        const finds: unknown[] = [];
+        client.on("commandStarted", (e) => {
+          if (e.commandName === "find") finds.push(e.command.filter);
+        });
+        const joinedBy = async (store: typeof merge) => {
+          const out: string[] = [];
+          for await (const batch of store.devices.join("a1", batches(), { platforms: ["android"] }, {})) out.push(...batch.map((d) => d.id));
+          return out;
+        };
+        const merged = await joinedBy(merge);
+        assert.equal(finds.length, 1, "one cursor for the whole join");
+        finds.length = 0;
+        const looked = await joinedBy(lookup);
+        assert.equal(finds.length, Math.ceil(ids.length / 4), "one query per batch");
+        assert.deepEqual(looked, merged);
+        assert.equal(merged.length, 10);
+        // A handful of ids in one batch: a read by _id each (FerretDB's only pushed-down filter).
+        finds.length = 0;
+        const few: string[] = [];
+        for await (const batch of merge.devices.join("a1", (async function* () { yield ids.slice(0, 3); })(), {}, {})) few.push(...batch.map((d) => d.id));
+        assert.deepEqual(few, ids.slice(0, 3));
+        // Sent concurrently, so in no particular order.
+        assert.deepEqual(finds.map((f) => (f as { _id: string })._id).sort(), ids.slice(0, 3));
+        assert.ok(finds.every((f) => Object.keys(f as object).join() === "_id"), JSON.stringify(finds));
+      } finally {
+        await db.dropDatabase();
+        await client.close();
+      }
+    });
+
     it("rows left without a source by an interrupted removal are invisible and swept by the next change", async () => {
       const { client, db } = await openDb();
       try {

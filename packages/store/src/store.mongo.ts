@@ -1,7 +1,7 @@
 import type { Db, IndexDescription, MongoClient } from "mongodb";
 import { MongoApiKeys } from "./apikey.repository.mongo.js";
 import { MongoApps } from "./app.repository.mongo.js";
-import { MongoDevices } from "./device.repository.mongo.js";
+import { MongoDevices, type MongoJoin } from "./device.repository.mongo.js";
 import { MongoSubscriptions } from "./subscription.repository.mongo.js";
 import type { Store } from "./store.types.js";
 
@@ -51,10 +51,19 @@ export async function ensureStoreIndexes(db: Db): Promise<void> {
   }
 }
 
-export async function createMongoStore(db: Db, options: { client?: MongoClient } = {}): Promise<Store> {
+// FerretDB answers buildInfo with its own version next to the MongoDB one it emulates.
+async function isFerretDb(db: Db): Promise<boolean> {
+  const info = await db.admin().command({ buildInfo: 1 });
+  return typeof info.ferretdbVersion === "string";
+}
+
+// `join` picks how topic streams read devices (MongoJoin); by default "merge" on FerretDB and
+// "lookup" on MongoDB.
+export async function createMongoStore(db: Db, options: { client?: MongoClient; join?: MongoJoin } = {}): Promise<Store> {
   await ensureStoreIndexes(db);
+  const join = options.join ?? ((await isFerretDb(db)) ? "merge" : "lookup");
   return {
-    devices: new MongoDevices(db.collection(COLLECTIONS.devices)),
+    devices: new MongoDevices(db.collection(COLLECTIONS.devices), db.collection(COLLECTIONS.deviceTopics), join),
     subscriptions: new MongoSubscriptions(db.collection(COLLECTIONS.deviceTopics), db.collection(COLLECTIONS.userTopics)),
     apps: new MongoApps(db.collection(COLLECTIONS.apps)),
     apiKeys: new MongoApiKeys(db.collection(COLLECTIONS.apiKeys)),

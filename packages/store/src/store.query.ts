@@ -1,5 +1,7 @@
 // Helpers shared by the memory and MongoDB stores, so both order, page and match identically.
 
+import type { DeviceQuery, DeviceRecord, ProviderName } from "./store.types.js";
+
 // Binary (UTF-8 byte) order, which is the order MongoDB and FerretDB sort strings in. It equals
 // Unicode code point order; JavaScript's `<` compares UTF-16 code units and disagrees with it
 // for characters above U+FFFF against U+E000..U+FFFF.
@@ -66,4 +68,27 @@ export const given = <T>(list: readonly T[] | undefined): list is readonly T[] =
 export function checkBatchSize(batchSize: number): number {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
   return batchSize;
+}
+
+// (provider names hold no ":")
+export const tokenKey = (provider: ProviderName, token: string) => `${provider}:${token}`;
+
+// The query semantics of deviceFilter (device.repository.mongo.ts) as a predicate.
+export function deviceMatcher(query: DeviceQuery): (d: DeviceRecord) => boolean {
+  const ids = given(query.ids) ? new Set(query.ids) : undefined;
+  const exclude = given(query.excludeIds) ? new Set(query.excludeIds) : undefined;
+  const users = given(query.users) ? new Set(query.users) : undefined;
+  const tokens = given(query.tokens) ? new Set(query.tokens.map((t) => tokenKey(t.provider, t.token))) : undefined;
+  const providers = given(query.providers) ? new Set<string>(query.providers) : undefined;
+  const platforms = given(query.platforms) ? new Set<string>(query.platforms) : undefined;
+  const tags = given(query.tags) ? query.tags.map((c) => ({ key: c.key, values: c.values.length ? new Set(c.values) : undefined })) : [];
+  return (d) =>
+    (!ids || ids.has(d.id)) &&
+    (!exclude || !exclude.has(d.id)) &&
+    (!users || users.has(d.user)) &&
+    (!tokens || tokens.has(tokenKey(d.provider, d.token))) &&
+    (!providers || providers.has(d.provider)) &&
+    (!platforms || platforms.has(d.platform)) &&
+    (!query.hasUser || d.user !== "") &&
+    tags.every((c) => Object.hasOwn(d.tags, c.key) && (!c.values || c.values.has(d.tags[c.key]!)));
 }

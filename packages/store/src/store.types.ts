@@ -73,6 +73,20 @@ export interface DeviceWriteResult {
   previousUser: string;
 }
 
+// One device of a bulk import (DeviceRepository.importMany): the device as a registration would
+// write it, plus the topics it holds itself (source "device").
+export interface DeviceImport {
+  provider: ProviderName;
+  platform: PlatformName;
+  token: string;
+  user: string;
+  tags: Record<string, string>;
+  meta: Record<string, string>;
+  locale: string;
+  timezone: string;
+  topics: string[];
+}
+
 export interface DevicePatch {
   user?: string;
   meta?: Record<string, string>;
@@ -92,6 +106,10 @@ export interface DeviceRepository {
   // Streams every match in id order, `batchSize` at a time, from a server-side cursor
   // (never the whole result in memory). Starts after `after` when given.
   scan(app: string, query: DeviceQuery, options: { after?: string; batchSize: number }): AsyncIterable<DeviceRecord[]>;
+  // The devices of `ids` (ascending batches, as subscriptions.scanDeviceIds yields them; every id
+  // after `after` when given) that match `query`, in id order, a batch per input batch; ids
+  // without a device are skipped. How it reads depends on the database (see MongoJoin).
+  join(app: string, ids: AsyncIterable<string[]>, query: DeviceQuery, options: { after?: string }): AsyncIterable<DeviceRecord[]>;
   count(app: string, query: DeviceQuery): Promise<number>;
   // Applies the patch to the listed devices; returns how many exist.
   update(app: string, ids: string[], patch: DevicePatch): Promise<number>;
@@ -101,6 +119,13 @@ export interface DeviceRepository {
   // Devices whose lastSeenAt is before `seenBefore`, by id, at most `limit`.
   listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]>;
   removeApp(app: string): Promise<number>;
+  // Bulk import, for migrating from another push service (and seeding benchmarks): creates the
+  // devices whose (provider, token) the app does not hold yet, with their device topics, a batch
+  // of documents per database round trip. Returns the new ids in input order; null where the token
+  // was already registered (that device is left as it is) or repeats an earlier input. No domain
+  // rules, app limits or user topics are applied: the caller validates. Devices are written before
+  // their topics, so an import cut off between the two leaves some new devices without topics.
+  importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>>;
 }
 
 export type TopicSource = "device" | "user";

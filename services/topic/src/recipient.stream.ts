@@ -44,12 +44,12 @@ export async function streamRecipients(
     case "topics": {
       const topics = checkTopics(target.value.values, "topics");
       if (topics.length === 0) throw invalidArgument("topics", "name at least one topic");
-      for await (const ids of store.subscriptions.scanDeviceIds(ctx.app, topics, { ...(after ? { after } : {}), batchSize })) {
+      const ids = store.subscriptions.scanDeviceIds(ctx.app, topics, { ...(after ? { after } : {}), batchSize });
+      // Subscriptions may briefly outlive a removed device (removal deletes the device first);
+      // the join simply does not return it.
+      for await (const devices of store.devices.join(ctx.app, ids, query, after ? { after } : {})) {
         ctx.signal.throwIfAborted();
-        const wanted = query.excludeIds ? ids.filter((id) => !query.excludeIds!.includes(id)) : ids;
-        // Subscriptions may briefly outlive a removed device (removal deletes the device first);
-        // getMany simply does not return it.
-        if (wanted.length) await emit(await store.devices.list(ctx.app, { ...query, ids: wanted }, { limit: wanted.length }));
+        await emit(devices);
       }
       break;
     }
