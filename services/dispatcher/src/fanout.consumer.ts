@@ -21,6 +21,9 @@ export interface FanoutDeps {
 
 class Cancelled extends Error {}
 
+// Publishes fanned out at once by one worker (one per partition of herald.publishes at most).
+const FANOUT_CONCURRENCY = 4;
+
 // Turns an accepted publish into delivery jobs on herald.deliveries.<app>.<provider>. Streams the
 // recipients (never a whole topic in memory), and records its position after every batch whose
 // jobs are on the bus, so a restarted worker resumes there: at most one batch is handed on twice,
@@ -32,6 +35,9 @@ export class FanoutWorker {
     return this.deps.bus.subscribe({
       group: "herald-fanout",
       topics: [BusTopics.publishes],
+      // Publishes are independent: a broadcast must not hold up the single-device publishes that
+      // land on other partitions behind it.
+      partitionsConcurrently: FANOUT_CONCURRENCY,
       handler: (m: BusMessage) => {
         const accepted = events.PublishAccepted.decode(m.value);
         return this.run(accepted.app, accepted.publishId);

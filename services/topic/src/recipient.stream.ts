@@ -3,6 +3,7 @@ import type { topic } from "@herald/proto";
 import {
   checkTopics,
   checkUserId,
+  compareStrings,
   PLATFORM_NAMES,
   parseProvider,
   platformEnum,
@@ -54,9 +55,12 @@ export async function streamRecipients(
       break;
     }
     case "deviceIds": {
-      const ids = [...new Set(target.value.values)].sort();
+      const ids = [...new Set(target.value.values)].sort(compareStrings);
       if (ids.length > MAX_IDS) throw invalidArgument("device_ids", `at most ${MAX_IDS} device ids`);
-      await scan(store, ctx, { ...query, ids }, after, batchSize, emit);
+      for await (const devices of store.devices.join(ctx.app, batchesOf(ids, batchSize), query, after ? { after } : {})) {
+        ctx.signal.throwIfAborted();
+        await emit(devices);
+      }
       break;
     }
     case "users": {
@@ -93,6 +97,10 @@ async function scan(
     ctx.signal.throwIfAborted();
     await emit(devices);
   }
+}
+
+async function* batchesOf(ids: string[], size: number): AsyncIterable<string[]> {
+  for (let i = 0; i < ids.length; i += size) yield ids.slice(i, i + size);
 }
 
 function narrowing(req: topic.StreamRecipientsRequest): DeviceQuery {
