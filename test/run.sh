@@ -10,6 +10,7 @@ echo "[test] contracts: regenerating and comparing"
 bash proto/gen.sh --check
 echo "[test] type-checking"
 node_modules/.bin/tsc -b
+node_modules/.bin/tsc -p bench
 
 if [ "$#" -gt 0 ]; then
   files=("$@")

@@ -1,0 +1,53 @@
+#!/bin/sh
+# `npm run bench [-- flags]` (flags: bench/bench.options.ts, or `npm run bench -- --help`).
+# Installs what the benchmark needs (npm dependencies, h2load), starts Kafka and FerretDB with
+# test/infra, runs bench/bench.ts and stops the servers again, also on failure or Ctrl-C.
+#
+# The servers get their own run directory and ports (HERALD_BENCH_RUN, HERALD_BENCH_KAFKA_PORT,
+# HERALD_BENCH_KAFKA_CONTROLLER_PORT, HERALD_BENCH_MONGO_PORT): a benchmark must neither reuse
+# the servers of a running `npm test` (their load would skew the numbers) nor be stopped by its
+# test/infra/down.sh, and its own down.sh must not stop the tests' servers.
+set -eu
+
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+cd "$root"
+
+need_h2load=1
+need_infra=1
+prev=
+for arg in "$@"; do
+  case "$arg" in
+    --help | -h) need_h2load=0; need_infra=0 ;;
+    --skip-ceiling) need_h2load=0 ;;
+    --mode=embedded) need_infra=0 ;;
+  esac
+  if [ "$prev" = "--mode" ] && [ "$arg" = "embedded" ]; then need_infra=0; fi
+  prev=$arg
+done
+
+sh packages/cli/bin/ensure-deps.sh
+
+if [ "$need_h2load" = 1 ] && ! command -v h2load >/dev/null 2>&1; then
+  echo "[bench] installing h2load (Debian package nghttp2-client) for the ceiling measurement" >&2
+  sudo=
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo -n"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >&2
+fi
+
+if [ "$need_infra" = 1 ]; then
+  HERALD_RUN=${HERALD_BENCH_RUN:-${HERALD_CACHE:-$HOME/.cache/herald}/run-bench}
+  HERALD_KAFKA_PORT=${HERALD_BENCH_KAFKA_PORT:-39192}
+  HERALD_KAFKA_CONTROLLER_PORT=${HERALD_BENCH_KAFKA_CONTROLLER_PORT:-39193}
+  HERALD_MONGO_PORT=${HERALD_BENCH_MONGO_PORT:-37117}
+  export HERALD_RUN HERALD_KAFKA_PORT HERALD_KAFKA_CONTROLLER_PORT HERALD_MONGO_PORT
+  trap 'bash test/infra/down.sh' EXIT
+  trap 'exit 130' INT TERM
+  bash test/infra/up.sh >/dev/null
+  # shellcheck disable=SC1091
+  . "$HERALD_RUN/env"
+fi
+
+status=0
+node --import tsx bench/bench.ts "$@" || status=$?
+exit "$status"

@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { requireEnv } from "@herald/testing";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+interface SmokeRun {
+  modes: Array<{
+    mode: string;
+    broadcast: { devices: number; delivered: number; complete: boolean; publishState: string; perProvider: Record<string, { devices: number; delivered: number; failed: number }> };
+    latency: { sent: number; received: number } | null;
+    rawTokens: { deliveries: number; delivered: number; complete: boolean } | null;
+  }>;
+  failures: unknown[];
+}
+
+// `npm run bench` must keep working: the driver runs both modes at a size that takes seconds,
+// against the suite's Kafka and FerretDB, and every device of the broadcast must be reached
+// through every provider. Only completeness is asserted; rates are the benchmark's business.
+describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
+  it("runs both modes end to end and writes complete results", async () => {
+    requireEnv("HERALD_KAFKA_BROKERS");
+    requireEnv("HERALD_MONGO_URL");
+    const out = mkdtempSync(join(tmpdir(), "herald-bench-smoke-"));
+    const args = ["--import", "tsx", "bench/bench.ts", "--devices", "400", "--skip-ceiling", "--latency-count", "6", "--latency-rate", "10", "--out", out];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    assert.equal(code, 0, output.slice(-4000));
+
+    const run = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as SmokeRun;
+    assert.deepEqual(run.failures, []);
+    assert.deepEqual(run.modes.map((m) => m.mode).sort(), ["distributed", "embedded"]);
+    for (const m of run.modes) {
+      assert.equal(m.broadcast.complete, true, m.mode);
+      assert.equal(m.broadcast.delivered, 400, m.mode);
+      assert.equal(m.broadcast.publishState, "PUBLISH_STATE_DONE", m.mode);
+      assert.deepEqual(Object.keys(m.broadcast.perProvider).sort(), ["apns", "fcm", "webpush"], m.mode);
+      for (const [provider, p] of Object.entries(m.broadcast.perProvider)) {
+        assert.equal(p.delivered, p.devices, `${m.mode} ${provider}`);
+        assert.equal(p.failed, 0, `${m.mode} ${provider}`);
+      }
+      assert.deepEqual(m.latency && { sent: m.latency.sent, received: m.latency.received }, { sent: 6, received: 6 }, m.mode);
+      assert.equal(m.rawTokens?.complete, true, m.mode);
+      assert.equal(m.rawTokens?.delivered, 400, m.mode);
+    }
+    assert.match(output, /deliveries\/s/);
+  });
+});
