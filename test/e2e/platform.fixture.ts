@@ -18,10 +18,13 @@ export type Clients = {
 
 export interface Platform {
   addresses: { registry: string; topic: string; dispatcher: string };
+  // Base URLs of the services' ops servers (GET /metrics).
+  metrics: { registry: string; topic: string; dispatcher: string };
   // Creates an app with a server key and returns clients scoped to it.
   createApp(id: string): Promise<Clients>;
   // Starts one sender process; resolves when it consumes.
-  startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess>;
+  // `opsUrl`: its health and metrics server.
+  startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess & { opsUrl: string }>;
   stop(): Promise<void>;
 }
 
@@ -41,9 +44,12 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const procs: ServiceProcess[] = [];
   const opened: Array<{ close(): void }> = [];
   const addresses = { registry: `127.0.0.1:${await freePort()}`, topic: `127.0.0.1:${await freePort()}`, dispatcher: `127.0.0.1:${await freePort()}` };
-  procs.push(spawnService(`${root}services/registry/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.registry, HERALD_SECRET: randomBytes(24).toString("base64url") }, addresses.registry));
-  procs.push(spawnService(`${root}services/topic/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.topic }, addresses.topic));
-  procs.push(spawnService(`${root}services/dispatcher/src/main.ts`, { ...common, HERALD_GRPC_ADDRESS: addresses.dispatcher, HERALD_TOPIC_ADDRESS: addresses.topic }, addresses.dispatcher));
+  const ports = { registry: await freePort(), topic: await freePort(), dispatcher: await freePort() };
+  const metrics = { registry: `http://127.0.0.1:${ports.registry}`, topic: `http://127.0.0.1:${ports.topic}`, dispatcher: `http://127.0.0.1:${ports.dispatcher}` };
+  const ops = (service: keyof typeof ports) => ({ HERALD_METRICS_PORT: String(ports[service]) });
+  procs.push(spawnService(`${root}services/registry/src/main.ts`, { ...common, ...ops("registry"), HERALD_GRPC_ADDRESS: addresses.registry, HERALD_SECRET: randomBytes(24).toString("base64url") }, addresses.registry));
+  procs.push(spawnService(`${root}services/topic/src/main.ts`, { ...common, ...ops("topic"), HERALD_GRPC_ADDRESS: addresses.topic }, addresses.topic));
+  procs.push(spawnService(`${root}services/dispatcher/src/main.ts`, { ...common, ...ops("dispatcher"), HERALD_GRPC_ADDRESS: addresses.dispatcher, HERALD_TOPIC_ADDRESS: addresses.topic }, addresses.dispatcher));
   try {
     await Promise.all(procs.map((p) => p.waitHealthy(90_000)));
   } catch (err) {
@@ -53,6 +59,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
 
   return {
     addresses,
+    metrics,
     async createApp(id) {
       const admin = createClient(apps.AppServiceService, apps, addresses.registry, { apiKey: adminKey });
       try {
@@ -85,7 +92,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
         if (p.child.exitCode !== null || Date.now() > deadline) throw new Error(`sender ${app}/${provider} did not start: ${failureOf(p.output())}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      return p;
+      return Object.assign(p, { opsUrl: `http://127.0.0.1:${health}` });
     },
     async stop() {
       for (const c of opened) c.close();

@@ -20,6 +20,8 @@ export interface GrpcServerOptions {
   maxUnaryMs?: number;
   // Request size limit (bytes).
   maxReceiveBytes?: number;
+  // Told of every finished call: method, status code and duration (metrics).
+  onCall?: (method: string, code: Status, seconds: number) => void;
 }
 
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
@@ -123,6 +125,8 @@ export class GrpcServer {
     body: (ctx: CallContext) => Promise<T>,
   ): Promise<T> {
     const method = path.slice(1);
+    const started = performance.now();
+    let outcome: Status = Status.OK;
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     return tracer.startActiveSpan(method, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": method } }, parent, async (span) => {
       const controller = new AbortController();
@@ -156,6 +160,7 @@ export class GrpcServer {
         return await Promise.race([work, expired]);
       } catch (err) {
         const code = err instanceof HeraldError ? err.code : Status.INTERNAL;
+        outcome = code;
         span.setAttribute("rpc.grpc.status_code", code);
         if (code === Status.INTERNAL || code === Status.UNKNOWN) {
           span.recordException(err as Error);
@@ -169,6 +174,7 @@ export class GrpcServer {
         clearTimeout(timer);
         call.removeListener("cancelled", onCancel);
         span.end();
+        this.options.onCall?.(method, outcome, (performance.now() - started) / 1000);
       }
     });
   }

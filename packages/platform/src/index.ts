@@ -10,3 +10,4 @@ export * from "./grpc.server.js";
 export * from "./grpc.client.js";
 export * from "./mongo.client.js";
 export * from "./bus/index.js";
+export * from "./metrics.registry.js";

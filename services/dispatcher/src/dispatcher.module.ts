@@ -1,5 +1,6 @@
 import type { Bus, Logger, ServiceBinding, Subscription } from "@herald/platform";
 import type { PublishRepository, TokenRules } from "@herald/store";
+import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { FanoutWorker } from "./fanout.consumer.js";
 import { PublishScheduler } from "./publish.scheduler.js";
 import { PublishService } from "./publish.service.js";
@@ -14,6 +15,7 @@ export interface DispatcherModuleDeps {
   logger: Logger;
   now?: () => Date;
   schedulerIntervalMs?: number;
+  metrics?: DispatcherMetrics;
 }
 
 export interface DispatcherModule {
@@ -29,8 +31,9 @@ export interface DispatcherModule {
 // Wires the dispatcher; used by its own main.ts and by the all-in-one `herald serve`.
 export function createDispatcherModule(deps: DispatcherModuleDeps): DispatcherModule {
   const now = deps.now ?? (() => new Date());
-  const publishService = new PublishService({ publishes: deps.publishes, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now });
-  const fanout = new FanoutWorker({ publishes: deps.publishes, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now });
+  const metrics = deps.metrics ? { metrics: deps.metrics } : {};
+  const publishService = new PublishService({ publishes: deps.publishes, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now, ...metrics });
+  const fanout = new FanoutWorker({ publishes: deps.publishes, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now, ...metrics });
   const results = new ResultAggregator(deps.publishes, deps.bus, now);
   const scheduler = new PublishScheduler(deps.publishes, publishService, deps.logger.child({ component: "scheduler" }), now, deps.schedulerIntervalMs);
   return {

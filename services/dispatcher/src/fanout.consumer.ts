@@ -5,6 +5,7 @@ import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
 import { completeIfSettled } from "./publish.progress.js";
 import type { RecipientSource } from "./recipient.source.js";
+import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 
 // Targets per delivery job: FCM sends one request per token anyway, HMS takes 1000 per request,
 // Web Push requests are the slowest, so its jobs are small enough to retry cheaply.
@@ -17,6 +18,7 @@ export interface FanoutDeps {
   recipients: RecipientSource;
   logger: Logger;
   now: () => Date;
+  metrics?: DispatcherMetrics;
 }
 
 class Cancelled extends Error {}
@@ -59,12 +61,14 @@ export class FanoutWorker {
     }
     const request = dispatch.PublishRequest.decode(publish.request);
     const planner = new JobPlanner(publish, request);
+    const started = performance.now();
     try {
       await this.fanOut(publish, request, planner);
     } catch (err) {
       if (err instanceof Cancelled) return;
       throw err;
     }
+    this.deps.metrics?.fanoutDone(app, (performance.now() - started) / 1000);
     await publishes.saveFanout(app, id, { cursor: publish.fanoutCursor, targetedDelta: 0, done: true, now: now() });
     if (await publishes.transition(app, id, ["fanning_out"], "sending", { now: now() })) await completeIfSettled(publishes, app, id, now());
   }
@@ -115,6 +119,7 @@ export class FanoutWorker {
     for (const [name, list] of byTopic) {
       await this.deps.bus.publish(name, list.map((job) => ({ key: job.jobId, value: events.DeliveryJob.encode(job).finish() })));
     }
+    for (const job of jobs) this.deps.metrics?.handedOn(job.app, PROVIDER_NAMES[job.provider]!, job.targets.length || 1);
     await this.deps.publishes.saveFanout(publish.app, publish.id, { cursor, targetedDelta: targeted, done: false, now: this.deps.now() });
   }
 }

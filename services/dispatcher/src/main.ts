@@ -1,9 +1,10 @@
 // The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
 // scheduler, on MongoDB and Kafka, reading recipients from the topic service.
-import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
 import { BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
+import { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { createDispatcherModule } from "./dispatcher.module.js";
 import { grpcRecipients } from "./recipient.source.js";
 
@@ -32,14 +33,17 @@ await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.contro
 const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADMIN_KEY);
 lifecycle.add("topic client", async () => recipients.close());
 
-const dispatcher = createDispatcherModule({ publishes, bus, recipients, tokenRules: tokenRulesFrom(config), logger });
+const registry = createMetricsRegistry("herald-dispatcher");
+const dispatcher = createDispatcherModule({ publishes, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry) });
 lifecycle.add("workers", await dispatcher.start());
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
   services: dispatcher.bindings,
   descriptorSetPath,
+  onCall: grpcCallMetrics(registry),
 });
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
 lifecycle.add("grpc", () => server.stop());
+await serveMetrics({ port: config.HERALD_METRICS_PORT, registry, lifecycle, logger });
 logger.info({ port }, "dispatcher serving");

@@ -15,6 +15,7 @@ import { checkStringMap, FINAL_STATES, pageLimit, type PublishRecord, type Publi
 import { checkNotification } from "./notification.payload.js";
 import { stateName, toPublishProto } from "./publish.mapper.js";
 import { checkRecipients } from "./recipients.schema.js";
+import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 
 export interface PublishDeps {
   publishes: PublishRepository;
@@ -24,6 +25,7 @@ export interface PublishDeps {
   now: () => Date;
   // How often WatchPublish re-reads a running publish.
   watchIntervalMs?: number;
+  metrics?: DispatcherMetrics;
 }
 
 const MAX_BATCH = 100;
@@ -84,6 +86,7 @@ export class PublishService {
     };
     const { publish, created } = await this.deps.publishes.create(record);
     if (!created) return { id: publish.id, duplicate: true, publish: toPublishProto(publish) };
+    this.deps.metrics?.publishAccepted(app, scheduled);
     if (!scheduled) await this.handOn(publish);
     return { id: publish.id, duplicate: false, publish: toPublishProto(publish) };
   }

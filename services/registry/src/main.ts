@@ -1,5 +1,5 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
 import { BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -42,12 +42,15 @@ lifecycle.add("sweeper", () => registry.sweeper.stop());
 const feedback = await registry.tokenFeedback.start();
 lifecycle.add("token feedback", () => feedback.stop());
 
+const metrics = createMetricsRegistry("herald-registry");
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
   services: registry.bindings,
   descriptorSetPath,
+  onCall: grpcCallMetrics(metrics),
 });
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
 lifecycle.add("grpc", () => server.stop());
+await serveMetrics({ port: config.HERALD_METRICS_PORT, registry: metrics, lifecycle, logger });
 logger.info({ port }, "registry serving");

@@ -1,14 +1,14 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { createLogger, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startTracing } from "@herald/platform";
+import { createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing } from "@herald/platform";
 import { BusTopics } from "@herald/proto";
-import { createServer } from "node:http";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { createProvider, providerEnv } from "./provider.factory.js";
 import type { ProviderName } from "./provider.types.js";
 import { SenderWorker } from "./sender.consumer.js";
+import { SenderMetrics } from "./sender.metrics.js";
 
-const { HERALD_MONGO_URL: _mongo, HERALD_GRPC_ADDRESS: _grpc, HERALD_ADMIN_KEY: _admin, HERALD_ADMIN_KEY_SHA256: _adminHash, ...env } = serviceEnv;
+const { HERALD_MONGO_URL: _mongo, HERALD_GRPC_ADDRESS: _grpc, HERALD_ADMIN_KEY: _admin, HERALD_ADMIN_KEY_SHA256: _adminHash, HERALD_METRICS_PORT: _metrics, ...env } = serviceEnv;
 const config = loadConfig(
   z.object({
     ...env,
@@ -33,8 +33,10 @@ lifecycle.installSignalHandlers();
 const tracing = startTracing({ serviceName: `herald-sender-${name}`, otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
 lifecycle.add("tracing", () => tracing.shutdown());
 
+const registry = createMetricsRegistry(`herald-sender-${name}`);
+const metrics = new SenderMetrics(registry, config.HERALD_APP, name);
 // Before Kafka: a missing credential stops the sender at once, naming the file or variable.
-const provider = createProvider(name, config, { tokenRules: tokenRulesFrom(config) });
+const provider = createProvider(name, config, { tokenRules: tokenRulesFrom(config), onRequest: metrics.request });
 lifecycle.add("provider", () => provider.close());
 
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger }), config.HERALD_KAFKA_NAMESPACE);
@@ -43,13 +45,13 @@ await bus.ensureTopics([BusTopics.deliveries(config.HERALD_APP, name), BusTopics
 const worker = new SenderWorker({ app: config.HERALD_APP, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,
   backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS },
   credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+  metrics,
 });
 await worker.start();
 lifecycle.add("worker", () => worker.stop());
 
-// Liveness/readiness for Kubernetes probes.
+// Liveness/readiness for Kubernetes probes (GET /healthz) and Prometheus (GET /metrics).
 // Always 200: a restart cannot fix refused credentials; the body says whether the app is degraded.
-const health = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(`${JSON.stringify({ app: config.HERALD_APP, provider: name, ...worker.health() })}\n`));
-await new Promise<void>((resolve) => health.listen(config.HERALD_HEALTH_PORT, resolve));
-lifecycle.add("health", () => new Promise((resolve) => health.close(() => resolve())));
-logger.info({ healthPort: config.HERALD_HEALTH_PORT }, "sender running");
+const ops = await startOpsServer({ port: config.HERALD_HEALTH_PORT, registry, health: () => ({ app: config.HERALD_APP, provider: name, ...worker.health() }) });
+lifecycle.add("health", () => ops.close());
+logger.info({ healthPort: ops.port }, "sender running");

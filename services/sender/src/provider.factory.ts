@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { env } from "@herald/platform";
 import type { TokenRules } from "@herald/store";
 import { z } from "zod";
-import type { ProviderName, PushProvider } from "./provider.types.js";
+import type { ProviderName, PushProvider, RequestObserver } from "./provider.types.js";
 import { ApnsProvider, APNS_PRODUCTION_URL, APNS_SANDBOX_URL, type ApnsAuth } from "./providers/apns.provider.js";
 import { DryRunProvider } from "./providers/dryrun.provider.js";
 import { parseServiceAccount, type ServiceAccount } from "./providers/fcm.auth.js";
@@ -56,6 +56,7 @@ export type ProviderEnv = z.infer<z.ZodObject<typeof providerEnv>>;
 export interface ProviderDeps {
   tokenRules: TokenRules;
   readFile?: (path: string) => Buffer;
+  onRequest?: RequestObserver;
 }
 
 // A configuration problem found before the first send: the sender refuses to start and says
@@ -114,6 +115,7 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
         maxSessions: config.HERALD_APNS_CONNECTIONS,
         requestTimeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
         ...(ca ? { ca } : {}),
+        ...(deps.onRequest ? { onRequest: deps.onRequest } : {}),
       });
     }
     case "webpush":
@@ -127,6 +129,7 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
         maxSockets: config.HERALD_WEBPUSH_MAX_SOCKETS,
         timeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
         ...(ca ? { ca } : {}),
+        ...(deps.onRequest ? { onRequest: deps.onRequest } : {}),
       });
     case "fcm": {
       let serviceAccount: ServiceAccount;
@@ -143,6 +146,7 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
         maxSessions: config.HERALD_FCM_CONNECTIONS,
         requestTimeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
         ...(ca ? { ca } : {}),
+        ...(deps.onRequest ? { onRequest: deps.onRequest } : {}),
       });
     }
     case "hms":
@@ -153,6 +157,7 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
         ...(config.HERALD_HMS_TOKEN_URL ? { tokenUrl: config.HERALD_HMS_TOKEN_URL } : {}),
         requestTimeoutMs: config.HERALD_PROVIDER_TIMEOUT_MS,
         ...(ca ? { ca } : {}),
+        ...(deps.onRequest ? { onRequest: deps.onRequest } : {}),
       });
   }
 }

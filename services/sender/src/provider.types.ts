@@ -50,6 +50,10 @@ export type Outcome =
   // marks it degraded.
   | { kind: "credentials"; reason: string };
 
+// Called once per provider HTTP request with its HTTP status (0: no answer) and its duration,
+// for the request latency histogram.
+export type RequestObserver = (status: number, seconds: number) => void;
+
 export interface TargetResult {
   target: ProviderTarget;
   outcome: Outcome;

@@ -1,6 +1,7 @@
 import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
 import { BusTopics, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
+import type { SenderMetrics } from "./sender.metrics.js";
 
 export interface SenderOptions {
   app: string;
@@ -13,6 +14,7 @@ export interface SenderOptions {
   backoff?: { initialMs: number; maxMs: number };
   // How long the sender stops calling the provider after a credential failure.
   credentialCooldownMs?: number;
+  metrics?: SenderMetrics;
 }
 
 interface Tally {
@@ -83,8 +85,13 @@ export class SenderWorker {
     // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const tally = await this.process(job);
-    await this.report(job, tally);
+    this.o.metrics?.jobStarted();
+    try {
+      const tally = await this.process(job);
+      await this.report(job, tally);
+    } finally {
+      this.o.metrics?.jobFinished();
+    }
   }
 
   private async process(job: events.DeliveryJob): Promise<Tally> {
@@ -93,10 +100,12 @@ export class SenderWorker {
     const tally: Tally = { result: emptyResult(job, now), retry: [], retryAfterMs: 0, retryReason: "", feedback: [] };
     if (this.isCancelled(job.publishId)) {
       tally.result.cancelled = count;
+      this.o.metrics?.delivery("cancelled", "", count);
       return tally;
     }
     if (job.expireAt && job.expireAt.getTime() <= now.getTime()) {
       tally.result.expired = count;
+      this.o.metrics?.delivery("expired", "", count);
       return tally;
     }
     const request: SendRequest = {
@@ -120,6 +129,8 @@ export class SenderWorker {
   private count(tally: Tally, job: events.DeliveryJob, { target, outcome }: TargetResult): void {
     const r = tally.result;
     const fail = (reason: string) => (r.failedByReason[reason] = (r.failedByReason[reason] ?? 0) + 1);
+    if (outcome.kind === "sent") this.o.metrics?.delivery("sent", "");
+    else if (outcome.kind !== "retry") this.o.metrics?.delivery(outcome.kind, outcome.reason);
     switch (outcome.kind) {
       case "sent":
         r.sent++;
@@ -194,10 +205,12 @@ export class SenderWorker {
       const next: events.DeliveryJob = { ...job, targets: tally.retry, attempt, notBefore };
       if (hopeless) {
         tally.result.deadLettered += tally.retry.length;
+        this.o.metrics?.delivery("dead_lettered", tally.retryReason, tally.retry.length);
         const reason = job.expireAt && notBefore >= job.expireAt ? "expires before the next attempt" : `gave up after ${attempt} attempts`;
         await bus.publish(BusTopics.deadLetter, [{ key: job.jobId, value: events.DeadLetter.encode({ job: next, reason, lastError: tally.retryReason, at: this.o.now() }).finish() }]);
       } else {
         tally.result.retrying += tally.retry.length;
+        this.o.metrics?.delivery("retrying", tally.retryReason, tally.retry.length);
         await bus.publish(BusTopics.retries(job.app, name), [{ key: job.jobId, value: events.DeliveryJob.encode(next).finish() }]);
       }
     }

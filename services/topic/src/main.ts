@@ -1,5 +1,5 @@
 // The topic service as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, createLogger, GrpcServer, Lifecycle, loadConfig, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, Lifecycle, loadConfig, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
 import { descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore } from "@herald/store";
 import { z } from "zod";
@@ -18,12 +18,15 @@ const store = await createMongoStore(mongo.db, { client: mongo.client });
 lifecycle.add("store", () => store.close());
 
 const topics = createTopicModule({ store });
+const metrics = createMetricsRegistry("herald-topic");
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
   services: topics.bindings,
   descriptorSetPath,
+  onCall: grpcCallMetrics(metrics),
 });
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
 lifecycle.add("grpc", () => server.stop());
+await serveMetrics({ port: config.HERALD_METRICS_PORT, registry: metrics, lifecycle, logger });
 logger.info({ port }, "topic service serving");

@@ -1,5 +1,6 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Logger } from "@herald/platform";
+import type { RequestObserver } from "../provider.types.js";
 
 export const APNS_PRODUCTION_URL = "https://api.push.apple.com";
 export const APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com";
@@ -33,6 +34,8 @@ export interface ApnsProviderConfig {
   // Defaults to the global provider's "herald.sender" tracer.
   tracer?: Tracer;
   logger?: Pick<Logger, "warn">;
+  // Told of every HTTP request: its status (0 without an answer) and duration (metrics).
+  onRequest?: RequestObserver;
 }
 
 export const DEFAULT_MAX_SESSIONS = 2;

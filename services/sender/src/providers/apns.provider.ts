@@ -109,6 +109,8 @@ export class ApnsProvider implements PushProvider {
     } catch {
       return { outcome: { kind: "credentials", reason: "apns:InvalidSigningKey" }, unsent: false };
     }
+    const started = performance.now();
+    let status = 0;
     const span = this.tracer.startSpan(
       "apns send",
       {
@@ -134,6 +136,7 @@ export class ApnsProvider implements PushProvider {
         timeoutMs: this.timeoutMs,
         ...(request.signal ? { signal: request.signal } : {}),
       });
+      status = answer.status;
       span.setAttribute("http.response.status_code", answer.status);
       const apnsId = answer.headers["apns-id"];
       if (typeof apnsId === "string") span.setAttribute("herald.apns.id", apnsId);
@@ -153,6 +156,7 @@ export class ApnsProvider implements PushProvider {
     span.setAttribute("herald.outcome", outcome.kind);
     if (outcome.kind !== "sent") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
     span.end();
+    this.config.onRequest?.(status, (performance.now() - started) / 1000);
     return { outcome, unsent };
   }
 }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
-import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
+import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { serviceAccountTokens, type ServiceAccount } from "./fcm.auth.js";
 import { fcmErrorOf, outcomeOf } from "./fcm.outcome.js";
 import { http2Endpoint, Http2Pool, Http2PoolError, sharedSignal } from "./http2.pool.js";
@@ -24,6 +24,8 @@ export interface FcmProviderConfig {
   requestTimeoutMs?: number;
   now?: () => Date;
   tracer?: Tracer;
+  // Told of every HTTP request: its status (0 without an answer) and duration (metrics).
+  onRequest?: RequestObserver;
 }
 
 // A 401 with a token younger than this is not an expiry but a refusal of the credentials.
@@ -37,8 +39,10 @@ export class FcmProvider implements PushProvider {
   private readonly now: () => Date;
   private readonly timeoutMs: number;
   private readonly tracer: Tracer;
+  private readonly onRequest: RequestObserver | undefined;
 
   constructor(config: FcmProviderConfig) {
+    this.onRequest = config.onRequest;
     this.now = config.now ?? (() => new Date());
     this.timeoutMs = config.requestTimeoutMs ?? 15_000;
     this.tracer = config.tracer ?? trace.getTracer("herald.sender");
@@ -83,6 +87,8 @@ export class FcmProvider implements PushProvider {
   }
 
   private async deliver(request: SendRequest, target: ProviderTarget, key: string, token: string, signal: AbortSignal | undefined): Promise<Outcome> {
+    const started = performance.now();
+    let status = 0;
     const span = this.tracer.startSpan(
       "fcm send",
       {
@@ -105,6 +111,7 @@ export class FcmProvider implements PushProvider {
         timeoutMs: this.timeoutMs,
         ...(signal ? { signal } : {}),
       });
+      status = answer.status;
       span.setAttribute("http.response.status_code", answer.status);
       outcome = outcomeOf(answer, this.now());
       if (answer.status === 401 && fcmErrorOf(answer).code === "UNAUTHENTICATED") {
@@ -122,6 +129,7 @@ export class FcmProvider implements PushProvider {
     span.setAttribute("herald.outcome", outcome.kind);
     if (outcome.kind !== "sent") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
     span.end();
+    this.onRequest?.(status, (performance.now() - started) / 1000);
     return outcome;
   }
 }

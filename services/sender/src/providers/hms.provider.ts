@@ -1,6 +1,6 @@
 import https from "node:https";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
-import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
+import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { AccessTokenCache, issuedToken, postForm, TokenEndpointError } from "./oauth.token.js";
 import { retryAfter } from "./retry.after.js";
 
@@ -23,6 +23,8 @@ export interface HmsProviderConfig {
   requestTimeoutMs?: number;
   now?: () => Date;
   tracer?: Tracer;
+  // Told of every HTTP request: its status (0 without an answer) and duration (metrics).
+  onRequest?: RequestObserver;
 }
 
 const FRESH_TOKEN_MS = 60_000;
@@ -94,6 +96,8 @@ export class HmsProvider implements PushProvider {
   }
 
   private async deliver(request: SendRequest, targets: ProviderTarget[], native: { topic?: string; condition?: string } | undefined, token: string): Promise<TargetResult[]> {
+    const started = performance.now();
+    let status = 0;
     const span = this.tracer.startSpan(
       "hms send",
       {
@@ -115,6 +119,7 @@ export class HmsProvider implements PushProvider {
     let results: TargetResult[];
     try {
       const answer = await this.post(body, token, request.signal);
+      status = answer.status;
       span.setAttribute("http.response.status_code", answer.status);
       span.setAttribute("herald.hms.code", answer.code);
       results = this.classify(answer, targets, token);
@@ -126,6 +131,7 @@ export class HmsProvider implements PushProvider {
     const failed = results.filter((r) => r.outcome.kind !== "sent").length;
     if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: `${failed} of ${targets.length} not sent` });
     span.end();
+    this.config.onRequest?.(status, (performance.now() - started) / 1000);
     return results;
   }
 

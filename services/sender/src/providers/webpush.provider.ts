@@ -4,7 +4,7 @@ import https from "node:https";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { checkEndpoint, type TokenRules } from "@herald/store";
 import webPush from "web-push";
-import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
+import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { networkOutcome, outcomeOf } from "./webpush.outcome.js";
 import { pushOptions, type PushOptions } from "./webpush.options.js";
 import { VapidSigner, type VapidKeys } from "./webpush.vapid.js";
@@ -26,6 +26,8 @@ export interface WebPushProviderConfig {
   now?: () => Date;
   // Defaults to the global provider's "herald.sender" tracer.
   tracer?: Tracer;
+  // Told of every HTTP request: its status (0 without an answer) and duration (metrics).
+  onRequest?: RequestObserver;
 }
 
 // 4096-byte record − 16 salt − 4 rs − 1 idlen − 65 key − 16 tag − 1 padding delimiter.
@@ -127,6 +129,8 @@ export class WebPushProvider implements PushProvider {
     }
     const headers: OutgoingHttpHeaders = { ...details.headers, Authorization: authorization };
 
+    const started = performance.now();
+    let status = 0;
     const span = this.tracer.startSpan(
       "webpush send",
       {
@@ -147,6 +151,7 @@ export class WebPushProvider implements PushProvider {
     let outcome: Outcome;
     try {
       const response = await this.post(url, headers, details.body ?? Buffer.alloc(0), request.signal);
+      status = response.status;
       span.setAttribute("http.response.status_code", response.status);
       outcome = outcomeOf(response.status, response.headers, this.now());
     } catch (err) {
@@ -157,6 +162,7 @@ export class WebPushProvider implements PushProvider {
     span.setAttribute("herald.outcome", outcome.kind);
     if (outcome.kind !== "sent") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
     span.end();
+    this.config.onRequest?.(status, (performance.now() - started) / 1000);
     return outcome;
   }
 

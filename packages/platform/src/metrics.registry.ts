@@ -1,0 +1,69 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Status } from "./errors.js";
+import type { Lifecycle } from "./lifecycle.shutdown.js";
+import type { Logger } from "./log.logger.js";
+
+// One Prometheus registry per process, created in main.ts and handed to whatever records into
+// it (prom-client's global default registry is never used). Process metrics (CPU, memory, event
+// loop lag, GC) come with it, labelled with the service.
+export function createMetricsRegistry(service: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+// GrpcServerOptions.onCall recording into `herald_grpc_server_duration_seconds` (method, code
+// name): request rates, error rates and latency per RPC.
+export function grpcCallMetrics(registry: Registry): (method: string, code: Status, seconds: number) => void {
+  const calls = new Histogram({
+    name: "herald_grpc_server_duration_seconds",
+    help: "gRPC calls served, by method and status code",
+    labelNames: ["method", "code"],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
+    registers: [registry],
+  });
+  return (method, code, seconds) => calls.observe({ method, code: Status[code] ?? String(code) }, seconds);
+}
+
+export interface OpsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+// The HTTP side of a service for Prometheus and Kubernetes: GET /metrics (text exposition
+// format) and GET /healthz (200 with `health()`'s JSON). Anything else is a 404 with a reason.
+export async function startOpsServer(o: { port: number; host?: string; registry: Registry; health?: () => unknown }): Promise<OpsServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(`${JSON.stringify(body)}\n`);
+    if (req.method !== "GET") return json(405, { error: "method_not_allowed", description: "only GET" });
+    if (path === "/metrics") {
+      o.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": o.registry.contentType }).end(text),
+        (err: unknown) => json(500, { error: "metrics_failed", description: String(err) }),
+      );
+      return;
+    }
+    if (path === "/healthz" || path === "/") return json(200, o.health?.() ?? { ok: true });
+    return json(404, { error: "not_found", description: `no ${path}: try /metrics or /healthz` });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+// The ops server of a gRPC service when HERALD_METRICS_PORT is set, stopped with the process.
+export async function serveMetrics(o: { port: number | undefined; registry: Registry; lifecycle: Lifecycle; logger: Logger }): Promise<void> {
+  if (o.port === undefined) return;
+  const ops = await startOpsServer({ port: o.port, registry: o.registry });
+  o.lifecycle.add("metrics", () => ops.close());
+  o.logger.info({ metricsPort: ops.port }, "metrics on /metrics");
+}
