@@ -54,6 +54,23 @@ interface DeviceSpace {
   byToken: Map<string, string>;
 }
 
+// Everything a write sets but the id and createdAt, as copies.
+function stateOf(app: string, input: Omit<DeviceImport, "topics">, now: Date): Omit<DeviceRecord, "id" | "createdAt"> {
+  return {
+    app,
+    provider: input.provider,
+    platform: input.platform,
+    token: input.token,
+    user: input.user,
+    tags: copy(input.tags),
+    meta: copy(input.meta),
+    locale: input.locale,
+    timezone: input.timezone,
+    updatedAt: new Date(now),
+    lastSeenAt: new Date(now),
+  };
+}
+
 class MemoryDevices implements DeviceRepository {
   private readonly spaces = new Map<string, DeviceSpace>();
 
@@ -80,19 +97,7 @@ class MemoryDevices implements DeviceRepository {
   async write(input: DeviceWrite): Promise<DeviceWriteResult> {
     const space = this.space(input.app);
     const key = tokenKey(input.provider, input.token);
-    const state = {
-      app: input.app,
-      provider: input.provider,
-      platform: input.platform,
-      token: input.token,
-      user: input.user,
-      tags: copy(input.tags),
-      meta: copy(input.meta),
-      locale: input.locale,
-      timezone: input.timezone,
-      updatedAt: new Date(input.now),
-      lastSeenAt: new Date(input.now),
-    };
+    const state = stateOf(input.app, input, input.now);
     // Token refresh: the named device takes the token; whoever held it before is removed.
     const named = input.id !== undefined ? space.byId.get(input.id) : undefined;
     if (named) {
@@ -252,21 +257,7 @@ class MemoryDevices implements DeviceRepository {
     return devices.map((input) => {
       const key = tokenKey(input.provider, input.token);
       if (space.byToken.has(key)) return null;
-      const device: DeviceRecord = {
-        id: randomUUID(),
-        app,
-        provider: input.provider,
-        platform: input.platform,
-        token: input.token,
-        user: input.user,
-        tags: copy(input.tags),
-        meta: copy(input.meta),
-        locale: input.locale,
-        timezone: input.timezone,
-        createdAt: new Date(now),
-        updatedAt: new Date(now),
-        lastSeenAt: new Date(now),
-      };
+      const device: DeviceRecord = { ...stateOf(app, input, now), id: randomUUID(), createdAt: new Date(now) };
       space.byId.set(device.id, device);
       space.byToken.set(key, device.id);
       this.subscriptions.hold(app, device.id, input.user, input.topics, "device");

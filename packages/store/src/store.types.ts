@@ -75,17 +75,7 @@ export interface DeviceWriteResult {
 
 // One device of a bulk import (DeviceRepository.importMany): the device as a registration would
 // write it, plus the topics it holds itself (source "device").
-export interface DeviceImport {
-  provider: ProviderName;
-  platform: PlatformName;
-  token: string;
-  user: string;
-  tags: Record<string, string>;
-  meta: Record<string, string>;
-  locale: string;
-  timezone: string;
-  topics: string[];
-}
+export type DeviceImport = Pick<DeviceRecord, "provider" | "platform" | "token" | "user" | "tags" | "meta" | "locale" | "timezone"> & { topics: string[] };
 
 export interface DevicePatch {
   user?: string;
