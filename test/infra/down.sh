@@ -10,7 +10,10 @@ rm -f "$HERALD_RUN/env"
 kafka_job=$!
 "$INFRA_DIR/ferretdb.sh" stop &
 ferretdb_job=$!
+"$INFRA_DIR/jaeger.sh" stop &
+jaeger_job=$!
 failed=()
 wait "$kafka_job" || failed+=(kafka)
 wait "$ferretdb_job" || failed+=(ferretdb)
+wait "$jaeger_job" || failed+=(jaeger)
 ((${#failed[@]} == 0)) || die "could not stop: ${failed[*]}"

@@ -5,6 +5,8 @@
 //                                            answers and lists at least one (unfenced) broker.
 //   node probe.mjs mongo PORT [TIMEOUT_MS]   MongoDB OP_MSG {ping: 1} on "admin"; ok when the
 //                                            reply has ok: 1. Also prints the server version.
+//   node probe.mjs jaeger PORT [TIMEOUT_MS]  GET /api/services on Jaeger's query port; ok on a
+//                                            200 with JSON.
 //
 // Exit 0 and one line on stdout when healthy; exit 1 with the reason on stderr otherwise.
 import net from 'node:net';
@@ -14,8 +16,8 @@ const host = '127.0.0.1';
 const port = Number(portArg);
 const timeoutMs = Number(timeoutArg ?? 3000);
 
-if (!['kafka', 'mongo'].includes(kind) || !Number.isInteger(port)) {
-  process.stderr.write('usage: probe.mjs kafka|mongo PORT [TIMEOUT_MS]\n');
+if (!['kafka', 'mongo', 'jaeger'].includes(kind) || !Number.isInteger(port)) {
+  process.stderr.write('usage: probe.mjs kafka|mongo|jaeger PORT [TIMEOUT_MS]\n');
   process.exit(2);
 }
 
@@ -162,8 +164,17 @@ async function mongo() {
   return `mongo ok: ping ok, version ${info.version ?? '?'}${ferret}`;
 }
 
+// Jaeger's query API answers with JSON, i.e. storage and query are up (not just the port).
+async function jaeger() {
+  const res = await fetch(`http://${host}:${port}/api/services`, { signal: AbortSignal.timeout(timeoutMs) });
+  if (res.status !== 200) throw new Error(`GET /api/services answered ${res.status}`);
+  const body = await res.json();
+  if (!Array.isArray(body.data) && body.data !== null) throw new Error(`unexpected body ${JSON.stringify(body).slice(0, 200)}`);
+  return `jaeger ok: query API answers (${(body.data ?? []).length} services)`;
+}
+
 try {
-  const line = kind === 'kafka' ? await kafka() : await mongo();
+  const line = kind === 'kafka' ? await kafka() : kind === 'jaeger' ? await jaeger() : await mongo();
   process.stdout.write(line + '\n');
 } catch (e) {
   fail(e.code && !String(e.message).includes(e.code) ? `${e.code} ${e.message}` : e.message);

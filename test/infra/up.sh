@@ -11,15 +11,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t0=$(now_ms)
 mkdir -p "$HERALD_RUN"
 
-# Both in parallel: on a cold machine FerretDB compiles while Maven downloads and Kafka starts.
+# All in parallel: on a cold machine FerretDB and Jaeger compile while Maven downloads and Kafka
+# starts.
 "$INFRA_DIR/kafka.sh" start &
 kafka_job=$!
 "$INFRA_DIR/ferretdb.sh" start &
 ferretdb_job=$!
+"$INFRA_DIR/jaeger.sh" start &
+jaeger_job=$!
 
 failed=()
 wait "$kafka_job" || failed+=(kafka)
 wait "$ferretdb_job" || failed+=(ferretdb)
+wait "$jaeger_job" || failed+=(jaeger)
 if ((${#failed[@]} > 0)); then
   die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
 fi
@@ -27,6 +31,8 @@ fi
 env_lines=(
   "HERALD_KAFKA_BROKERS=127.0.0.1:${HERALD_KAFKA_PORT:-39092}"
   "HERALD_MONGO_URL=mongodb://127.0.0.1:${HERALD_MONGO_PORT:-37017}/"
+  "HERALD_OTLP_TRACES_URL=http://127.0.0.1:${HERALD_JAEGER_OTLP_PORT:-34318}/v1/traces"
+  "HERALD_JAEGER_QUERY_URL=http://127.0.0.1:${HERALD_JAEGER_QUERY_PORT:-36686}"
 )
 tmp_env="$HERALD_RUN/env.tmp.$$"
 {

@@ -1,4 +1,4 @@
-import { context, propagation, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { context, propagation, SpanStatusCode, trace, type Attributes, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -37,6 +37,22 @@ export function startTracing(options: TracingOptions): Tracing {
       context.disable();
     },
   };
+}
+
+// Runs `work` as a step of its own in the current trace (an INTERNAL span of the "herald"
+// tracer); an exception marks the span failed and propagates.
+export function withSpan<T>(name: string, attributes: Attributes, work: (span: Span) => Promise<T>): Promise<T> {
+  return trace.getTracer("herald").startActiveSpan(name, { attributes }, async (span) => {
+    try {
+      return await work(span);
+    } catch (err) {
+      span.recordException(err instanceof Error ? err : new Error(String(err)));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
 }
 
 // Carriers for trace context in plain string maps (bus headers) — gRPC metadata has its own.

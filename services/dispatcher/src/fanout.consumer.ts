@@ -1,4 +1,4 @@
-import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
+import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusTopics, dispatch, events, type topic } from "@herald/proto";
 import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
@@ -63,7 +63,8 @@ export class FanoutWorker {
     const planner = new JobPlanner(publish, request);
     const started = performance.now();
     try {
-      await this.fanOut(publish, request, planner);
+      const running = publish;
+      await withSpan("fanout", { "herald.app": app, "herald.publish_id": id, "herald.fanout.resumed_after": running.fanoutCursor }, () => this.fanOut(running, request, planner));
     } catch (err) {
       if (err instanceof Cancelled) return;
       throw err;

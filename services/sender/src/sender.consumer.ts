@@ -1,4 +1,4 @@
-import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
+import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusTopics, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
@@ -86,9 +86,20 @@ export class SenderWorker {
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.o.metrics?.jobStarted();
+    const attributes = {
+      "herald.app": job.app,
+      "herald.provider": this.o.provider.name,
+      "herald.publish_id": job.publishId,
+      "herald.job_id": job.jobId,
+      "herald.attempt": job.attempt,
+      "herald.targets": job.targets.length,
+    };
     try {
-      const tally = await this.process(job);
-      await this.report(job, tally);
+      await withSpan("deliver job", attributes, async (span) => {
+        const tally = await this.process(job);
+        span.setAttributes({ "herald.sent": tally.result.sent, "herald.failed": tally.result.failed + tally.result.invalidTokens, "herald.retrying": tally.retry.length });
+        await this.report(job, tally);
+      });
     } finally {
       this.o.metrics?.jobFinished();
     }
