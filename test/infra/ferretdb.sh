@@ -51,35 +51,14 @@ srv_is_installed() {
   [[ -x "$FERRETDB_BIN" && -f "$FERRETDB_STAMP" && "$(<"$FERRETDB_STAMP")" == "$(ferretdb_stamp_content)" ]]
 }
 
-# Go settings for the build: every cache under $HERALD_CACHE/go, so the cache is self-contained
-# and deletable (-modcacherw), and a second run never rebuilds.
-ferretdb_go_env() {
-  export GOMODCACHE="$HERALD_CACHE/go/mod"
-  export GOCACHE="$HERALD_CACHE/go/build"
-  export GOPATH="$HERALD_CACHE/go/path"
-  export GOFLAGS="-buildvcs=false -modcacherw"
-  export GOTOOLCHAIN=local
-  export GO111MODULE=on
-  export GOWORK=off
-  export CGO_ENABLED=0 # modernc.org/sqlite is pure Go; a static binary needs no C toolchain
-}
-
 srv_install() {
   require_go
-  ferretdb_go_env
-  local tmp="$FERRETDB_HOME.tmp.$$" logf="$HERALD_CACHE/logs/ferretdb-install.log" dir
+  # Its historical cache directory ($HERALD_CACHE/go), kept so existing caches stay valid.
+  go_build_env "$HERALD_CACHE/go"
+  local tmp="$FERRETDB_HOME.tmp.$$" logf="$HERALD_CACHE/logs/ferretdb-install.log"
   mkdir -p "$HERALD_CACHE/logs" "$tmp"
   : >"$logf"
-  note "downloading $FERRETDB_MODULE@v$FERRETDB_VERSION from the Go module proxy (log: $logf)"
-  if ! (cd "$tmp" && go mod download -json "$FERRETDB_MODULE@v$FERRETDB_VERSION") >"$tmp/download.json" 2>>"$logf"; then
-    cat "$tmp/download.json" >>"$logf" 2>/dev/null || true
-    rm -rf "$tmp"
-    fail_with_log ferretdb "$logf" "could not download $FERRETDB_MODULE@v$FERRETDB_VERSION. Check that the Go module proxy is reachable (go env GOPROXY) and retry."
-  fi
-  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$tmp/download.json")
-  [[ -n "$dir" && -f "$dir/go.mod" ]] || { cat "$tmp/download.json" >>"$logf"; die "go mod download gave no module dir (see $logf)"; }
-  cp -R "$dir" "$tmp/src"
-  chmod -R u+w "$tmp/src"
+  go_module_source ferretdb "$FERRETDB_MODULE@v$FERRETDB_VERSION" "$tmp/src" "$logf"
   echo "v$FERRETDB_VERSION" >"$tmp/src/build/version/version.txt"
   note "building ferretdb v$FERRETDB_VERSION (a minute or two on 2 cores)"
   if ! (cd "$tmp/src" && go build -trimpath -o "$tmp/ferretdb" ./cmd/ferretdb) >>"$logf" 2>&1; then
@@ -93,26 +72,11 @@ srv_install() {
     rm -rf "$tmp"
     fail_with_log ferretdb "$logf" "the built binary does not report version v$FERRETDB_VERSION (got '$v')."
   fi
-  rm -rf "$tmp/src" "$tmp/download.json"
+  rm -rf "$tmp/src"
   rm -rf "$FERRETDB_HOME"
   mv "$tmp" "$FERRETDB_HOME"
   ferretdb_stamp_content >"$FERRETDB_STAMP"
-  ferretdb_slim_go_cache
-}
-
-# The build leaves ~1 GB of Go caches (extracted modules + compiled packages) that only a
-# rebuild (a FerretDB version bump) could use. Keep just the downloaded module zips
-# ($GOMODCACHE/cache/download, ~130 MB: a rebuild needs no network) and drop the rest, so the
-# whole $HERALD_CACHE stays ~300 MB (cheap to keep in a CI cache). HERALD_KEEP_GO_CACHE=1 keeps all.
-ferretdb_slim_go_cache() {
-  [[ -n "${HERALD_KEEP_GO_CACHE:-}" ]] && return 0
-  go clean -cache >/dev/null 2>&1 || true
-  local d
-  for d in "$GOMODCACHE"/*; do
-    [[ "$d" == "$GOMODCACHE/cache" ]] && continue
-    rm -rf "$d"
-  done
-  rm -rf "$GOMODCACHE/cache/vcs" "$GOPATH"
+  go_slim_cache
 }
 
 srv_launch() {

@@ -53,55 +53,24 @@ srv_is_installed() {
   [[ -x "$JAEGER_BIN" && -f "$JAEGER_STAMP" && "$(<"$JAEGER_STAMP")" == "$(jaeger_stamp_content)" ]]
 }
 
-# Caches of its own: FerretDB's install slims its Go caches when done, and the two build in
-# parallel on a cold machine.
-jaeger_go_env() {
-  export GOMODCACHE="$HERALD_CACHE/go-jaeger/mod"
-  export GOCACHE="$HERALD_CACHE/go-jaeger/build"
-  export GOPATH="$HERALD_CACHE/go-jaeger/path"
-  export GOFLAGS="-buildvcs=false -modcacherw"
-  export GOTOOLCHAIN=local
-  export GO111MODULE=on
-  export GOWORK=off
-  export CGO_ENABLED=0
-}
-
 srv_install() {
   require_go
-  jaeger_go_env
-  local tmp="$JAEGER_HOME.tmp.$$" logf="$HERALD_CACHE/logs/jaeger-install.log" dir
+  go_build_env "$HERALD_CACHE/go-jaeger"
+  local tmp="$JAEGER_HOME.tmp.$$" logf="$HERALD_CACHE/logs/jaeger-install.log"
   mkdir -p "$HERALD_CACHE/logs" "$tmp"
   : >"$logf"
-  note "downloading $JAEGER_MODULE@v$JAEGER_VERSION from the Go module proxy (log: $logf)"
-  if ! (cd "$tmp" && go mod download -json "$JAEGER_MODULE@v$JAEGER_VERSION") >"$tmp/download.json" 2>>"$logf"; then
-    cat "$tmp/download.json" >>"$logf" 2>/dev/null || true
-    rm -rf "$tmp"
-    fail_with_log jaeger "$logf" "could not download $JAEGER_MODULE@v$JAEGER_VERSION. Check that the Go module proxy is reachable (go env GOPROXY) and retry."
-  fi
-  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$tmp/download.json")
-  [[ -n "$dir" && -f "$dir/go.mod" ]] || { cat "$tmp/download.json" >>"$logf"; die "go mod download gave no module dir (see $logf)"; }
-  cp -R "$dir" "$tmp/src"
-  chmod -R u+w "$tmp/src"
-  note "building jaeger v$JAEGER_VERSION (several minutes on 2 cores, first run only)"
+  go_module_source jaeger "$JAEGER_MODULE@v$JAEGER_VERSION" "$tmp/src" "$logf"
+  note "building jaeger v$JAEGER_VERSION (about 3 minutes on 2 cores, first run only)"
   if ! (cd "$tmp/src" && go build -trimpath -o "$tmp/jaeger" ./cmd/jaeger) >>"$logf" 2>&1; then
     rm -rf "$tmp"
     fail_with_log jaeger "$logf" "go build of Jaeger failed. Check the Go version (need >= 1.24) and that the module proxy is reachable."
   fi
   "$tmp/jaeger" --help >/dev/null 2>>"$logf" || { rm -rf "$tmp"; fail_with_log jaeger "$logf" "the built binary does not run."; }
-  rm -rf "$tmp/src" "$tmp/download.json"
+  rm -rf "$tmp/src"
   rm -rf "$JAEGER_HOME"
   mv "$tmp" "$JAEGER_HOME"
   jaeger_stamp_content >"$JAEGER_STAMP"
-  # Keep the module zips (a rebuild needs no network), drop the extracted modules and the
-  # compiled packages (~2 GB) that only a version bump could use. HERALD_KEEP_GO_CACHE=1 keeps all.
-  if [[ -z "${HERALD_KEEP_GO_CACHE:-}" ]]; then
-    go clean -cache >/dev/null 2>&1 || true
-    local d
-    for d in "$GOMODCACHE"/*; do
-      [[ "$d" == "$GOMODCACHE/cache" ]] || rm -rf "$d"
-    done
-    rm -rf "$GOMODCACHE/cache/vcs" "$GOPATH"
-  fi
+  go_slim_cache
 }
 
 srv_launch() {

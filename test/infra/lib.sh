@@ -189,6 +189,55 @@ node_probe() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Servers built from the Go module proxy (FerretDB, Jaeger).
+
+# go_build_env DIR: Go settings for a build whose every cache lives under DIR (inside
+# $HERALD_CACHE), so the cache is self-contained and deletable (-modcacherw); one DIR per server,
+# since each install slims its caches when done and the installs run in parallel.
+go_build_env() {
+  export GOMODCACHE="$1/mod"
+  export GOCACHE="$1/build"
+  export GOPATH="$1/path"
+  export GOFLAGS="-buildvcs=false -modcacherw"
+  export GOTOOLCHAIN=local
+  export GO111MODULE=on
+  export GOWORK=off
+  export CGO_ENABLED=0 # both are pure Go: static binaries, no C toolchain
+}
+
+# go_module_source NAME MODULE@VERSION DEST LOGFILE: downloads the module from the proxy and
+# copies its source to DEST (writable), to build there with the module's own go.mod and go.sum.
+go_module_source() {
+  local name="$1" spec="$2" dest="$3" logf="$4" json dir
+  json=$(mktemp)
+  note "downloading $spec from the Go module proxy (log: $logf)"
+  if ! (cd "$(dirname "$dest")" && go mod download -json "$spec") >"$json" 2>>"$logf"; then
+    cat "$json" >>"$logf" 2>/dev/null || true
+    rm -f "$json"
+    fail_with_log "$name" "$logf" "could not download $spec. Check that the Go module proxy is reachable (go env GOPROXY) and retry."
+  fi
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$json")
+  [[ -n "$dir" && -f "$dir/go.mod" ]] || { cat "$json" >>"$logf"; rm -f "$json"; die "go mod download gave no module dir (see $logf)"; }
+  rm -f "$json"
+  cp -R "$dir" "$dest"
+  chmod -R u+w "$dest"
+}
+
+# go_slim_cache: after an install, keep only the downloaded module zips (a rebuild needs no
+# network) and drop the extracted modules and compiled packages (GBs) that only a version bump
+# could use. HERALD_KEEP_GO_CACHE=1 keeps everything.
+go_slim_cache() {
+  [[ -n "${HERALD_KEEP_GO_CACHE:-}" ]] && return 0
+  go clean -cache >/dev/null 2>&1 || true
+  local d
+  for d in "$GOMODCACHE"/*; do
+    [[ "$d" == "$GOMODCACHE/cache" ]] && continue
+    rm -rf "$d"
+  done
+  rm -rf "$GOMODCACHE/cache/vcs" "$GOPATH"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Generic server lifecycle. A server script sets:
 #   SRV_NAME SRV_PID_FILE SRV_LOG SRV_MARKER SRV_PORTS(array) SRV_START_TIMEOUT SRV_STOP_TIMEOUT
 #   SRV_FIX_HINT   (one line: what to try when the server does not come up)
