@@ -2,29 +2,9 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { dispatch } from "@herald/proto";
-import { startFakeWebPush, type FakeWebPush } from "@herald/testing";
+import { sample, scrape, startFakeWebPush, type FakeWebPush } from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
 import { ALLOW_FAKES, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
-
-// One sample of a Prometheus text exposition: the value of `name` whose labels include `labels`,
-// summed over the other labels; 0 when there is none.
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) total += Number(m[3]);
-  }
-  return total;
-}
-
-async function scrape(base: string): Promise<string> {
-  const res = await fetch(`${base}/metrics`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
-  return res.text();
-}
 
 // After a known workload through the distributed stack, every service's /metrics reports it.
 describe("metrics of the distributed services", () => {

@@ -8,8 +8,8 @@ import { after, before, describe, test } from "node:test";
 import { createClient, createLogger } from "@herald/platform";
 import { apps as appsApi, Platform, Provider, registry } from "@herald/proto";
 import { readDevFile, REPO_ROOT } from "./devfile.schema.js";
-import { loadPushApps } from "./pushapp.schema.js";
-import { formatBanner, startEmbedded, toCreateAppRequest, type EmbeddedServer } from "./serve.js";
+import { loadPushApps } from "@herald/pushapp";
+import { formatBanner, startEmbedded, type EmbeddedServer } from "./serve.js";
 
 const silent = () => createLogger({ service: "test", level: "silent" });
 
@@ -76,20 +76,6 @@ test("a port in use is a clear error and releases what was opened", async () => 
     await assert.rejects(startEmbedded({ port: first.port, appsDir: join(REPO_ROOT, "deploy/samples"), logger: silent() }), /cannot listen on 127\.0\.0\.1:\d+.*pass --port/);
   } finally {
     await first.stop();
-  }
-});
-
-test("toCreateAppRequest maps limits, the overflow policy and enabled providers", async () => {
-  const { apps } = await loadPushApps(join(REPO_ROOT, "deploy/samples"));
-  const demo = toCreateAppRequest(apps.find((a) => a.metadata.name === "demo")!);
-  assert.equal(demo.name, "Herald Demo");
-  assert.equal(demo.limits?.deviceOverflowPolicy, appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN);
-  assert.deepEqual(demo.providers, [Provider.PROVIDER_APNS, Provider.PROVIDER_FCM, Provider.PROVIDER_HMS, Provider.PROVIDER_WEBPUSH]);
-  const news = apps.find((a) => a.metadata.name === "news");
-  if (news) {
-    const req = toCreateAppRequest(news);
-    assert.equal(req.limits?.deviceOverflowPolicy, appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT);
-    assert.deepEqual(req.providers, [Provider.PROVIDER_FCM, Provider.PROVIDER_WEBPUSH]);
   }
 });
 

@@ -15,7 +15,7 @@ import {
   MemoryBus,
   type Logger,
 } from "@herald/platform";
-import { apps as appsApi, descriptorSetPath, Provider } from "@herald/proto";
+import { apps as appsApi, descriptorSetPath } from "@herald/proto";
 import { createRegistryModule } from "@herald/registry";
 import { createDispatcherModule, storeRecipients } from "@herald/dispatcher";
 import { DryRunProvider, SenderWorker, type ProviderName, type PushProvider } from "@herald/sender";
@@ -23,7 +23,7 @@ import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT
 import { createTopicModule } from "@herald/topic";
 import { z } from "zod";
 import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
-import { enabledProviders, loadPushApps, type PushApp } from "./pushapp.schema.js";
+import { enabledProviders, loadPushApps, toCreateAppRequest, type PushApp } from "@herald/pushapp";
 import type { FakeProviders } from "./serve.fakes.js";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -175,30 +175,6 @@ async function createApp(admin: AppAdmin, pushApp: PushApp): Promise<EmbeddedApp
     serverKey: server.secret,
     clientKey: client.secret,
     userTokenSecret: created.userTokenSecret,
-  };
-}
-
-const PROVIDER_ENUM = { apns: Provider.PROVIDER_APNS, fcm: Provider.PROVIDER_FCM, hms: Provider.PROVIDER_HMS, webpush: Provider.PROVIDER_WEBPUSH } as const;
-
-// The AppService request a PushApp stands for (0 = the service's default for absent limits).
-export function toCreateAppRequest(pushApp: PushApp): appsApi.CreateAppRequest {
-  const limits = pushApp.spec.limits ?? {};
-  return {
-    id: pushApp.metadata.name,
-    name: pushApp.spec.displayName ?? pushApp.metadata.name,
-    limits: {
-      maxDevicesPerUser: limits.maxDevicesPerUser ?? 0,
-      deviceOverflowPolicy:
-        limits.deviceOverflowPolicy === "Reject"
-          ? appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT
-          : limits.deviceOverflowPolicy === "Evict"
-            ? appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN
-            : appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_UNSPECIFIED,
-      maxInactiveDays: limits.maxInactiveDays ?? 0,
-      maxTopicsPerDevice: limits.maxTopicsPerDevice ?? 0,
-      maxPublishRate: limits.maxPublishRate ?? 0,
-    },
-    providers: enabledProviders(pushApp).map((p) => PROVIDER_ENUM[p]),
   };
 }
 

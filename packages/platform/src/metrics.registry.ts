@@ -34,8 +34,9 @@ export interface OpsServer {
 }
 
 // The HTTP side of a service for Prometheus and Kubernetes: GET /metrics (text exposition
-// format) and GET /healthz (200 with `health()`'s JSON). Anything else is a 404 with a reason.
-export async function startOpsServer(o: { port: number; host?: string; registry: Registry; health?: () => unknown }): Promise<OpsServer> {
+// format), GET /healthz (200 with `health()`'s JSON) and GET /readyz (200 or 503 from `ready()`,
+// for a readiness probe; always 200 without it). Anything else is a 404 with a reason.
+export async function startOpsServer(o: { port: number; host?: string; registry: Registry; health?: () => unknown; ready?: () => { ready: boolean; [k: string]: unknown } }): Promise<OpsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(`${JSON.stringify(body)}\n`);
@@ -48,7 +49,11 @@ export async function startOpsServer(o: { port: number; host?: string; registry:
       return;
     }
     if (path === "/healthz" || path === "/") return json(200, o.health?.() ?? { ok: true });
-    return json(404, { error: "not_found", description: `no ${path}: try /metrics or /healthz` });
+    if (path === "/readyz") {
+      const state = o.ready?.() ?? { ready: true };
+      return json(state.ready ? 200 : 503, state);
+    }
+    return json(404, { error: "not_found", description: `no ${path}: try /metrics, /healthz or /readyz` });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { REPO_ROOT } from "./devfile.schema.js";
+import { fileURLToPath } from "node:url";
+import { apps as appsApi, Provider } from "@herald/proto";
+import { CRD_FILE } from "./crd.gen.js";
+import { pushAppCrdYaml } from "./pushapp.crd.js";
+import { toCreateAppRequest } from "./pushapp.mapper.js";
 import { enabledProviders, loadPushApps, parsePushApp, pushAppOpenApiSchema } from "./pushapp.schema.js";
 
-const SAMPLES = join(REPO_ROOT, "deploy/samples");
+const SAMPLES = fileURLToPath(new URL("../../../deploy/samples", import.meta.url));
 
 const valid = `apiVersion: herald.dev/v1alpha1
 kind: PushApp
@@ -133,4 +137,22 @@ test("the CRD schema is structural: no unions or refs, CEL rules for the cross-f
   assert.match(text, /has\(self\.token\) != has\(self\.certificate\)/);
   const spec = (schema.properties as Record<string, { properties?: Record<string, unknown> }>).spec;
   assert.ok(spec?.properties?.providers && spec.properties.limits && spec.properties.senders);
+});
+
+test("toCreateAppRequest maps limits, the overflow policy and enabled providers", async () => {
+  const { apps } = await loadPushApps(SAMPLES);
+  const demo = toCreateAppRequest(apps.find((a) => a.metadata.name === "demo")!);
+  assert.equal(demo.name, "Herald Demo");
+  assert.equal(demo.limits?.deviceOverflowPolicy, appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN);
+  assert.deepEqual(demo.providers, [Provider.PROVIDER_APNS, Provider.PROVIDER_FCM, Provider.PROVIDER_HMS, Provider.PROVIDER_WEBPUSH]);
+  const news = apps.find((a) => a.metadata.name === "news");
+  if (news) {
+    const req = toCreateAppRequest(news);
+    assert.equal(req.limits?.deviceOverflowPolicy, appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_REJECT);
+    assert.deepEqual(req.providers, [Provider.PROVIDER_FCM, Provider.PROVIDER_WEBPUSH]);
+  }
+});
+
+test("the CRD in the chart is the one generated from the schema (npm run gen:crd)", async () => {
+  assert.equal(await readFile(CRD_FILE, "utf8"), pushAppCrdYaml());
 });

@@ -142,8 +142,30 @@ export const LimitsSchema = z
   })
   .describe("Per-app limits; absent fields take Herald's defaults.");
 
+// A Kubernetes resource quantity ("250m", "1", "256Mi", "1.5Gi").
+const quantity = (what: string) =>
+  z
+    .string()
+    .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, "must be a Kubernetes quantity such as 250m, 1, 256Mi")
+    .describe(what);
+
+const resourceList = (what: string) =>
+  z
+    .strictObject({
+      cpu: quantity("CPU, e.g. 250m or 1.").optional(),
+      memory: quantity("Memory, e.g. 256Mi.").optional(),
+    })
+    .describe(what);
+
 export const SendersSchema = z
   .strictObject({
+    resources: z
+      .strictObject({
+        requests: resourceList("Resources each sender pod is guaranteed (default cpu 100m, memory 128Mi).").optional(),
+        limits: resourceList("Most each sender pod may use (default memory 512Mi, no CPU limit).").optional(),
+      })
+      .optional()
+      .describe("Compute resources of each sender container."),
     replicas: nonNegativeInt(1000).optional().describe("Fixed number of sender replicas per enabled provider (default 1)."),
     autoscaling: z
       .strictObject({
@@ -174,6 +196,13 @@ export const PushAppSpecSchema = z
     limits: LimitsSchema.optional(),
     providers: ProvidersSchema.optional(),
     senders: SendersSchema.optional(),
+    apiKeyRotation: nonNegativeInt(1_000_000_000)
+      .optional()
+      .describe("Increase to rotate the app's API keys: new server and client keys are written to the API key Secret, then the previous ones are revoked."),
+    dataDeletionPolicy: z
+      .enum(["Retain", "Delete"])
+      .optional()
+      .describe("What deleting the PushApp does to the app's stored data (devices, users, topics, API keys): Retain keeps it (default), Delete removes it. The app's Kafka topics are always deleted."),
   })
   .describe("Desired state of the app.");
 

@@ -143,6 +143,7 @@ function recordingBus(inner: Bus, log: TestStack["published"]): Bus {
     subscribe: (o) => inner.subscribe(o),
     ensureTopics: (t) => inner.ensureTopics(t),
     deleteTopics: (t) => inner.deleteTopics(t),
+    lag: (g, t) => inner.lag(g, t),
     close: () => inner.close(),
   };
 }

@@ -362,6 +362,24 @@ export function busContract(name: string, makeBus: () => Promise<Bus>, opts: Bus
       await f.bus.deleteTopics([other, f.unique("never-created")]);
     });
 
+    scenario("lag counts what a group has not consumed, per partition, and drops to zero once it has", async (f) => {
+      const topic = await f.topic("lag", 3);
+      const group = f.unique("lag-group");
+      await f.bus.publish(topic, Array.from({ length: 30 }, (_, i) => ({ key: `key-${i}`, value: encoder.encode(`v${i}`) })));
+      const before = await f.bus.lag(group, [topic, f.unique("missing")]);
+      assert.deepEqual(before.map((l) => l.partition).sort(), [0, 1, 2]);
+      assert.ok(before.every((l) => l.topic === topic && l.committed === null && l.lag === l.end), JSON.stringify(before));
+      assert.equal(before.reduce((n, l) => n + l.lag, 0), 30);
+
+      const inbox = await f.consume({ topics: [topic], group });
+      await eventually(() => inbox.messages.length >= 30, "30 messages");
+      await eventually(async () => (await f.bus.lag(group, [topic])).every((l) => l.lag === 0 && l.committed === l.end), "lag 0 once committed");
+      await inbox.subscription.stop();
+      await f.bus.publish(topic, [{ key: "late", value: encoder.encode("late") }]);
+      const after = await f.bus.lag(group, [topic]);
+      assert.equal(after.reduce((n, l) => n + l.lag, 0), 1);
+    });
+
     scenario("a pattern subscription picks up topics created later", async (f) => {
       const base = f.unique("pattern");
       const first = `${base}.a`;

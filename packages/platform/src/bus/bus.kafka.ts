@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, 
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import type { Bus, BusMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
+import type { Bus, BusMessage, OutgoingMessage, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // How long ensureTopics and a subscription's start keep retrying while topics other processes
@@ -177,6 +177,29 @@ export class KafkaBus implements Bus {
     // Deleting a topic that does not exist is not an error, so cleanup can be repeated.
     const topics = [...new Set(names)].filter((n) => existing.has(n));
     if (topics.length > 0) await admin.deleteTopics({ topics });
+  }
+
+  async lag(group: string, topics: string[]): Promise<PartitionLag[]> {
+    this.assertOpen();
+    const admin = await this.admin();
+    const existing = new Set(await admin.listTopics());
+    const names = [...new Set(topics)].filter((t) => existing.has(t));
+    if (names.length === 0) return [];
+    const committed = new Map<string, number>();
+    // Offsets are "-1" where the group never committed.
+    for (const t of await admin.fetchOffsets({ groupId: group, topics: names })) {
+      for (const p of t.partitions) if (Number(p.offset) >= 0) committed.set(`${t.topic}/${p.partition}`, Number(p.offset));
+    }
+    const out: PartitionLag[] = [];
+    for (const topic of names) {
+      for (const p of await admin.fetchTopicOffsets(topic)) {
+        const end = Number(p.high);
+        const start = Number(p.low);
+        const at = committed.get(`${topic}/${p.partition}`);
+        out.push({ topic, partition: p.partition, end, committed: at ?? null, lag: Math.max(0, end - Math.max(at ?? start, start)) });
+      }
+    }
+    return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
   }
 
   close(): Promise<void> {

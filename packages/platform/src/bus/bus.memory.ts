@@ -2,7 +2,7 @@ import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import type { Bus, BusMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
+import type { Bus, BusMessage, OutgoingMessage, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // In-process bus for the embedded mode. It keeps Kafka's delivery model rather than a simple
@@ -99,6 +99,20 @@ export class MemoryBus implements Bus {
       changed = true;
     }
     if (changed) this.rebalanceAll();
+  }
+
+  async lag(group: string, topics: string[]): Promise<PartitionLag[]> {
+    this.assertOpen();
+    const out: PartitionLag[] = [];
+    for (const name of new Set(topics)) {
+      const topic = this.topics.get(name);
+      if (!topic) continue;
+      topic.logs.forEach((log, partition) => {
+        const committed = this.groups.get(group)?.committedOffset(name, partition) ?? null;
+        out.push({ topic: name, partition, end: log.end, committed, lag: log.end - Math.max(committed ?? log.start, log.start) });
+      });
+    }
+    return out;
   }
 
   async close(): Promise<void> {
@@ -231,6 +245,10 @@ class MemoryGroup {
 
   forgetTopic(name: string): void {
     this.committed.delete(name);
+  }
+
+  committedOffset(topic: string, partition: number): number | undefined {
+    return this.committed.get(topic)?.get(partition);
   }
 
   position(topic: string, partition: number, log: PartitionLog): number {

@@ -24,6 +24,7 @@ export function namespacedBus(bus: Bus, namespace: string): Bus {
       }),
     ensureTopics: (topics: TopicSpec[]) => bus.ensureTopics(topics.map((t) => ({ ...t, name: name(t.name) }))),
     deleteTopics: (names: string[]) => bus.deleteTopics(names.map(name)),
+    lag: async (group: string, topics: string[]) => (await bus.lag(name(group), topics.map(name))).map((l) => ({ ...l, topic: l.topic.slice(namespace.length) })),
     close: () => bus.close(),
   };
 }

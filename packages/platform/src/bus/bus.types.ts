@@ -48,6 +48,19 @@ export interface Subscription {
   stop(): Promise<void>;
 }
 
+// How far a consumer group is behind on one partition.
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  // The next offset to be written.
+  end: number;
+  // The group's next offset to consume; null when the group never committed here.
+  committed: number | null;
+  // Messages waiting: end - committed, or everything retained when nothing was committed (groups
+  // start from the beginning by default).
+  lag: number;
+}
+
 export interface Bus {
   // Resolves once every message is durable (Kafka: acks from all in-sync replicas, idempotent
   // producer). Trace context of the caller is added to the headers.
@@ -56,5 +69,8 @@ export interface Bus {
   // Creates missing topics; raises the partition count of existing ones when asked for more.
   ensureTopics(topics: TopicSpec[]): Promise<void>;
   deleteTopics(names: string[]): Promise<void>;
+  // The group's lag on every partition of the topics that exist (missing topics are left out):
+  // what lag-based autoscaling and the lag metrics read.
+  lag(group: string, topics: string[]): Promise<PartitionLag[]>;
   close(): Promise<void>;
 }

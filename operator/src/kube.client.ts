@@ -1,0 +1,108 @@
+import {
+  ApiException,
+  CoordinationV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubernetesObject,
+  type V1Lease,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
+
+export const FIELD_MANAGER = "herald-operator";
+
+// KUBECONFIG (or ~/.kube/config) outside a cluster, the pod's service account inside one.
+export function loadKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
+
+export function isStatus(err: unknown, code: number): boolean {
+  return err instanceof ApiException && err.code === code;
+}
+
+// What the operator does to the API server, in one place: server-side apply of the objects it
+// owns, merge patches of the PushApp (finalizers, status) with the resourceVersion as a
+// precondition, and Leases for leader election.
+export class KubeClient {
+  private readonly objects: KubernetesObjectApi;
+  private readonly custom: CustomObjectsApi;
+  private readonly coordination: CoordinationV1Api;
+
+  constructor(readonly config: KubeConfig) {
+    this.objects = KubernetesObjectApi.makeApiClient(config);
+    this.custom = config.makeApiClient(CustomObjectsApi);
+    this.coordination = config.makeApiClient(CoordinationV1Api);
+  }
+
+  // Server-side apply: the operator owns exactly the fields it sends; fields others set (an
+  // HPA's replicas, a human's annotation) are left alone, and conflicts are taken over (force),
+  // since these objects are the operator's to define.
+  apply<T extends KubernetesObject>(object: T): Promise<T> {
+    return this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  // A fresh read, past the informer cache: for state the operator must not act on twice (the
+  // API key Secret, whose absence means "create keys").
+  async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    try {
+      return await this.objects.read<V1Secret>({ apiVersion: "v1", kind: "Secret", metadata: { namespace, name } });
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  async delete(object: KubernetesObject): Promise<boolean> {
+    try {
+      await this.objects.delete(object, undefined, undefined, undefined, undefined, "Background");
+      return true;
+    } catch (err) {
+      if (isStatus(err, 404)) return false;
+      throw err;
+    }
+  }
+
+  // A merge patch of the PushApp itself (metadata.finalizers); include metadata.resourceVersion
+  // to make it conditional.
+  async patchPushApp(namespace: string, name: string, patch: Record<string, unknown>): Promise<void> {
+    await this.custom.patchNamespacedCustomObject(
+      { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: patch, fieldManager: FIELD_MANAGER },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+  }
+
+  async patchPushAppStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
+    await this.custom.patchNamespacedCustomObjectStatus(
+      { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+  }
+
+  listPushApps(namespace: string): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
+    const common = { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, plural: PUSHAPP_PLURAL };
+    return namespace ? this.custom.listNamespacedCustomObject({ ...common, namespace }) : this.custom.listClusterCustomObject(common);
+  }
+
+  async readLease(namespace: string, name: string): Promise<V1Lease | undefined> {
+    try {
+      return await this.coordination.readNamespacedLease({ namespace, name });
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  createLease(namespace: string, lease: V1Lease): Promise<V1Lease> {
+    return this.coordination.createNamespacedLease({ namespace, body: lease });
+  }
+
+  // Optimistic: fails with 409 when somebody else wrote the Lease since we read it.
+  replaceLease(namespace: string, lease: V1Lease): Promise<V1Lease> {
+    return this.coordination.replaceNamespacedLease({ namespace, name: lease.metadata!.name!, body: lease });
+  }
+}

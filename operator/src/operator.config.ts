@@ -1,0 +1,51 @@
+import { env, serviceEnv } from "@herald/platform";
+import { z } from "zod";
+
+// The operator's environment. It talks to the API server (in-cluster service account, or
+// KUBECONFIG outside a cluster), the registry (gRPC, admin key) and Kafka (topics, lag).
+const { HERALD_MONGO_URL: _mongo, HERALD_GRPC_ADDRESS: _grpc, HERALD_ADMIN_KEY_SHA256: _adminHash, HERALD_METRICS_PORT: _metrics, ...shared } = serviceEnv;
+
+const extraEnv = z
+  .string()
+  .default("{}")
+  .transform((text, ctx) => {
+    try {
+      const parsed = z.record(z.enum(["*", "apns", "fcm", "hms", "webpush"]), z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string())).parse(JSON.parse(text));
+      return parsed;
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: `must be JSON {"*"|"apns"|"fcm"|"hms"|"webpush": {"NAME": "value"}}: ${(err as Error).message.split("\n")[0]}` });
+      return z.NEVER;
+    }
+  });
+
+export const operatorEnv = z.object({
+  ...shared,
+  HERALD_ADMIN_KEY: z.string().min(24, "the operator manages apps and API keys with the admin key"),
+  HERALD_REGISTRY_ADDRESS: z.string().min(1, "the registry service's host:port"),
+  // Namespace whose PushApps are reconciled; empty: every namespace.
+  HERALD_WATCH_NAMESPACE: z.string().default(""),
+  // Where the leader-election Lease lives (the operator's own namespace).
+  HERALD_OPERATOR_NAMESPACE: z.string().min(1).default("herald-system"),
+  HERALD_OPERATOR_IDENTITY: z.string().optional(),
+  HERALD_LEADER_ELECTION: env.bool(true),
+  HERALD_LEASE_NAME: z.string().default("herald-operator"),
+  HERALD_LEASE_DURATION_SECONDS: env.int(15, 2),
+  HERALD_LEASE_RENEW_SECONDS: env.int(5, 1),
+  // Every PushApp is reconciled at least this often, whatever the watches say.
+  HERALD_RESYNC_SECONDS: env.int(300, 1),
+  // How often lag-scaled apps re-read their Kafka lag.
+  HERALD_AUTOSCALE_INTERVAL_SECONDS: env.int(15, 1),
+  // Scaling down waits until the lag has asked for fewer replicas for this long (no flapping).
+  HERALD_SCALE_DOWN_STABILIZATION_SECONDS: env.int(300, 0),
+  HERALD_RECONCILE_CONCURRENCY: env.int(4, 1),
+  // The sender Deployments: image, pull policy, the service account they run as, and extra
+  // environment for every sender ("*") or one provider (a proxy, a test endpoint).
+  HERALD_SENDER_IMAGE: z.string().min(1).default("ghcr.io/herald-push/herald:0.1.0"),
+  HERALD_SENDER_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+  HERALD_SENDER_SERVICE_ACCOUNT: z.string().default(""),
+  HERALD_SENDER_EXTRA_ENV: extraEnv,
+  // GET /healthz, /readyz and /metrics.
+  HERALD_HEALTH_PORT: env.port(8080),
+});
+
+export type OperatorConfig = z.infer<typeof operatorEnv>;

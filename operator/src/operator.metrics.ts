@@ -1,0 +1,41 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+// What the operator reports to Prometheus: reconciles by result and their duration, the work
+// queue's depth, whether it leads, each app's readiness, credential failures, and the Kafka
+// lag of every sender (what lag-based scaling acts on).
+export class OperatorMetrics {
+  readonly reconciles: Counter<"result">;
+  readonly duration: Histogram<"result">;
+  readonly ready: Gauge<"namespace" | "app">;
+  readonly credentialFailures: Counter<"namespace" | "app" | "reason">;
+  readonly senderLag: Gauge<"namespace" | "app" | "provider">;
+  readonly leader: Gauge;
+
+  constructor(registry: Registry, queueDepth: () => number) {
+    this.reconciles = new Counter({ name: "herald_operator_reconciles_total", help: "PushApp reconciles by result (success, error)", labelNames: ["result"], registers: [registry] });
+    this.duration = new Histogram({
+      name: "herald_operator_reconcile_duration_seconds",
+      help: "Duration of one PushApp reconcile",
+      labelNames: ["result"],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    });
+    new Gauge({
+      name: "herald_operator_queue_depth",
+      help: "PushApp keys waiting or being reconciled",
+      registers: [registry],
+      collect() {
+        this.set(queueDepth());
+      },
+    });
+    this.ready = new Gauge({ name: "herald_operator_pushapp_ready", help: "1 when the PushApp's Ready condition is True", labelNames: ["namespace", "app"], registers: [registry] });
+    this.credentialFailures = new Counter({
+      name: "herald_operator_credential_failures_total",
+      help: "Reconciles that found a referenced credential missing or invalid",
+      labelNames: ["namespace", "app", "reason"],
+      registers: [registry],
+    });
+    this.senderLag = new Gauge({ name: "herald_operator_sender_lag", help: "Deliveries waiting for a provider's senders (Kafka consumer lag)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
+    this.leader = new Gauge({ name: "herald_operator_leader", help: "1 while this replica holds the leader Lease", registers: [registry] });
+  }
+}

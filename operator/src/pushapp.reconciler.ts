@@ -1,0 +1,237 @@
+import { isDeepStrictEqual } from "node:util";
+import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
+import type { Bus, Logger } from "@herald/platform";
+import { BusTopics } from "@herald/proto";
+import { enabledProviders, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
+import type { AppRegistry } from "./app.registry.js";
+import { validateCredentials } from "./credentials.validator.js";
+import type { Informer } from "./informer.watch.js";
+import type { KubeClient } from "./kube.client.js";
+import type { OperatorConfig } from "./operator.config.js";
+import type { OperatorMetrics } from "./operator.metrics.js";
+import { CONDITION, Conditions } from "./pushapp.conditions.js";
+import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
+import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
+
+export const FINALIZER = "herald.dev/cleanup";
+const ALL_PROVIDERS: PushAppProvider[] = ["apns", "fcm", "hms", "webpush"];
+const MIN_PARTITIONS = 8;
+
+// A PushApp as the API server returns it (the informer's cache holds these).
+export interface PushAppObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; uid: string; generation?: number; resourceVersion?: string; deletionTimestamp?: Date; finalizers?: string[]; labels?: Record<string, string> };
+  spec?: unknown;
+  status?: PushAppStatus;
+}
+
+export interface ReconcilerDeps {
+  kube: KubeClient;
+  pushApps: Informer<PushAppObject>;
+  secrets: Informer<V1Secret>;
+  deployments: Informer<V1Deployment>;
+  registry: AppRegistry;
+  bus: Bus;
+  config: OperatorConfig;
+  stabilizer: ScaleStabilizer;
+  metrics: OperatorMetrics;
+  logger: Logger;
+  now: () => Date;
+}
+
+export interface ReconcileResult {
+  // Come back after this long even if nothing changes (lag-based scaling reads the lag again).
+  requeueAfterMs?: number;
+}
+
+export const pushAppKey = (namespace: string, name: string) => `${namespace}/${name}`;
+export const senderGroup = (app: string, provider: string) => `herald-sender-${app}-${provider}`;
+
+const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [BusTopics.deliveries(app, p), BusTopics.retries(app, p)]);
+
+// Why a step failed, for the condition: the error's own message, without a stack.
+const describe = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 500);
+
+// One reconcile of one PushApp: validate the referenced credentials (and stop there, changing
+// nothing, when they are bad), write the normalized credentials Secret, register the app and
+// its API keys, ensure its Kafka topics, apply one sender Deployment per enabled provider and
+// delete the ones of disabled providers, then write the status. Every step is idempotent, so a
+// reconcile interrupted anywhere (a crash, a lost leadership) is finished by the next one.
+export class PushAppReconciler {
+  constructor(private readonly d: ReconcilerDeps) {}
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const [namespace, name] = key.split("/") as [string, string];
+    const object = this.d.pushApps.get(name, namespace);
+    if (!object) return {};
+    if (object.metadata.deletionTimestamp) {
+      await this.finalize(object);
+      return {};
+    }
+    const finalizers = object.metadata.finalizers ?? [];
+    if (!finalizers.includes(FINALIZER)) {
+      await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: [...finalizers, FINALIZER], resourceVersion: object.metadata.resourceVersion } });
+    }
+
+    const generation = object.metadata.generation ?? 0;
+    const conditions = new Conditions(object.status?.conditions, generation, this.d.now());
+    const status: PushAppStatus = { ...object.status, observedGeneration: generation };
+    const parsed = PushAppSchema.safeParse({ apiVersion: object.apiVersion, kind: object.kind, metadata: { name, namespace }, spec: object.spec });
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      conditions.set(CONDITION.credentialsValid, "Unknown", "InvalidSpec", `the spec does not validate: ${problems}`);
+      return this.finish(object, status, conditions, {});
+    }
+    const app: PushApp = parsed.data;
+    app.metadata.namespace = namespace;
+    const withUid = { ...app, metadata: { ...app.metadata, uid: object.metadata.uid } };
+    const providers = enabledProviders(app);
+    status.providerList = providers.join(",");
+
+    // 1. Credentials. A bad one stops the reconcile before anything is written: senders keep
+    // running on the last good credentials.
+    const credentials = validateCredentials(app, (secret) => this.d.secrets.get(secret, namespace)?.data);
+    if (!credentials.ok) {
+      const first = credentials.problems[0]!;
+      conditions.set(CONDITION.credentialsValid, "False", first.reason, credentials.problems.map((p) => p.message).join("; "));
+      this.d.metrics.credentialFailures.inc({ namespace, app: name, reason: first.reason });
+      return this.finish(object, status, conditions, {});
+    }
+    conditions.set(CONDITION.credentialsValid, "True", "Valid", providers.length ? `valid credentials for ${providers.join(", ")}` : "no provider is enabled");
+
+    const step = async <T>(condition: string, reason: string, work: () => Promise<T>): Promise<T> => {
+      try {
+        return await work();
+      } catch (err) {
+        conditions.set(condition, "False", reason, describe(err));
+        await this.finish(object, status, conditions, {}).catch((statusErr: unknown) => this.d.logger.warn({ err: statusErr, key }, "status write failed"));
+        throw err;
+      }
+    };
+
+    await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, credentials.files)));
+    status.credentialsSecretName = names.credentials(name);
+
+    // 2. The app and its API keys in the registry.
+    const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid));
+    status.apiKeySecretName = names.apiKeys(name);
+    status.apiKeyRotation = keys.rotation;
+    conditions.set(CONDITION.appRegistered, "True", "Registered", `app "${name}" is registered; API keys in Secret ${names.apiKeys(name)}`);
+
+    // 3. Kafka topics, with a partition for every replica the senders may run.
+    const scaling = app.spec.senders?.autoscaling;
+    const partitions = Math.max(MIN_PARTITIONS, scaling?.maxReplicas ?? app.spec.senders?.replicas ?? 1);
+    await step(CONDITION.topicsReady, "KafkaUnavailable", () => this.d.bus.ensureTopics(topicsOf(name, providers).map((t) => ({ name: t, partitions }))));
+    conditions.set(CONDITION.topicsReady, "True", "TopicsExist", `${providers.length * 2} topics with ${partitions} partitions`);
+
+    // 4. Sender Deployments.
+    const providerStatus: PushAppProviderStatus[] = [];
+    await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
+      for (const provider of providers) {
+        const lag = await this.lagOf(name, provider);
+        this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
+        const desired = scaling ? this.d.stabilizer.recommend(`${key}/${provider}`, replicasForLag(lag, scaling)) : (app.spec.senders?.replicas ?? 1);
+        const files = Object.keys(credentials.files).filter((f) => providerFiles(f) === provider);
+        const applied = await this.d.kube.apply(
+          senderDeployment(app, { provider, replicas: desired, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config),
+        );
+        const live = this.d.deployments.get(applied.metadata!.name!, namespace) ?? applied;
+        providerStatus.push({
+          name: provider,
+          deployment: applied.metadata!.name!,
+          replicas: live.status?.replicas ?? 0,
+          desiredReplicas: desired,
+          availableReplicas: live.status?.availableReplicas ?? 0,
+          lag,
+        });
+      }
+      // What a disabled or removed provider no longer needs.
+      for (const stale of this.d.deployments.list(namespace)) {
+        const labels = stale.metadata?.labels ?? {};
+        if (labels[LABELS.app] !== name || labels[LABELS.component] !== "sender") continue;
+        if (providers.includes(labels[LABELS.provider] as PushAppProvider)) continue;
+        await this.d.kube.delete({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: stale.metadata!.name!, namespace } });
+        this.d.stabilizer.forget(`${key}/${labels[LABELS.provider]}`);
+        this.d.logger.info({ key, deployment: stale.metadata?.name }, "removed the sender of a disabled provider");
+      }
+    });
+    status.providers = providerStatus;
+    const available = providerStatus.reduce((n, p) => n + Math.min(p.availableReplicas, p.desiredReplicas), 0);
+    const wanted = providerStatus.reduce((n, p) => n + p.desiredReplicas, 0);
+    status.senders = `${available}/${wanted}`;
+    const short = providerStatus.filter((p) => p.availableReplicas < p.desiredReplicas);
+    if (short.length === 0) conditions.set(CONDITION.sendersAvailable, "True", "Available", providers.length ? `every sender is available (${available}/${wanted})` : "no provider is enabled");
+    else conditions.set(CONDITION.sendersAvailable, "False", "SendersUnavailable", short.map((p) => `${p.name} ${p.availableReplicas}/${p.desiredReplicas} available`).join(", "));
+
+    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {});
+  }
+
+  // Deletion: the external state owner references cannot reach (Kafka topics, the registry's
+  // app), then the finalizer. The Secrets and Deployments go with the PushApp by garbage collection.
+  private async finalize(object: PushAppObject): Promise<void> {
+    const { namespace, name } = object.metadata;
+    const finalizers = object.metadata.finalizers ?? [];
+    if (!finalizers.includes(FINALIZER)) return;
+    const spec = (object.spec ?? {}) as { dataDeletionPolicy?: string };
+    await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
+    await this.d.registry.deleteApp(name, spec.dataDeletionPolicy === "Delete");
+    await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: finalizers.filter((f) => f !== FINALIZER), resourceVersion: object.metadata.resourceVersion } });
+    for (const provider of ALL_PROVIDERS) this.d.stabilizer.forget(`${pushAppKey(namespace, name)}/${provider}`);
+    this.d.logger.info({ namespace, app: name, dataDeletionPolicy: spec.dataDeletionPolicy ?? "Retain" }, "PushApp deleted: topics removed, app unregistered");
+  }
+
+  // Keys are created when the Secret is missing, the app was (re)created, or spec.apiKeyRotation
+  // moved; the new Secret is written before the old keys are revoked, so clients reading the
+  // Secret are never left with only revoked keys. A crash between creating and writing leaves
+  // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
+  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }): Promise<ApiKeySecretData> {
+    const { name: id, namespace } = app.metadata;
+    const { created, userTokenSecret } = await this.d.registry.ensureApp(app);
+    const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);
+    const rotation = app.spec.apiKeyRotation ?? 0;
+    if (current && !created && current.rotation === rotation) return current;
+    const server = await this.d.registry.createKey(id, "server", `operator: server key (rotation ${rotation})`);
+    const client = await this.d.registry.createKey(id, "client", `operator: client key (rotation ${rotation})`);
+    const tokenSecret = userTokenSecret ?? (created ? undefined : current?.userTokenSecret) ?? (await this.d.registry.rotateUserTokenSecret(id));
+    const next: ApiKeySecretData = { serverKey: server.secret, serverKeyId: server.id, clientKey: client.secret, clientKeyId: client.id, userTokenSecret: tokenSecret, rotation };
+    await this.d.kube.apply(apiKeySecret(app, next));
+    if (current && !created) {
+      for (const keyId of [current.serverKeyId, current.clientKeyId]) if (keyId) await this.d.registry.revokeKey(id, keyId);
+    }
+    this.d.logger.info({ app: id, rotation, created }, current ? "API keys rotated" : "API keys created");
+    return next;
+  }
+
+  // Pending first attempts. Retries waiting out their backoff are left out: more replicas would
+  // not send them sooner.
+  private async lagOf(app: string, provider: PushAppProvider): Promise<number> {
+    const lags = await this.d.bus.lag(senderGroup(app, provider), [BusTopics.deliveries(app, provider)]);
+    return lags.reduce((n, l) => n + l.lag, 0);
+  }
+
+  private async finish(object: PushAppObject, status: PushAppStatus, conditions: Conditions, result: ReconcileResult): Promise<ReconcileResult> {
+    conditions.summarize();
+    const next: PushAppStatus = { ...status, conditions: conditions.list() };
+    if (!isDeepStrictEqual(normalize(object.status), normalize(next))) {
+      await this.d.kube.patchPushAppStatus(object.metadata.namespace, object.metadata.name, next as Record<string, unknown>);
+    }
+    const ready = next.conditions?.find((c: PushAppCondition) => c.type === CONDITION.ready);
+    this.d.metrics.ready.set({ namespace: object.metadata.namespace, app: object.metadata.name }, ready?.status === "True" ? 1 : 0);
+    return result;
+  }
+}
+
+// The provider a normalized credential file belongs to.
+function providerFiles(file: string): PushAppProvider | undefined {
+  if (file.startsWith("apns-")) return "apns";
+  if (file.startsWith("fcm-")) return "fcm";
+  if (file.startsWith("hms-")) return "hms";
+  if (file.startsWith("vapid-")) return "webpush";
+  return undefined;
+}
+
+// The API server returns what was written, minus undefined fields: compare like with like.
+function normalize(status: PushAppStatus | undefined): unknown {
+  return JSON.parse(JSON.stringify(status ?? {}));
+}

@@ -1,0 +1,169 @@
+import type { V1Deployment, V1EnvVar, V1OwnerReference, V1Secret } from "@kubernetes/client-node";
+import { PUSHAPP_API_VERSION, PUSHAPP_KIND, type PushApp, type PushAppProvider } from "@herald/pushapp";
+import type { OperatorConfig } from "./operator.config.js";
+
+// The objects the operator derives from a PushApp, as pure functions of it, so a reconcile is
+// "compute, then apply" and tests can read the result without an API server.
+
+export const MANAGED_BY = "herald-operator";
+export const LABELS = {
+  app: "herald.dev/app",
+  provider: "herald.dev/provider",
+  component: "app.kubernetes.io/component",
+  managedBy: "app.kubernetes.io/managed-by",
+} as const;
+export const CREDENTIALS_HASH_ANNOTATION = "herald.dev/credentials-hash";
+const CREDENTIALS_DIR = "/etc/herald/credentials";
+const HEALTH_PORT = 8080;
+
+export const names = {
+  credentials: (app: string) => `${app}-herald-credentials`,
+  apiKeys: (app: string) => `${app}-herald-api-keys`,
+  sender: (app: string, provider: PushAppProvider) => `${app}-herald-${provider}-sender`,
+};
+
+export function ownerReference(app: PushApp & { metadata: { uid?: string } }): V1OwnerReference {
+  return { apiVersion: PUSHAPP_API_VERSION, kind: PUSHAPP_KIND, name: app.metadata.name, uid: app.metadata.uid!, controller: true, blockOwnerDeletion: true };
+}
+
+function meta(app: PushApp & { metadata: { uid?: string } }, name: string, component: string, extra: Record<string, string> = {}) {
+  return {
+    name,
+    namespace: app.metadata.namespace,
+    labels: { [LABELS.app]: app.metadata.name, [LABELS.component]: component, [LABELS.managedBy]: MANAGED_BY, "app.kubernetes.io/part-of": "herald", ...extra },
+    ownerReferences: [ownerReference(app)],
+  };
+}
+
+export function credentialsSecret(app: PushApp, files: Record<string, Buffer>): V1Secret {
+  const data: Record<string, string> = {};
+  for (const [name, content] of Object.entries(files)) data[name] = content.toString("base64");
+  return { apiVersion: "v1", kind: "Secret", metadata: meta(app, names.credentials(app.metadata.name), "credentials"), type: "Opaque", data };
+}
+
+export interface ApiKeySecretData {
+  serverKey: string;
+  serverKeyId: string;
+  clientKey: string;
+  clientKeyId: string;
+  userTokenSecret?: string;
+  rotation: number;
+}
+
+export const API_KEY_FIELDS = {
+  serverKey: "server-key",
+  serverKeyId: "server-key-id",
+  clientKey: "client-key",
+  clientKeyId: "client-key-id",
+  userTokenSecret: "user-token-secret",
+  rotation: "rotation",
+} as const;
+
+export function apiKeySecret(app: PushApp, keys: ApiKeySecretData): V1Secret {
+  const stringData: Record<string, string> = {};
+  for (const [field, key] of Object.entries(API_KEY_FIELDS)) {
+    const value = keys[field as keyof ApiKeySecretData];
+    if (value !== undefined) stringData[key] = String(value);
+  }
+  const data: Record<string, string> = {};
+  for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v).toString("base64");
+  return { apiVersion: "v1", kind: "Secret", metadata: meta(app, names.apiKeys(app.metadata.name), "api-keys"), type: "Opaque", data };
+}
+
+export function readApiKeySecret(data: Record<string, string> | undefined): ApiKeySecretData | undefined {
+  if (!data) return undefined;
+  const get = (k: string) => (data[k] === undefined ? undefined : Buffer.from(data[k]!, "base64").toString("utf8"));
+  const serverKey = get(API_KEY_FIELDS.serverKey);
+  const clientKey = get(API_KEY_FIELDS.clientKey);
+  if (!serverKey || !clientKey) return undefined;
+  const userTokenSecret = get(API_KEY_FIELDS.userTokenSecret);
+  return {
+    serverKey,
+    clientKey,
+    serverKeyId: get(API_KEY_FIELDS.serverKeyId) ?? "",
+    clientKeyId: get(API_KEY_FIELDS.clientKeyId) ?? "",
+    ...(userTokenSecret ? { userTokenSecret } : {}),
+    rotation: Number(get(API_KEY_FIELDS.rotation) ?? 0),
+  };
+}
+
+export interface SenderSpec {
+  provider: PushAppProvider;
+  replicas: number;
+  env: Record<string, string>;
+  // The credential files of this provider: only these are mounted into its pods.
+  files: string[];
+  credentialsHash: string;
+}
+
+export function senderDeployment(app: PushApp, sender: SenderSpec, config: OperatorConfig): V1Deployment {
+  const appId = app.metadata.name;
+  const name = names.sender(appId, sender.provider);
+  const selector = { [LABELS.app]: appId, [LABELS.provider]: sender.provider, [LABELS.component]: "sender" };
+  const env: Record<string, string> = {
+    HERALD_APP: appId,
+    HERALD_PROVIDER: sender.provider,
+    HERALD_KAFKA_BROKERS: config.HERALD_KAFKA_BROKERS.join(","),
+    HERALD_KAFKA_NAMESPACE: config.HERALD_KAFKA_NAMESPACE,
+    HERALD_LOG_LEVEL: config.HERALD_LOG_LEVEL,
+    HERALD_CREDENTIALS_DIR: CREDENTIALS_DIR,
+    HERALD_HEALTH_PORT: String(HEALTH_PORT),
+    HERALD_TRACE_SAMPLE_RATIO: String(config.HERALD_TRACE_SAMPLE_RATIO),
+    ...(config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT } : {}),
+    ...sender.env,
+    ...config.HERALD_SENDER_EXTRA_ENV["*"],
+    ...config.HERALD_SENDER_EXTRA_ENV[sender.provider],
+  };
+  const resources = app.spec.senders?.resources;
+  const envList: V1EnvVar[] = Object.entries(env).map(([n, value]) => ({ name: n, value }));
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: meta(app, name, "sender", { [LABELS.provider]: sender.provider }),
+    spec: {
+      replicas: sender.replicas,
+      selector: { matchLabels: selector },
+      // A new pod must be ready before an old one goes: deliveries in flight finish on the old
+      // pod (SIGTERM drains), and the consumer group hands its partitions over.
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: {
+          labels: { ...selector, [LABELS.managedBy]: MANAGED_BY, "app.kubernetes.io/part-of": "herald" },
+          annotations: { [CREDENTIALS_HASH_ANNOTATION]: sender.credentialsHash, "prometheus.io/scrape": "true", "prometheus.io/port": String(HEALTH_PORT) },
+        },
+        spec: {
+          ...(config.HERALD_SENDER_SERVICE_ACCOUNT ? { serviceAccountName: config.HERALD_SENDER_SERVICE_ACCOUNT } : {}),
+          automountServiceAccountToken: false,
+          // Long enough to drain a batch of provider requests after SIGTERM.
+          terminationGracePeriodSeconds: 60,
+          securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [
+            {
+              name: "sender",
+              image: config.HERALD_SENDER_IMAGE,
+              imagePullPolicy: config.HERALD_SENDER_IMAGE_PULL_POLICY,
+              command: ["node", "--import", "tsx", "services/sender/src/main.ts"],
+              env: envList,
+              ports: [{ name: "http", containerPort: HEALTH_PORT }],
+              readinessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 10 },
+              livenessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 20, failureThreshold: 3 },
+              resources: {
+                requests: { cpu: resources?.requests?.cpu ?? "100m", memory: resources?.requests?.memory ?? "128Mi" },
+                limits: { memory: resources?.limits?.memory ?? "512Mi", ...(resources?.limits?.cpu ? { cpu: resources.limits.cpu } : {}) },
+              },
+              securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+              volumeMounts: [
+                { name: "credentials", mountPath: CREDENTIALS_DIR, readOnly: true },
+                { name: "tmp", mountPath: "/tmp" },
+              ],
+            },
+          ],
+          volumes: [
+            { name: "credentials", secret: { secretName: names.credentials(appId), defaultMode: 0o400, items: sender.files.map((f) => ({ key: f, path: f })) } },
+            { name: "tmp", emptyDir: {} },
+          ],
+        },
+      },
+    },
+  };
+}
