@@ -12,8 +12,11 @@ kafka_job=$!
 ferretdb_job=$!
 "$INFRA_DIR/jaeger.sh" stop &
 jaeger_job=$!
+"$INFRA_DIR/kube.sh" stop &
+kube_job=$!
 failed=()
 wait "$kafka_job" || failed+=(kafka)
 wait "$ferretdb_job" || failed+=(ferretdb)
 wait "$jaeger_job" || failed+=(jaeger)
+wait "$kube_job" || failed+=(kube)
 ((${#failed[@]} == 0)) || die "could not stop: ${failed[*]}"

@@ -85,18 +85,21 @@ require_mvn() {
     die "mvn not found. Install Maven >= 3.6 (Debian: apt-get install -y maven) and retry."
 }
 
+# require_go [MIN_MINOR]: Go >= 1.MIN_MINOR (default 24) in PATH.
+# shellcheck disable=SC2120 # the argument is optional
 require_go() {
+  local want="${1:-24}"
   # Debian's golang package is too old for FerretDB's wrapper build; do not try apt.
   command -v go >/dev/null 2>&1 ||
-    die "go not found. Install Go >= 1.24 from https://go.dev/dl (Debian's golang is too old) and put it in PATH."
+    die "go not found. Install Go >= 1.$want from https://go.dev/dl (Debian's golang is too old) and put it in PATH."
   local v
   v=$(go env GOVERSION 2>/dev/null || true) # go1.26.8
   v=${v#go}
   local major=${v%%.*} rest=${v#*.}
   local minor=${rest%%[.a-z]*}
   [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] || die "cannot parse Go version '$v'"
-  ((major > 1 || minor >= 24)) ||
-    die "Go $v found, need Go >= 1.24 (for 'go get -tool'). Install a newer Go from https://go.dev/dl."
+  ((major > 1 || minor >= want)) ||
+    die "Go $v found, need Go >= 1.$want. Install a newer Go from https://go.dev/dl."
 }
 
 # port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.

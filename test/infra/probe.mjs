@@ -7,17 +7,30 @@
 //                                            reply has ok: 1. Also prints the server version.
 //   node probe.mjs jaeger PORT [TIMEOUT_MS]  GET /api/services on Jaeger's query port; ok on a
 //                                            200 with JSON.
+//   node probe.mjs etcd PORT [TIMEOUT_MS]    GET /health on etcd's client URL; ok when it says
+//                                            {"health":"true"}.
+//   node probe.mjs kube PORT TIMEOUT_MS CA_FILE
+//                                            GET /readyz on kube-apiserver over TLS verified with
+//                                            CA_FILE (anonymous, as RBAC's public-info role
+//                                            allows); ok on 200 "ok". Also prints /version.
+//   node probe.mjs kube-controller-manager PORT TIMEOUT_MS CA_FILE
+//                                            GET /healthz over TLS verified with CA_FILE; ok on
+//                                            200 "ok".
 //
 // Exit 0 and one line on stdout when healthy; exit 1 with the reason on stderr otherwise.
+import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 
-const [kind, portArg, timeoutArg] = process.argv.slice(2);
+const [kind, portArg, timeoutArg, caFile] = process.argv.slice(2);
 const host = '127.0.0.1';
 const port = Number(portArg);
 const timeoutMs = Number(timeoutArg ?? 3000);
+const kinds = ['kafka', 'mongo', 'jaeger', 'etcd', 'kube', 'kube-controller-manager'];
+const needsCa = kind === 'kube' || kind === 'kube-controller-manager';
 
-if (!['kafka', 'mongo', 'jaeger'].includes(kind) || !Number.isInteger(port)) {
-  process.stderr.write('usage: probe.mjs kafka|mongo|jaeger PORT [TIMEOUT_MS]\n');
+if (!kinds.includes(kind) || !Number.isInteger(port) || (needsCa && !caFile)) {
+  process.stderr.write(`usage: probe.mjs ${kinds.join('|')} PORT [TIMEOUT_MS] [CA_FILE (kube*)]\n`);
   process.exit(2);
 }
 
@@ -173,9 +186,48 @@ async function jaeger() {
   return `jaeger ok: query API answers (${(body.data ?? []).length} services)`;
 }
 
+async function etcd() {
+  const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+  const body = await res.text();
+  if (res.status !== 200 || JSON.parse(body).health !== 'true') throw new Error(`GET /health answered ${res.status} ${body.slice(0, 200)}`);
+  return 'etcd ok: health true';
+}
+
+// GET over TLS verified with the test cluster's CA (fetch in Node 20 takes no CA option).
+function httpsGet(path, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host, port, path, ca, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (d) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no reply within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+async function kube() {
+  const ca = fs.readFileSync(caFile);
+  const ready = await httpsGet('/readyz', ca);
+  if (ready.status !== 200 || ready.body.trim() !== 'ok') throw new Error(`GET /readyz answered ${ready.status} ${ready.body.trim().slice(0, 300)}`);
+  const version = await httpsGet('/version', ca);
+  const gitVersion = version.status === 200 ? JSON.parse(version.body).gitVersion : `? (/version answered ${version.status})`;
+  return `kube-apiserver ok: /readyz ok, version ${gitVersion}`;
+}
+
+async function kubeControllerManager() {
+  const health = await httpsGet('/healthz', fs.readFileSync(caFile));
+  if (health.status !== 200 || health.body.trim() !== 'ok') throw new Error(`GET /healthz answered ${health.status} ${health.body.trim().slice(0, 300)}`);
+  return 'kube-controller-manager ok: /healthz ok';
+}
+
+const probes = { kafka, mongo, jaeger, etcd, kube, 'kube-controller-manager': kubeControllerManager };
 try {
-  const line = kind === 'kafka' ? await kafka() : kind === 'jaeger' ? await jaeger() : await mongo();
+  const line = await probes[kind]();
   process.stdout.write(line + '\n');
 } catch (e) {
-  fail(e.code && !String(e.message).includes(e.code) ? `${e.code} ${e.message}` : e.message);
+  // fetch reports every network error as "fetch failed"; the reason is in e.cause.
+  const err = e.cause ?? e;
+  fail(err.code && !String(err.message).includes(err.code) ? `${err.code} ${err.message}` : err.message);
 }

@@ -11,19 +11,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t0=$(now_ms)
 mkdir -p "$HERALD_RUN"
 
-# All in parallel: on a cold machine FerretDB and Jaeger compile while Maven downloads and Kafka
-# starts.
+# All in parallel: on a cold machine FerretDB, Jaeger and the Kubernetes control plane compile
+# while Maven downloads and Kafka starts.
 "$INFRA_DIR/kafka.sh" start &
 kafka_job=$!
 "$INFRA_DIR/ferretdb.sh" start &
 ferretdb_job=$!
 "$INFRA_DIR/jaeger.sh" start &
 jaeger_job=$!
+"$INFRA_DIR/kube.sh" start &
+kube_job=$!
 
 failed=()
 wait "$kafka_job" || failed+=(kafka)
 wait "$ferretdb_job" || failed+=(ferretdb)
 wait "$jaeger_job" || failed+=(jaeger)
+wait "$kube_job" || failed+=(kube)
 if ((${#failed[@]} > 0)); then
   die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
 fi
@@ -34,6 +37,10 @@ env_lines=(
   "HERALD_OTLP_TRACES_URL=http://127.0.0.1:${HERALD_JAEGER_OTLP_PORT:-34318}/v1/traces"
   "HERALD_JAEGER_QUERY_URL=http://127.0.0.1:${HERALD_JAEGER_QUERY_PORT:-36686}"
 )
+# kubeconfig, kubectl and helm paths: kube.sh knows its versions and file names.
+mapfile -t kube_env < <("$INFRA_DIR/kube.sh" env)
+((${#kube_env[@]} > 0)) || die "test/infra/kube.sh env printed nothing"
+env_lines+=("${kube_env[@]}")
 tmp_env="$HERALD_RUN/env.tmp.$$"
 {
   echo "# written by test/infra/up.sh; removed by test/infra/down.sh"
