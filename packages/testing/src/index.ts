@@ -3,6 +3,7 @@ export * from "./stack.fixture.js";
 export * from "./process.fixture.js";
 export * from "./poll.wait.js";
 export * from "./metrics.scrape.js";
+export * from "./kube.kubelet.js";
 export * from "./fakes/tls.fixture.js";
 export * from "./fakes/apns.fake.js";
 export * from "./fakes/webpush.fake.js";
