@@ -21,6 +21,13 @@ export function loadKubeConfig(): KubeConfig {
   return kc;
 }
 
+// A Lease's acquireTime and renewTime are MicroTime: the API server parses them only with six
+// fractional digits. The client's serializer passes them through as they are (it has no
+// MicroTime type), and a Date would go out with three, so they are sent as preformatted strings.
+export function microTime(ms: number): Date {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date;
+}
+
 export function isStatus(err: unknown, code: number): boolean {
   return err instanceof ApiException && err.code === code;
 }

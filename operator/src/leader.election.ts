@@ -1,6 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "@herald/platform";
-import { isStatus, type KubeClient } from "./kube.client.js";
+import { isStatus, microTime, type KubeClient } from "./kube.client.js";
 
 export interface LeaderElectionOptions {
   kube: KubeClient;
@@ -56,7 +56,7 @@ export class LeaderElection {
       if (lease?.spec?.holderIdentity === this.o.identity) {
         lease.spec.holderIdentity = undefined;
         lease.spec.leaseDurationSeconds = 1;
-        lease.spec.renewTime = new Date(this.now());
+        lease.spec.renewTime = microTime(this.now());
         await this.o.kube.replaceLease(this.o.namespace, lease);
         this.o.logger.info({ lease: this.o.name }, "leader election: lease released");
       }
@@ -91,7 +91,7 @@ export class LeaderElection {
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { kube, namespace, name, identity } = this.o;
-    const now = new Date(this.now());
+    const now = microTime(this.now());
     const durationS = Math.ceil(this.o.leaseDurationMs / 1000);
     const lease = await kube.readLease(namespace, name);
     if (!lease) {

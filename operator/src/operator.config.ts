@@ -9,13 +9,22 @@ const extraEnv = z
   .string()
   .default("{}")
   .transform((text, ctx) => {
+    const shape = 'must be JSON {"*"|"apns"|"fcm"|"hms"|"webpush": {"NAME": "value"}}';
+    let json: unknown;
     try {
-      const parsed = z.record(z.enum(["*", "apns", "fcm", "hms", "webpush"]), z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string())).parse(JSON.parse(text));
-      return parsed;
+      json = JSON.parse(text);
     } catch (err) {
-      ctx.addIssue({ code: "custom", message: `must be JSON {"*"|"apns"|"fcm"|"hms"|"webpush": {"NAME": "value"}}: ${(err as Error).message.split("\n")[0]}` });
+      ctx.addIssue({ code: "custom", message: `${shape}: ${(err as Error).message}` });
       return z.NEVER;
     }
+    // partialRecord: zod 4's record over an enum demands every key.
+    const parsed = z.partialRecord(z.enum(["*", "apns", "fcm", "hms", "webpush"]), z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string())).safeParse(json);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      ctx.addIssue({ code: "custom", message: `${shape}: ${problems}` });
+      return z.NEVER;
+    }
+    return parsed.data;
   });
 
 export const operatorEnv = z.object({

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
-import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
+import { ApiException, type V1Deployment, type V1Secret } from "@kubernetes/client-node";
 import type { Bus, Logger } from "@herald/platform";
 import { BusTopics } from "@herald/proto";
 import { enabledProviders, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
@@ -50,8 +50,21 @@ export const senderGroup = (app: string, provider: string) => `herald-sender-${a
 
 const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [BusTopics.deliveries(app, p), BusTopics.retries(app, p)]);
 
-// Why a step failed, for the condition: the error's own message, without a stack.
-const describe = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 500);
+// Why a step failed, for the condition: the API server's own message for a refused request
+// (the client's error message starts with "HTTP-Code: 422"), else the error's first line.
+function describe(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = typeof err.body === "string" ? err.body : JSON.stringify(err.body);
+    let message: string | undefined;
+    try {
+      message = (JSON.parse(body) as { message?: string }).message;
+    } catch {
+      message = undefined;
+    }
+    return `${message ?? body} (HTTP ${err.code})`.slice(0, 500);
+  }
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 500);
+}
 
 // One reconcile of one PushApp: validate the referenced credentials (and stop there, changing
 // nothing, when they are bad), write the normalized credentials Secret, register the app and
@@ -134,7 +147,7 @@ export class PushAppReconciler {
         const desired = scaling ? this.d.stabilizer.recommend(`${key}/${provider}`, replicasForLag(lag, scaling)) : (app.spec.senders?.replicas ?? 1);
         const files = Object.keys(credentials.files).filter((f) => providerFiles(f) === provider);
         const applied = await this.d.kube.apply(
-          senderDeployment(app, { provider, replicas: desired, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config),
+          senderDeployment(withUid, { provider, replicas: desired, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config),
         );
         const live = this.d.deployments.get(applied.metadata!.name!, namespace) ?? applied;
         providerStatus.push({

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "@herald/platform";
+import { operatorEnv } from "./operator.config.js";
+
+const minimal = { HERALD_KAFKA_BROKERS: "kafka:9092", HERALD_ADMIN_KEY: "admin-key-0123456789abcdef", HERALD_REGISTRY_ADDRESS: "registry:50051" };
+
+describe("operator configuration", () => {
+  it("starts with only the required variables", () => {
+    const config = loadConfig(operatorEnv, minimal);
+    assert.deepEqual(config.HERALD_SENDER_EXTRA_ENV, {});
+    assert.equal(config.HERALD_LEADER_ELECTION, true);
+    assert.equal(config.HERALD_WATCH_NAMESPACE, "");
+  });
+
+  it("takes extra sender environment for every provider or one", () => {
+    const config = loadConfig(operatorEnv, { ...minimal, HERALD_SENDER_EXTRA_ENV: JSON.stringify({ "*": { HTTPS_PROXY: "http://proxy:3128" }, fcm: { HERALD_FCM_CONNECTIONS: "4" } }) });
+    assert.deepEqual(config.HERALD_SENDER_EXTRA_ENV, { "*": { HTTPS_PROXY: "http://proxy:3128" }, fcm: { HERALD_FCM_CONNECTIONS: "4" } });
+  });
+
+  it("names the variable and the problem in bad extra sender environment", () => {
+    const bad = (value: string) => {
+      try {
+        loadConfig(operatorEnv, { ...minimal, HERALD_SENDER_EXTRA_ENV: value });
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.problems.join("\n");
+      }
+      assert.fail(`${value} was accepted`);
+    };
+    assert.match(bad("{not json"), /^HERALD_SENDER_EXTRA_ENV \("\{not json"\): must be JSON .*: .*JSON/);
+    assert.match(bad(JSON.stringify({ apns: { "lower-case": "x" } })), /apns\.lower-case: Invalid key/);
+    assert.match(bad(JSON.stringify({ sms: { A: "x" } })), /sms/);
+    assert.match(bad(JSON.stringify({ hms: { A: 1 } })), /hms\.A: /);
+  });
+});
