@@ -18,6 +18,9 @@ export type Clients = {
 
 export interface Platform {
   addresses: { registry: string; topic: string; dispatcher: string };
+  adminKey: string;
+  // What every service process got: MongoDB URL, Kafka brokers and namespace, admin key.
+  env: Record<string, string>;
   // Base URLs of the services' ops servers (GET /metrics).
   metrics: { registry: string; topic: string; dispatcher: string };
   // Creates an app with a server key and returns clients scoped to it.
@@ -59,6 +62,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
 
   return {
     addresses,
+    adminKey,
+    env: common,
     metrics,
     async createApp(id) {
       const admin = createClient(apps.AppServiceService, apps, addresses.registry, { apiKey: adminKey });
@@ -113,7 +118,7 @@ export async function registerMany(clients: Clients, requests: Array<Parameters<
 }
 
 // Follows a publish with WatchPublish until it reaches a final state.
-export async function watchToEnd(clients: Clients, id: string, deadlineMs = 120_000): Promise<dispatch.Publish> {
+export async function watchToEnd(clients: Pick<Clients, "dispatch">, id: string, deadlineMs = 120_000): Promise<dispatch.Publish> {
   let last: dispatch.Publish | undefined;
   for await (const u of clients.dispatch.watchPublish({ id }, { deadlineMs })) last = u.publish;
   if (!last) throw new Error(`WatchPublish(${id}) ended without an update`);

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { createServer } from "node:net";
+import { basename, dirname, join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 
 export interface ServiceProcess {
@@ -28,6 +30,13 @@ export function spawnService(entry: string, env: Record<string, string>, address
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
+  // HERALD_TEST_LOG_DIR keeps every service's whole output as a file, for debugging a suite.
+  const logDir = process.env.HERALD_TEST_LOG_DIR;
+  if (logDir) {
+    const file = createWriteStream(join(logDir, `${basename(dirname(dirname(entry)))}-${child.pid}.log`));
+    child.stdout!.pipe(file);
+    child.stderr!.pipe(file);
+  }
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
     child,
