@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { CoreV1Api } from "@kubernetes/client-node";
+import { createClient } from "@herald/platform";
+import { dispatch, Platform as DevicePlatform, Provider, registry } from "@herald/proto";
+import { eventually, failureOf, generateApnsKey, randomDeviceToken, randomHmsToken, startFakeApns, startFakeHms, startLocalKubelet, type FakeApns, type FakeHms, type LocalKubelet } from "@herald/testing";
+import { adminKubeConfig, createNamespace, deleteNamespace, ensureNamespace, installCrd, kubectlOk, root, startOperator, type OperatorProcess } from "./kube.fixture.js";
+import { ALLOW_FAKES, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
+
+// What a platform team does, end to end: Secrets and a PushApp applied with kubectl; the
+// operator turns them into sender Deployments; their pods run (the local kubelet runs each as a
+// process with exactly the environment and Secret files of the pod spec), become available, and
+// the PushApp turns Ready; a backend takes the server key from the Secret the operator wrote and
+// publishes; the senders deliver to the fake APNs and Push Kit.
+
+const b64 = (v: string) => Buffer.from(v).toString("base64");
+const BUNDLE = "com.example.kube";
+const APP = "kube-shop";
+
+describe("a PushApp applied with kubectl delivers notifications", () => {
+  let platform: Platform;
+  let operator: OperatorProcess;
+  let kubelet: LocalKubelet;
+  let apns: FakeApns;
+  let hms: FakeHms;
+  let namespace: string;
+  const key = generateApnsKey();
+
+  const get = async () =>
+    JSON.parse(await kubectlOk(["get", "pushapp", APP, "-n", namespace, "-o", "json"])) as {
+      metadata: { generation: number };
+      status?: { observedGeneration?: number; senders?: string; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
+    };
+  const explain = (err: Error) => {
+    throw new Error(`${err.message}\noperator: ${failureOf(operator.output())}`);
+  };
+
+  before(async () => {
+    const caFile = testCaFile();
+    apns = await startFakeApns({ keys: [{ ...key, bundleId: BUNDLE }] });
+    hms = await startFakeHms();
+    await installCrd();
+    await ensureNamespace("herald-system");
+    namespace = await createNamespace("deliver");
+    platform = await startPlatform(ALLOW_FAKES);
+    kubelet = await startLocalKubelet({ kubeconfig: adminKubeConfig(), namespace, labelSelector: "app.kubernetes.io/component=sender", cwd: root });
+    // The provider endpoints are the only thing pointed away from production, through the
+    // operator's per-provider sender environment (as a proxy or a regional endpoint would be).
+    const extraEnv = {
+      "*": { HERALD_PROVIDER_CA_FILE: caFile, HERALD_RETRY_INITIAL_MS: "200", ...ALLOW_FAKES },
+      apns: { HERALD_PROVIDER_URL: apns.url },
+      hms: { HERALD_PROVIDER_URL: hms.pushUrl, HERALD_HMS_TOKEN_URL: hms.tokenUrl },
+    };
+    operator = await startOperator(platform, { namespace, leaseName: `herald-operator-${randomUUID().slice(0, 6)}`, identity: "op-deliver", env: { HERALD_SENDER_EXTRA_ENV: JSON.stringify(extraEnv) } });
+  });
+  after(async () => {
+    if (namespace) await deleteNamespace(namespace);
+    await kubelet?.stop();
+    await operator?.stop();
+    await platform?.stop();
+    await apns?.close();
+    await hms?.close();
+  });
+
+  it("becomes Ready once its senders run, and delivers with the API key the operator wrote", async () => {
+    const hmsApp = hms.app();
+    const objects = [
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-shop-apns", namespace }, data: { "AuthKey.p8": b64(key.privateKeyPem) } },
+      { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-shop-hms", namespace }, data: { "client-secret": b64(hmsApp.clientSecret) } },
+      {
+        apiVersion: "herald.dev/v1alpha1",
+        kind: "PushApp",
+        metadata: { name: APP, namespace },
+        spec: {
+          providers: {
+            apns: { environment: "sandbox", bundleId: BUNDLE, auth: { token: { keyId: key.keyId, teamId: key.teamId, keySecretRef: { name: "kube-shop-apns", key: "AuthKey.p8" } } } },
+            hms: { appId: hmsApp.appId, clientSecretRef: { name: "kube-shop-hms", key: "client-secret" } },
+          },
+          senders: { replicas: 1 },
+        },
+      },
+    ];
+    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) });
+
+    await kubelet.waitFor((pods) => pods.length === 2 && pods.every((p) => p.ready), 120_000, "both sender pods running and ready");
+    const ready = await eventually(
+      async () => {
+        const app = await get();
+        const c = app.status?.conditions?.find((x) => x.type === "Ready");
+        return c?.status === "True" && app.status?.observedGeneration === app.metadata.generation ? app : undefined;
+      },
+      "Ready=True",
+      { timeoutMs: 90_000 },
+    ).catch(explain);
+    assert.equal(ready.status?.senders, "2/2");
+    for (const type of ["CredentialsValid", "AppRegistered", "TopicsReady", "SendersAvailable"]) {
+      assert.equal(ready.status?.conditions?.find((c) => c.type === type)?.status, "True", type);
+    }
+    const table = await kubectlOk(["get", "pushapps", "-n", namespace]);
+    assert.match(table, new RegExp(`${APP}\\s+True\\s+apns,hms\\s+2/2\\s`), table);
+
+    // The backend's side: the server key from the Secret, devices, a publish.
+    const secret = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${APP}-herald-api-keys`, namespace });
+    const serverKey = Buffer.from(secret.data!["server-key"]!, "base64").toString();
+    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
+    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
+    try {
+      const iphone = randomDeviceToken();
+      const huawei = randomHmsToken();
+      await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: ["launch"] });
+      await devices.registerDevice({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: huawei, topics: ["launch"] });
+      const { id } = await publisher.publish({
+        recipients: { target: { $case: "topics", value: { values: ["launch"] } } },
+        notification: { alert: { title: "We are live", body: "Herald runs on Kubernetes" } },
+      });
+      const done = await watchToEnd({ dispatch: publisher }, id);
+      assert.equal(dispatch.publishStateToJSON(done.state), "PUBLISH_STATE_DONE", JSON.stringify(done.counts));
+      assert.equal(done.counts?.sent, 2);
+
+      const [toApple] = apns.delivered(iphone);
+      assert.ok(toApple, "APNs received the notification from the operator-made sender");
+      assert.equal(toApple.headers["apns-topic"], BUNDLE);
+      assert.deepEqual((JSON.parse(toApple.rawBody.toString()) as { aps: { alert: unknown } }).aps.alert, { title: "We are live", body: "Herald runs on Kubernetes" });
+      const toHuawei = hms.records.find((r) => r.tokens.includes(huawei));
+      assert.ok(toHuawei, "Push Kit received the notification");
+      assert.match(toHuawei.rawBody.toString(), /We are live/);
+    } finally {
+      devices.close();
+      publisher.close();
+    }
+  });
+
+  it("reports a sender that cannot run as SendersAvailable=False", async () => {
+    // Scaling to 2 while the kubelet refuses nothing: both Deployments roll to 2 available.
+    await kubectlOk(["patch", "pushapp", APP, "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { senders: { replicas: 2 } } })]);
+    await kubelet.waitFor((pods) => pods.filter((p) => p.ready).length === 4, 120_000, "four sender pods ready");
+    await eventually(async () => ((await get()).status?.senders === "4/4" ? true : undefined), "senders 4/4", { timeoutMs: 90_000 }).catch(explain);
+
+    // A sender whose process dies is what SREs must see on the PushApp.
+    const victim = kubelet.running()[0]!;
+    process.kill(victim.pid, "SIGKILL");
+    const degraded = await eventually(
+      async () => {
+        const c = (await get()).status?.conditions?.find((x) => x.type === "SendersAvailable");
+        return c?.status === "False" ? c : undefined;
+      },
+      "SendersAvailable=False",
+      { timeoutMs: 90_000 },
+    ).catch(explain);
+    assert.equal(degraded.reason, "SendersUnavailable");
+    assert.match(degraded.message, /(apns|hms) 1\/2 available/);
+    assert.equal((await get()).status?.conditions?.find((x) => x.type === "Ready")?.status, "False");
+  });
+});
