@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { createClient } from "@herald/platform";
 import { dispatch, Platform as DevicePlatform, Provider, registry } from "@herald/proto";
-import { eventually, failureOf, generateApnsKey, randomDeviceToken, randomHmsToken, startFakeApns, startFakeHms, startLocalKubelet, type FakeApns, type FakeHms, type LocalKubelet } from "@herald/testing";
-import { adminKubeConfig, createNamespace, deleteNamespace, ensureNamespace, installCrd, kubectlOk, root, startOperator, type OperatorProcess } from "./kube.fixture.js";
+import { eventually, failureOf, generateApnsKey, randomDeviceToken, randomHmsToken, requireEnv, startFakeApns, startFakeHms, startLocalKubelet, type FakeApns, type FakeHms, type LocalKubelet } from "@herald/testing";
+import { adminKubeConfig, applyChartRbac, CHART_LEASE_NAME, createNamespace, deleteNamespace, ensureNamespace, installCrd, kubectlOk, root, startOperator, type OperatorProcess } from "./kube.fixture.js";
 import { ALLOW_FAKES, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
 
 // What a platform team does, end to end: Secrets and a PushApp applied with kubectl; the
-// operator turns them into sender Deployments; their pods run (the local kubelet runs each as a
+// operator (as the chart's ServiceAccount, with the chart's RBAC and nothing more) turns them into sender Deployments; their pods run (the local kubelet runs each as a
 // process with exactly the environment and Secret files of the pod spec), become available, and
 // the PushApp turns Ready; a backend takes the server key from the Secret the operator wrote and
 // publishes; the senders deliver to the fake APNs and Push Kit.
@@ -52,7 +51,15 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       apns: { HERALD_PROVIDER_URL: apns.url },
       hms: { HERALD_PROVIDER_URL: hms.pushUrl, HERALD_HMS_TOKEN_URL: hms.tokenUrl },
     };
-    operator = await startOperator(platform, { namespace, leaseName: `herald-operator-${randomUUID().slice(0, 6)}`, identity: "op-deliver", env: { HERALD_SENDER_EXTRA_ENV: JSON.stringify(extraEnv) } });
+    // As the chart's ServiceAccount, with only the chart's RBAC: least privilege that works.
+    await applyChartRbac(namespace);
+    operator = await startOperator(platform, {
+      namespace,
+      leaseName: CHART_LEASE_NAME,
+      identity: "op-deliver",
+      kubeconfig: requireEnv("HERALD_KUBE_OPERATOR_KUBECONFIG"),
+      env: { HERALD_SENDER_EXTRA_ENV: JSON.stringify(extraEnv) },
+    });
   });
   after(async () => {
     if (namespace) await deleteNamespace(namespace);

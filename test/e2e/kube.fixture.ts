@@ -61,6 +61,22 @@ export async function deleteNamespace(name: string): Promise<void> {
   await kubectl(["delete", "namespace", name, "--wait=false"]);
 }
 
+// The chart's operator RBAC (a Role in the watched namespace, the leader-election Role in the
+// release namespace) for a release "herald" in herald-system: what binds the identity of
+// HERALD_KUBE_OPERATOR_KUBECONFIG (system:serviceaccount:herald-system:herald-operator).
+export const CHART_LEASE_NAME = "herald-operator";
+export async function applyChartRbac(watchNamespace: string): Promise<void> {
+  const rendered = await new Promise<string>((resolve, reject) =>
+    execFile(
+      requireEnv("HERALD_HELM"),
+      ["template", "herald", `${root}charts/herald`, "-n", "herald-system", "--set", `operator.watchNamespace=${watchNamespace}`, "--show-only", "templates/rbac.yaml"],
+      { maxBuffer: 8 * 1024 * 1024 },
+      (err, stdout, stderr) => (err ? reject(new Error(`helm template failed: ${stderr || err.message}`)) : resolve(stdout)),
+    ),
+  );
+  await kubectlOk(["apply", "-f", "-"], { input: rendered });
+}
+
 export interface OperatorProcess extends ServiceProcess {
   healthUrl: string;
   identity: string;
