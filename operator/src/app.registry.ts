@@ -1,19 +1,25 @@
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { createClient } from "@herald/platform";
 import { apps } from "@herald/proto";
-import { toCreateAppRequest, type PushApp } from "@herald/pushapp";
+import { pushAppOwner, toCreateAppRequest, type PushApp } from "@herald/pushapp";
 
 // The registry as the operator uses it: apps and their API keys, through the AppService with the
 // admin key.
+export type EnsuredApp = { created: boolean; userTokenSecret?: string } | { conflict: string };
+
 export interface AppRegistry {
-  // Creates the app or brings its name, limits and providers up to date. Returns the user
-  // token secret when the app was created (it is only ever shown then).
-  ensureApp(app: PushApp): Promise<{ created: boolean; userTokenSecret?: string }>;
+  // Creates the app (owned by this PushApp) or brings its name, limits and providers up to date.
+  // Returns the user token secret when the app was created (it is only ever shown then), or the
+  // registry's refusal when an app of that id belongs to someone else.
+  ensureApp(app: PushApp): Promise<EnsuredApp>;
+  // Whether the app exists and is this PushApp's (so its data and topics are this PushApp's to delete).
+  ownedBy(appId: string, owner: string): Promise<"owned" | "missing" | "other">;
   createKey(appId: string, role: "server" | "client", name: string): Promise<{ id: string; secret: string }>;
   revokeKey(appId: string, keyId: string): Promise<void>;
   rotateUserTokenSecret(appId: string): Promise<string>;
-  // Removes the app and its API keys; purgeData also removes its devices, users and topics.
-  deleteApp(appId: string, purgeData: boolean): Promise<void>;
+  // Removes the app and its API keys (only if the owner matches); purgeData also removes its
+  // devices, users and topics.
+  deleteApp(appId: string, owner: string, purgeData: boolean): Promise<void>;
   close(): void;
 }
 
@@ -23,15 +29,29 @@ export function grpcAppRegistry(address: string, adminKey: string): AppRegistry 
   const client = createClient(apps.AppServiceService, apps, address, { apiKey: adminKey });
   return {
     async ensureApp(app) {
-      const request = toCreateAppRequest(app);
+      const request = toCreateAppRequest(app, pushAppOwner(app.metadata.namespace ?? "", app.metadata.name));
       try {
         const created = await client.createApp(apps.CreateAppRequest.fromPartial(request));
         return { created: true, userTokenSecret: created.userTokenSecret };
       } catch (err) {
         if (code(err) !== grpcStatus.ALREADY_EXISTS) throw err;
       }
-      await client.updateApp(apps.UpdateAppRequest.fromPartial(request));
+      try {
+        await client.updateApp(apps.UpdateAppRequest.fromPartial(request));
+      } catch (err) {
+        if (code(err) === grpcStatus.FAILED_PRECONDITION) return { conflict: (err as { details?: string }).details ?? String(err) };
+        throw err;
+      }
       return { created: false };
+    },
+    async ownedBy(appId, owner) {
+      try {
+        const { app } = await client.getApp({ id: appId });
+        return app?.owner === owner ? "owned" : "other";
+      } catch (err) {
+        if (code(err) === grpcStatus.NOT_FOUND) return "missing";
+        throw err;
+      }
     },
     async createKey(appId, role, name) {
       const res = await client.createApiKey({ appId, role: role === "server" ? apps.ApiKeyRole.API_KEY_ROLE_SERVER : apps.ApiKeyRole.API_KEY_ROLE_CLIENT, name });
@@ -48,9 +68,9 @@ export function grpcAppRegistry(address: string, adminKey: string): AppRegistry 
     async rotateUserTokenSecret(appId) {
       return (await client.rotateUserTokenSecret({ appId })).userTokenSecret;
     },
-    async deleteApp(appId, purgeData) {
+    async deleteApp(appId, owner, purgeData) {
       try {
-        await client.deleteApp({ id: appId, purgeData });
+        await client.deleteApp({ id: appId, owner, purgeData });
       } catch (err) {
         if (code(err) !== grpcStatus.NOT_FOUND) throw err;
       }

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import { ApiException, type V1Deployment, type V1Secret } from "@kubernetes/client-node";
 import type { Bus, Logger } from "@herald/platform";
 import { BusTopics } from "@herald/proto";
-import { enabledProviders, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
+import { enabledProviders, pushAppOwner, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
 import type { AppRegistry } from "./app.registry.js";
 import { validateCredentials } from "./credentials.validator.js";
 import type { Informer } from "./informer.watch.js";
@@ -126,8 +126,13 @@ export class PushAppReconciler {
     await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, credentials.files)));
     status.credentialsSecretName = names.credentials(name);
 
-    // 2. The app and its API keys in the registry.
+    // 2. The app and its API keys in the registry. An app of the same id that another PushApp
+    // (another namespace) or an admin created is not taken over: nothing more is written.
     const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid));
+    if ("conflict" in keys) {
+      conditions.set(CONDITION.appRegistered, "False", "AppIdConflict", `${keys.conflict}; rename this PushApp (its name is the app id)`);
+      return this.finish(object, status, conditions, {});
+    }
     status.apiKeySecretName = names.apiKeys(name);
     status.apiKeyRotation = keys.rotation;
     conditions.set(CONDITION.appRegistered, "True", "Registered", `app "${name}" is registered; API keys in Secret ${names.apiKeys(name)}`);
@@ -187,8 +192,12 @@ export class PushAppReconciler {
     const finalizers = object.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) return;
     const spec = (object.spec ?? {}) as { dataDeletionPolicy?: string };
-    await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
-    await this.d.registry.deleteApp(name, spec.dataDeletionPolicy === "Delete");
+    const owner = pushAppOwner(namespace, name);
+    // Another PushApp's (or the API's) app of the same id is left alone: topics and data alike.
+    if ((await this.d.registry.ownedBy(name, owner)) !== "other") {
+      await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
+      await this.d.registry.deleteApp(name, owner, spec.dataDeletionPolicy === "Delete");
+    }
     await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: finalizers.filter((f) => f !== FINALIZER), resourceVersion: object.metadata.resourceVersion } });
     for (const provider of ALL_PROVIDERS) this.d.stabilizer.forget(`${pushAppKey(namespace, name)}/${provider}`);
     this.d.logger.info({ namespace, app: name, dataDeletionPolicy: spec.dataDeletionPolicy ?? "Retain" }, "PushApp deleted: topics removed, app unregistered");
@@ -198,9 +207,11 @@ export class PushAppReconciler {
   // moved; the new Secret is written before the old keys are revoked, so clients reading the
   // Secret are never left with only revoked keys. A crash between creating and writing leaves
   // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
-  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }): Promise<ApiKeySecretData> {
+  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }): Promise<ApiKeySecretData | { conflict: string }> {
     const { name: id, namespace } = app.metadata;
-    const { created, userTokenSecret } = await this.d.registry.ensureApp(app);
+    const ensured = await this.d.registry.ensureApp(app);
+    if ("conflict" in ensured) return ensured;
+    const { created, userTokenSecret } = ensured;
     const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);
     const rotation = app.spec.apiKeyRotation ?? 0;
     if (current && !created && current.rotation === rotation) return current;

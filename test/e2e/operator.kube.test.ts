@@ -3,7 +3,7 @@ import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, type V1Deployment } from "@kubernetes/client-node";
 import { createClient, KafkaBus, namespacedBus, type Bus } from "@herald/platform";
-import { BusTopics, Platform as DevicePlatform, Provider, registry } from "@herald/proto";
+import { apps, BusTopics, Platform as DevicePlatform, Provider, registry } from "@herald/proto";
 import { eventually, failureOf, generateApnsKey, requireEnv, sample, scrape } from "@herald/testing";
 import webPush from "web-push";
 import { adminKubeConfig, createNamespace, deleteNamespace, ensureNamespace, installCrd, kubectl, kubectlOk, startOperator, type OperatorProcess } from "./kube.fixture.js";
@@ -286,7 +286,37 @@ describe("operator on a real API server", () => {
     await eventually(() => deployment("gone-herald-hms-sender"), "gone sender");
     await kubectlOk(["delete", "pushapp", name, "-n", namespace, "--wait=true", "--timeout=60s"]);
     assert.deepEqual(await bus.lag("nobody", [BusTopics.deliveries(name, "hms")]), [], "topics deleted");
+    const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
+    try {
+      await assert.rejects(admin.getApp({ id: name }), (err: { code?: number }) => err.code === 5, "the registry app is deleted (NOT_FOUND)");
+    } finally {
+      admin.close();
+    }
     await eventually(async () => (await deployment("gone-herald-hms-sender")) === undefined && (await secretData("gone-herald-credentials")) === undefined, "owned objects garbage-collected");
+  });
+
+  it("never takes over an app of the same id that it did not create, nor deletes it", async () => {
+    // App ids are global, PushApp names unique per namespace: here the app was made through the
+    // API (another namespace's PushApp is refused the same way: the registry compares owners).
+    const name = `taken-${runId}`;
+    const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
+    try {
+      await admin.createApp({ id: name, name: "Someone else's" });
+      await bus.ensureTopics([{ name: BusTopics.deliveries(name, "hms"), partitions: 2 }]);
+      await apply([secret(namespace, `${name}-hms`, { "client-secret": "s" }), pushApp(namespace, name, { providers: { hms: { appId: "104422222", clientSecretRef: { name: `${name}-hms`, key: "client-secret" } } } })]);
+      const refused = await waitCondition(name, "AppRegistered", "False");
+      assert.equal(refused.reason, "AppIdConflict");
+      assert.match(refused.message, new RegExp(`app "${name}" is managed by the API \\(no owner\\), not by "pushapp:${namespace}/${name}"; rename this PushApp`));
+      assert.equal((await condition(name, "Ready"))?.reason, "AppIdConflict");
+      assert.equal(await secretData(`${name}-herald-api-keys`), undefined, "no keys of someone else's app");
+      assert.equal(await deployment(`${name}-herald-hms-sender`), undefined, "no sender");
+
+      await kubectlOk(["delete", "pushapp", name, "-n", namespace, "--wait=true", "--timeout=60s"]);
+      assert.equal((await admin.getApp({ id: name })).app?.name, "Someone else's", "the app is still there");
+      assert.equal((await bus.lag("nobody", [BusTopics.deliveries(name, "hms")])).length, 2, "its topic is still there");
+    } finally {
+      admin.close();
+    }
   });
 
   it("with two replicas exactly one reconciles; when it dies the other takes over", async () => {

@@ -27,7 +27,8 @@ export function signUserToken(secret: string, claims: Record<string, unknown>, a
 
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-export async function expectError(promise: Promise<unknown>, code: Status, reason?: string, field?: string): Promise<void> {
+// Returns the error, for assertions on its message.
+export async function expectError(promise: Promise<unknown>, code: Status, reason?: string, field?: string): Promise<Error> {
   let caught: unknown;
   try {
     await promise;
@@ -39,6 +40,7 @@ export async function expectError(promise: Promise<unknown>, code: Status, reaso
   assert.equal(got.code, code, `expected ${Status[code]}, got ${Status[got.code ?? 2]}: ${(caught as Error).message}`);
   if (reason) assert.equal(got.reason, reason, (caught as Error).message);
   if (field) assert.equal(got.field, field, (caught as Error).message);
+  return caught as Error;
 }
 
 export { Status };

@@ -305,6 +305,29 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       await expectError(stack.clients("").registry.listDevices({}), Status.UNAUTHENTICATED, "MISSING_API_KEY");
     });
 
+    it("updates and deletes an owned app only for its owner", async () => {
+      const admin = stack.clients(stack.adminKey);
+      const id = `owned-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
+      const owner = "pushapp:team-a/shop";
+      const created = await admin.apps.createApp({ id, name: "Shop", owner });
+      assert.equal(created.app?.owner, owner);
+      assert.equal((await admin.apps.getApp({ id })).app?.owner, owner);
+      // Another namespace's PushApp of the same name: refused, and nothing changes.
+      const err = await expectError(admin.apps.updateApp({ id, name: "Taken over", owner: "pushapp:team-b/shop" }), Status.FAILED_PRECONDITION, "APP_OWNED_ELSEWHERE");
+      assert.match(err.message, /managed by "pushapp:team-a\/shop", not by "pushapp:team-b\/shop"/);
+      await expectError(admin.apps.deleteApp({ id, owner: "pushapp:team-b/shop", purgeData: true }), Status.FAILED_PRECONDITION, "APP_OWNED_ELSEWHERE");
+      assert.equal((await admin.apps.getApp({ id })).app?.name, "Shop");
+      // The owner, and the admin without naming an owner, may.
+      assert.equal((await admin.apps.updateApp({ id, name: "Shop 2", owner })).app?.name, "Shop 2");
+      // An app created through the API is adopted by no PushApp.
+      const plain = `${id}-api`;
+      await admin.apps.createApp({ id: plain });
+      await expectError(admin.apps.updateApp({ id: plain, owner }), Status.FAILED_PRECONDITION, "APP_OWNED_ELSEWHERE");
+      await admin.apps.deleteApp({ id: plain });
+      await admin.apps.deleteApp({ id, owner });
+      await expectError(admin.apps.getApp({ id }), Status.NOT_FOUND, "APP_NOT_FOUND");
+    });
+
     it("stores API keys only as hashes", async () => {
       const { app } = await server();
       const stored = await stack.store.apiKeys.list(app.id);

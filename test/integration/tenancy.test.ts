@@ -40,7 +40,7 @@ describe("tenancy matrix (mongo store)", () => {
     return out;
   };
 
-  const registryCases: Record<keyof typeof registry.RegistryServiceService, () => Promise<void>> = {
+  const registryCases: Record<keyof typeof registry.RegistryServiceService, () => Promise<unknown>> = {
     registerDevice: async () => {
       const mine = await B.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: device.token, user: "mallory" });
       assert.notEqual(mine.device?.id, device.id, "the same token in another app is another device");
@@ -72,7 +72,7 @@ describe("tenancy matrix (mongo store)", () => {
     },
   };
 
-  const topicCases: Record<keyof typeof topic.TopicServiceService, () => Promise<void>> = {
+  const topicCases: Record<keyof typeof topic.TopicServiceService, () => Promise<unknown>> = {
     updateDeviceTopics: () => expectError(B.topic.updateDeviceTopics({ deviceId: device.id, op: topic.TopicOp.TOPIC_OP_SET, topics: [] }), Status.NOT_FOUND),
     listDeviceTopics: async () => assert.deepEqual((await B.topic.listDeviceTopics({ deviceIds: [device.id] })).items, []),
     updateUserTopics: async () => assert.equal((await B.topic.updateUserTopics({ user: "alice", op: topic.TopicOp.TOPIC_OP_SET, topics: ["b-only"] })).devicesUpdated, 0),

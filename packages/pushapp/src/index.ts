@@ -2,4 +2,4 @@
 // operator), the CRD built from it, and the AppService request it stands for.
 export * from "./pushapp.schema.js";
 export * from "./pushapp.crd.js";
-export { PROVIDER_ENUM, toCreateAppRequest } from "./pushapp.mapper.js";
+export { PROVIDER_ENUM, pushAppOwner, toCreateAppRequest } from "./pushapp.mapper.js";

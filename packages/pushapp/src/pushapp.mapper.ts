@@ -8,13 +8,18 @@ export const PROVIDER_ENUM: Record<PushAppProvider, Provider> = {
   webpush: Provider.PROVIDER_WEBPUSH,
 };
 
+// The owner the operator records on a PushApp's app: app ids are global, PushApp names are
+// unique only within a namespace.
+export const pushAppOwner = (namespace: string, name: string) => `pushapp:${namespace}/${name}`;
+
 // The AppService request a PushApp stands for (0 = the service's default for absent limits).
 // The embedded server and the operator both create apps through it, so a PushApp means the same
 // in both modes.
-export function toCreateAppRequest(pushApp: PushApp): appsApi.CreateAppRequest {
+export function toCreateAppRequest(pushApp: PushApp, owner = ""): appsApi.CreateAppRequest {
   const limits = pushApp.spec.limits ?? {};
   return {
     id: pushApp.metadata.name,
+    owner,
     name: pushApp.spec.displayName ?? pushApp.metadata.name,
     limits: {
       maxDevicesPerUser: limits.maxDevicesPerUser ?? 0,

@@ -10,6 +10,8 @@ export interface AppDoc {
   limits: AppLimitsRecord;
   providers: ProviderName[];
   secretVersion: number;
+  // Absent on apps stored before owners existed.
+  owner?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -20,6 +22,7 @@ const toAppRecord = (d: AppDoc): AppRecord => ({
   limits: { ...d.limits },
   providers: [...d.providers],
   secretVersion: d.secretVersion,
+  owner: d.owner ?? "",
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });

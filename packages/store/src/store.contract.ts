@@ -54,6 +54,7 @@ function appRecord(id: string, extra: Partial<AppRecord> = {}): AppRecord {
     limits: { maxDevicesPerUser: 10, deviceOverflowPolicy: "evict", maxInactiveDays: 30, maxTopicsPerDevice: 100, maxPublishRate: 0 },
     providers: ["fcm", "apns"],
     secretVersion: 1,
+    owner: "",
     createdAt: at(0),
     updatedAt: at(0),
     ...extra,
@@ -988,6 +989,13 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal(got?.limits.maxDevicesPerUser, 10);
         got!.providers.push("hms");
         assert.deepEqual((await store.apps.get(id))?.providers, ["fcm", "apns"]);
+      });
+
+      it("keeps the app's owner", async () => {
+        const id = newApp();
+        await store.apps.create(appRecord(id, { owner: "pushapp:team-a/shop" }));
+        assert.equal((await store.apps.get(id))?.owner, "pushapp:team-a/shop");
+        assert.equal((await store.apps.update(id, { name: "Shop", now: at(1) }))?.owner, "pushapp:team-a/shop");
       });
 
       it("list pages by id", async () => {

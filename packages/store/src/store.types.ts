@@ -200,6 +200,8 @@ export interface AppRecord {
   providers: ProviderName[];
   // Part of the user-token signing key derivation; bumped on rotation.
   secretVersion: number;
+  // Who manages the app ("pushapp:<namespace>/<name>" for the operator), "" for API-created apps.
+  owner: string;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -1,5 +1,6 @@
 import {
   bindService,
+  failedPrecondition,
   generateApiKey,
   hashApiKey,
   invalidArgument,
@@ -55,6 +56,7 @@ export class AppService {
       limits: toLimits(req.limits),
       providers: providers(req.providers),
       secretVersion: 1,
+      owner: req.owner,
       createdAt: now,
       updatedAt: now,
     };
@@ -70,6 +72,7 @@ export class AppService {
   }
 
   async update(req: apps.UpdateAppRequest): Promise<apps.UpdateAppResponse> {
+    if (req.owner) this.checkOwner(await this.app(req.id), req.owner);
     const updated = await this.deps.store.apps.update(req.id, {
       ...(req.name ? { name: req.name } : {}),
       ...(req.limits ? { limits: toLimits(req.limits) } : {}),
@@ -83,7 +86,8 @@ export class AppService {
   // Keys go first so a half-finished delete can no longer be used; data is purged before the
   // app record, so a retry still finds the app to finish with.
   async delete(req: apps.DeleteAppRequest): Promise<apps.DeleteAppResponse> {
-    await this.app(req.id);
+    const app = await this.app(req.id);
+    if (req.owner) this.checkOwner(app, req.owner);
     const { store } = this.deps;
     await store.apiKeys.removeApp(req.id);
     let devicesRemoved = 0;
@@ -131,6 +135,13 @@ export class AppService {
     return { userTokenSecret: this.deps.userTokens.secretFor(req.appId, version), version };
   }
 
+  // App ids are global, PushApp names only unique per namespace: a PushApp must never take over
+  // (or delete) an app that another PushApp, or an admin through the API, created.
+  private checkOwner(app: AppRecord, owner: string): void {
+    if (app.owner === owner) return;
+    throw failedPrecondition("APP_OWNED_ELSEWHERE", `app "${app.id}" is managed by ${app.owner ? `"${app.owner}"` : "the API (no owner)"}, not by "${owner}"`);
+  }
+
   private async app(id: string): Promise<AppRecord> {
     if (!id) throw invalidArgument("id", "is required");
     const app = await this.deps.store.apps.get(id);
@@ -172,6 +183,7 @@ export function toAppProto(app: AppRecord): apps.App {
       maxPublishRate: app.limits.maxPublishRate,
     },
     providers: app.providers.map(providerEnum),
+    owner: app.owner,
     createdAt: app.createdAt,
     updatedAt: app.updatedAt,
     userTokenSecretVersion: app.secretVersion,

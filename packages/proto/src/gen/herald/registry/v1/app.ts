@@ -137,6 +137,11 @@ export interface App {
     | undefined;
   /** Increments when the user token secret is rotated. */
   userTokenSecretVersion: number;
+  /**
+   * Who manages the app, e.g. "pushapp:<namespace>/<name>" for the operator; empty for apps
+   * created through the API. Updates and deletes that name an owner apply only to its apps.
+   */
+  owner: string;
 }
 
 export interface CreateAppRequest {
@@ -145,6 +150,8 @@ export interface CreateAppRequest {
   name: string;
   limits?: AppLimits | undefined;
   providers: Provider[];
+  /** Recorded on the app; see App.owner. */
+  owner: string;
 }
 
 export interface CreateAppResponse {
@@ -175,6 +182,11 @@ export interface UpdateAppRequest {
   name: string;
   limits?: AppLimits | undefined;
   providers: Provider[];
+  /**
+   * When set, the app must have this owner: FAILED_PRECONDITION (APP_OWNED_ELSEWHERE) otherwise,
+   * so two PushApps of the same name in different namespaces never share one app.
+   */
+  owner: string;
 }
 
 export interface UpdateAppResponse {
@@ -184,6 +196,8 @@ export interface UpdateAppResponse {
 export interface DeleteAppRequest {
   id: string;
   purgeData: boolean;
+  /** When set, the app must have this owner: FAILED_PRECONDITION (APP_OWNED_ELSEWHERE) otherwise. */
+  owner: string;
 }
 
 export interface DeleteAppResponse {
@@ -409,6 +423,7 @@ function createBaseApp(): App {
     createdAt: undefined,
     updatedAt: undefined,
     userTokenSecretVersion: 0,
+    owner: "",
   };
 }
 
@@ -438,6 +453,9 @@ export const App: MessageFns<App> = {
     }
     if (message.userTokenSecretVersion !== 0) {
       writer.uint32(56).int32(message.userTokenSecretVersion);
+    }
+    if (message.owner !== "") {
+      writer.uint32(66).string(message.owner);
     }
     return writer;
   },
@@ -521,6 +539,14 @@ export const App: MessageFns<App> = {
             message.userTokenSecretVersion = reader.int32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -556,6 +582,7 @@ export const App: MessageFns<App> = {
         : isSet(object.user_token_secret_version)
         ? globalThis.Number(object.user_token_secret_version)
         : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -582,6 +609,9 @@ export const App: MessageFns<App> = {
     if (message.userTokenSecretVersion !== 0) {
       obj.userTokenSecretVersion = Math.round(message.userTokenSecretVersion);
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -599,12 +629,13 @@ export const App: MessageFns<App> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.userTokenSecretVersion = object.userTokenSecretVersion ?? 0;
+    message.owner = object.owner ?? "";
     return message;
   },
 };
 
 function createBaseCreateAppRequest(): CreateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [] };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "" };
 }
 
 export const CreateAppRequest: MessageFns<CreateAppRequest> = {
@@ -624,6 +655,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.owner !== "") {
+      writer.uint32(42).string(message.owner);
     }
     return writer;
   },
@@ -683,6 +717,14 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
 
             break;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -703,6 +745,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
       providers: globalThis.Array.isArray(object?.providers)
         ? object.providers.map((e: any) => providerFromJSON(e))
         : [],
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -720,6 +763,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     if (message.providers?.length) {
       obj.providers = message.providers.map((e) => providerToJSON(e));
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -734,6 +780,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
       ? AppLimits.fromPartial(object.limits)
       : undefined;
     message.providers = object.providers?.map((e) => e) || [];
+    message.owner = object.owner ?? "";
     return message;
   },
 };
@@ -1140,7 +1187,7 @@ export const ListAppsResponse: MessageFns<ListAppsResponse> = {
 };
 
 function createBaseUpdateAppRequest(): UpdateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [] };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "" };
 }
 
 export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
@@ -1160,6 +1207,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.owner !== "") {
+      writer.uint32(42).string(message.owner);
     }
     return writer;
   },
@@ -1219,6 +1269,14 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
 
             break;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1239,6 +1297,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
       providers: globalThis.Array.isArray(object?.providers)
         ? object.providers.map((e: any) => providerFromJSON(e))
         : [],
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -1256,6 +1315,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     if (message.providers?.length) {
       obj.providers = message.providers.map((e) => providerToJSON(e));
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -1270,6 +1332,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
       ? AppLimits.fromPartial(object.limits)
       : undefined;
     message.providers = object.providers?.map((e) => e) || [];
+    message.owner = object.owner ?? "";
     return message;
   },
 };
@@ -1342,7 +1405,7 @@ export const UpdateAppResponse: MessageFns<UpdateAppResponse> = {
 };
 
 function createBaseDeleteAppRequest(): DeleteAppRequest {
-  return { id: "", purgeData: false };
+  return { id: "", purgeData: false, owner: "" };
 }
 
 export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
@@ -1352,6 +1415,9 @@ export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
     }
     if (message.purgeData !== false) {
       writer.uint32(16).bool(message.purgeData);
+    }
+    if (message.owner !== "") {
+      writer.uint32(26).string(message.owner);
     }
     return writer;
   },
@@ -1385,6 +1451,14 @@ export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
             message.purgeData = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1405,6 +1479,7 @@ export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
         : isSet(object.purge_data)
         ? globalThis.Boolean(object.purge_data)
         : false,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -1416,6 +1491,9 @@ export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
     if (message.purgeData !== false) {
       obj.purgeData = message.purgeData;
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -1426,6 +1504,7 @@ export const DeleteAppRequest: MessageFns<DeleteAppRequest> = {
     const message = createBaseDeleteAppRequest();
     message.id = object.id ?? "";
     message.purgeData = object.purgeData ?? false;
+    message.owner = object.owner ?? "";
     return message;
   },
 };
