@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm test`: checks the generated contracts, type-checks every project, installs and starts the
-# real servers the suites need (test/infra/up.sh: Kafka, FerretDB), runs every *.test.ts with
+# real servers the suites need (test/infra/up.sh: Kafka, FerretDB, Jaeger, Kubernetes), runs every *.test.ts with
 # node's test runner, and stops the servers again.
 #   test/run.sh [file.test.ts ...]   run only these files (servers are still started)
 set -euo pipefail

@@ -346,6 +346,23 @@ describe("operator on a real API server", () => {
     }
   });
 
+  it("a leader stopped with SIGTERM releases the Lease, so the standby takes over without waiting it out", async () => {
+    const standby = await startOperator(platform, { namespace, leaseName, identity: "op-t" });
+    const coordination = adminKubeConfig().makeApiClient(CoordinationV1Api);
+    const leader = operator;
+    try {
+      assert.equal((await coordination.readNamespacedLease({ name: leaseName, namespace: "herald-system" })).spec?.holderIdentity, leader.identity);
+      await leader.stop("SIGTERM");
+      assert.match(leader.output(), /leader election: lease released/);
+      // Released, or already taken by the standby: never still held by the stopped leader.
+      const holder = (await coordination.readNamespacedLease({ name: leaseName, namespace: "herald-system" })).spec?.holderIdentity;
+      assert.ok(holder === undefined || holder === "op-t", `holder ${holder}`);
+      await eventually(async () => (await coordination.readNamespacedLease({ name: leaseName, namespace: "herald-system" })).spec?.holderIdentity === "op-t", "op-t holds the lease");
+    } finally {
+      operator = standby;
+    }
+  });
+
   it("killed mid-reconcile and restarted, the operator converges to the same state", async () => {
     const name = "crashy";
     await apply([secret(namespace, "crashy-hms", { "client-secret": "s" }), secret(namespace, "crashy-fcm", { "sa.json": serviceAccount("crashy-project") })]);
