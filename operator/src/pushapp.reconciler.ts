@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { ApiException, type V1Deployment, type V1Secret } from "@kubernetes/client-node";
 import type { Bus, Logger } from "@herald/platform";
-import { BusTopics } from "@herald/proto";
+import { BusGroups, BusTopics } from "@herald/proto";
 import { enabledProviders, pushAppOwner, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
 import type { AppRegistry } from "./app.registry.js";
 import { validateCredentials } from "./credentials.validator.js";
@@ -46,7 +46,6 @@ export interface ReconcileResult {
 }
 
 export const pushAppKey = (namespace: string, name: string) => `${namespace}/${name}`;
-export const senderGroup = (app: string, provider: string) => `herald-sender-${app}-${provider}`;
 
 const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [BusTopics.deliveries(app, p), BusTopics.retries(app, p)]);
 
@@ -230,7 +229,7 @@ export class PushAppReconciler {
   // Pending first attempts. Retries waiting out their backoff are left out: more replicas would
   // not send them sooner.
   private async lagOf(app: string, provider: PushAppProvider): Promise<number> {
-    const lags = await this.d.bus.lag(senderGroup(app, provider), [BusTopics.deliveries(app, provider)]);
+    const lags = await this.d.bus.lag(BusGroups.sender(app, provider), [BusTopics.deliveries(app, provider)]);
     return lags.reduce((n, l) => n + l.lag, 0);
   }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { dispatch } from "@herald/proto";
-import { sample, scrape, startFakeWebPush, type FakeWebPush } from "@herald/testing";
+import { eventually, sample, scrape, seriesCount, startFakeWebPush, type FakeWebPush } from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
 import { ALLOW_FAKES, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
 
@@ -16,7 +16,8 @@ describe("metrics of the distributed services", () => {
 
   before(async () => {
     fake = await startFakeWebPush();
-    platform = await startPlatform(ALLOW_FAKES);
+    // Sizes recounted every second instead of every minute, so the test sees them move.
+    platform = await startPlatform({ ...ALLOW_FAKES, HERALD_SIZE_METRICS_INTERVAL_SECONDS: "1" });
     app = await platform.createApp(appId);
     const web = webPushSender(testCaFile());
     senderOps = (await platform.startSender(appId, "webpush", web.env, web.credentials)).opsUrl;
@@ -55,6 +56,26 @@ describe("metrics of the distributed services", () => {
     await assert.rejects(app.registry.registerDevice({ provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: "not a subscription" }));
     const after = await scrape(platform.metrics.registry);
     assert.equal(sample(after, "herald_grpc_server_duration_seconds_count", { method: "herald.registry.v1.RegistryService/RegisterDevice", code: "INVALID_ARGUMENT" }), 1);
+
+    // Kafka lag of every consumer group, per partition; nothing left once the publish is done.
+    const lag = { group: `herald-sender-${appId}-webpush`, topic: `herald.deliveries.${appId}.webpush` };
+    assert.equal(seriesCount(sender, "herald_consumer_lag", lag), 8, "one series per partition");
+    await eventually(async () => sample(await scrape(senderOps), "herald_consumer_lag", lag) === 0, "the sender's lag back to 0");
+    assert.equal(seriesCount(sender, "herald_consumer_lag", { group: `herald-sender-${appId}-webpush-retries` }), 8);
+    assert.equal(seriesCount(dispatcher, "herald_consumer_lag", { group: "herald-fanout", topic: "herald.publishes" }), 8);
+    assert.equal(seriesCount(dispatcher, "herald_consumer_lag", { group: "herald-results", topic: "herald.results" }), 8);
+    assert.equal(seriesCount(registry, "herald_consumer_lag", { group: "herald-registry-token-feedback", topic: "herald.token-feedback" }), 8);
+
+    // Sizes and device events: 7 registered, the 2 gone subscriptions removed on the provider's 410.
+    await eventually(async () => {
+      const now = await scrape(platform.metrics.registry);
+      return sample(now, "herald_registry_device_events_total", { app: appId, kind: "removed", reason: "token_invalid" }) === 2 && sample(now, "herald_registry_devices", { app: appId, provider: "webpush" }) === 5;
+    }, "invalid tokens removed and counted, 5 devices left");
+    assert.equal(sample(await scrape(platform.metrics.registry), "herald_registry_device_events_total", { app: appId, kind: "registered" }), 7);
+    await eventually(async () => {
+      const now = await scrape(platform.metrics.topic);
+      return sample(now, "herald_topic_subscriptions", { app: appId }) === 5 && sample(now, "herald_topic_topics", { app: appId }) === 1;
+    }, "5 subscriptions to 1 topic");
 
     const topic = await scrape(platform.metrics.topic);
     assert.ok(sample(topic, "herald_grpc_server_duration_seconds_count", { method: "herald.topic.v1.TopicService/StreamRecipients", code: "OK" }) >= 1);

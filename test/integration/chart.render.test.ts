@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, after, it } from "node:test";
@@ -59,6 +59,15 @@ const OPERATOR_RULES = [
   { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"] },
   { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
 ];
+
+// The metric names Herald's processes define: every "herald_..." string literal in their code.
+const DEFINED_METRICS = new Set(
+  ["services", "operator", "packages/platform/src"].flatMap((dir) =>
+    readdirSync(`${root}${dir}`, { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && !f.includes("node_modules") && !f.includes("dist/"))
+      .flatMap((f) => [...readFileSync(`${root}${dir}/${f}`, "utf8").matchAll(/"(herald_[a-z_]+)"/g)].map((m) => m[1]!)),
+  ),
+);
 
 const ALERTS = ["HeraldCredentialFailures", "HeraldDeliveryLagGrowing", "HeraldDeliveryErrorRate", "HeraldDeadLetterGrowth", "HeraldOperatorReconcileErrors"];
 
@@ -466,9 +475,16 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
         'result="retrying"',
         "herald_publishes_accepted_total",
         "herald_fanout_duration_seconds_bucket",
+        "herald_registry_devices",
+        'herald_registry_device_events_total{kind="removed"',
+        "herald_topic_subscriptions",
       ]) {
         assert.ok(exprs.includes(wanted), `${r.name}: the dashboard has no panel on ${wanted}`);
       }
+      // Every metric the dashboard and the alerts read is one Herald's code defines (a renamed
+      // metric would leave a panel or an alert silently empty).
+      const used = new Set([...`${exprs}\n${rules.map((x) => x.expr).join("\n")}`.matchAll(/\bherald_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, "")));
+      for (const metric of used) assert.ok(DEFINED_METRICS.has(metric), `${r.name}: ${metric} is used by the dashboard or an alert but no code defines it`);
       assert.ok(exprs.includes("histogram_quantile(0.5,") && exprs.includes("histogram_quantile(0.99,"), "p50 and p99");
     }
     // Senders in the watched namespace only, or in all of them.

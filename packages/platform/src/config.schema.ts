@@ -58,4 +58,7 @@ export const serviceEnv = {
   HERALD_TRACE_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
   // Port of GET /metrics (Prometheus) and /healthz; unset: no such server (0: any free port).
   HERALD_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  // The registry and topic service recount devices and subscriptions for /metrics at most this
+  // often (a count reads the collection).
+  HERALD_SIZE_METRICS_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(60),
 };

@@ -11,3 +11,4 @@ export * from "./grpc.client.js";
 export * from "./mongo.client.js";
 export * from "./bus/index.js";
 export * from "./metrics.registry.js";
+export * from "./metrics.polled.js";

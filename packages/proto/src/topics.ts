@@ -11,3 +11,13 @@ export const BusTopics = {
   retries: (app: string, provider: string) => `herald.retries.${app}.${provider}`,
   deliveries: (app: string, provider: string) => `herald.deliveries.${app}.${provider}`,
 } as const;
+
+// Consumer group names: part of the contract too, since the operator scales senders on their
+// lag and every consumer reports its own lag as a metric.
+export const BusGroups = {
+  fanout: "herald-fanout",
+  results: "herald-results",
+  tokenFeedback: "herald-registry-token-feedback",
+  sender: (app: string, provider: string) => `herald-sender-${app}-${provider}`,
+  senderRetries: (app: string, provider: string) => `herald-sender-${app}-${provider}-retries`,
+} as const;

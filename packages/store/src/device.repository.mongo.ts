@@ -4,6 +4,7 @@ import { duplicateKeyIndexes, isDuplicateKey } from "./mongo.errors.js";
 import { checkBatchSize, compareStrings, deviceMatcher, encodeTagKey, escapeRegex, given, tagPair, tagPairsOf, tagsOfPairs } from "./store.query.js";
 import type { SubscriptionDoc } from "./subscription.repository.mongo.js";
 import type {
+  AppDeviceCount,
   DeviceImport,
   DevicePatch,
   DeviceQuery,
@@ -313,6 +314,11 @@ export class MongoDevices implements DeviceRepository {
 
   async removeApp(app: string): Promise<number> {
     return (await this.col.deleteMany({ app })).deletedCount;
+  }
+
+  async sizes(): Promise<AppDeviceCount[]> {
+    const rows = await this.col.aggregate<{ _id: { app: string; provider: ProviderName }; n: number }>([{ $group: { _id: { app: "$app", provider: "$provider" }, n: { $sum: 1 } } }]).toArray();
+    return rows.map((r) => ({ app: r._id.app, provider: r._id.provider, devices: r.n }));
   }
 
   async importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>> {

@@ -620,6 +620,37 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
 
     // ---------------------------------------------------------------------------------------
     describe("subscriptions", () => {
+      it("sizes counts devices per app and provider, and topics and subscriptions per app", async () => {
+        const [a, b] = [newApp(), newApp()];
+        const [a1, a2] = await seedMany(a, 2, () => ({ provider: "fcm", platform: "android" }));
+        const [a3] = await seedMany(a, 1, () => ({ provider: "apns", platform: "ios" }));
+        const [b1] = await seedMany(b, 1, () => ({ provider: "webpush", platform: "web" }));
+        await store.subscriptions.add(a, a1!.id, "", ["news", "sport"], "device");
+        await store.subscriptions.add(a, a2!.id, "", ["news"], "device");
+        await store.subscriptions.add(a, a3!.id, "u", ["news"], "user");
+        await store.subscriptions.add(b, b1!.id, "", ["x"], "device");
+        // A topic dropped by its only source is not counted.
+        await store.subscriptions.add(b, b1!.id, "", ["gone"], "user");
+        await store.subscriptions.removeSource(b, b1!.id, ["gone"], "user");
+        const devices = (await store.devices.sizes()).filter((s) => s.app === a || s.app === b);
+        assert.deepEqual(
+          devices.sort((x, y) => compareStrings(`${x.app}/${x.provider}`, `${y.app}/${y.provider}`)),
+          [
+            { app: a, provider: "apns", devices: 1 },
+            { app: a, provider: "fcm", devices: 2 },
+            { app: b, provider: "webpush", devices: 1 },
+          ].sort((x, y) => compareStrings(`${x.app}/${x.provider}`, `${y.app}/${y.provider}`)),
+        );
+        const topics = (await store.subscriptions.sizes()).filter((s) => s.app === a || s.app === b);
+        assert.deepEqual(
+          topics.sort((x, y) => compareStrings(x.app, y.app)),
+          [
+            { app: a, topics: 2, subscriptions: 4 },
+            { app: b, topics: 1, subscriptions: 1 },
+          ].sort((x, y) => compareStrings(x.app, y.app)),
+        );
+      });
+
       it("a topic held by both sources survives removing one of them", async () => {
         const app = newApp();
         const subs = store.subscriptions;

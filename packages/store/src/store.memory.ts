@@ -4,8 +4,10 @@ import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, sp
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
+  AppDeviceCount,
   AppRecord,
   AppRepository,
+  AppTopicCount,
   DeviceImport,
   DeviceQuery,
   DeviceRecord,
@@ -250,6 +252,16 @@ class MemoryDevices implements DeviceRepository {
     const n = this.spaces.get(app)?.byId.size ?? 0;
     this.spaces.delete(app);
     return n;
+  }
+
+  async sizes(): Promise<AppDeviceCount[]> {
+    const out: AppDeviceCount[] = [];
+    for (const [app, space] of this.spaces) {
+      const byProvider = new Map<ProviderName, number>();
+      for (const d of space.byId.values()) byProvider.set(d.provider, (byProvider.get(d.provider) ?? 0) + 1);
+      for (const [provider, devices] of byProvider) out.push({ app, provider, devices });
+    }
+    return out;
   }
 
   async importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>> {
@@ -515,6 +527,17 @@ class MemorySubscriptions implements SubscriptionRepository {
 
   async removeApp(app: string): Promise<void> {
     this.spaces.delete(app);
+  }
+
+  async sizes(): Promise<AppTopicCount[]> {
+    const out: AppTopicCount[] = [];
+    for (const [app, space] of this.spaces) {
+      let subscriptions = 0;
+      for (const rows of space.byDevice.values()) subscriptions += rows.size;
+      const topics = [...space.byTopic.values()].filter((devices) => devices.size > 0).length;
+      if (subscriptions > 0) out.push({ app, topics, subscriptions });
+    }
+    return out;
   }
 }
 

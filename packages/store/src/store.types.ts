@@ -109,6 +109,9 @@ export interface DeviceRepository {
   // Devices whose lastSeenAt is before `seenBefore`, by id, at most `limit`.
   listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]>;
   removeApp(app: string): Promise<number>;
+  // Devices per app and provider, for the size metrics: the one read across apps, never exposed
+  // through an API.
+  sizes(): Promise<AppDeviceCount[]>;
   // Bulk import, for migrating from another push service (and seeding benchmarks): creates the
   // devices whose (provider, token) the app does not hold yet, with their device topics, a batch
   // of documents per database round trip. Returns the new ids in input order; null where the token
@@ -181,6 +184,8 @@ export interface SubscriptionRepository {
   listUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }, page: PageQuery): Promise<UserTopicRecord[]>;
   removeUser(app: string, user: string): Promise<number>;
   removeApp(app: string): Promise<void>;
+  // Distinct topics held by devices and device-topic subscriptions per app, for the size metrics.
+  sizes(): Promise<AppTopicCount[]>;
 }
 
 export type DeviceOverflowPolicyName = "evict" | "reject";
@@ -191,6 +196,18 @@ export interface AppLimitsRecord {
   maxInactiveDays: number;
   maxTopicsPerDevice: number;
   maxPublishRate: number;
+}
+
+export interface AppDeviceCount {
+  app: string;
+  provider: ProviderName;
+  devices: number;
+}
+
+export interface AppTopicCount {
+  app: string;
+  topics: number;
+  subscriptions: number;
 }
 
 export interface AppRecord {

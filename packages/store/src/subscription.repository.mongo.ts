@@ -2,6 +2,7 @@ import type { Collection, Document, Filter, ObjectId } from "mongodb";
 import { isDuplicateKey } from "./mongo.errors.js";
 import { checkBatchSize, compareStrings, escapeRegex, given, splitCursor } from "./store.query.js";
 import type {
+  AppTopicCount,
   PageQuery,
   SubscriptionQuery,
   SubscriptionRecord,
@@ -291,5 +292,16 @@ export class MongoSubscriptions implements SubscriptionRepository {
   async removeApp(app: string): Promise<void> {
     await this.subs.deleteMany({ app });
     await this.userTopics.deleteMany({ app });
+  }
+
+  async sizes(): Promise<AppTopicCount[]> {
+    type Row = { _id: string; n: number };
+    // Two passes: FerretDB 1.x sums a field of an earlier $group's output as 0.
+    const [subscriptions, topics] = await Promise.all([
+      this.subs.aggregate<Row>([{ $match: LIVE }, { $group: { _id: "$app", n: { $sum: 1 } } }]).toArray(),
+      this.subs.aggregate<Row>([{ $match: LIVE }, { $group: { _id: { app: "$app", topic: "$topic" } } }, { $group: { _id: "$_id.app", n: { $sum: 1 } } }]).toArray(),
+    ]);
+    const topicsOfApp = new Map(topics.map((r) => [r._id, r.n]));
+    return subscriptions.map((r) => ({ app: r._id, topics: topicsOfApp.get(r._id) ?? 0, subscriptions: r.n }));
   }
 }

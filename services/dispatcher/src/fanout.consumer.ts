@@ -1,5 +1,5 @@
 import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
-import { BusTopics, dispatch, events, type topic } from "@herald/proto";
+import { BusGroups, BusTopics, dispatch, events, type topic } from "@herald/proto";
 import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
@@ -35,7 +35,7 @@ export class FanoutWorker {
 
   start(): Promise<Subscription> {
     return this.deps.bus.subscribe({
-      group: "herald-fanout",
+      group: BusGroups.fanout,
       topics: [BusTopics.publishes],
       // Publishes are independent: a broadcast must not hold up the single-device publishes that
       // land on other partitions behind it.

@@ -1,7 +1,7 @@
 // The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
 // scheduler, on MongoDB and Kafka, reading recipients from the topic service.
-import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
-import { BusTopics, descriptorSetPath } from "@herald/proto";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
 import { DispatcherMetrics } from "./dispatcher.metrics.js";
@@ -34,6 +34,15 @@ const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADM
 lifecycle.add("topic client", async () => recipients.close());
 
 const registry = createMetricsRegistry("herald-dispatcher");
+consumerLagGauge({
+  registry,
+  bus,
+  groups: [
+    { group: BusGroups.fanout, topics: [BusTopics.publishes] },
+    { group: BusGroups.results, topics: [BusTopics.results] },
+  ],
+  logger,
+});
 const dispatcher = createDispatcherModule({ publishes, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry) });
 lifecycle.add("workers", await dispatcher.start());
 const server = new GrpcServer({

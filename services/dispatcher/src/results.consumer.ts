@@ -1,5 +1,5 @@
 import type { Bus, BusMessage, Subscription } from "@herald/platform";
-import { BusTopics, events } from "@herald/proto";
+import { BusGroups, BusTopics, events } from "@herald/proto";
 import type { PublishRepository } from "@herald/store";
 import { completeIfSettled } from "./publish.progress.js";
 
@@ -15,7 +15,7 @@ export class ResultAggregator {
   ) {}
 
   start(): Promise<Subscription> {
-    return this.bus.subscribe({ group: "herald-results", topics: [BusTopics.results], handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value)) });
+    return this.bus.subscribe({ group: BusGroups.results, topics: [BusTopics.results], handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value)) });
   }
 
   async handle(r: events.DeliveryResult): Promise<void> {

@@ -11,6 +11,8 @@ export class DeviceEvents {
   constructor(
     private readonly bus: Bus,
     private readonly now: () => Date,
+    // Counts what was published (metrics): app, kind ("removed"), removal reason, devices.
+    private readonly counted?: (app: string, kind: string, reason: string, n: number) => void,
   ) {}
 
   async emit(kind: events.DeviceEventKind, devices: DeviceRecord[], extra: { previousUser?: string; reason?: RemovalReason } = {}): Promise<void> {
@@ -33,6 +35,12 @@ export class DeviceEvents {
         }).finish(),
       })),
     );
+    if (this.counted) {
+      const kindName = events.deviceEventKindToJSON(kind).replace("DEVICE_EVENT_KIND_", "").toLowerCase();
+      const perApp = new Map<string, number>();
+      for (const d of devices) perApp.set(d.app, (perApp.get(d.app) ?? 0) + 1);
+      for (const [app, n] of perApp) this.counted(app, kindName, extra.reason ?? "", n);
+    }
   }
 }
 

@@ -1,8 +1,9 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
-import { BusTopics, descriptorSetPath } from "@herald/proto";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
+import { RegistryMetrics } from "./registry.metrics.js";
 import { createRegistryModule } from "./registry.module.js";
 
 const config = loadConfig(
@@ -29,8 +30,10 @@ await bus.ensureTopics([
   { name: BusTopics.tokenFeedback, partitions: 8 },
 ]);
 
+const metrics = createMetricsRegistry("herald-registry");
 const registry = createRegistryModule({
   store,
+  metrics: new RegistryMetrics(metrics, store, logger, config.HERALD_SIZE_METRICS_INTERVAL_SECONDS * 1000),
   bus,
   logger,
   masterSecret: config.HERALD_SECRET,
@@ -42,7 +45,7 @@ lifecycle.add("sweeper", () => registry.sweeper.stop());
 const feedback = await registry.tokenFeedback.start();
 lifecycle.add("token feedback", () => feedback.stop());
 
-const metrics = createMetricsRegistry("herald-registry");
+consumerLagGauge({ registry: metrics, bus, groups: [{ group: BusGroups.tokenFeedback, topics: [BusTopics.tokenFeedback] }], logger });
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),

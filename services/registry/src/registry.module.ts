@@ -4,6 +4,7 @@ import { AppService } from "./app.service.js";
 import { DeviceEvents } from "./device.events.js";
 import { DeviceService } from "./device.service.js";
 import { DeviceSweeper } from "./device.sweeper.js";
+import type { RegistryMetrics } from "./registry.metrics.js";
 import { TokenFeedbackConsumer } from "./tokenfeedback.consumer.js";
 import { UserTokens } from "./usertoken.jwt.js";
 
@@ -15,6 +16,7 @@ export interface RegistryModuleDeps {
   tokenRules: TokenRules;
   sweepIntervalMs?: number;
   now?: () => Date;
+  metrics?: RegistryMetrics;
 }
 
 export interface RegistryModule {
@@ -30,7 +32,7 @@ export interface RegistryModule {
 export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
   const now = deps.now ?? (() => new Date());
   const userTokens = new UserTokens(deps.masterSecret, now);
-  const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now), userTokens, tokenRules: deps.tokenRules, now });
+  const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now, deps.metrics?.countEvent), userTokens, tokenRules: deps.tokenRules, now });
   const apps = new AppService({ store: deps.store, userTokens, now });
   const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
   const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }));

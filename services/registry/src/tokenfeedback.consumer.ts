@@ -1,5 +1,5 @@
 import type { Bus, BusMessage, Logger, Subscription } from "@herald/platform";
-import { BusTopics, events } from "@herald/proto";
+import { BusGroups, BusTopics, events } from "@herald/proto";
 import { PROVIDER_NAMES, type Store } from "@herald/store";
 import type { DeviceService } from "./device.service.js";
 
@@ -16,7 +16,7 @@ export class TokenFeedbackConsumer {
 
   start(): Promise<Subscription> {
     return this.bus.subscribe({
-      group: "herald-registry-token-feedback",
+      group: BusGroups.tokenFeedback,
       topics: [BusTopics.tokenFeedback],
       handler: (m: BusMessage) => this.handle(events.TokenFeedback.decode(m.value)).then(() => undefined),
     });

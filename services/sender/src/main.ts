@@ -1,6 +1,6 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing } from "@herald/platform";
-import { BusTopics } from "@herald/proto";
+import { consumerLagGauge, createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing } from "@herald/platform";
+import { BusGroups, BusTopics } from "@herald/proto";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { createProvider, providerEnv } from "./provider.factory.js";
@@ -42,6 +42,15 @@ lifecycle.add("provider", () => provider.close());
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
 await bus.ensureTopics([BusTopics.deliveries(config.HERALD_APP, name), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
+consumerLagGauge({
+  registry,
+  bus,
+  groups: [
+    { group: BusGroups.sender(config.HERALD_APP, name), topics: [BusTopics.deliveries(config.HERALD_APP, name)] },
+    { group: BusGroups.senderRetries(config.HERALD_APP, name), topics: [BusTopics.retries(config.HERALD_APP, name)] },
+  ],
+  logger,
+});
 const worker = new SenderWorker({ app: config.HERALD_APP, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,
   backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS },
   credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,

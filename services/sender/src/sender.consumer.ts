@@ -1,5 +1,5 @@
 import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
-import { BusTopics, dispatch, events } from "@herald/proto";
+import { BusGroups, BusTopics, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
 
@@ -43,7 +43,7 @@ export class SenderWorker {
 
   async start(): Promise<void> {
     const name = this.o.provider.name;
-    const group = `herald-sender-${this.o.app}-${name}`;
+    const group = BusGroups.sender(this.o.app, name);
     // Every replica reads every cancellation, so its group is its own.
     this.subscriptions.push(
       await this.o.bus.subscribe({
@@ -56,7 +56,7 @@ export class SenderWorker {
       }),
     );
     const deliveries = await this.o.bus.subscribe({ group, topics: [BusTopics.deliveries(this.o.app, name)], handler: (m) => this.handle(m) });
-    const retries = await this.o.bus.subscribe({ group: `${group}-retries`, topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
+    const retries = await this.o.bus.subscribe({ group: BusGroups.senderRetries(this.o.app, name), topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
     this.subscriptions.push(deliveries, retries);
   }
 

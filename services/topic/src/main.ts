@@ -1,5 +1,5 @@
 // The topic service as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, Lifecycle, loadConfig, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, cachedRead, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, Lifecycle, loadConfig, polledGauge, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
 import { descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore } from "@herald/store";
 import { z } from "zod";
@@ -19,6 +19,10 @@ lifecycle.add("store", () => store.close());
 
 const topics = createTopicModule({ store });
 const metrics = createMetricsRegistry("herald-topic");
+// Topic sizes per app, from one count shared by both gauges.
+const sizes = cachedRead(() => store.subscriptions.sizes(), config.HERALD_SIZE_METRICS_INTERVAL_SECONDS * 1000);
+polledGauge({ registry: metrics, name: "herald_topic_topics", help: "Distinct topics devices are subscribed to, per app", labelNames: ["app"], read: async () => (await sizes()).map((s) => ({ labels: { app: s.app }, value: s.topics })), logger });
+polledGauge({ registry: metrics, name: "herald_topic_subscriptions", help: "Device-topic subscriptions per app", labelNames: ["app"], read: async () => (await sizes()).map((s) => ({ labels: { app: s.app }, value: s.subscriptions })), logger });
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
