@@ -4,7 +4,7 @@
 import { hostname } from "node:os";
 import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
 import { AppsV1Api, CoreV1Api } from "@kubernetes/client-node";
-import { createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, startOpsServer, startTracing } from "@herald/platform";
+import { createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
 import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
 import { grpcAppRegistry } from "./app.registry.js";
 import { Informer } from "./informer.watch.js";
@@ -23,7 +23,7 @@ const logger = createLogger({ service: "herald-operator", level: config.HERALD_L
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
-const tracing = startTracing({ serviceName: "herald-operator", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+const tracing = startTracing(tracingOptions(config, "herald-operator"));
 lifecycle.add("tracing", () => tracing.shutdown());
 
 const kc = loadKubeConfig();

@@ -56,6 +56,8 @@ export const serviceEnv = {
   HERALD_ADMIN_KEY_SHA256: z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex SHA-256").optional(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
   HERALD_TRACE_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
+  // The service's name in traces (default herald-<service>).
+  OTEL_SERVICE_NAME: z.string().optional(),
   // Port of GET /metrics (Prometheus) and /healthz; unset: no such server (0: any free port).
   HERALD_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   // The registry and topic service recount devices and subscriptions for /metrics at most this

@@ -16,6 +16,12 @@ export interface TracingOptions {
   extraProcessors?: SpanProcessor[];
 }
 
+// The tracing settings every service reads from its environment (serviceEnv): the OTLP endpoint,
+// the root sampling ratio, and OTEL_SERVICE_NAME to rename the service in Jaeger.
+export function tracingOptions(config: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string; HERALD_TRACE_SAMPLE_RATIO: number; OTEL_SERVICE_NAME?: string }, serviceName: string): TracingOptions {
+  return { serviceName: config.OTEL_SERVICE_NAME || serviceName, otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO };
+}
+
 export interface Tracing {
   shutdown(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 // The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
 // scheduler, on MongoDB and Kafka, reading recipients from the topic service.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -21,7 +21,7 @@ const logger = createLogger({ service: "herald-dispatcher", level: config.HERALD
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
-const tracing = startTracing({ serviceName: "herald-dispatcher", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+const tracing = startTracing(tracingOptions(config, "herald-dispatcher"));
 lifecycle.add("tracing", () => tracing.shutdown());
 const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
 lifecycle.add("mongo", () => mongo.close());

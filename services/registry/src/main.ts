@@ -1,5 +1,5 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -18,7 +18,7 @@ const logger = createLogger({ service: "herald-registry", level: config.HERALD_L
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
-const tracing = startTracing({ serviceName: "herald-registry", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+const tracing = startTracing(tracingOptions(config, "herald-registry"));
 lifecycle.add("tracing", () => tracing.shutdown());
 const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
 const store = await createMongoStore(mongo.db, { client: mongo.client });

@@ -1,5 +1,5 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { consumerLagGauge, createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing } from "@herald/platform";
+import { consumerLagGauge, createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics } from "@herald/proto";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
@@ -30,7 +30,7 @@ const logger = createLogger({ service: `herald-sender-${name}`, level: config.HE
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
-const tracing = startTracing({ serviceName: `herald-sender-${name}`, otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+const tracing = startTracing(tracingOptions(config, `herald-sender-${name}`));
 lifecycle.add("tracing", () => tracing.shutdown());
 
 const registry = createMetricsRegistry(`herald-sender-${name}`);

@@ -1,5 +1,5 @@
 // The topic service as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, cachedRead, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, Lifecycle, loadConfig, polledGauge, serveMetrics, serviceEnv, startTracing } from "@herald/platform";
+import { ApiKeyAuthenticator, cachedRead, connectMongo, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, Lifecycle, loadConfig, polledGauge, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore } from "@herald/store";
 import { z } from "zod";
@@ -11,7 +11,7 @@ const logger = createLogger({ service: "herald-topic", level: config.HERALD_LOG_
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
-const tracing = startTracing({ serviceName: "herald-topic", otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, sampleRatio: config.HERALD_TRACE_SAMPLE_RATIO });
+const tracing = startTracing(tracingOptions(config, "herald-topic"));
 lifecycle.add("tracing", () => tracing.shutdown());
 const mongo = await connectMongo(config.HERALD_MONGO_URL, logger);
 const store = await createMongoStore(mongo.db, { client: mongo.client });
