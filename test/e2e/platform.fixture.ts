@@ -28,6 +28,8 @@ export interface Platform {
   // Starts one sender process; resolves when it consumes.
   // `opsUrl`: its health and metrics server.
   startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess & { opsUrl: string }>;
+  // Starts the HTTP gateway process in front of the services; resolves with its base URL once it answers.
+  startGateway(env?: Record<string, string>): Promise<ServiceProcess & { url: string }>;
   stop(): Promise<void>;
 }
 
@@ -98,6 +100,22 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
         await new Promise((r) => setTimeout(r, 100));
       }
       return Object.assign(p, { opsUrl: `http://127.0.0.1:${health}` });
+    },
+    async startGateway(gatewayEnv = {}) {
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const p = spawnService(
+        `${root}services/gateway/src/main.ts`,
+        { ...common, HERALD_HTTP_ADDRESS: `127.0.0.1:${port}`, HERALD_REGISTRY_ADDRESS: addresses.registry, HERALD_TOPIC_ADDRESS: addresses.topic, HERALD_DISPATCHER_ADDRESS: addresses.dispatcher, ...gatewayEnv },
+        "",
+      );
+      procs.push(p);
+      const deadline = Date.now() + 90_000;
+      while ((await fetch(`${url}/healthz`).catch(() => undefined))?.status !== 200) {
+        if (p.child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway did not start: ${failureOf(p.output())}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return Object.assign(p, { url });
     },
     async stop() {
       for (const c of opened) c.close();

@@ -21,6 +21,7 @@ import { createDispatcherModule, storeRecipients } from "@herald/dispatcher";
 import { DryRunProvider, SenderWorker, type ProviderName, type PushProvider } from "@herald/sender";
 import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store, type TokenRules } from "@herald/store";
 import { createTopicModule } from "@herald/topic";
+import { createGateway, startHttpServer, type HttpServer } from "@herald/gateway";
 import { z } from "zod";
 import { devFilePath, removeDevFileIfOurs, REPO_ROOT, writeDevFile } from "./devfile.schema.js";
 import { enabledProviders, loadPushApps, toCreateAppRequest, type PushApp } from "@herald/pushapp";
@@ -28,12 +29,16 @@ import type { FakeProviders } from "./serve.fakes.js";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
+export const DEFAULT_HTTP_PORT = 8080;
 export const DEFAULT_APPS_DIR = resolve(REPO_ROOT, "deploy/samples");
 
 export interface EmbeddedOptions {
   // Listen address; port 0 picks a free port (tests).
   host?: string;
   port?: number;
+  // Port of the HTTP gateway on the same host; 0 picks a free port; absent or false: none
+  // (`herald serve` runs it on 8080).
+  httpPort?: number | false;
   // Directory of PushApp YAML files; default deploy/samples of the repository.
   appsDir?: string;
   // Random when absent (a new one each start).
@@ -61,6 +66,8 @@ export interface EmbeddedApp {
 export interface EmbeddedServer {
   address: string;
   port: number;
+  // Base URL of the HTTP gateway, when one runs.
+  httpUrl?: string;
   adminKey: string;
   apps: EmbeddedApp[];
   appsDir: string;
@@ -137,6 +144,23 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     lifecycle.add("grpc", () => server.stop(5_000));
     const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
 
+    // The HTTP gateway, in front of the same gRPC port.
+    let httpUrl: string | undefined;
+    const httpPort = options.httpPort ?? false;
+    if (httpPort !== false) {
+      const gateway = createGateway({ addresses: { registry: address, topic: address, dispatcher: address }, maxBodyBytes: 1024 * 1024, logger: logger.child({ component: "gateway" }), version: "0.1.0" });
+      lifecycle.add("gateway upstreams", async () => gateway.close());
+      const hostPart = host.includes(":") ? `[${host}]` : host;
+      let http: HttpServer;
+      try {
+        http = await startHttpServer(`${hostPart}:${httpPort}`, gateway.handler);
+      } catch (err) {
+        throw new Error(`cannot listen on ${hostPart}:${httpPort} for HTTP: ${(err as Error).message.split("\n")[0]} (another server running? pass --http-port)`);
+      }
+      lifecycle.add("http", () => http.close());
+      httpUrl = `http://${hostPart}:${http.port}`;
+    }
+
     if (devFile) {
       await writeDevFile(devFile, { server: address, adminKey, pid: process.pid, startedAt: new Date().toISOString(), apps });
       lifecycle.add("dev file", () => removeDevFileIfOurs(devFile, adminKey));
@@ -146,6 +170,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     return {
       address,
       port: bound,
+      ...(httpUrl ? { httpUrl } : {}),
       adminKey,
       apps,
       appsDir,
@@ -193,6 +218,7 @@ export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): strin
     return rel && !rel.startsWith("..") ? rel : p;
   };
   lines.push(`Herald embedded: every service on ${server.address} (memory store and bus; data is lost at exit)`);
+  if (server.httpUrl) lines.push(`  HTTP API    ${server.httpUrl} (OpenAPI: ${server.httpUrl}/openapi.json)`);
   lines.push("");
   lines.push(`  admin key   ${server.adminKey}`);
   if (server.devFile) lines.push(`  keys file   ${shown(server.devFile)} (read by \`npm run herald\`)`);
@@ -226,6 +252,11 @@ export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): strin
     lines.push(`  grpcurl -plaintext -H 'authorization: Bearer ${first.serverKey}' \\`);
     lines.push(`    -d '${body}' \\`);
     lines.push(`    ${server.address} herald.registry.v1.RegistryService/RegisterDevice`);
+    if (server.httpUrl) {
+      lines.push(`  curl -H 'authorization: Bearer ${first.serverKey}' -H 'content-type: application/json' \\`);
+      lines.push(`    -d '${body}' \\`);
+      lines.push(`    ${server.httpUrl}/v1/herald.registry.v1.RegistryService/RegisterDevice`);
+    }
     lines.push("");
   }
   lines.push("Stop with Ctrl-C.");
@@ -235,6 +266,7 @@ export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): strin
 export interface ServeFlags {
   host?: string;
   port?: string;
+  httpPort?: string;
   apps?: string;
   fakes?: boolean;
 }
@@ -242,6 +274,7 @@ export interface ServeFlags {
 const serveEnv = z.object({
   HERALD_HOST: z.string().min(1).default(DEFAULT_HOST),
   HERALD_PORT: env.port(DEFAULT_PORT),
+  HERALD_HTTP_PORT: env.port(DEFAULT_HTTP_PORT),
   HERALD_APPS_DIR: z.string().min(1).optional(),
   HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
   HERALD_SECRET: z.string().min(16, "use at least 16 random characters").optional(),
@@ -259,6 +292,12 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
     if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`--port (${JSON.stringify(flags.port)}): must be an integer between 0 and 65535`]);
     port = parsed;
   }
+  let httpPort = config.HERALD_HTTP_PORT;
+  if (flags.httpPort !== undefined) {
+    const parsed = Number(flags.httpPort);
+    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`--http-port (${JSON.stringify(flags.httpPort)}): must be an integer between 0 and 65535`]);
+    httpPort = parsed;
+  }
   const logger = createLogger({ service: "herald", level: config.HERALD_LOG_LEVEL, destination: process.stderr });
   const lifecycle = new Lifecycle(logger);
   // Loaded only when asked for: the fakes make a test CA with openssl at start.
@@ -269,6 +308,7 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
     server = await startEmbedded({
       host: flags.host ?? config.HERALD_HOST,
       port,
+      httpPort,
       appsDir: flags.apps ? resolve(flags.apps) : config.HERALD_APPS_DIR ? resolve(config.HERALD_APPS_DIR) : DEFAULT_APPS_DIR,
       ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
       ...(config.HERALD_SECRET ? { masterSecret: config.HERALD_SECRET } : {}),

@@ -1,0 +1,62 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "@herald/platform";
+import { descriptorSetPath } from "@herald/proto";
+import { createRouter, type Route } from "./http.router.js";
+import { openApiDocument } from "./openapi.document.js";
+import { loadCatalog, type RpcCatalog } from "./rpc.catalog.js";
+import { rpcRoutes } from "./rpc.routes.js";
+
+// Which process serves each public gRPC service.
+export const GATEWAY_SERVICES = {
+  "herald.registry.v1.RegistryService": "registry",
+  "herald.registry.v1.AppService": "registry",
+  "herald.topic.v1.TopicService": "topic",
+  "herald.dispatch.v1.DispatchService": "dispatcher",
+} as const;
+
+export type UpstreamName = (typeof GATEWAY_SERVICES)[keyof typeof GATEWAY_SERVICES];
+
+export interface GatewayOptions {
+  // host:port of each service (all the same in the embedded server).
+  addresses: Record<UpstreamName, string>;
+  maxBodyBytes: number;
+  logger: Logger;
+  version: string;
+  onRequest?: (route: string, method: string, status: number, seconds: number) => void;
+}
+
+export interface Gateway {
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
+  catalog: RpcCatalog;
+  close(): void;
+}
+
+// The HTTP gateway as a request handler: the generic mapping of every public RPC, the OpenAPI
+// document, and a health route. Used by its own main.ts and by the embedded server.
+export function createGateway(o: GatewayOptions): Gateway {
+  const catalog = loadCatalog(descriptorSetPath, Object.keys(GATEWAY_SERVICES));
+  const clients = new Map<UpstreamName, grpc.Client>();
+  const upstream = (service: string) => {
+    const name = GATEWAY_SERVICES[service as keyof typeof GATEWAY_SERVICES];
+    let client = clients.get(name);
+    if (!client) {
+      client = new grpc.Client(o.addresses[name], grpc.credentials.createInsecure());
+      clients.set(name, client);
+    }
+    return client;
+  };
+  const document = openApiDocument(catalog, [], o.version);
+  const routes: Route[] = [
+    ...rpcRoutes(catalog, upstream),
+    { method: "GET", pattern: "/openapi.json", handle: async () => ({ body: document }) },
+    { method: "GET", pattern: "/healthz", handle: async () => ({ body: { status: "ok" } }) },
+  ];
+  return {
+    handler: createRouter({ routes, maxBodyBytes: o.maxBodyBytes, logger: o.logger, onRequest: o.onRequest }),
+    catalog,
+    close: () => {
+      for (const c of clients.values()) c.close();
+    },
+  };
+}

@@ -1,0 +1,207 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Logger } from "@herald/platform";
+import { HttpError } from "./http.errors.js";
+
+// A small router over node:http: path patterns with :params, bodies read up to a limit and
+// parsed as JSON, every refusal a JSON {error, description}, NDJSON for streams, CORS for the
+// routes browsers call, one server span and one metric sample per request.
+
+export interface HttpRequest {
+  method: string;
+  path: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: IncomingMessage["headers"];
+  // The body as sent (signatures are computed over it); empty without one.
+  body: Buffer;
+  // The body parsed as JSON; 400 INVALID_JSON when it is not, 415 when not sent as JSON.
+  json(): unknown;
+  signal: AbortSignal;
+}
+
+export interface HttpResponse {
+  status?: number;
+  headers?: Record<string, string>;
+  // Sent as JSON.
+  body?: unknown;
+  // Sent as NDJSON, one line per item, flushed as each comes.
+  stream?: AsyncIterable<unknown>;
+}
+
+export interface Route {
+  method: "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
+  // "/v1/instances/:instance/users/:user"; a trailing "*" matches the rest of the path.
+  pattern: string;
+  handle(req: HttpRequest): Promise<HttpResponse>;
+  // Browsers call it from other origins (the Beams web SDK): answer CORS preflights.
+  cors?: boolean;
+}
+
+export interface RouterOptions {
+  routes: Route[];
+  maxBodyBytes: number;
+  logger: Logger;
+  onRequest?: (route: string, method: string, status: number, seconds: number) => void;
+}
+
+interface Compiled {
+  route: Route;
+  regex: RegExp;
+  names: string[];
+}
+
+const tracer = trace.getTracer("herald-gateway");
+
+export function createRouter(o: RouterOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const compiled: Compiled[] = o.routes.map((route) => {
+    const names: string[] = [];
+    const source = route.pattern
+      .split("/")
+      .map((part) => {
+        if (part === "*") {
+          names.push("*");
+          return "(.*)";
+        }
+        if (part.startsWith(":")) {
+          names.push(part.slice(1));
+          return "([^/]+)";
+        }
+        return part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      })
+      .join("/");
+    return { route, regex: new RegExp(`^${source}$`), names };
+  });
+
+  return (req, res) => {
+    const started = performance.now();
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const method = (req.method ?? "GET").toUpperCase();
+    const candidates = compiled.filter((c) => c.regex.test(url.pathname));
+    const match = candidates.find((c) => c.route.method === method);
+    const label = match?.route.pattern ?? (candidates[0]?.route.pattern ?? "unmatched");
+    const parent = propagation.extract(context.active(), req.headers, { keys: (h) => Object.keys(h), get: (h, k) => [h[k]].flat()[0] as string | undefined });
+    tracer.startActiveSpan(`HTTP ${method} ${label}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": label } }, parent, (span) => {
+      const controller = new AbortController();
+      res.on("close", () => controller.abort());
+      const finish = (status: number) => {
+        span.setAttribute("http.response.status_code", status);
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+        o.onRequest?.(label, method, status, (performance.now() - started) / 1000);
+      };
+      void (async () => {
+        const cors = candidates.some((c) => c.route.cors);
+        if (cors) {
+          res.setHeader("access-control-allow-origin", "*");
+          res.setHeader("access-control-allow-headers", "authorization, content-type");
+          res.setHeader("access-control-allow-methods", "GET, POST, PUT, DELETE, PATCH");
+        }
+        try {
+          if (method === "OPTIONS" && cors) return finish(send(res, { status: 204 }));
+          if (!match) {
+            if (candidates.length) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed here; use ${[...new Set(candidates.map((c) => c.route.method))].join(" or ")}`, undefined, { allow: candidates.map((c) => c.route.method).join(", ") });
+            throw new HttpError(404, "NOT_FOUND", `no route for ${method} ${url.pathname}; the API is described at GET /openapi.json`);
+          }
+          const values = match.regex.exec(url.pathname)!.slice(1);
+          const params: Record<string, string> = {};
+          match.names.forEach((n, i) => {
+            params[n] = decodeURIComponent(values[i]!);
+          });
+          const body = await readBody(req, o.maxBodyBytes);
+          const request: HttpRequest = {
+            method,
+            path: url.pathname,
+            params,
+            query: url.searchParams,
+            headers: req.headers,
+            body,
+            json: () => parseJson(req, body),
+            signal: controller.signal,
+          };
+          const response = await match.route.handle(request);
+          if (response.stream) return finish(await sendStream(res, response, o.logger));
+          finish(send(res, response));
+        } catch (err) {
+          const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error");
+          if (!(err instanceof HttpError)) {
+            span.recordException(err as Error);
+            o.logger.error({ err, route: label }, "request failed");
+          }
+          if (res.headersSent) {
+            res.destroy();
+            return finish(e.status);
+          }
+          finish(send(res, { status: e.status, headers: e.headers, body: e.body() }));
+        }
+      })();
+    });
+  };
+}
+
+function send(res: ServerResponse, r: HttpResponse): number {
+  const status = r.status ?? (r.body === undefined ? 204 : 200);
+  for (const [k, v] of Object.entries(r.headers ?? {})) res.setHeader(k, v);
+  if (r.body === undefined || status === 204) {
+    res.writeHead(status).end();
+    return status;
+  }
+  const text = JSON.stringify(r.body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) }).end(text);
+  return status;
+}
+
+// NDJSON: one JSON value per line. An error after the first line can only end the stream; it
+// comes as a last line {"error": ...} so the client knows it did not end normally.
+async function sendStream(res: ServerResponse, r: HttpResponse, logger: Logger): Promise<number> {
+  const status = r.status ?? 200;
+  const iterator = r.stream![Symbol.asyncIterator]();
+  // Before the first item nothing is sent: a refusal is still a plain error response.
+  const first = await iterator.next();
+  res.writeHead(status, { ...r.headers, "content-type": "application/x-ndjson; charset=utf-8" });
+  try {
+    for (let item = first; !item.done; item = await iterator.next()) {
+      if (!res.write(`${JSON.stringify(item.value)}\n`)) await new Promise((resolve) => res.once("drain", resolve));
+    }
+  } catch (err) {
+    const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error");
+    if (!(err instanceof HttpError)) logger.error({ err }, "stream failed");
+    res.write(`${JSON.stringify(e.body())}\n`);
+  }
+  res.end();
+  return status;
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > limit) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+const tooLarge = (limit: number) => new HttpError(413, "PAYLOAD_TOO_LARGE", `the request body is larger than ${limit} bytes`);
+
+function parseJson(req: IncomingMessage, body: Buffer): unknown {
+  if (body.length === 0) return {};
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", `send the body as application/json (got ${type || "no content-type"})`);
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (err) {
+    throw new HttpError(400, "INVALID_JSON", `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
