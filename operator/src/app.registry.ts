@@ -11,7 +11,7 @@ export interface AppRegistry {
   // Creates the app (owned by this PushApp) or brings its name, limits and providers up to date.
   // Returns the user token secret when the app was created (it is only ever shown then), or the
   // registry's refusal when an app of that id belongs to someone else.
-  ensureApp(app: PushApp): Promise<EnsuredApp>;
+  ensureApp(app: PushApp, vapidPublicKey?: string): Promise<EnsuredApp>;
   // Whether the app exists and is this PushApp's (so its data and topics are this PushApp's to delete).
   ownedBy(appId: string, owner: string): Promise<"owned" | "missing" | "other">;
   createKey(appId: string, role: "server" | "client", name: string): Promise<{ id: string; secret: string }>;
@@ -28,8 +28,8 @@ const code = (err: unknown) => (err as { code?: number }).code;
 export function grpcAppRegistry(address: string, adminKey: string): AppRegistry {
   const client = createClient(apps.AppServiceService, apps, address, { apiKey: adminKey });
   return {
-    async ensureApp(app) {
-      const request = toCreateAppRequest(app, pushAppOwner(app.metadata.namespace ?? "", app.metadata.name));
+    async ensureApp(app, vapidPublicKey) {
+      const request = toCreateAppRequest(app, { owner: pushAppOwner(app.metadata.namespace ?? "", app.metadata.name), ...(vapidPublicKey ? { vapidPublicKey } : {}) });
       try {
         const created = await client.createApp(apps.CreateAppRequest.fromPartial(request));
         return { created: true, userTokenSecret: created.userTokenSecret };

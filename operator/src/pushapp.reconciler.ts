@@ -127,7 +127,7 @@ export class PushAppReconciler {
 
     // 2. The app and its API keys in the registry. An app of the same id that another PushApp
     // (another namespace) or an admin created is not taken over: nothing more is written.
-    const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid));
+    const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid, credentials.env.webpush?.HERALD_VAPID_PUBLIC_KEY));
     if ("conflict" in keys) {
       conditions.set(CONDITION.appRegistered, "False", "AppIdConflict", `${keys.conflict}; rename this PushApp (its name is the app id)`);
       return this.finish(object, status, conditions, {});
@@ -206,9 +206,9 @@ export class PushAppReconciler {
   // moved; the new Secret is written before the old keys are revoked, so clients reading the
   // Secret are never left with only revoked keys. A crash between creating and writing leaves
   // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
-  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }): Promise<ApiKeySecretData | { conflict: string }> {
+  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string }> {
     const { name: id, namespace } = app.metadata;
-    const ensured = await this.d.registry.ensureApp(app);
+    const ensured = await this.d.registry.ensureApp(app, vapidPublicKey);
     if ("conflict" in ensured) return ensured;
     const { created, userTokenSecret } = ensured;
     const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);

@@ -328,6 +328,25 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       await expectError(admin.apps.getApp({ id }), Status.NOT_FOUND, "APP_NOT_FOUND");
     });
 
+    it("verifies the app secret (the Beams secret key) and accepts Beams tokens signed with it", async () => {
+      const { app, c } = await server();
+      const admin = stack.clients(stack.adminKey);
+      assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: app.userTokenSecret })).valid, true);
+      assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: `${app.userTokenSecret}x` })).valid, false);
+      assert.equal((await admin.apps.verifyAppSecret({ appId: "no-such-app", secret: app.userTokenSecret })).valid, false);
+      // What a Beams server SDK signs: iss https://<instance>.pushnotifications.pusher.com.
+      const { device } = await c.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken() });
+      const beamsToken = userToken(app, "grace", { iss: `https://${app.id}.pushnotifications.pusher.com` });
+      assert.equal((await c.registry.bindUser({ deviceId: device!.id, userToken: beamsToken })).device?.user, "grace");
+      const otherInstance = userToken(app, "grace", { iss: "https://someone-else.pushnotifications.pusher.com" });
+      await expectError(c.registry.bindUser({ deviceId: device!.id, userToken: otherInstance }), Status.UNAUTHENTICATED, "WRONG_USER_TOKEN_ISSUER");
+      // Rotation replaces the secret.
+      const rotated = await admin.apps.rotateUserTokenSecret({ appId: app.id });
+      assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: app.userTokenSecret })).valid, false);
+      assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: rotated.userTokenSecret })).valid, true);
+      await expectError(c.registry.bindUser({ deviceId: device!.id, userToken: beamsToken }), Status.UNAUTHENTICATED, "BAD_USER_TOKEN_SIGNATURE");
+    });
+
     it("stores API keys only as hashes", async () => {
       const { app } = await server();
       const stored = await stack.store.apiKeys.list(app.id);

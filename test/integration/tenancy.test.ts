@@ -98,6 +98,7 @@ describe("tenancy matrix (mongo store)", () => {
     listApiKeys: () => B.apps.listApiKeys({ appId: a.id }),
     revokeApiKey: () => B.apps.revokeApiKey({ appId: a.id, keyId: "x" }),
     rotateUserTokenSecret: () => B.apps.rotateUserTokenSecret({ appId: a.id }),
+    verifyAppSecret: () => B.apps.verifyAppSecret({ appId: a.id, secret: a.userTokenSecret }),
   };
 
   it("covers every RPC", () => {

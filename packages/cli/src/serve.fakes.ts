@@ -20,18 +20,21 @@ export interface FakeProviders {
   close(): Promise<void>;
 }
 
-export async function startFakeProviders(logger: Logger): Promise<FakeProviders> {
+// `record`: keep every APNs and FCM request for delivered() (tests); off for a long-running
+// `npm start -- --fakes`, whose deliveries are logged instead.
+export async function startFakeProviders(logger: Logger, options: { record?: boolean } = {}): Promise<FakeProviders> {
+  const record = options.record ?? false;
   const tls = testTls();
   const log = logger.child({ component: "fake-provider" });
   const apns = await startFakeApns({
-    record: false,
+    record,
     onRecord: (r) => log.info({ provider: "apns", device: `${r.token.slice(0, 8)}…`, status: r.status, reason: r.reason, topic: r.headers["apns-topic"], payload: r.payload }, "fake APNs answered"),
   });
   const webpush = await startFakeWebPush({
     onRecord: (r) => log.info({ provider: "webpush", subscription: r.subscriptionId, status: r.status, error: r.error, plaintext: r.plaintext?.toString("utf8") }, "fake Web Push service answered"),
   });
   const fcm = await startFakeFcm({
-    record: false,
+    record,
     onRecord: (r) => log.info({ provider: "fcm", target: `${r.target.slice(0, 12)}…`, status: r.status, errorCode: r.errorCode, message: r.message }, "fake FCM answered"),
   });
   const hms = await startFakeHms({

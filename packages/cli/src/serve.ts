@@ -148,7 +148,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     let httpUrl: string | undefined;
     const httpPort = options.httpPort ?? false;
     if (httpPort !== false) {
-      const gateway = createGateway({ addresses: { registry: address, topic: address, dispatcher: address }, maxBodyBytes: 1024 * 1024, logger: logger.child({ component: "gateway" }), version: "0.1.0" });
+      const gateway = createGateway({ addresses: { registry: address, topic: address, dispatcher: address }, adminKey, maxBodyBytes: 1024 * 1024, logger: logger.child({ component: "gateway" }), version: "0.1.0" });
       lifecycle.add("gateway upstreams", async () => gateway.close());
       const hostPart = host.includes(":") ? `[${host}]` : host;
       let http: HttpServer;

@@ -12,6 +12,12 @@ export interface ClientOptions {
 export interface CallOptions {
   deadlineMs?: number;
   signal?: AbortSignal;
+  // With the admin key: the app this call acts on (over the client's `app`), and "client" to act
+  // with a CLIENT key's rights only (the gateway's device routes for app SDKs).
+  app?: string;
+  role?: "client";
+  // Another API key for this call (the gateway forwarding its caller's key).
+  apiKey?: string;
 }
 
 type Builtin = Date | Uint8Array | string | number | boolean | bigint | undefined | ((...args: never[]) => unknown);
@@ -43,8 +49,8 @@ export function createClient<D extends ServiceDef>(definition: D, messages: Mess
   const interceptor: grpc.Interceptor = (opts, next) =>
     new grpc.InterceptingCall(next(opts), {
       start(metadata, listener, nextStart) {
-        if (options.apiKey) metadata.set("authorization", `Bearer ${options.apiKey}`);
-        if (options.app) metadata.set("x-herald-app", options.app);
+        if (options.apiKey && metadata.get("authorization").length === 0) metadata.set("authorization", `Bearer ${options.apiKey}`);
+        if (options.app && metadata.get("x-herald-app").length === 0) metadata.set("x-herald-app", options.app);
         propagation.inject(context.active(), metadata, { set: (m, k, v) => m.set(k, v) });
         nextStart(metadata, listener);
       },
@@ -60,16 +66,23 @@ export function createClient<D extends ServiceDef>(definition: D, messages: Mess
     const callOptions = (o?: CallOptions): grpc.CallOptions => ({
       deadline: Date.now() + (o?.deadlineMs ?? (def.responseStream ? 3_600_000 : 30_000)),
     });
+    const callMetadata = (o?: CallOptions): grpc.Metadata => {
+      const metadata = new grpc.Metadata();
+      if (o?.apiKey) metadata.set("authorization", `Bearer ${o.apiKey}`);
+      if (o?.app) metadata.set("x-herald-app", o.app);
+      if (o?.role) metadata.set("x-herald-role", o.role);
+      return metadata;
+    };
     if (def.responseStream) {
       result[name] = (request: unknown, o?: CallOptions) => {
-        const stream = raw[name]!.call(client, complete(request), new grpc.Metadata(), callOptions(o)) as grpc.ClientReadableStream<unknown>;
+        const stream = raw[name]!.call(client, complete(request), callMetadata(o), callOptions(o)) as grpc.ClientReadableStream<unknown>;
         o?.signal?.addEventListener("abort", () => stream.cancel(), { once: true });
         return stream as AsyncIterable<unknown>;
       };
     } else {
       result[name] = (request: unknown, o?: CallOptions) =>
         new Promise((resolve, reject) => {
-          const call = raw[name]!.call(client, complete(request), new grpc.Metadata(), callOptions(o), (err: grpc.ServiceError | null, res: unknown) =>
+          const call = raw[name]!.call(client, complete(request), callMetadata(o), callOptions(o), (err: grpc.ServiceError | null, res: unknown) =>
             err ? reject(err) : resolve(res),
           ) as grpc.ClientUnaryCall;
           o?.signal?.addEventListener("abort", () => call.cancel(), { once: true });

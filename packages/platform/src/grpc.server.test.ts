@@ -72,6 +72,15 @@ describe("GrpcServer", () => {
     assert.equal((await fail(client("nope").updateDeviceTopics({})))?.reason, "UNKNOWN_API_KEY");
   });
 
+  it("lets the admin act on an app, or on an app with a CLIENT key's rights only", async () => {
+    const admin = client("admin-key-admin-key-admin-key");
+    assert.equal((await fail(admin.updateDeviceTopics({ deviceId: "d" })))?.reason, "APP_REQUIRED");
+    await admin.updateDeviceTopics({ deviceId: "d", topics: ["y"] }, { app: "a2" });
+    assert.deepEqual(seen.at(-1), { app: "a2", method: "herald.topic.v1.TopicService/UpdateDeviceTopics" });
+    await admin.updateDeviceTopics({ deviceId: "d" }, { app: "a2", role: "client" });
+    assert.equal((await fail(admin.listDeviceTopics({}, { app: "a2", role: "client" })))?.reason, "SERVER_KEY_REQUIRED");
+  });
+
   it("maps HeraldError to a status with reason, field and google.rpc.Status details", async () => {
     const e = await fail(client("server-key").updateDeviceTopics({ deviceId: "bad" }));
     assert.equal(e?.code, grpc.status.INVALID_ARGUMENT);

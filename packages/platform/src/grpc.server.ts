@@ -187,6 +187,12 @@ export class GrpcServer {
     if (principal.kind === "admin") {
       if (access === "admin") return { principal, app: "" };
       if (!named) throw permissionDenied("APP_REQUIRED", "with the admin key, name the app in `x-herald-app` metadata");
+      // `x-herald-role: client`: the admin acts with a CLIENT key's rights on the app (the HTTP
+      // gateway's routes for app SDKs), so every client rule of the services applies.
+      if (metadata.get("x-herald-role")[0]?.toString() === "client") {
+        if (access === "server") throw permissionDenied("SERVER_KEY_REQUIRED", "this call needs a SERVER key; CLIENT keys may only register devices and bind users");
+        return { principal: { kind: "app", app: named, role: "client", keyId: "admin-as-client" }, app: named };
+      }
       return { principal, app: named };
     }
     if (access === "admin") throw permissionDenied("ADMIN_KEY_REQUIRED", "this call needs the admin key");

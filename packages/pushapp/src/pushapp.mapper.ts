@@ -15,11 +15,12 @@ export const pushAppOwner = (namespace: string, name: string) => `pushapp:${name
 // The AppService request a PushApp stands for (0 = the service's default for absent limits).
 // The embedded server and the operator both create apps through it, so a PushApp means the same
 // in both modes.
-export function toCreateAppRequest(pushApp: PushApp, owner = ""): appsApi.CreateAppRequest {
+export function toCreateAppRequest(pushApp: PushApp, extra: { owner?: string; vapidPublicKey?: string } = {}): appsApi.CreateAppRequest {
   const limits = pushApp.spec.limits ?? {};
   return {
     id: pushApp.metadata.name,
-    owner,
+    owner: extra.owner ?? "",
+    vapidPublicKey: extra.vapidPublicKey ?? "",
     name: pushApp.spec.displayName ?? pushApp.metadata.name,
     limits: {
       maxDevicesPerUser: limits.maxDevicesPerUser ?? 0,

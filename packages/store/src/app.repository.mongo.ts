@@ -12,6 +12,7 @@ export interface AppDoc {
   secretVersion: number;
   // Absent on apps stored before owners existed.
   owner?: string;
+  vapidPublicKey?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -23,6 +24,7 @@ const toAppRecord = (d: AppDoc): AppRecord => ({
   providers: [...d.providers],
   secretVersion: d.secretVersion,
   owner: d.owner ?? "",
+  vapidPublicKey: d.vapidPublicKey ?? "",
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });
@@ -52,11 +54,12 @@ export class MongoApps implements AppRepository {
     return docs.map(toAppRecord);
   }
 
-  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers">> & { now: Date }): Promise<AppRecord | null> {
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey">> & { now: Date }): Promise<AppRecord | null> {
     const set: Partial<AppDoc> = { updatedAt: patch.now };
     if (patch.name !== undefined) set.name = patch.name;
     if (patch.limits !== undefined) set.limits = { ...patch.limits };
     if (patch.providers !== undefined) set.providers = [...patch.providers];
+    if (patch.vapidPublicKey !== undefined) set.vapidPublicKey = patch.vapidPublicKey;
     const doc = await this.col.findOneAndUpdate({ _id: id }, { $set: set }, { returnDocument: "after" });
     return doc ? toAppRecord(doc) : null;
   }

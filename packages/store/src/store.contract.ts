@@ -55,6 +55,7 @@ function appRecord(id: string, extra: Partial<AppRecord> = {}): AppRecord {
     providers: ["fcm", "apns"],
     secretVersion: 1,
     owner: "",
+    vapidPublicKey: "",
     createdAt: at(0),
     updatedAt: at(0),
     ...extra,
@@ -1027,6 +1028,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         await store.apps.create(appRecord(id, { owner: "pushapp:team-a/shop" }));
         assert.equal((await store.apps.get(id))?.owner, "pushapp:team-a/shop");
         assert.equal((await store.apps.update(id, { name: "Shop", now: at(1) }))?.owner, "pushapp:team-a/shop");
+        assert.equal((await store.apps.update(id, { vapidPublicKey: "BPub", now: at(2) }))?.vapidPublicKey, "BPub");
+        assert.equal((await store.apps.get(id))?.vapidPublicKey, "BPub");
       });
 
       it("list pages by id", async () => {

@@ -219,6 +219,8 @@ export interface AppRecord {
   secretVersion: number;
   // Who manages the app ("pushapp:<namespace>/<name>" for the operator), "" for API-created apps.
   owner: string;
+  // The Web Push VAPID public key browsers subscribe with, "" when none is known.
+  vapidPublicKey: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -229,7 +231,7 @@ export interface AppRepository {
   get(id: string): Promise<AppRecord | null>;
   // Sorted by id.
   list(page: PageQuery): Promise<AppRecord[]>;
-  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers">> & { now: Date }): Promise<AppRecord | null>;
+  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey">> & { now: Date }): Promise<AppRecord | null>;
   // Returns the new version, or null when the app does not exist.
   bumpSecretVersion(id: string, now: Date): Promise<number | null>;
   delete(id: string): Promise<boolean>;

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as grpc from "@grpc/grpc-js";
-import type { Logger } from "@herald/platform";
-import { descriptorSetPath } from "@herald/proto";
+import { createClient, type Logger } from "@herald/platform";
+import { apps, descriptorSetPath, dispatch, registry, topic } from "@herald/proto";
+import { beamsRoutes, type BeamsClients } from "./beams.routes.js";
 import { createRouter, type Route } from "./http.router.js";
 import { openApiDocument } from "./openapi.document.js";
 import { loadCatalog, type RpcCatalog } from "./rpc.catalog.js";
@@ -20,6 +21,9 @@ export type UpstreamName = (typeof GATEWAY_SERVICES)[keyof typeof GATEWAY_SERVIC
 export interface GatewayOptions {
   // host:port of each service (all the same in the embedded server).
   addresses: Record<UpstreamName, string>;
+  // The admin key: the compatibility APIs (Pusher Beams) act on apps with it; without it they
+  // are not served.
+  adminKey?: string;
   maxBodyBytes: number;
   logger: Logger;
   version: string;
@@ -46,9 +50,25 @@ export function createGateway(o: GatewayOptions): Gateway {
     }
     return client;
   };
+  const compat: Route[] = [];
+  const opened: Array<{ close(): void }> = [];
+  if (o.adminKey) {
+    const admin = { apiKey: o.adminKey };
+    const beams: BeamsClients = {
+      apps: createClient(apps.AppServiceService, apps, o.addresses.registry, admin),
+      registry: createClient(registry.RegistryServiceService, registry, o.addresses.registry, admin),
+      topic: createClient(topic.TopicServiceService, topic, o.addresses.topic, admin),
+      dispatch: createClient(dispatch.DispatchServiceService, dispatch, o.addresses.dispatcher, admin),
+    };
+    opened.push(...Object.values(beams));
+    compat.push(...beamsRoutes(beams));
+  } else {
+    o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");
+  }
   const document = openApiDocument(catalog, [], o.version);
   const routes: Route[] = [
     ...rpcRoutes(catalog, upstream),
+    ...compat,
     { method: "GET", pattern: "/openapi.json", handle: async () => ({ body: document }) },
     { method: "GET", pattern: "/healthz", handle: async () => ({ body: { status: "ok" } }) },
   ];
@@ -56,7 +76,7 @@ export function createGateway(o: GatewayOptions): Gateway {
     handler: createRouter({ routes, maxBodyBytes: o.maxBodyBytes, logger: o.logger, onRequest: o.onRequest }),
     catalog,
     close: () => {
-      for (const c of clients.values()) c.close();
+      for (const c of [...clients.values(), ...opened]) c.close();
     },
   };
 }

@@ -36,6 +36,8 @@ export interface Route {
   handle(req: HttpRequest): Promise<HttpResponse>;
   // Browsers call it from other origins (the Beams web SDK): answer CORS preflights.
   cors?: boolean;
+  // The error body of this route's refusals (compatibility APIs have their own shape).
+  errorBody?: (e: HttpError) => unknown;
 }
 
 export interface RouterOptions {
@@ -132,7 +134,8 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
             res.destroy();
             return finish(e.status);
           }
-          finish(send(res, { status: e.status, headers: e.headers, body: e.body() }));
+          const errorBody = (match ?? candidates[0])?.route.errorBody;
+          finish(send(res, { status: e.status, headers: e.headers, body: errorBody ? errorBody(e) : e.body() }));
         }
       })();
     });

@@ -19,6 +19,8 @@ const config = loadConfig(
     HERALD_DISPATCHER_ADDRESS: z.string().min(1, "the dispatcher's host:port"),
     // Larger bodies are refused with 413 before they are read.
     HERALD_HTTP_MAX_BODY_BYTES: env.int(1024 * 1024, 1024),
+    // Needed by the Pusher Beams-compatible routes only (they act on the app named in the path).
+    HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
   }),
 );
 const logger = createLogger({ service: "herald-gateway", level: config.HERALD_LOG_LEVEL });
@@ -39,6 +41,7 @@ const requests = new Histogram({
 const gateway = createGateway({
   addresses: { registry: config.HERALD_REGISTRY_ADDRESS, topic: config.HERALD_TOPIC_ADDRESS, dispatcher: config.HERALD_DISPATCHER_ADDRESS },
   maxBodyBytes: config.HERALD_HTTP_MAX_BODY_BYTES,
+  ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
   logger,
   version: "0.1.0",
   onRequest: (route, method, status, seconds) => requests.observe({ route, method, status: String(status) }, seconds),

@@ -18,7 +18,7 @@ import {
   type AppRecord,
   type Store,
 } from "@herald/store";
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import type { UserTokens } from "./usertoken.jwt.js";
 
 export interface AppServiceDeps {
@@ -44,6 +44,7 @@ export class AppService {
       listApiKeys: { access: "admin", handle: (req) => this.listKeys(req) },
       revokeApiKey: { access: "admin", handle: (req) => this.revokeKey(req) },
       rotateUserTokenSecret: { access: "admin", handle: (req) => this.rotate(req) },
+      verifyAppSecret: { access: "admin", handle: (req) => this.verifySecret(req) },
     });
   }
 
@@ -57,6 +58,7 @@ export class AppService {
       providers: providers(req.providers),
       secretVersion: 1,
       owner: req.owner,
+      vapidPublicKey: req.vapidPublicKey,
       createdAt: now,
       updatedAt: now,
     };
@@ -77,6 +79,7 @@ export class AppService {
       ...(req.name ? { name: req.name } : {}),
       ...(req.limits ? { limits: toLimits(req.limits) } : {}),
       providers: providers(req.providers),
+      ...(req.vapidPublicKey ? { vapidPublicKey: req.vapidPublicKey } : {}),
       now: this.deps.now(),
     });
     if (!updated) throw notFound("app", req.id);
@@ -135,6 +138,14 @@ export class AppService {
     return { userTokenSecret: this.deps.userTokens.secretFor(req.appId, version), version };
   }
 
+  async verifySecret(req: apps.VerifyAppSecretRequest): Promise<apps.VerifyAppSecretResponse> {
+    const app = req.appId ? await this.deps.store.apps.get(req.appId) : null;
+    if (!app || !req.secret) return { valid: false };
+    const expected = Buffer.from(this.deps.userTokens.secretFor(app.id, app.secretVersion));
+    const given = Buffer.from(req.secret);
+    return { valid: expected.length === given.length && timingSafeEqual(expected, given) };
+  }
+
   // App ids are global, PushApp names only unique per namespace: a PushApp must never take over
   // (or delete) an app that another PushApp, or an admin through the API, created.
   private checkOwner(app: AppRecord, owner: string): void {
@@ -184,6 +195,7 @@ export function toAppProto(app: AppRecord): apps.App {
     },
     providers: app.providers.map(providerEnum),
     owner: app.owner,
+    vapidPublicKey: app.vapidPublicKey,
     createdAt: app.createdAt,
     updatedAt: app.updatedAt,
     userTokenSecretVersion: app.secretVersion,

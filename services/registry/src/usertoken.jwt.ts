@@ -2,7 +2,9 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { invalidArgument, unauthenticated } from "@herald/platform";
 
 // User tokens prove to Herald that the app's backend vouches for "this device belongs to user X"
-// (Pusher Beams tokens): HS256 JWTs, sub = user id, iss = "herald:<app>", exp required.
+// (Pusher Beams tokens): HS256 JWTs, sub = user id, iss = "herald:<app>" (or, for tokens made by
+// a Pusher Beams server SDK with the app's secret, "https://<app>.pushnotifications.pusher.com"),
+// exp required.
 // Each app's signing secret is derived from the deployment's master secret, so nothing secret is
 // stored per app; rotating bumps the version in the derivation and invalidates older tokens.
 export class UserTokens {
@@ -41,13 +43,16 @@ export class UserTokens {
     }
     const claims = parseJson(payload);
     if (!claims) throw unauthenticated("MALFORMED_USER_TOKEN", "the user token payload is not JSON");
-    if (claims.iss !== `herald:${app}`) throw unauthenticated("WRONG_USER_TOKEN_ISSUER", `the user token issuer must be "herald:${app}"`);
+    if (claims.iss !== `herald:${app}` && claims.iss !== beamsIssuer(app)) throw unauthenticated("WRONG_USER_TOKEN_ISSUER", `the user token issuer must be "herald:${app}"`);
     if (typeof claims.exp !== "number") throw unauthenticated("MALFORMED_USER_TOKEN", "the user token has no exp claim");
     if (claims.exp * 1000 <= this.now().getTime()) throw unauthenticated("EXPIRED_USER_TOKEN", "the user token has expired");
     if (typeof claims.sub !== "string" || !claims.sub) throw unauthenticated("MALFORMED_USER_TOKEN", "the user token has no sub claim");
     return claims.sub;
   }
 }
+
+// What Pusher Beams server SDKs put in `iss` (the instance id is the app id).
+const beamsIssuer = (app: string) => `https://${app}.pushnotifications.pusher.com`;
 
 const b64json = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
 const hmac = (secret: string, data: string) => createHmac("sha256", secret).update(data).digest("base64url");

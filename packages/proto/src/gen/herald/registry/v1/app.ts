@@ -142,6 +142,11 @@ export interface App {
    * created through the API. Updates and deletes that name an owner apply only to its apps.
    */
   owner: string;
+  /**
+   * The Web Push VAPID public key (base64url) browsers subscribe with; set by the operator from
+   * the app's VAPID key pair. Served to the Beams web SDK.
+   */
+  vapidPublicKey: string;
 }
 
 export interface CreateAppRequest {
@@ -152,6 +157,7 @@ export interface CreateAppRequest {
   providers: Provider[];
   /** Recorded on the app; see App.owner. */
   owner: string;
+  vapidPublicKey: string;
 }
 
 export interface CreateAppResponse {
@@ -187,6 +193,7 @@ export interface UpdateAppRequest {
    * so two PushApps of the same name in different namespaces never share one app.
    */
   owner: string;
+  vapidPublicKey: string;
 }
 
 export interface UpdateAppResponse {
@@ -253,6 +260,16 @@ export interface RotateUserTokenSecretRequest {
 export interface RotateUserTokenSecretResponse {
   userTokenSecret: string;
   version: number;
+}
+
+export interface VerifyAppSecretRequest {
+  appId: string;
+  secret: string;
+}
+
+export interface VerifyAppSecretResponse {
+  /** False also when the app does not exist. */
+  valid: boolean;
 }
 
 function createBaseAppLimits(): AppLimits {
@@ -424,6 +441,7 @@ function createBaseApp(): App {
     updatedAt: undefined,
     userTokenSecretVersion: 0,
     owner: "",
+    vapidPublicKey: "",
   };
 }
 
@@ -456,6 +474,9 @@ export const App: MessageFns<App> = {
     }
     if (message.owner !== "") {
       writer.uint32(66).string(message.owner);
+    }
+    if (message.vapidPublicKey !== "") {
+      writer.uint32(74).string(message.vapidPublicKey);
     }
     return writer;
   },
@@ -547,6 +568,14 @@ export const App: MessageFns<App> = {
             message.owner = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.vapidPublicKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -583,6 +612,11 @@ export const App: MessageFns<App> = {
         ? globalThis.Number(object.user_token_secret_version)
         : 0,
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      vapidPublicKey: isSet(object.vapidPublicKey)
+        ? globalThis.String(object.vapidPublicKey)
+        : isSet(object.vapid_public_key)
+        ? globalThis.String(object.vapid_public_key)
+        : "",
     };
   },
 
@@ -612,6 +646,9 @@ export const App: MessageFns<App> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.vapidPublicKey !== "") {
+      obj.vapidPublicKey = message.vapidPublicKey;
+    }
     return obj;
   },
 
@@ -630,12 +667,13 @@ export const App: MessageFns<App> = {
     message.updatedAt = object.updatedAt ?? undefined;
     message.userTokenSecretVersion = object.userTokenSecretVersion ?? 0;
     message.owner = object.owner ?? "";
+    message.vapidPublicKey = object.vapidPublicKey ?? "";
     return message;
   },
 };
 
 function createBaseCreateAppRequest(): CreateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "" };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "" };
 }
 
 export const CreateAppRequest: MessageFns<CreateAppRequest> = {
@@ -658,6 +696,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     }
     if (message.owner !== "") {
       writer.uint32(42).string(message.owner);
+    }
+    if (message.vapidPublicKey !== "") {
+      writer.uint32(50).string(message.vapidPublicKey);
     }
     return writer;
   },
@@ -725,6 +766,14 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
             message.owner = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.vapidPublicKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -746,6 +795,11 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
         ? object.providers.map((e: any) => providerFromJSON(e))
         : [],
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      vapidPublicKey: isSet(object.vapidPublicKey)
+        ? globalThis.String(object.vapidPublicKey)
+        : isSet(object.vapid_public_key)
+        ? globalThis.String(object.vapid_public_key)
+        : "",
     };
   },
 
@@ -766,6 +820,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.vapidPublicKey !== "") {
+      obj.vapidPublicKey = message.vapidPublicKey;
+    }
     return obj;
   },
 
@@ -781,6 +838,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
       : undefined;
     message.providers = object.providers?.map((e) => e) || [];
     message.owner = object.owner ?? "";
+    message.vapidPublicKey = object.vapidPublicKey ?? "";
     return message;
   },
 };
@@ -1187,7 +1245,7 @@ export const ListAppsResponse: MessageFns<ListAppsResponse> = {
 };
 
 function createBaseUpdateAppRequest(): UpdateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "" };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "" };
 }
 
 export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
@@ -1210,6 +1268,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     }
     if (message.owner !== "") {
       writer.uint32(42).string(message.owner);
+    }
+    if (message.vapidPublicKey !== "") {
+      writer.uint32(50).string(message.vapidPublicKey);
     }
     return writer;
   },
@@ -1277,6 +1338,14 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
             message.owner = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.vapidPublicKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1298,6 +1367,11 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
         ? object.providers.map((e: any) => providerFromJSON(e))
         : [],
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      vapidPublicKey: isSet(object.vapidPublicKey)
+        ? globalThis.String(object.vapidPublicKey)
+        : isSet(object.vapid_public_key)
+        ? globalThis.String(object.vapid_public_key)
+        : "",
     };
   },
 
@@ -1318,6 +1392,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.vapidPublicKey !== "") {
+      obj.vapidPublicKey = message.vapidPublicKey;
+    }
     return obj;
   },
 
@@ -1333,6 +1410,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
       : undefined;
     message.providers = object.providers?.map((e) => e) || [];
     message.owner = object.owner ?? "";
+    message.vapidPublicKey = object.vapidPublicKey ?? "";
     return message;
   },
 };
@@ -2411,6 +2489,162 @@ export const RotateUserTokenSecretResponse: MessageFns<RotateUserTokenSecretResp
   },
 };
 
+function createBaseVerifyAppSecretRequest(): VerifyAppSecretRequest {
+  return { appId: "", secret: "" };
+}
+
+export const VerifyAppSecretRequest: MessageFns<VerifyAppSecretRequest> = {
+  encode(message: VerifyAppSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.secret !== "") {
+      writer.uint32(18).string(message.secret);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAppSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAppSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secret = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAppSecretRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+    };
+  },
+
+  toJSON(message: VerifyAppSecretRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.secret !== "") {
+      obj.secret = message.secret;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyAppSecretRequest>): VerifyAppSecretRequest {
+    return VerifyAppSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyAppSecretRequest>): VerifyAppSecretRequest {
+    const message = createBaseVerifyAppSecretRequest();
+    message.appId = object.appId ?? "";
+    message.secret = object.secret ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyAppSecretResponse(): VerifyAppSecretResponse {
+  return { valid: false };
+}
+
+export const VerifyAppSecretResponse: MessageFns<VerifyAppSecretResponse> = {
+  encode(message: VerifyAppSecretResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.valid !== false) {
+      writer.uint32(8).bool(message.valid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAppSecretResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAppSecretResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.valid = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAppSecretResponse {
+    return { valid: isSet(object.valid) ? globalThis.Boolean(object.valid) : false };
+  },
+
+  toJSON(message: VerifyAppSecretResponse): unknown {
+    const obj: any = {};
+    if (message.valid !== false) {
+      obj.valid = message.valid;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyAppSecretResponse>): VerifyAppSecretResponse {
+    return VerifyAppSecretResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyAppSecretResponse>): VerifyAppSecretResponse {
+    const message = createBaseVerifyAppSecretResponse();
+    message.valid = object.valid ?? false;
+    return message;
+  },
+};
+
 /** App and API key management. Requires the admin key. */
 export type AppServiceService = typeof AppServiceService;
 export const AppServiceService = {
@@ -2504,6 +2738,21 @@ export const AppServiceService = {
       Buffer.from(RotateUserTokenSecretResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RotateUserTokenSecretResponse => RotateUserTokenSecretResponse.decode(value),
   },
+  /**
+   * Whether a secret is the app's current user token secret: the "secret key" of the Pusher
+   * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
+   */
+  verifyAppSecret: {
+    path: "/herald.registry.v1.AppService/VerifyAppSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyAppSecretRequest): Buffer =>
+      Buffer.from(VerifyAppSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyAppSecretRequest => VerifyAppSecretRequest.decode(value),
+    responseSerialize: (value: VerifyAppSecretResponse): Buffer =>
+      Buffer.from(VerifyAppSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyAppSecretResponse => VerifyAppSecretResponse.decode(value),
+  },
 } as const;
 
 export interface AppServiceServer extends UntypedServiceImplementation {
@@ -2521,6 +2770,11 @@ export interface AppServiceServer extends UntypedServiceImplementation {
   revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, RevokeApiKeyResponse>;
   /** Invalidates every user token signed with the old secret. */
   rotateUserTokenSecret: handleUnaryCall<RotateUserTokenSecretRequest, RotateUserTokenSecretResponse>;
+  /**
+   * Whether a secret is the app's current user token secret: the "secret key" of the Pusher
+   * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
+   */
+  verifyAppSecret: handleUnaryCall<VerifyAppSecretRequest, VerifyAppSecretResponse>;
 }
 
 export interface AppServiceClient extends Client {
@@ -2663,6 +2917,25 @@ export interface AppServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RotateUserTokenSecretResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Whether a secret is the app's current user token secret: the "secret key" of the Pusher
+   * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
+   */
+  verifyAppSecret(
+    request: VerifyAppSecretRequest,
+    callback: (error: ServiceError | null, response: VerifyAppSecretResponse) => void,
+  ): ClientUnaryCall;
+  verifyAppSecret(
+    request: VerifyAppSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyAppSecretResponse) => void,
+  ): ClientUnaryCall;
+  verifyAppSecret(
+    request: VerifyAppSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyAppSecretResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,337 @@
+import { createHash } from "node:crypto";
+import type { AsyncClient } from "@herald/platform";
+import { apps, dispatch, Platform, Provider, registry, topic } from "@herald/proto";
+import { fromGrpcError, HttpError } from "./http.errors.js";
+import type { HttpRequest, Route } from "./http.router.js";
+
+// Pusher Beams compatibility: the paths, bodies, answers, errors and limits of the Beams
+// publish, user and device APIs, so an app moves to Herald by pointing its Beams SDKs at the
+// gateway. The Beams instance id is the Herald app id; the Beams secret key is the app's user
+// token secret (it signs Beams tokens, exactly as Beams does, and authenticates server calls; a
+// Herald SERVER key of the app works too). The gateway calls the services with the admin key,
+// scoped to the app, and as a CLIENT for the device API, which Beams leaves unauthenticated.
+
+export interface BeamsClients {
+  apps: AsyncClient<typeof apps.AppServiceService>;
+  registry: AsyncClient<typeof registry.RegistryServiceService>;
+  topic: AsyncClient<typeof topic.TopicServiceService>;
+  dispatch: AsyncClient<typeof dispatch.DispatchServiceService>;
+}
+
+// Beams' limits (its server SDKs check the same).
+const MAX_INTERESTS = 100;
+const MAX_USERS = 1000;
+const MAX_NAME = 164;
+const MAX_DEVICE_INTERESTS = 5000;
+const INTEREST = /^[A-Za-z0-9_\-=@,.;]+$/;
+const SECRET_CACHE_MS = 10_000;
+
+const PLATFORMS = {
+  apns: { provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS },
+  fcm: { provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID },
+  web: { provider: Provider.PROVIDER_WEBPUSH, platform: Platform.PLATFORM_WEB },
+} as const;
+type BeamsPlatform = keyof typeof PLATFORMS;
+
+// Beams' error bodies: {error: <status title>, description}.
+const TITLES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  409: "Conflict",
+  413: "Request Entity Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Entity",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+export const beamsError = (e: HttpError) => ({ error: TITLES[e.status] ?? "Error", description: e.message, ...(e.field ? { field: e.field } : {}) });
+
+const fail = (status: number, description: string, field?: string) => new HttpError(status, TITLES[status] ?? "Error", description, field);
+
+// A service refusal as Beams reports it (a device over its user's cap is Beams' 422).
+async function rpc<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    const e = fromGrpcError(err);
+    throw e.error === "TOO_MANY_DEVICES" ? new HttpError(422, e.error, e.message, e.field) : e;
+  }
+}
+
+export function beamsRoutes(c: BeamsClients): Route[] {
+  const secrets = new Map<string, { valid: boolean; until: number }>();
+
+  // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
+  const serverAuth = async (req: HttpRequest): Promise<{ app: string; apiKey?: string }> => {
+    const app = req.params.instance!;
+    const match = /^Bearer\s+(\S+)$/i.exec(String(req.headers.authorization ?? ""));
+    if (!match) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
+    const secret = match[1]!;
+    // A Herald API key is checked by the services themselves (and must belong to this app).
+    if (secret.startsWith("hk_")) return { app, apiKey: secret };
+    const cacheKey = createHash("sha256").update(`${app}\n${secret}`).digest("hex");
+    const hit = secrets.get(cacheKey);
+    let valid = hit && hit.until > Date.now() ? hit.valid : undefined;
+    if (valid === undefined) {
+      valid = (await rpc(c.apps.verifyAppSecret({ appId: app, secret }))).valid;
+      if (secrets.size > 10_000) secrets.clear();
+      secrets.set(cacheKey, { valid, until: Date.now() + SECRET_CACHE_MS });
+    }
+    if (!valid) throw fail(401, "Incorrect API Key");
+    return { app };
+  };
+
+  const json = (req: HttpRequest): Record<string, unknown> => {
+    const body = req.json();
+    if (body === null || typeof body !== "object" || Array.isArray(body)) throw fail(400, "The request body must be a JSON object");
+    return body as Record<string, unknown>;
+  };
+
+  const publish = async (req: HttpRequest, target: "interests" | "users") => {
+    const { app, apiKey } = await serverAuth(req);
+    const body = json(req);
+    const names = checkNames(body[target], target);
+    if (body.webhookUrl !== undefined) throw fail(400, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
+    const notification = notificationOf(body);
+    const recipients: dispatch.Recipients = {
+      target: target === "interests" ? { $case: "topics", value: { values: names } } : { $case: "users", value: { values: names } },
+      excludeDeviceIds: [],
+      providers: [],
+      platforms: [],
+    };
+    const res = await rpc(c.dispatch.publish({ recipients, notification }, { app, ...(apiKey ? { apiKey } : {}) }));
+    return { body: { publishId: res.id } };
+  };
+
+  const deviceOf = async (req: HttpRequest) => {
+    const app = req.params.instance!;
+    const platform = platformOf(req.params.platform!);
+    const { device } = await rpc(c.registry.getDevice({ id: req.params.device! }, { app })).catch((err: HttpError) => {
+      throw err.status === 404 ? fail(404, "Device not found") : err;
+    });
+    if (!device || device.provider !== PLATFORMS[platform].provider) throw fail(404, "Device not found");
+    return { app, platform, device };
+  };
+
+  const register = (platform: BeamsPlatform) => async (req: HttpRequest) => {
+    const app = req.params.instance!;
+    const body = json(req);
+    const token = tokenOf(platform, body.token);
+    const metadata = metadataOf(body.metadata);
+    const { provider, platform: devicePlatform } = PLATFORMS[platform];
+    // A token Beams knows keeps its device: same id, user and interests.
+    const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider, token }] }, includeTopics: true, includeTags: true, includeMeta: true }, { app }))).devices[0];
+    if (known) {
+      const own = await deviceInterests(c, app, known.id);
+      await rpc(c.registry.registerDevice({ id: known.id, provider, platform: devicePlatform, token, user: known.user, topics: own, tags: known.tags, meta: { ...known.meta, ...metadata }, locale: known.locale, timezone: known.timezone }, { app }));
+      return { body: { id: known.id, initialInterestSet: own } };
+    }
+    const { device } = await rpc(c.registry.registerDevice({ provider, platform: devicePlatform, token, meta: metadata }, { app, role: "client" }));
+    return { body: { id: device!.id, initialInterestSet: [] as string[] } };
+  };
+
+  const deleteUser = async (req: HttpRequest) => {
+    const { app, apiKey } = await serverAuth(req);
+    await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user") }, { app, ...(apiKey ? { apiKey } : {}) }));
+    return { status: 200 };
+  };
+
+  const beams = (method: Route["method"], pattern: string, handle: Route["handle"], cors = false): Route => ({ method, pattern, handle, cors, errorBody: beamsError });
+  const device = "/device_api/v1/instances/:instance/devices/:platform/:device";
+
+  return [
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", (req) => publish(req, "interests")),
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", (req) => publish(req, "users")),
+    beams("DELETE", "/user_api/v1/instances/:instance/users/:user", deleteUser),
+    // Also under customer_api, the older path of the same call.
+    beams("DELETE", "/customer_api/v1/instances/:instance/users/:user", deleteUser),
+
+    beams("POST", "/device_api/v1/instances/:instance/devices/apns", register("apns"), true),
+    beams("POST", "/device_api/v1/instances/:instance/devices/fcm", register("fcm"), true),
+    beams("POST", "/device_api/v1/instances/:instance/devices/web", register("web"), true),
+    beams("GET", device, async (req) => {
+      const { device: d } = await deviceOf(req);
+      return { body: { id: d.id, userId: d.user, metadata: d.meta } };
+    }, true),
+    beams("DELETE", device, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      await rpc(c.registry.removeDevices({ filter: { ids: [d.id] } }, { app }));
+      return { status: 200 };
+    }, true),
+    beams("PUT", `${device}/metadata`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      await rpc(c.registry.updateDevices({ filter: { ids: [d.id] }, metaUpdate: { meta: { ...d.meta, ...metadataOf(json(req)) } } }, { app }));
+      return { status: 200 };
+    }, true),
+    // FCM token refresh: the same device, a new token.
+    beams("PUT", `${device}/token`, async (req) => {
+      const { app, platform, device: d } = await deviceOf(req);
+      const token = tokenOf(platform, json(req).token);
+      const own = await deviceInterests(c, app, d.id);
+      await rpc(c.registry.registerDevice({ id: d.id, provider: d.provider, platform: d.platform, token, user: d.user, topics: own, tags: d.tags, meta: d.meta, locale: d.locale, timezone: d.timezone }, { app }));
+      return { status: 200 };
+    }, true),
+    beams("GET", `${device}/interests`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      return { body: { interests: await deviceInterests(c, app, d.id), responseMetadata: {} } };
+    }, true),
+    beams("PUT", `${device}/interests`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      const interests = checkNames(json(req).interests, "interests", MAX_DEVICE_INTERESTS, 0);
+      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_SET, topics: interests }, { app, role: "client" }));
+      return { status: 200 };
+    }, true),
+    beams("POST", `${device}/interests/:interest`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_ADD, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
+      return { status: 200 };
+    }, true),
+    beams("DELETE", `${device}/interests/:interest`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_REMOVE, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
+      return { status: 200 };
+    }, true),
+    // setUserId: the Beams token (signed by the app's backend with the secret key) proves the user.
+    beams("PUT", `${device}/user`, async (req) => {
+      const { app, device: d } = await deviceOf(req);
+      const match = /^Bearer\s+(\S+)$/i.exec(String(req.headers.authorization ?? ""));
+      if (!match) throw fail(401, "Missing Beams token: send `Authorization: Bearer <token from your auth endpoint>`");
+      await rpc(c.registry.bindUser({ deviceId: d.id, userToken: match[1]! }, { app, role: "client" }));
+      return { status: 200 };
+    }, true),
+    beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", async (req) => {
+      const { app } = await rpc(c.apps.getApp({ id: req.params.instance! })).catch((err: HttpError) => {
+        throw err.status === 404 ? fail(404, "Instance not found") : err;
+      });
+      if (!app?.vapidPublicKey) throw fail(404, "Web Push is not configured for this instance (no VAPID key)");
+      return { body: { vapidPublicKey: app.vapidPublicKey } };
+    }, true),
+  ];
+}
+
+async function deviceInterests(c: BeamsClients, app: string, deviceId: string): Promise<string[]> {
+  const interests: string[] = [];
+  let cursor = "";
+  for (;;) {
+    const page = await rpc(c.topic.listDeviceTopics({ deviceIds: [deviceId], page: { cursor, limit: 1000 } }, { app }));
+    for (const item of page.items) if (item.fromDevice) interests.push(item.topic);
+    if (!page.hasMore) return interests;
+    cursor = page.nextCursor;
+  }
+}
+
+function platformOf(value: string): BeamsPlatform {
+  if (value === "apns" || value === "fcm" || value === "web") return value;
+  throw fail(404, `Unknown device platform "${value}": apns, fcm or web`);
+}
+
+// Web devices send their PushSubscription as base64 of its JSON (what the Beams web SDK does).
+function tokenOf(platform: BeamsPlatform, value: unknown): string {
+  if (typeof value !== "string" || !value) throw fail(400, "token is required", "token");
+  if (platform !== "web") return value;
+  const decoded = Buffer.from(value, "base64").toString("utf8");
+  try {
+    JSON.parse(decoded);
+  } catch {
+    throw fail(400, "token must be the base64 of the PushSubscription's JSON", "token");
+  }
+  return decoded;
+}
+
+function metadataOf(value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw fail(400, "metadata must be an object", "metadata");
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) if (typeof v === "string" && v) out[k] = v;
+  return out;
+}
+
+function checkName(value: string, what: string): string {
+  if (value.length === 0 || value.length > MAX_NAME) throw fail(400, `${what} must be 1-${MAX_NAME} characters`, what);
+  if (what !== "user" && !INTEREST.test(value)) {
+    throw fail(400, `${what} "${value}" contains a forbidden character. Allowed characters are: ASCII upper/lower-case letters, numbers or one of _-=@,.;`, what);
+  }
+  return value;
+}
+
+function checkNames(value: unknown, what: "interests" | "users", max = what === "interests" ? MAX_INTERESTS : MAX_USERS, min = 1): string[] {
+  if (!Array.isArray(value)) throw fail(400, `${what} must be an array`, what);
+  if (value.length < min) throw fail(400, `Publish requests must target at least one ${what === "interests" ? "interest" : "user"}`, what);
+  if (value.length > max) throw fail(400, `Number of ${what} (${value.length}) exceeds maximum of ${max}`, what);
+  return value.map((v, i) => {
+    if (typeof v !== "string") throw fail(400, `${what}[${i}] is not a string`, what);
+    return checkName(v, what === "interests" ? "interest" : "user");
+  });
+}
+
+// The Beams publish body's per-platform payloads as a Herald notification.
+export function notificationOf(body: Record<string, unknown>): dispatch.Notification {
+  const apns = object(body.apns, "apns");
+  const fcm = object(body.fcm, "fcm");
+  const web = object(body.web, "web");
+  if (!apns && !fcm && !web) throw fail(400, "A publish must contain at least one of apns, fcm or web");
+  const notification: dispatch.Notification = { templated: false };
+  if (apns) {
+    const { collapse_id, expiration, priority, ...payload } = apns;
+    const headers: Record<string, string> = {};
+    if (collapse_id !== undefined) headers["apns-collapse-id"] = String(collapse_id);
+    if (expiration !== undefined) headers["apns-expiration"] = String(expiration);
+    if (priority !== undefined) headers["apns-priority"] = String(priority);
+    notification.apns = { headers, payload };
+  }
+  if (fcm) notification.fcm = { message: fcmMessageOf(fcm) };
+  if (web) {
+    const { time_to_live, ...payload } = web;
+    notification.webpush = { headers: time_to_live !== undefined ? { TTL: String(time_to_live) } : {}, payload };
+  }
+  return notification;
+}
+
+// Beams' FCM payload is FCM's legacy format; Herald sends FCM HTTP v1 messages.
+function fcmMessageOf(fcm: Record<string, unknown>): Record<string, unknown> {
+  const { notification, data, time_to_live, collapse_key, priority } = fcm;
+  const n = (object(notification, "fcm.notification") ?? {}) as Record<string, unknown>;
+  const message: Record<string, unknown> = {};
+  const common: Record<string, unknown> = {};
+  if (n.title !== undefined) common.title = n.title;
+  if (n.body !== undefined) common.body = n.body;
+  if (Object.keys(common).length) message.notification = common;
+  if (data !== undefined) {
+    const d = object(data, "fcm.data")!;
+    // v1 data values are strings.
+    message.data = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+  }
+  const androidNotification: Record<string, unknown> = {};
+  for (const [from, to] of [
+    ["android_channel_id", "channel_id"],
+    ["icon", "icon"],
+    ["sound", "sound"],
+    ["tag", "tag"],
+    ["color", "color"],
+    ["click_action", "click_action"],
+    ["body_loc_key", "body_loc_key"],
+    ["body_loc_args", "body_loc_args"],
+    ["title_loc_key", "title_loc_key"],
+    ["title_loc_args", "title_loc_args"],
+  ] as const) {
+    if (n[from] !== undefined) androidNotification[to] = n[from];
+  }
+  const android: Record<string, unknown> = {};
+  if (Object.keys(androidNotification).length) android.notification = androidNotification;
+  if (time_to_live !== undefined) android.ttl = `${Number(time_to_live)}s`;
+  if (collapse_key !== undefined) android.collapse_key = collapse_key;
+  if (priority !== undefined) android.priority = priority === "high" ? "HIGH" : "NORMAL";
+  if (Object.keys(android).length) message.android = android;
+  return message;
+}
+
+function object(value: unknown, what: string): Record<string, unknown> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "object" || Array.isArray(value)) throw fail(400, `${what} must be an object`, what);
+  return value as Record<string, unknown>;
+}
