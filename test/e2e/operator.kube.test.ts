@@ -157,6 +157,14 @@ describe("operator on a real API server", () => {
         client.close();
       }
 
+      // The app knows its VAPID public key (the Beams web SDK reads it from the gateway).
+      const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
+      try {
+        assert.equal((await admin.getApp({ id: name })).app?.vapidPublicKey, vapid.publicKey);
+      } finally {
+        admin.close();
+      }
+
       // Topics with a partition for every replica.
       const lags = await bus.lag("nobody", ["apns", "fcm", "hms", "webpush"].map((p) => BusTopics.deliveries(name, p)));
       assert.equal(new Set(lags.map((l) => l.topic)).size, 4);
