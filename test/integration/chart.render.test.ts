@@ -24,11 +24,12 @@ const PUSHAPP_CRD = `${CHART}/crds/pushapps.herald.dev.yaml`;
 // Loaded at run time (not type-checked from here): the operator's env contract and the sender
 // Deployment it builds, so the chart is checked against the code rather than a copy of it.
 const OPERATOR = `${root}operator/src/index.ts`;
+const GATEWAY = `${root}services/gateway/src/index.ts`;
 
 const RELEASE = "herald";
 // One namespace per run: the renders name it, the dry run creates it.
 const NAMESPACE = `herald-chart-${randomUUID().slice(0, 8)}`;
-const COMPONENTS = ["registry", "topic", "dispatcher", "operator"] as const;
+const COMPONENTS = ["registry", "topic", "dispatcher", "gateway", "operator"] as const;
 const GRPC_PORTS = { registry: 50051, topic: 50052, dispatcher: 50053 } as const;
 const ADMIN_KEY = "chart-test-admin-key-0123456789abcdef";
 const MASTER_SECRET = "chart-test-master-secret-0123456789";
@@ -40,6 +41,7 @@ const ALL_ON = {
   tracing: { enabled: true, otlpEndpoint: "http://jaeger-collector.observability:4318/v1/traces", sampleRatio: 0.5 },
   webpush: { allowedHosts: ["push.example.com", "*.push.example.net"] },
   registry: { replicas: 1 },
+  gateway: { maxBodyBytes: 65536, ingress: { enabled: true, className: "nginx", host: "push.example.com", tlsSecretName: "push-tls" } },
   operator: { watchNamespace: NAMESPACE },
   sender: { serviceAccountName: "herald-sender", extraEnv: { "*": { HERALD_MAX_ATTEMPTS: "10" }, fcm: { HERALD_FCM_CONNECTIONS: "4" } } },
   metrics: {
@@ -261,7 +263,7 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
 
   it("gives only the operator an API token, with exactly the RBAC its code uses and no wildcard", () => {
     for (const r of each()) {
-      for (const name of ["registry", "topic", "dispatcher"]) assert.equal(pod(r, name).automountServiceAccountToken, false, `${r.name} ${name}`);
+      for (const name of ["registry", "topic", "dispatcher", "gateway"]) assert.equal(pod(r, name).automountServiceAccountToken, false, `${r.name} ${name}`);
       const operator = pod(r, "operator");
       assert.equal(operator.automountServiceAccountToken, true, r.name);
 
@@ -326,6 +328,8 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       assert.deepEqual(holders(r, "registry"), ["HERALD_ADMIN_KEY_SHA256"], r.name);
       assert.deepEqual(holders(r, "topic"), ["HERALD_ADMIN_KEY_SHA256"], r.name);
       assert.deepEqual(holders(r, "dispatcher"), ["HERALD_ADMIN_KEY"], r.name);
+      // The gateway acts on apps for the Beams-compatible APIs.
+      assert.deepEqual(holders(r, "gateway"), ["HERALD_ADMIN_KEY"], r.name);
       assert.deepEqual(holders(r, "operator"), ["HERALD_ADMIN_KEY"], r.name);
     }
 
@@ -361,10 +365,10 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       }
     }
     assert.equal(component(renders.all, "Deployment", "registry").spec!.replicas, 1);
-    assert.equal(ofKind(renders.defaults, "PodDisruptionBudget").length, 4);
+    assert.equal(ofKind(renders.defaults, "PodDisruptionBudget").length, 5);
   });
 
-  it("wires the services to each other, with gRPC health probes and a metrics port on every Service", () => {
+  it("wires the services to each other, with gRPC health probes and a metrics port on every Service", async () => {
     for (const r of each()) {
       for (const [name, port] of Object.entries(GRPC_PORTS)) {
         const deployment = component(r, "Deployment", name);
@@ -387,9 +391,28 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       const address = (name: keyof typeof GRPC_PORTS) => `${component(r, "Service", name).metadata.name}:${GRPC_PORTS[name]}`;
       assert.equal(envValue(pod(r, "dispatcher").containers[0]!, "HERALD_TOPIC_ADDRESS"), address("topic"), r.name);
       assert.equal(envValue(pod(r, "operator").containers[0]!, "HERALD_REGISTRY_ADDRESS"), address("registry"), r.name);
-      // Only the topic service has no Kafka.
-      for (const name of COMPONENTS) assert.equal(env(pod(r, name).containers[0]!).has("HERALD_KAFKA_BROKERS"), name !== "topic", `${r.name} ${name}`);
+      // Only the topic service and the gateway have no Kafka.
+      for (const name of COMPONENTS) assert.equal(env(pod(r, name).containers[0]!).has("HERALD_KAFKA_BROKERS"), name !== "topic" && name !== "gateway", `${r.name} ${name}`);
+
+      // The gateway: HTTP on 8080 behind Service port 80, probed on /healthz, in front of the three services.
+      const gateway = pod(r, "gateway").containers[0]!;
+      for (const name of ["registry", "topic", "dispatcher"] as const) assert.equal(envValue(gateway, `HERALD_${name.toUpperCase()}_ADDRESS`), address(name), `${r.name} gateway → ${name}`);
+      assert.deepEqual(gateway.ports, [{ name: "http", containerPort: 8080 }, { name: "metrics", containerPort: 9090 }], r.name);
+      for (const probe of [gateway.startupProbe, gateway.readinessProbe, gateway.livenessProbe]) assert.deepEqual(probe?.httpGet, { path: "/healthz", port: "http" }, r.name);
+      assert.deepEqual(component(r, "Service", "gateway").spec!.ports!.map((p) => [p.name, p.port, p.targetPort]), [["http", 80, "http"], ["metrics", 9090, "metrics"]], r.name);
+      assert.equal(envValue(gateway, "HERALD_HTTP_MAX_BODY_BYTES"), r === renders.all ? "65536" : "1048576", r.name);
+      const gatewayConfig = loadConfig((await import(GATEWAY) as { gatewayEnv: Parameters<typeof loadConfig>[0] }).gatewayEnv, Object.fromEntries((gateway.env ?? []).map((e) => [e.name, e.value ?? "k".repeat(40)]))) as Record<string, unknown>;
+      assert.equal(gatewayConfig.HERALD_HTTP_ADDRESS, "0.0.0.0:8080", "the gateway's own schema accepts the chart's environment");
     }
+    // The gateway's Ingress only when asked for, to its Service's http port, with TLS.
+    assert.equal(ofKind(renders.defaults, "Ingress").length, 0);
+    const [ingress, ...more] = ofKind(renders.all, "Ingress") as unknown as Array<{ spec: { ingressClassName: string; tls: Array<{ hosts: string[]; secretName: string }>; rules: Array<{ host: string; http: { paths: Array<{ backend: { service: { name: string; port: { name: string } } } }> } }> } }>;
+    assert.equal(more.length, 0);
+    assert.equal(ingress!.spec.ingressClassName, "nginx");
+    assert.deepEqual(ingress!.spec.tls, [{ hosts: ["push.example.com"], secretName: "push-tls" }]);
+    assert.equal(ingress!.spec.rules[0]!.host, "push.example.com");
+    assert.deepEqual(ingress!.spec.rules[0]!.http.paths[0]!.backend.service, { name: component(renders.all, "Service", "gateway").metadata.name, port: { name: "http" } });
+
     const registry = pod(renders.sample, "registry").containers[0]!;
     assert.equal(envValue(registry, "HERALD_KAFKA_BROKERS"), "kafka-0.kafka.data.svc.cluster.local:9092,kafka-1.kafka.data.svc.cluster.local:9092,kafka-2.kafka.data.svc.cluster.local:9092");
     assert.equal(envValue(registry, "HERALD_SWEEP_INTERVAL_SECONDS"), "1800", "extraEnv");

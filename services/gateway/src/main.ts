@@ -1,28 +1,11 @@
 // The HTTP gateway as its own process (distributed mode): config → gRPC upstreams → HTTP server.
 import { Histogram } from "prom-client";
-import { createLogger, createMetricsRegistry, env, Lifecycle, loadConfig, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
-import { z } from "zod";
+import { createLogger, createMetricsRegistry, Lifecycle, loadConfig, serveMetrics, startTracing, tracingOptions } from "@herald/platform";
+import { gatewayEnv } from "./gateway.config.js";
 import { createGateway } from "./gateway.module.js";
 import { startHttpServer } from "./http.listen.js";
 
-const { HERALD_LOG_LEVEL, HERALD_METRICS_PORT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, HERALD_TRACE_SAMPLE_RATIO, OTEL_SERVICE_NAME } = serviceEnv;
-const config = loadConfig(
-  z.object({
-    HERALD_LOG_LEVEL,
-    HERALD_METRICS_PORT,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    HERALD_TRACE_SAMPLE_RATIO,
-    OTEL_SERVICE_NAME,
-    HERALD_HTTP_ADDRESS: z.string().default("0.0.0.0:8080"),
-    HERALD_REGISTRY_ADDRESS: z.string().min(1, "the registry service's host:port"),
-    HERALD_TOPIC_ADDRESS: z.string().min(1, "the topic service's host:port"),
-    HERALD_DISPATCHER_ADDRESS: z.string().min(1, "the dispatcher's host:port"),
-    // Larger bodies are refused with 413 before they are read.
-    HERALD_HTTP_MAX_BODY_BYTES: env.int(1024 * 1024, 1024),
-    // Needed by the Pusher Beams-compatible routes only (they act on the app named in the path).
-    HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
-  }),
-);
+const config = loadConfig(gatewayEnv);
 const logger = createLogger({ service: "herald-gateway", level: config.HERALD_LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
