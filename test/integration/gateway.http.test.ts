@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
@@ -154,6 +155,36 @@ describe("HTTP gateway", () => {
     const missing = await call(rpc("dispatch.v1.DispatchService", "WatchPublish"), { id: "nope" });
     assert.equal(missing.status, 404);
     assert.equal(missing.json!.error, "PUBLISH_NOT_FOUND");
+  });
+
+  it("accepts Pusher-style signed requests once, within five minutes, and refuses forged, stale and replayed ones", async () => {
+    const path = rpc("registry.v1.RegistryService", "RegisterDevice");
+    const signed = (body: string, o: { secret?: string; app?: string; timestamp?: number; target?: string } = {}) => {
+      const timestamp = String(o.timestamp ?? Math.floor(Date.now() / 1000));
+      const digest = createHash("sha256").update(body).digest("hex");
+      const toSign = ["v1", timestamp, "POST", o.target ?? path, digest].join("\n");
+      const signature = createHmac("sha256", o.secret ?? demo.userTokenSecret).update(toSign).digest("hex");
+      return { "x-herald-app": o.app ?? "demo", "x-herald-timestamp": timestamp, "x-herald-signature": `v1=${signature}` };
+    };
+    const body = JSON.stringify({ provider: "PROVIDER_FCM", platform: "PLATFORM_ANDROID", token: fcmToken() });
+    const headers = signed(body);
+    const ok = await call(path, body, null, headers);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json!.created, true, "the signed request acted for the app, with SERVER rights");
+    const replay = await call(path, body, null, headers);
+    assert.deepEqual([replay.status, replay.json!.error], [401, "REPLAYED_SIGNATURE"]);
+    const tampered = await call(path, body.replace("PLATFORM_ANDROID", "PLATFORM_WEB"), null, signed(body));
+    assert.deepEqual([tampered.status, tampered.json!.error], [401, "BAD_SIGNATURE"]);
+    const otherPath = await call(rpc("registry.v1.RegistryService", "ListDevices"), body, null, signed(body));
+    assert.equal(otherPath.json!.error, "BAD_SIGNATURE", "the signature covers the path");
+    const stale = await call(path, body, null, signed(body, { timestamp: Math.floor(Date.now() / 1000) - 400 }));
+    assert.deepEqual([stale.status, stale.json!.error], [401, "STALE_TIMESTAMP"]);
+    const wrongApp = await call(path, body, null, signed(body, { secret: news.userTokenSecret }));
+    assert.equal(wrongApp.json!.error, "BAD_SIGNATURE", "another app's secret");
+    const malformed = await call(path, body, null, { ...signed(body), "x-herald-signature": "sha1=abc" });
+    assert.deepEqual([malformed.status, malformed.json!.error, malformed.json!.field], [401, "MALFORMED_SIGNATURE", "x-herald-signature"]);
+    const unnamed = await call(path, body, null, { ...signed(body), "x-herald-app": "" });
+    assert.equal(unnamed.status, 401);
   });
 
   it("serves an OpenAPI 3.1 document of every route, every reference resolving", async () => {

@@ -21,7 +21,8 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       return { app, c: stack.clients(app.serverKey) };
     };
     const userToken = (app: TestApp, user: string, extra: Record<string, unknown> = {}) =>
-      signUserToken(app.userTokenSecret, { sub: user, iss: `herald:${app.id}`, exp: nowSeconds() + 600, ...extra });
+      // Valid for ten minutes of the services' clock (some cases move it forward).
+      signUserToken(app.userTokenSecret, { sub: user, iss: `herald:${app.id}`, exp: nowSeconds() + Math.ceil(clock / 1000) + 600, ...extra });
 
     it("registers a device once per token and updates it in place", async () => {
       const { c } = await server();
@@ -345,6 +346,21 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: app.userTokenSecret })).valid, false);
       assert.equal((await admin.apps.verifyAppSecret({ appId: app.id, secret: rotated.userTokenSecret })).valid, true);
       await expectError(c.registry.bindUser({ deviceId: device!.id, userToken: beamsToken }), Status.UNAUTHENTICATED, "BAD_USER_TOKEN_SIGNATURE");
+    });
+
+    it("lets a device join the private topics its user token carries, until the user is unbound", async () => {
+      const { app, c } = await server();
+      const client = stack.clients(app.clientKey);
+      const { device } = await client.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["public"] });
+      await expectError(client.topic.updateDeviceTopics({ deviceId: device!.id, op: 1, topics: ["private-team-7"] }), Status.PERMISSION_DENIED);
+      const token = userToken(app, "ivy", { topics: ["private-team-7"] });
+      await client.registry.bindUser({ deviceId: device!.id, userToken: token });
+      assert.deepEqual((await c.registry.getDevice({ id: device!.id })).device?.topics, ["private-team-7", "public"]);
+      assert.deepEqual((await c.topic.listTopicUsers({ topic: "private-team-7" })).users, ["ivy"], "presence: who is on the topic");
+      await client.registry.unbindUser({ deviceId: device!.id });
+      assert.deepEqual((await c.registry.getDevice({ id: device!.id })).device?.topics, ["public"]);
+      await expectError(client.registry.bindUser({ deviceId: device!.id, userToken: userToken(app, "ivy", { topics: "private-x" }) }), Status.UNAUTHENTICATED, "MALFORMED_USER_TOKEN");
+      await expectError(client.registry.bindUser({ deviceId: device!.id, userToken: userToken(app, "ivy", { topics: ["bad topic!"] }) }), Status.INVALID_ARGUMENT);
     });
 
     it("stores API keys only as hashes", async () => {

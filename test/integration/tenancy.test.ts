@@ -70,6 +70,11 @@ describe("tenancy matrix (mongo store)", () => {
       const minted = await B.registry.createUserToken({ user: "alice" });
       await expectError(A.registry.bindUser({ deviceId: device.id, userToken: minted.token }), Status.UNAUTHENTICATED, "BAD_USER_TOKEN_SIGNATURE");
     },
+    listTokenFeedback: async () => {
+      await stack.store.tokenFeedback.add([{ app: a.id, provider: "fcm", token: "a-dead-token", reason: "fcm:UNREGISTERED", at: new Date() }]);
+      assert.equal((await A.registry.listTokenFeedback({})).entries.length, 1);
+      assert.deepEqual((await B.registry.listTokenFeedback({})).entries, []);
+    },
   };
 
   const topicCases: Record<keyof typeof topic.TopicServiceService, () => Promise<unknown>> = {
@@ -99,6 +104,8 @@ describe("tenancy matrix (mongo store)", () => {
     revokeApiKey: () => B.apps.revokeApiKey({ appId: a.id, keyId: "x" }),
     rotateUserTokenSecret: () => B.apps.rotateUserTokenSecret({ appId: a.id }),
     verifyAppSecret: () => B.apps.verifyAppSecret({ appId: a.id, secret: a.userTokenSecret }),
+    verifyRequestSignature: () => B.apps.verifyRequestSignature({ appId: a.id, stringToSign: "x", signature: "00", timestamp: 0 }),
+    verifyUserToken: () => B.apps.verifyUserToken({ appId: a.id, userToken: "x.y.z" }),
   };
 
   it("covers every RPC", () => {

@@ -1001,6 +1001,35 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
     });
 
     // ---------------------------------------------------------------------------------------
+    describe("expiring records", () => {
+      it("claims a nonce once per app, and forgets expired claims", async () => {
+        const [a, b] = [newApp(), newApp()];
+        const key = `sig-${randomUUID()}`;
+        assert.equal(await store.nonces.claim(a, key, at(10)), true);
+        assert.equal(await store.nonces.claim(a, key, at(10)), false, "a replay");
+        assert.equal(await store.nonces.claim(b, key, at(10)), true, "another app's key space");
+        assert.ok((await store.nonces.sweep(at(11))) >= 2);
+        assert.equal(await store.nonces.claim(a, key, at(20)), true, "claimable again once swept");
+      });
+
+      it("keeps the latest verdict per token, lists it by time with a cursor, and sweeps old ones", async () => {
+        const app = newApp();
+        const feedback = (provider: "apns" | "fcm", token: string, t: number, reason = `${provider}:gone`) => ({ app, provider, token, reason, at: at(t) });
+        await store.tokenFeedback.add([feedback("apns", "a1", 1), feedback("fcm", "f1", 2), feedback("apns", "a2", 2)]);
+        await store.tokenFeedback.add([feedback("apns", "a1", 3, "apns:Unregistered")]);
+        await store.tokenFeedback.add([{ ...feedback("apns", "x", 1), app: newApp() }]);
+        const all = await store.tokenFeedback.list(app, {}, { limit: 10 });
+        assert.deepEqual(all.map((r) => [r.provider, r.token, r.at.getTime()]), [["apns", "a2", at(2).getTime()], ["fcm", "f1", at(2).getTime()], ["apns", "a1", at(3).getTime()]]);
+        assert.equal(all[2]!.reason, "apns:Unregistered", "the later verdict replaced the first");
+        const first = await store.tokenFeedback.list(app, {}, { limit: 1 });
+        const cursor = `${first[0]!.at.toISOString()}\n${first[0]!.provider}:${first[0]!.token}`;
+        assert.deepEqual((await store.tokenFeedback.list(app, {}, { after: cursor, limit: 10 })).map((r) => r.token), ["f1", "a1"]);
+        assert.deepEqual((await store.tokenFeedback.list(app, { provider: "apns", since: at(3) }, { limit: 10 })).map((r) => r.token), ["a1"]);
+        await store.tokenFeedback.sweep(at(3));
+        assert.deepEqual((await store.tokenFeedback.list(app, {}, { limit: 10 })).map((r) => r.token), ["a1"]);
+      });
+    });
+
     describe("apps", () => {
       it("create and get; a taken id is ALREADY_EXISTS", async () => {
         const id = newApp();

@@ -15,6 +15,7 @@ import type {
   DeviceWrite,
   DeviceWriteResult,
   DevicePatch,
+  NonceRepository,
   PageQuery,
   PlatformName,
   ProviderName,
@@ -22,6 +23,8 @@ import type {
   SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionRepository,
+  TokenFeedbackRecord,
+  TokenFeedbackRepository,
   TopicCount,
   TopicSource,
   UserTopicRecord,
@@ -43,6 +46,8 @@ export function createMemoryStore(): Store {
     subscriptions,
     apps,
     apiKeys,
+    nonces: new MemoryNonces(),
+    tokenFeedback: new MemoryTokenFeedback(),
     async close() {},
   };
 }
@@ -630,6 +635,70 @@ class MemoryApiKeys implements ApiKeyRepository {
       this.keys.delete(key.id);
       this.byHash.delete(key.hash);
       n++;
+    }
+    return n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiring records: request nonces and token feedback
+
+class MemoryNonces implements NonceRepository {
+  private readonly claims = new Map<string, Date>();
+
+  async claim(app: string, key: string, expiresAt: Date): Promise<boolean> {
+    const id = `${app}\n${key}`;
+    if (this.claims.has(id)) return false;
+    this.claims.set(id, new Date(expiresAt));
+    return true;
+  }
+
+  async sweep(now: Date): Promise<number> {
+    let n = 0;
+    for (const [id, expiresAt] of this.claims) {
+      if (expiresAt < now) {
+        this.claims.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+}
+
+class MemoryTokenFeedback implements TokenFeedbackRepository {
+  // app → `${provider}:${token}` → record
+  private readonly byApp = new Map<string, Map<string, TokenFeedbackRecord>>();
+
+  async add(records: TokenFeedbackRecord[]): Promise<void> {
+    for (const r of records) {
+      let space = this.byApp.get(r.app);
+      if (!space) this.byApp.set(r.app, (space = new Map()));
+      space.set(`${r.provider}:${r.token}`, copy(r));
+    }
+  }
+
+  async list(app: string, query: { provider?: ProviderName; since?: Date }, page: PageQuery): Promise<TokenFeedbackRecord[]> {
+    if (page.limit <= 0) return [];
+    const after = page.after !== undefined ? splitCursor(page.after) : undefined;
+    const keyed = [...(this.byApp.get(app)?.entries() ?? [])].map(([key, r]) => ({ key, r, at: r.at.toISOString() }));
+    return keyed
+      .filter(({ r }) => !query.provider || r.provider === query.provider)
+      .filter(({ r }) => !query.since || r.at >= query.since)
+      .filter(({ key, at }) => !after || compareTuples([at, key], after) > 0)
+      .sort((a, b) => compareTuples([a.at, a.key], [b.at, b.key]))
+      .slice(0, page.limit)
+      .map(({ r }) => copy(r));
+  }
+
+  async sweep(before: Date): Promise<number> {
+    let n = 0;
+    for (const space of this.byApp.values()) {
+      for (const [key, r] of space) {
+        if (r.at < before) {
+          space.delete(key);
+          n++;
+        }
+      }
     }
     return n;
   }

@@ -2,6 +2,7 @@ import type { Db, IndexDescription, MongoClient } from "mongodb";
 import { MongoApiKeys } from "./apikey.repository.mongo.js";
 import { MongoApps } from "./app.repository.mongo.js";
 import { MongoDevices, type MongoJoin } from "./device.repository.mongo.js";
+import { MongoNonces, MongoTokenFeedback } from "./expiring.repository.mongo.js";
 import { MongoSubscriptions } from "./subscription.repository.mongo.js";
 import type { Store } from "./store.types.js";
 
@@ -15,6 +16,8 @@ export const COLLECTIONS = {
   userTopics: "user_topics",
   apps: "apps",
   apiKeys: "api_keys",
+  nonces: "request_nonces",
+  tokenFeedback: "token_feedback",
 } as const;
 
 // Index names are fixed so that creating them again is a no-op.
@@ -40,6 +43,11 @@ const INDEXES: Record<keyof typeof COLLECTIONS, IndexDescription[]> = {
   apiKeys: [
     { name: "hash", key: { hash: 1 }, unique: true },
     { name: "app", key: { app: 1 } },
+  ],
+  nonces: [{ name: "expiresAt", key: { expiresAt: 1 } }],
+  tokenFeedback: [
+    { name: "app_at_key", key: { app: 1, at: 1, key: 1 } },
+    { name: "at", key: { at: 1 } },
   ],
 };
 
@@ -67,6 +75,8 @@ export async function createMongoStore(db: Db, options: { client?: MongoClient; 
     subscriptions: new MongoSubscriptions(db.collection(COLLECTIONS.deviceTopics), db.collection(COLLECTIONS.userTopics)),
     apps: new MongoApps(db.collection(COLLECTIONS.apps)),
     apiKeys: new MongoApiKeys(db.collection(COLLECTIONS.apiKeys)),
+    nonces: new MongoNonces(db.collection(COLLECTIONS.nonces)),
+    tokenFeedback: new MongoTokenFeedback(db.collection(COLLECTIONS.tokenFeedback)),
     async close() {
       await options.client?.close();
     },

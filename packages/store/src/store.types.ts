@@ -260,10 +260,41 @@ export interface ApiKeyRepository {
   removeApp(app: string): Promise<number>;
 }
 
+// Signatures of signed HTTP requests seen within their replay window: a second claim of the
+// same key fails, whichever gateway replica sees it.
+export interface NonceRepository {
+  // True when the key was new (and is now claimed until expiresAt); false for a replay.
+  claim(app: string, key: string, expiresAt: Date): Promise<boolean>;
+  // Forgets claims that expired before `now`; returns how many.
+  sweep(now: Date): Promise<number>;
+}
+
+// A provider's verdict that a token is dead, kept for the app's feedback API (Pushlet's
+// application_feedback, APNs' old feedback service), for raw-token sends and devices alike.
+export interface TokenFeedbackRecord {
+  app: string;
+  provider: ProviderName;
+  token: string;
+  // The provider's reason, e.g. "apns:Unregistered".
+  reason: string;
+  at: Date;
+}
+
+export interface TokenFeedbackRepository {
+  // Idempotent per (app, provider, token): a later verdict replaces an earlier one.
+  add(records: TokenFeedbackRecord[]): Promise<void>;
+  // Oldest first, from `since` on; the page cursor is `${at ISO}\n${provider}\n${token}`.
+  list(app: string, query: { provider?: ProviderName; since?: Date }, page: PageQuery): Promise<TokenFeedbackRecord[]>;
+  // Forgets verdicts older than `before`; returns how many.
+  sweep(before: Date): Promise<number>;
+}
+
 export interface Store {
   devices: DeviceRepository;
   subscriptions: SubscriptionRepository;
   apps: AppRepository;
   apiKeys: ApiKeyRepository;
+  nonces: NonceRepository;
+  tokenFeedback: TokenFeedbackRepository;
   close(): Promise<void>;
 }

@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
-import type { AsyncClient } from "@herald/platform";
-import { apps, dispatch, Platform, Provider, registry, topic } from "@herald/proto";
-import { fromGrpcError, HttpError } from "./http.errors.js";
+import { dispatch, Platform, Provider, topic } from "@herald/proto";
+import { AppSecrets, deviceOwnTopics, rpc as call, schemeToken, type AdminClients } from "./admin.clients.js";
+import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 
 // Pusher Beams compatibility: the paths, bodies, answers, errors and limits of the Beams
@@ -11,20 +10,12 @@ import type { HttpRequest, Route } from "./http.router.js";
 // Herald SERVER key of the app works too). The gateway calls the services with the admin key,
 // scoped to the app, and as a CLIENT for the device API, which Beams leaves unauthenticated.
 
-export interface BeamsClients {
-  apps: AsyncClient<typeof apps.AppServiceService>;
-  registry: AsyncClient<typeof registry.RegistryServiceService>;
-  topic: AsyncClient<typeof topic.TopicServiceService>;
-  dispatch: AsyncClient<typeof dispatch.DispatchServiceService>;
-}
-
 // Beams' limits (its server SDKs check the same).
 const MAX_INTERESTS = 100;
 const MAX_USERS = 1000;
 const MAX_NAME = 164;
 const MAX_DEVICE_INTERESTS = 5000;
 const INTEREST = /^[A-Za-z0-9_\-=@,.;]+$/;
-const SECRET_CACHE_MS = 10_000;
 
 const PLATFORMS = {
   apns: { provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS },
@@ -54,36 +45,22 @@ export const beamsError = (e: HttpError) => ({ error: TITLES[e.status] ?? "Error
 const fail = (status: number, description: string, field?: string) => new HttpError(status, TITLES[status] ?? "Error", description, field);
 
 // A service refusal as Beams reports it (a device over its user's cap is Beams' 422).
-async function rpc<T>(call: Promise<T>): Promise<T> {
+async function rpc<T>(p: Promise<T>): Promise<T> {
   try {
-    return await call;
+    return await call(p);
   } catch (err) {
-    const e = fromGrpcError(err);
+    const e = err as HttpError;
     throw e.error === "TOO_MANY_DEVICES" ? new HttpError(422, e.error, e.message, e.field) : e;
   }
 }
 
-export function beamsRoutes(c: BeamsClients): Route[] {
-  const secrets = new Map<string, { valid: boolean; until: number }>();
-
+export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
   const serverAuth = async (req: HttpRequest): Promise<{ app: string; apiKey?: string }> => {
     const app = req.params.instance!;
-    const match = /^Bearer\s+(\S+)$/i.exec(String(req.headers.authorization ?? ""));
-    if (!match) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
-    const secret = match[1]!;
-    // A Herald API key is checked by the services themselves (and must belong to this app).
-    if (secret.startsWith("hk_")) return { app, apiKey: secret };
-    const cacheKey = createHash("sha256").update(`${app}\n${secret}`).digest("hex");
-    const hit = secrets.get(cacheKey);
-    let valid = hit && hit.until > Date.now() ? hit.valid : undefined;
-    if (valid === undefined) {
-      valid = (await rpc(c.apps.verifyAppSecret({ appId: app, secret }))).valid;
-      if (secrets.size > 10_000) secrets.clear();
-      secrets.set(cacheKey, { valid, until: Date.now() + SECRET_CACHE_MS });
-    }
-    if (!valid) throw fail(401, "Incorrect API Key");
-    return { app };
+    const secret = schemeToken(req.headers.authorization, "Bearer");
+    if (!secret) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
+    return { app, ...(await secrets.check(app, secret, () => fail(401, "Incorrect API Key"))) };
   };
 
   const json = (req: HttpRequest): Record<string, unknown> => {
@@ -127,7 +104,7 @@ export function beamsRoutes(c: BeamsClients): Route[] {
     // A token Beams knows keeps its device: same id, user and interests.
     const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider, token }] }, includeTopics: true, includeTags: true, includeMeta: true }, { app }))).devices[0];
     if (known) {
-      const own = await deviceInterests(c, app, known.id);
+      const own = await deviceOwnTopics(c, { app }, known.id);
       await rpc(c.registry.registerDevice({ id: known.id, provider, platform: devicePlatform, token, user: known.user, topics: own, tags: known.tags, meta: { ...known.meta, ...metadata }, locale: known.locale, timezone: known.timezone }, { app }));
       return { body: { id: known.id, initialInterestSet: own } };
     }
@@ -172,13 +149,13 @@ export function beamsRoutes(c: BeamsClients): Route[] {
     beams("PUT", `${device}/token`, async (req) => {
       const { app, platform, device: d } = await deviceOf(req);
       const token = tokenOf(platform, json(req).token);
-      const own = await deviceInterests(c, app, d.id);
+      const own = await deviceOwnTopics(c, { app }, d.id);
       await rpc(c.registry.registerDevice({ id: d.id, provider: d.provider, platform: d.platform, token, user: d.user, topics: own, tags: d.tags, meta: d.meta, locale: d.locale, timezone: d.timezone }, { app }));
       return { status: 200 };
     }, true),
     beams("GET", `${device}/interests`, async (req) => {
       const { app, device: d } = await deviceOf(req);
-      return { body: { interests: await deviceInterests(c, app, d.id), responseMetadata: {} } };
+      return { body: { interests: await deviceOwnTopics(c, { app }, d.id), responseMetadata: {} } };
     }, true),
     beams("PUT", `${device}/interests`, async (req) => {
       const { app, device: d } = await deviceOf(req);
@@ -199,9 +176,9 @@ export function beamsRoutes(c: BeamsClients): Route[] {
     // setUserId: the Beams token (signed by the app's backend with the secret key) proves the user.
     beams("PUT", `${device}/user`, async (req) => {
       const { app, device: d } = await deviceOf(req);
-      const match = /^Bearer\s+(\S+)$/i.exec(String(req.headers.authorization ?? ""));
-      if (!match) throw fail(401, "Missing Beams token: send `Authorization: Bearer <token from your auth endpoint>`");
-      await rpc(c.registry.bindUser({ deviceId: d.id, userToken: match[1]! }, { app, role: "client" }));
+      const token = schemeToken(req.headers.authorization, "Bearer");
+      if (!token) throw fail(401, "Missing Beams token: send `Authorization: Bearer <token from your auth endpoint>`");
+      await rpc(c.registry.bindUser({ deviceId: d.id, userToken: token }, { app, role: "client" }));
       return { status: 200 };
     }, true),
     beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", async (req) => {
@@ -214,16 +191,6 @@ export function beamsRoutes(c: BeamsClients): Route[] {
   ];
 }
 
-async function deviceInterests(c: BeamsClients, app: string, deviceId: string): Promise<string[]> {
-  const interests: string[] = [];
-  let cursor = "";
-  for (;;) {
-    const page = await rpc(c.topic.listDeviceTopics({ deviceIds: [deviceId], page: { cursor, limit: 1000 } }, { app }));
-    for (const item of page.items) if (item.fromDevice) interests.push(item.topic);
-    if (!page.hasMore) return interests;
-    cursor = page.nextCursor;
-  }
-}
 
 function platformOf(value: string): BeamsPlatform {
   if (value === "apns" || value === "fcm" || value === "web") return value;

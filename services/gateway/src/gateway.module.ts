@@ -2,9 +2,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type Logger } from "@herald/platform";
 import { apps, descriptorSetPath, dispatch, registry, topic } from "@herald/proto";
-import { beamsRoutes, type BeamsClients } from "./beams.routes.js";
+import { AppSecrets, type AdminClients } from "./admin.clients.js";
+import { beamsRoutes } from "./beams.routes.js";
+import { kinveyRoutes } from "./kinvey.routes.js";
+import { pushletRoutes } from "./pushlet.routes.js";
 import { createRouter, type Route } from "./http.router.js";
 import { openApiDocument } from "./openapi.document.js";
+import { requestAuth } from "./request.auth.js";
 import { loadCatalog, type RpcCatalog } from "./rpc.catalog.js";
 import { rpcRoutes } from "./rpc.routes.js";
 
@@ -52,22 +56,26 @@ export function createGateway(o: GatewayOptions): Gateway {
   };
   const compat: Route[] = [];
   const opened: Array<{ close(): void }> = [];
-  if (o.adminKey) {
-    const admin = { apiKey: o.adminKey };
-    const beams: BeamsClients = {
-      apps: createClient(apps.AppServiceService, apps, o.addresses.registry, admin),
+  const admin = { apiKey: o.adminKey };
+  const appsClient = o.adminKey ? createClient(apps.AppServiceService, apps, o.addresses.registry, admin) : undefined;
+  if (appsClient) opened.push(appsClient);
+  const auth = requestAuth(appsClient, o.adminKey);
+  if (appsClient) {
+    const clients: AdminClients = {
+      apps: appsClient,
       registry: createClient(registry.RegistryServiceService, registry, o.addresses.registry, admin),
       topic: createClient(topic.TopicServiceService, topic, o.addresses.topic, admin),
       dispatch: createClient(dispatch.DispatchServiceService, dispatch, o.addresses.dispatcher, admin),
     };
-    opened.push(...Object.values(beams));
-    compat.push(...beamsRoutes(beams));
+    opened.push(clients.registry, clients.topic, clients.dispatch);
+    const secrets = new AppSecrets(appsClient);
+    compat.push(...beamsRoutes(clients, secrets), ...kinveyRoutes(clients, secrets), ...pushletRoutes(clients, secrets));
   } else {
     o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");
   }
   const document = openApiDocument(catalog, [], o.version);
   const routes: Route[] = [
-    ...rpcRoutes(catalog, upstream),
+    ...rpcRoutes(catalog, upstream, auth),
     ...compat,
     { method: "GET", pattern: "/openapi.json", handle: async () => ({ body: document }) },
     { method: "GET", pattern: "/healthz", handle: async () => ({ body: { status: "ok" } }) },

@@ -10,6 +10,8 @@ import { HttpError } from "./http.errors.js";
 export interface HttpRequest {
   method: string;
   path: string;
+  // The request target as sent (path and query), what request signatures cover.
+  target: string;
   params: Record<string, string>;
   query: URLSearchParams;
   headers: IncomingMessage["headers"];
@@ -17,6 +19,9 @@ export interface HttpRequest {
   body: Buffer;
   // The body parsed as JSON; 400 INVALID_JSON when it is not, 415 when not sent as JSON.
   json(): unknown;
+  // A JSON object or an HTML form (application/x-www-form-urlencoded, what curl -d sends) as
+  // fields; 415 for anything else.
+  fields(): Record<string, unknown>;
   signal: AbortSignal;
 }
 
@@ -114,11 +119,13 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
           const request: HttpRequest = {
             method,
             path: url.pathname,
+            target: req.url ?? "/",
             params,
             query: url.searchParams,
             headers: req.headers,
             body,
             json: () => parseJson(req, body),
+            fields: () => parseFields(req, body),
             signal: controller.signal,
           };
           const response = await match.route.handle(request);
@@ -197,6 +204,14 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 const tooLarge = (limit: number) => new HttpError(413, "PAYLOAD_TOO_LARGE", `the request body is larger than ${limit} bytes`);
+
+function parseFields(req: IncomingMessage, body: Buffer): Record<string, unknown> {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type === "application/x-www-form-urlencoded") return Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+  const value = parseJson(req, body);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new HttpError(400, "INVALID_JSON", "the body must be a JSON object");
+  return value as Record<string, unknown>;
+}
 
 function parseJson(req: IncomingMessage, body: Buffer): unknown {
   if (body.length === 0) return {};

@@ -1,16 +1,16 @@
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { context, propagation } from "@opentelemetry/api";
-import type { IncomingMessage } from "node:http";
 import { badRequest, fromGrpcError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import type { RequestAuth } from "./request.auth.js";
 import type { RpcCatalog, RpcMethod } from "./rpc.catalog.js";
 
 // Every gRPC method as `POST /v1/<package>.<Service>/<Method>` with its request as proto3 JSON
 // (camelCase or the proto field names, enums by name) and its response likewise; server
 // streams (WatchPublish) answer NDJSON, one message per line. Authentication is the services'
 // own: the caller's `authorization` and `x-herald-app` headers go through as gRPC metadata, so
-// the gateway holds no key for these routes and every tenancy rule applies unchanged.
+// every tenancy rule applies unchanged; a signed request acts for its app (request.auth.ts).
 
 // The upstream that serves a service ("herald.registry.v1.RegistryService").
 export type Upstreams = (service: string) => grpc.Client;
@@ -25,13 +25,15 @@ const UNARY_DEADLINE_MS = 30_000;
 const STREAM_DEADLINE_MS = 3_600_000;
 const identity = (b: Buffer) => b;
 
-export function rpcRoutes(catalog: RpcCatalog, upstreams: Upstreams): Route[] {
+export function rpcRoutes(catalog: RpcCatalog, upstreams: Upstreams, auth: RequestAuth): Route[] {
   return catalog.methods.map((m) => ({
     method: "POST" as const,
     pattern: `/v1${m.path}`,
     handle: async (req: HttpRequest) => {
+      // Who is calling before what they sent: a refused signature says so whatever the body.
+      const metadata = await auth.metadata(req);
       const request = decodeJson(catalog, m.method.input, req.json());
-      const options = { metadata: forwardedMetadata(req.headers), deadlineMs: deadlineOf(req, m), signal: req.signal };
+      const options = { metadata, deadlineMs: deadlineOf(req, m), signal: req.signal };
       const client = upstreams(m.service.typeName);
       if (m.serverStreaming) return { stream: streamJson(catalog, m, client, request, options) };
       return { body: await callJson(catalog, m, client, request, options) };
@@ -89,15 +91,6 @@ function failingKey(catalog: RpcCatalog, desc: DescMessage, json: Record<string,
 // Every field present, zeros included, so a client reads counts without defaulting them.
 export function encodeJson(catalog: RpcCatalog, desc: DescMessage, bytes: Uint8Array): JsonValue {
   return toJson(desc, fromBinary(desc, bytes), { registry: catalog.registry, alwaysEmitImplicit: true });
-}
-
-export function forwardedMetadata(headers: IncomingMessage["headers"]): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  for (const name of ["authorization", "x-herald-app"]) {
-    const value = headers[name];
-    if (typeof value === "string") metadata.set(name, value);
-  }
-  return metadata;
 }
 
 function withTrace(metadata: grpc.Metadata): grpc.Metadata {

@@ -18,7 +18,7 @@ import {
   type AppRecord,
   type Store,
 } from "@herald/store";
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import type { UserTokens } from "./usertoken.jwt.js";
 
 export interface AppServiceDeps {
@@ -28,6 +28,8 @@ export interface AppServiceDeps {
 }
 
 const APP_ID = /^[a-z][a-z0-9-]{0,63}$/;
+// A signed request is accepted this long either side of its timestamp (Pusher: 600 s).
+export const SIGNATURE_WINDOW_MS = 300_000;
 
 // App and API key administration (admin key only).
 export class AppService {
@@ -45,6 +47,11 @@ export class AppService {
       revokeApiKey: { access: "admin", handle: (req) => this.revokeKey(req) },
       rotateUserTokenSecret: { access: "admin", handle: (req) => this.rotate(req) },
       verifyAppSecret: { access: "admin", handle: (req) => this.verifySecret(req) },
+      verifyRequestSignature: { access: "admin", handle: (req) => this.verifySignature(req) },
+      verifyUserToken: { access: "admin", handle: async (req) => {
+        const app = await this.app(req.appId);
+        return this.deps.userTokens.verifyClaims(app.id, app.secretVersion, req.userToken);
+      } },
     });
   }
 
@@ -144,6 +151,20 @@ export class AppService {
     const expected = Buffer.from(this.deps.userTokens.secretFor(app.id, app.secretVersion));
     const given = Buffer.from(req.secret);
     return { valid: expected.length === given.length && timingSafeEqual(expected, given) };
+  }
+
+  // A signed request is valid once: the HMAC matches, its time is within the window, and its
+  // signature was not claimed before (claims expire with the window).
+  async verifySignature(req: apps.VerifyRequestSignatureRequest): Promise<apps.VerifyRequestSignatureResponse> {
+    const app = req.appId ? await this.deps.store.apps.get(req.appId) : null;
+    if (!app) return { valid: false, reason: "UNKNOWN_APP" };
+    const expected = Buffer.from(createHmac("sha256", this.deps.userTokens.secretFor(app.id, app.secretVersion)).update(req.stringToSign).digest("hex"));
+    const given = Buffer.from(req.signature.toLowerCase());
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { valid: false, reason: "BAD_SIGNATURE" };
+    const now = this.deps.now().getTime();
+    if (Math.abs(now - req.timestamp * 1000) > SIGNATURE_WINDOW_MS) return { valid: false, reason: "STALE_TIMESTAMP" };
+    const claimed = await this.deps.store.nonces.claim(app.id, `sig:${req.signature.toLowerCase()}`, new Date(req.timestamp * 1000 + SIGNATURE_WINDOW_MS));
+    return claimed ? { valid: true, reason: "" } : { valid: false, reason: "REPLAYED_SIGNATURE" };
   }
 
   // App ids are global, PushApp names only unique per namespace: a PushApp must never take over

@@ -17,6 +17,7 @@ import {
   normalizeToken,
   pageLimit,
   parsePlatform,
+  providerEnum,
   parseProvider,
   PLATFORM_NAMES,
   PRIVATE_TOPIC_PREFIX,
@@ -59,6 +60,7 @@ export class DeviceService {
       unbindUser: { access: "client", handle: (req, ctx) => this.unbindUser(req, ctx) },
       deleteUser: { access: "server", handle: (req, ctx) => this.deleteUser(req, ctx) },
       createUserToken: { access: "server", handle: (req, ctx) => this.createUserToken(req, ctx) },
+      listTokenFeedback: { access: "server", handle: (req, ctx) => this.listTokenFeedback(req, ctx) },
     });
   }
 
@@ -71,7 +73,7 @@ export class DeviceService {
       throw permissionDenied("USER_TOKEN_REQUIRED", "CLIENT keys cannot set `user`; call BindUser with a user token");
     }
     const user = req.user ? checkUserId(req.user, "user") : "";
-    const topics = this.checkDeviceTopics(req.topics, "topics", app, ctx);
+    const topics = this.checkDeviceTopics(req.topics, "topics", app, !isClient(ctx));
     const tags = checkStringMap(req.tags, "tags");
     const meta = checkStringMap(req.meta, "meta");
     const locale = checkLocale(req.locale, "locale");
@@ -107,11 +109,19 @@ export class DeviceService {
   async bindUser(req: registry.BindUserRequest, ctx: CallContext): Promise<registry.BindUserResponse> {
     const app = await this.app(ctx.app);
     const device = await this.device(app.id, req.deviceId, "device_id");
-    const user = checkUserId(this.deps.userTokens.verify(app.id, app.secretVersion, req.userToken), "user_token.sub");
-    if (device.user === user) return { device: await this.view(device), evictedDeviceIds: [] };
-    await this.refuseOverCap(app, user, device.platform, { id: device.id });
-    const updated = await this.changeUser(app.id, device, user);
-    const evicted = await this.evictOverCap(app, user, device.platform, device.id);
+    const claims = this.deps.userTokens.verifyClaims(app.id, app.secretVersion, req.userToken);
+    const user = checkUserId(claims.user, "user_token.sub");
+    // Private topics join only with a SERVER key or a user token that carries them; they are the
+    // user's on this device, so they leave it with the user.
+    const tokenTopics = claims.topics.length ? this.checkDeviceTopics(claims.topics, "user_token.topics", app, true) : [];
+    let updated = device;
+    let evicted: string[] = [];
+    if (device.user !== user) {
+      await this.refuseOverCap(app, user, device.platform, { id: device.id });
+      updated = await this.changeUser(app.id, device, user);
+      evicted = await this.evictOverCap(app, user, device.platform, device.id);
+    }
+    if (tokenTopics.length) await this.deps.store.subscriptions.add(app.id, device.id, user, tokenTopics, "user");
     return { device: await this.view(updated), evictedDeviceIds: evicted };
   }
 
@@ -127,7 +137,7 @@ export class DeviceService {
     const newUser = req.userUpdate ? (req.userUpdate.user ? checkUserId(req.userUpdate.user, "user_update.user") : "") : undefined;
     const meta = req.metaUpdate ? checkStringMap(req.metaUpdate.meta, "meta_update.meta") : undefined;
     const tags = req.tagsUpdate ? checkStringMap(req.tagsUpdate.tags, "tags_update.tags") : undefined;
-    const topics = req.topicsUpdate ? this.checkDeviceTopics(req.topicsUpdate.topics, "topics_update.topics", app, ctx) : undefined;
+    const topics = req.topicsUpdate ? this.checkDeviceTopics(req.topicsUpdate.topics, "topics_update.topics", app, !isClient(ctx)) : undefined;
     let matched = 0;
     const evicted: string[] = [];
     for await (const batch of this.deps.store.devices.scan(app.id, query, { batchSize: SCAN_BATCH })) {
@@ -176,6 +186,19 @@ export class DeviceService {
     const devicesRemoved = await this.removeMatching(ctx.app, { users: [user] }, "user_deleted");
     const userTopicsRemoved = await this.deps.store.subscriptions.removeUser(ctx.app, user);
     return { devicesRemoved, userTopicsRemoved };
+  }
+
+  async listTokenFeedback(req: registry.ListTokenFeedbackRequest, ctx: CallContext): Promise<registry.ListTokenFeedbackResponse> {
+    const limit = pageLimit(req.page?.limit);
+    const provider = req.provider ? parseProvider(req.provider, "provider") : undefined;
+    const found = await this.deps.store.tokenFeedback.list(ctx.app, { ...(provider ? { provider } : {}), ...(req.since ? { since: req.since } : {}) }, { ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 });
+    const page = found.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      entries: page.map((f) => ({ provider: providerEnum(f.provider), token: f.token, reason: f.reason, at: f.at })),
+      nextCursor: found.length > limit && last ? `${last.at.toISOString()}\n${last.provider}:${last.token}` : "",
+      hasMore: found.length > limit,
+    };
   }
 
   async createUserToken(req: registry.CreateUserTokenRequest, ctx: CallContext): Promise<registry.CreateUserTokenResponse> {
@@ -243,12 +266,13 @@ export class DeviceService {
     return victims.map((d) => d.id);
   }
 
-  private checkDeviceTopics(topics: string[], field: string, app: AppRecord, ctx: CallContext): string[] {
+  // Private topics only for SERVER keys (allowPrivate) or a user token that carries them.
+  private checkDeviceTopics(topics: string[], field: string, app: AppRecord, allowPrivate: boolean): string[] {
     const checked = checkTopics(topics, field);
     if (checked.length > app.limits.maxTopicsPerDevice) {
       throw resourceExhausted("TOO_MANY_TOPICS", `at most ${app.limits.maxTopicsPerDevice} topics per device`, field);
     }
-    if (isClient(ctx)) {
+    if (!allowPrivate) {
       const i = checked.findIndex((t) => t.startsWith(PRIVATE_TOPIC_PREFIX));
       if (i >= 0) throw permissionDenied("PRIVATE_TOPIC", `topic "${checked[i]}" is private: only a SERVER key can subscribe to it`);
     }

@@ -3,9 +3,12 @@ import type { Store } from "@herald/store";
 import type { DeviceService } from "./device.service.js";
 
 const DAY = 24 * 3600 * 1000;
+// How long the feedback API lists a dead token.
+export const TOKEN_FEEDBACK_RETENTION_MS = 30 * DAY;
 
 // Removes devices not seen for their app's max_inactive_days (FerretDB has no TTL indexes, and a
-// TTL index could not follow a per-app setting anyway). Idempotent, so every replica may run it.
+// TTL index could not follow a per-app setting anyway), expired request-signature claims and
+// token feedback past its retention. Idempotent, so every replica may run it.
 export class DeviceSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
@@ -55,6 +58,10 @@ export class DeviceSweeper {
       after = apps.at(-1)?.id;
     }
     if (removed) this.logger.info({ removed }, "swept inactive devices");
+    const now = this.now();
+    const nonces = await this.store.nonces.sweep(now);
+    const feedback = await this.store.tokenFeedback.sweep(new Date(now.getTime() - TOKEN_FEEDBACK_RETENTION_MS));
+    if (nonces || feedback) this.logger.debug({ nonces, feedback }, "swept expired signature claims and token feedback");
     return removed;
   }
 }

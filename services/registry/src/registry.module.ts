@@ -35,6 +35,6 @@ export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
   const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now, deps.metrics?.countEvent), userTokens, tokenRules: deps.tokenRules, now });
   const apps = new AppService({ store: deps.store, userTokens, now });
   const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
-  const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }));
+  const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }), now);
   return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, tokenFeedback, userTokens };
 }

@@ -30,6 +30,12 @@ export class UserTokens {
 
   // Returns the user id the token vouches for, or throws UNAUTHENTICATED with the reason.
   verify(app: string, version: number, token: string): string {
+    return this.verifyClaims(app, version, token).user;
+  }
+
+  // The user and the private topics the token lets that user's device join (a `topics` claim:
+  // an array of topic names, absent for none).
+  verifyClaims(app: string, version: number, token: string): { user: string; topics: string[] } {
     if (!token) throw invalidArgument("user_token", "is required", "USER_TOKEN_REQUIRED");
     const parts = token.split(".");
     if (parts.length !== 3) throw unauthenticated("MALFORMED_USER_TOKEN", "the user token is not a JWT");
@@ -47,7 +53,9 @@ export class UserTokens {
     if (typeof claims.exp !== "number") throw unauthenticated("MALFORMED_USER_TOKEN", "the user token has no exp claim");
     if (claims.exp * 1000 <= this.now().getTime()) throw unauthenticated("EXPIRED_USER_TOKEN", "the user token has expired");
     if (typeof claims.sub !== "string" || !claims.sub) throw unauthenticated("MALFORMED_USER_TOKEN", "the user token has no sub claim");
-    return claims.sub;
+    const topics = claims.topics ?? [];
+    if (!Array.isArray(topics) || !topics.every((t) => typeof t === "string")) throw unauthenticated("MALFORMED_USER_TOKEN", "the user token's topics claim must be an array of topic names");
+    return { user: claims.sub, topics };
   }
 }
 

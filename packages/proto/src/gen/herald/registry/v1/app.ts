@@ -272,6 +272,33 @@ export interface VerifyAppSecretResponse {
   valid: boolean;
 }
 
+export interface VerifyRequestSignatureRequest {
+  appId: string;
+  /** What the client signed (see the README's request signing recipe). */
+  stringToSign: string;
+  /** Lowercase hex HMAC-SHA256. */
+  signature: string;
+  /** The request's timestamp, unix seconds (also inside string_to_sign). */
+  timestamp: number;
+}
+
+export interface VerifyUserTokenRequest {
+  appId: string;
+  userToken: string;
+}
+
+export interface VerifyUserTokenResponse {
+  user: string;
+  /** Private topics the token lets the user's device join (its `topics` claim). */
+  topics: string[];
+}
+
+export interface VerifyRequestSignatureResponse {
+  valid: boolean;
+  /** When not valid: BAD_SIGNATURE, STALE_TIMESTAMP, REPLAYED_SIGNATURE or UNKNOWN_APP. */
+  reason: string;
+}
+
 function createBaseAppLimits(): AppLimits {
   return {
     maxDevicesPerUser: 0,
@@ -2645,6 +2672,394 @@ export const VerifyAppSecretResponse: MessageFns<VerifyAppSecretResponse> = {
   },
 };
 
+function createBaseVerifyRequestSignatureRequest(): VerifyRequestSignatureRequest {
+  return { appId: "", stringToSign: "", signature: "", timestamp: 0 };
+}
+
+export const VerifyRequestSignatureRequest: MessageFns<VerifyRequestSignatureRequest> = {
+  encode(message: VerifyRequestSignatureRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.stringToSign !== "") {
+      writer.uint32(18).string(message.stringToSign);
+    }
+    if (message.signature !== "") {
+      writer.uint32(26).string(message.signature);
+    }
+    if (message.timestamp !== 0) {
+      writer.uint32(32).int64(message.timestamp);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyRequestSignatureRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyRequestSignatureRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stringToSign = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timestamp = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyRequestSignatureRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      stringToSign: isSet(object.stringToSign)
+        ? globalThis.String(object.stringToSign)
+        : isSet(object.string_to_sign)
+        ? globalThis.String(object.string_to_sign)
+        : "",
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+    };
+  },
+
+  toJSON(message: VerifyRequestSignatureRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.stringToSign !== "") {
+      obj.stringToSign = message.stringToSign;
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.timestamp !== 0) {
+      obj.timestamp = Math.round(message.timestamp);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyRequestSignatureRequest>): VerifyRequestSignatureRequest {
+    return VerifyRequestSignatureRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyRequestSignatureRequest>): VerifyRequestSignatureRequest {
+    const message = createBaseVerifyRequestSignatureRequest();
+    message.appId = object.appId ?? "";
+    message.stringToSign = object.stringToSign ?? "";
+    message.signature = object.signature ?? "";
+    message.timestamp = object.timestamp ?? 0;
+    return message;
+  },
+};
+
+function createBaseVerifyUserTokenRequest(): VerifyUserTokenRequest {
+  return { appId: "", userToken: "" };
+}
+
+export const VerifyUserTokenRequest: MessageFns<VerifyUserTokenRequest> = {
+  encode(message: VerifyUserTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.userToken !== "") {
+      writer.uint32(18).string(message.userToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyUserTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyUserTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyUserTokenRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      userToken: isSet(object.userToken)
+        ? globalThis.String(object.userToken)
+        : isSet(object.user_token)
+        ? globalThis.String(object.user_token)
+        : "",
+    };
+  },
+
+  toJSON(message: VerifyUserTokenRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.userToken !== "") {
+      obj.userToken = message.userToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyUserTokenRequest>): VerifyUserTokenRequest {
+    return VerifyUserTokenRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyUserTokenRequest>): VerifyUserTokenRequest {
+    const message = createBaseVerifyUserTokenRequest();
+    message.appId = object.appId ?? "";
+    message.userToken = object.userToken ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyUserTokenResponse(): VerifyUserTokenResponse {
+  return { user: "", topics: [] };
+}
+
+export const VerifyUserTokenResponse: MessageFns<VerifyUserTokenResponse> = {
+  encode(message: VerifyUserTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.user !== "") {
+      writer.uint32(10).string(message.user);
+    }
+    for (const v of message.topics) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyUserTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyUserTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topics.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyUserTokenResponse {
+    return {
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      topics: globalThis.Array.isArray(object?.topics) ? object.topics.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: VerifyUserTokenResponse): unknown {
+    const obj: any = {};
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.topics?.length) {
+      obj.topics = message.topics;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyUserTokenResponse>): VerifyUserTokenResponse {
+    return VerifyUserTokenResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyUserTokenResponse>): VerifyUserTokenResponse {
+    const message = createBaseVerifyUserTokenResponse();
+    message.user = object.user ?? "";
+    message.topics = object.topics?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseVerifyRequestSignatureResponse(): VerifyRequestSignatureResponse {
+  return { valid: false, reason: "" };
+}
+
+export const VerifyRequestSignatureResponse: MessageFns<VerifyRequestSignatureResponse> = {
+  encode(message: VerifyRequestSignatureResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.valid !== false) {
+      writer.uint32(8).bool(message.valid);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyRequestSignatureResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyRequestSignatureResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.valid = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyRequestSignatureResponse {
+    return {
+      valid: isSet(object.valid) ? globalThis.Boolean(object.valid) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: VerifyRequestSignatureResponse): unknown {
+    const obj: any = {};
+    if (message.valid !== false) {
+      obj.valid = message.valid;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyRequestSignatureResponse>): VerifyRequestSignatureResponse {
+    return VerifyRequestSignatureResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyRequestSignatureResponse>): VerifyRequestSignatureResponse {
+    const message = createBaseVerifyRequestSignatureResponse();
+    message.valid = object.valid ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 /** App and API key management. Requires the admin key. */
 export type AppServiceService = typeof AppServiceService;
 export const AppServiceService = {
@@ -2753,6 +3168,39 @@ export const AppServiceService = {
       Buffer.from(VerifyAppSecretResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): VerifyAppSecretResponse => VerifyAppSecretResponse.decode(value),
   },
+  /**
+   * Checks a signed HTTP request for the gateway: the HMAC-SHA256 of string_to_sign under the
+   * app's secret, a timestamp inside the replay window, and a signature never seen before (it is
+   * claimed, so a replay through any gateway replica is refused). The secret never leaves the
+   * registry.
+   */
+  verifyRequestSignature: {
+    path: "/herald.registry.v1.AppService/VerifyRequestSignature" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyRequestSignatureRequest): Buffer =>
+      Buffer.from(VerifyRequestSignatureRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyRequestSignatureRequest => VerifyRequestSignatureRequest.decode(value),
+    responseSerialize: (value: VerifyRequestSignatureResponse): Buffer =>
+      Buffer.from(VerifyRequestSignatureResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyRequestSignatureResponse =>
+      VerifyRequestSignatureResponse.decode(value),
+  },
+  /**
+   * The user a user token vouches for (UNAUTHENTICATED with the reason when it vouches for
+   * nobody): how the gateway's compatibility APIs accept "user credentials".
+   */
+  verifyUserToken: {
+    path: "/herald.registry.v1.AppService/VerifyUserToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyUserTokenRequest): Buffer =>
+      Buffer.from(VerifyUserTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyUserTokenRequest => VerifyUserTokenRequest.decode(value),
+    responseSerialize: (value: VerifyUserTokenResponse): Buffer =>
+      Buffer.from(VerifyUserTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyUserTokenResponse => VerifyUserTokenResponse.decode(value),
+  },
 } as const;
 
 export interface AppServiceServer extends UntypedServiceImplementation {
@@ -2775,6 +3223,18 @@ export interface AppServiceServer extends UntypedServiceImplementation {
    * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
    */
   verifyAppSecret: handleUnaryCall<VerifyAppSecretRequest, VerifyAppSecretResponse>;
+  /**
+   * Checks a signed HTTP request for the gateway: the HMAC-SHA256 of string_to_sign under the
+   * app's secret, a timestamp inside the replay window, and a signature never seen before (it is
+   * claimed, so a replay through any gateway replica is refused). The secret never leaves the
+   * registry.
+   */
+  verifyRequestSignature: handleUnaryCall<VerifyRequestSignatureRequest, VerifyRequestSignatureResponse>;
+  /**
+   * The user a user token vouches for (UNAUTHENTICATED with the reason when it vouches for
+   * nobody): how the gateway's compatibility APIs accept "user credentials".
+   */
+  verifyUserToken: handleUnaryCall<VerifyUserTokenRequest, VerifyUserTokenResponse>;
 }
 
 export interface AppServiceClient extends Client {
@@ -2936,6 +3396,46 @@ export interface AppServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: VerifyAppSecretResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks a signed HTTP request for the gateway: the HMAC-SHA256 of string_to_sign under the
+   * app's secret, a timestamp inside the replay window, and a signature never seen before (it is
+   * claimed, so a replay through any gateway replica is refused). The secret never leaves the
+   * registry.
+   */
+  verifyRequestSignature(
+    request: VerifyRequestSignatureRequest,
+    callback: (error: ServiceError | null, response: VerifyRequestSignatureResponse) => void,
+  ): ClientUnaryCall;
+  verifyRequestSignature(
+    request: VerifyRequestSignatureRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyRequestSignatureResponse) => void,
+  ): ClientUnaryCall;
+  verifyRequestSignature(
+    request: VerifyRequestSignatureRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyRequestSignatureResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The user a user token vouches for (UNAUTHENTICATED with the reason when it vouches for
+   * nobody): how the gateway's compatibility APIs accept "user credentials".
+   */
+  verifyUserToken(
+    request: VerifyUserTokenRequest,
+    callback: (error: ServiceError | null, response: VerifyUserTokenResponse) => void,
+  ): ClientUnaryCall;
+  verifyUserToken(
+    request: VerifyUserTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyUserTokenResponse) => void,
+  ): ClientUnaryCall;
+  verifyUserToken(
+    request: VerifyUserTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyUserTokenResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -180,6 +180,29 @@ export interface CreateUserTokenResponse {
   expiresAt?: Date | undefined;
 }
 
+export interface ListTokenFeedbackRequest {
+  /** Only this provider's tokens when set. */
+  provider: Provider;
+  /** Only verdicts from this time on. */
+  since?: Date | undefined;
+  page?: PageRequest | undefined;
+}
+
+export interface TokenFeedbackEntry {
+  provider: Provider;
+  token: string;
+  /** The provider's reason, e.g. "apns:Unregistered", "fcm:UNREGISTERED", "webpush:410". */
+  reason: string;
+  /** When the provider says the token became invalid (APNs' timestamp) or when it said so. */
+  at?: Date | undefined;
+}
+
+export interface ListTokenFeedbackResponse {
+  entries: TokenFeedbackEntry[];
+  nextCursor: string;
+  hasMore: boolean;
+}
+
 function createBaseRegisterDeviceRequest(): RegisterDeviceRequest {
   return {
     id: "",
@@ -2693,6 +2716,337 @@ export const CreateUserTokenResponse: MessageFns<CreateUserTokenResponse> = {
   },
 };
 
+function createBaseListTokenFeedbackRequest(): ListTokenFeedbackRequest {
+  return { provider: 0, since: undefined, page: undefined };
+}
+
+export const ListTokenFeedbackRequest: MessageFns<ListTokenFeedbackRequest> = {
+  encode(message: ListTokenFeedbackRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.provider !== 0) {
+      writer.uint32(8).int32(message.provider);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(18).fork()).join();
+    }
+    if (message.page !== undefined) {
+      PageRequest.encode(message.page, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokenFeedbackRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokenFeedbackRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.provider = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.page = PageRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokenFeedbackRequest {
+    return {
+      provider: isSet(object.provider) ? providerFromJSON(object.provider) : 0,
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      page: isSet(object.page) ? PageRequest.fromJSON(object.page) : undefined,
+    };
+  },
+
+  toJSON(message: ListTokenFeedbackRequest): unknown {
+    const obj: any = {};
+    if (message.provider !== 0) {
+      obj.provider = providerToJSON(message.provider);
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.page !== undefined) {
+      obj.page = PageRequest.toJSON(message.page);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokenFeedbackRequest>): ListTokenFeedbackRequest {
+    return ListTokenFeedbackRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokenFeedbackRequest>): ListTokenFeedbackRequest {
+    const message = createBaseListTokenFeedbackRequest();
+    message.provider = object.provider ?? 0;
+    message.since = object.since ?? undefined;
+    message.page = (object.page !== undefined && object.page !== null)
+      ? PageRequest.fromPartial(object.page)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTokenFeedbackEntry(): TokenFeedbackEntry {
+  return { provider: 0, token: "", reason: "", at: undefined };
+}
+
+export const TokenFeedbackEntry: MessageFns<TokenFeedbackEntry> = {
+  encode(message: TokenFeedbackEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.provider !== 0) {
+      writer.uint32(8).int32(message.provider);
+    }
+    if (message.token !== "") {
+      writer.uint32(18).string(message.token);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenFeedbackEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenFeedbackEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.provider = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenFeedbackEntry {
+    return {
+      provider: isSet(object.provider) ? providerFromJSON(object.provider) : 0,
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+    };
+  },
+
+  toJSON(message: TokenFeedbackEntry): unknown {
+    const obj: any = {};
+    if (message.provider !== 0) {
+      obj.provider = providerToJSON(message.provider);
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TokenFeedbackEntry>): TokenFeedbackEntry {
+    return TokenFeedbackEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TokenFeedbackEntry>): TokenFeedbackEntry {
+    const message = createBaseTokenFeedbackEntry();
+    message.provider = object.provider ?? 0;
+    message.token = object.token ?? "";
+    message.reason = object.reason ?? "";
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListTokenFeedbackResponse(): ListTokenFeedbackResponse {
+  return { entries: [], nextCursor: "", hasMore: false };
+}
+
+export const ListTokenFeedbackResponse: MessageFns<ListTokenFeedbackResponse> = {
+  encode(message: ListTokenFeedbackResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      TokenFeedbackEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextCursor !== "") {
+      writer.uint32(18).string(message.nextCursor);
+    }
+    if (message.hasMore !== false) {
+      writer.uint32(24).bool(message.hasMore);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokenFeedbackResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokenFeedbackResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(TokenFeedbackEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextCursor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.hasMore = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokenFeedbackResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => TokenFeedbackEntry.fromJSON(e))
+        : [],
+      nextCursor: isSet(object.nextCursor)
+        ? globalThis.String(object.nextCursor)
+        : isSet(object.next_cursor)
+        ? globalThis.String(object.next_cursor)
+        : "",
+      hasMore: isSet(object.hasMore)
+        ? globalThis.Boolean(object.hasMore)
+        : isSet(object.has_more)
+        ? globalThis.Boolean(object.has_more)
+        : false,
+    };
+  },
+
+  toJSON(message: ListTokenFeedbackResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => TokenFeedbackEntry.toJSON(e));
+    }
+    if (message.nextCursor !== "") {
+      obj.nextCursor = message.nextCursor;
+    }
+    if (message.hasMore !== false) {
+      obj.hasMore = message.hasMore;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokenFeedbackResponse>): ListTokenFeedbackResponse {
+    return ListTokenFeedbackResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokenFeedbackResponse>): ListTokenFeedbackResponse {
+    const message = createBaseListTokenFeedbackResponse();
+    message.entries = object.entries?.map((e) => TokenFeedbackEntry.fromPartial(e)) || [];
+    message.nextCursor = object.nextCursor ?? "";
+    message.hasMore = object.hasMore ?? false;
+    return message;
+  },
+};
+
 /**
  * Devices and users of one app. The app is the one the API key belongs to.
  * SERVER keys may call everything; CLIENT keys (shipped inside apps) may only
@@ -2800,6 +3154,22 @@ export const RegistryServiceService = {
       Buffer.from(CreateUserTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateUserTokenResponse => CreateUserTokenResponse.decode(value),
   },
+  /**
+   * Tokens the providers declared dead (APNs 410, FCM UNREGISTERED, ...), oldest first, for apps
+   * that keep tokens themselves and send to raw tokens (Pushlet's application feedback). Kept for
+   * 30 days; a device with such a token has been removed.
+   */
+  listTokenFeedback: {
+    path: "/herald.registry.v1.RegistryService/ListTokenFeedback" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTokenFeedbackRequest): Buffer =>
+      Buffer.from(ListTokenFeedbackRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTokenFeedbackRequest => ListTokenFeedbackRequest.decode(value),
+    responseSerialize: (value: ListTokenFeedbackResponse): Buffer =>
+      Buffer.from(ListTokenFeedbackResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTokenFeedbackResponse => ListTokenFeedbackResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -2825,6 +3195,12 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
   deleteUser: handleUnaryCall<DeleteUserRequest, DeleteUserResponse>;
   /** Mints a user token server-side (the same token a backend can sign itself with the secret). */
   createUserToken: handleUnaryCall<CreateUserTokenRequest, CreateUserTokenResponse>;
+  /**
+   * Tokens the providers declared dead (APNs 410, FCM UNREGISTERED, ...), oldest first, for apps
+   * that keep tokens themselves and send to raw tokens (Pushlet's application feedback). Kept for
+   * 30 days; a device with such a token has been removed.
+   */
+  listTokenFeedback: handleUnaryCall<ListTokenFeedbackRequest, ListTokenFeedbackResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -2975,6 +3351,26 @@ export interface RegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateUserTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Tokens the providers declared dead (APNs 410, FCM UNREGISTERED, ...), oldest first, for apps
+   * that keep tokens themselves and send to raw tokens (Pushlet's application feedback). Kept for
+   * 30 days; a device with such a token has been removed.
+   */
+  listTokenFeedback(
+    request: ListTokenFeedbackRequest,
+    callback: (error: ServiceError | null, response: ListTokenFeedbackResponse) => void,
+  ): ClientUnaryCall;
+  listTokenFeedback(
+    request: ListTokenFeedbackRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTokenFeedbackResponse) => void,
+  ): ClientUnaryCall;
+  listTokenFeedback(
+    request: ListTokenFeedbackRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTokenFeedbackResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,79 @@
+import { Platform, Provider, type common } from "@herald/proto";
+import { AppSecrets, basicCredentials, deviceOwnTopics, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
+import { HttpError } from "./http.errors.js";
+import type { HttpRequest, Route } from "./http.router.js";
+
+// Kinvey's push device registration: POST /push/:appKey/register-device and
+// /unregister-device, answered 204. The appKey is the app id. Two kinds of credentials, as in
+// Kinvey:
+// - master credentials, `Authorization: Basic base64(<app id>:<app secret or SERVER key>)`,
+//   with the user named in the body (`userId`);
+// - user credentials, `Authorization: Kinvey <user token>` (or Bearer): the user is the token's,
+//   and a device can only be unregistered by its own user.
+
+const PLATFORMS: Record<string, { provider: Provider; platform: Platform }> = {
+  ios: { provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS },
+  android: { provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID },
+};
+
+const fail = (status: number, error: string, description: string, field?: string) => new HttpError(status, error, description, field);
+
+export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
+  // The user the request acts for, and how to call for the app.
+  const credentials = async (req: HttpRequest, body: Record<string, unknown>): Promise<{ app: string; user: string; apiKey?: string; master: boolean }> => {
+    const app = req.params.appKey!;
+    const basic = basicCredentials(req.headers.authorization);
+    if (basic) {
+      if (basic.user !== app) throw fail(401, "InvalidCredentials", "the master credentials belong to another app");
+      const checked = await secrets.check(app, basic.password, () => fail(401, "InvalidCredentials", "Invalid credentials. Please retry your request with correct credentials"));
+      const user = typeof body.userId === "string" ? body.userId : "";
+      if (!user) throw fail(400, "MissingRequestParameter", "with master credentials, name the user in userId", "userId");
+      return { app, user, master: true, ...checked };
+    }
+    const token = schemeToken(req.headers.authorization, "Kinvey", "Bearer");
+    if (!token) throw fail(401, "InsufficientCredentials", "send user credentials (Authorization: Kinvey <user token>) or master credentials (Basic)");
+    if (body.userId !== undefined) throw fail(400, "BadRequest", "userId is implied by user credentials; send it only with master credentials", "userId");
+    const { user } = await rpc(c.apps.verifyUserToken({ appId: app, userToken: token }));
+    return { app, user, master: false };
+  };
+
+  const device = (body: Record<string, unknown>): common.ProviderToken & { platform: Platform } => {
+    const target = PLATFORMS[String(body.platform)];
+    if (!target) throw fail(400, "BadRequest", 'platform must be "ios" or "android"', "platform");
+    if (typeof body.deviceId !== "string" || !body.deviceId) throw fail(400, "MissingRequestParameter", "deviceId (the push token) is required", "deviceId");
+    return { provider: target.provider, token: body.deviceId, platform: target.platform };
+  };
+
+  return [
+    {
+      method: "POST",
+      pattern: "/push/:appKey/register-device",
+      handle: async (req) => {
+        const body = req.fields();
+        const d = device(body);
+        const who = await credentials(req, body);
+        const as = { app: who.app, ...(who.apiKey ? { apiKey: who.apiKey } : {}) };
+        // A known token keeps its topics; it moves to this user.
+        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] }, includeTopics: false, includeTags: true, includeMeta: true }, as))).devices[0];
+        const framework = typeof body.framework === "string" ? { framework: body.framework } : {};
+        await rpc(c.registry.registerDevice({ ...(known ? { id: known.id, tags: known.tags, meta: { ...known.meta, ...framework } } : { meta: framework }), provider: d.provider, platform: d.platform, token: d.token, user: who.user, ...(known ? { topics: await deviceOwnTopics(c, as, known.id) } : {}) }, as));
+        return { status: 204 };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/push/:appKey/unregister-device",
+      handle: async (req) => {
+        const body = req.fields();
+        const d = device(body);
+        const who = await credentials(req, body);
+        const as = { app: who.app, ...(who.apiKey ? { apiKey: who.apiKey } : {}) };
+        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] } }, as))).devices[0];
+        // Another user's device is as good as absent.
+        if (!known || known.user !== who.user) throw fail(404, "DeviceNotFound", "this user has no device with that token");
+        await rpc(c.registry.removeDevices({ filter: { ids: [known.id] } }, as));
+        return { status: 204 };
+      },
+    },
+  ];
+}
