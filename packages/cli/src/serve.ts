@@ -13,10 +13,11 @@ import {
   Lifecycle,
   loadConfig,
   MemoryBus,
+  type Bus,
   type Logger,
 } from "@herald/platform";
 import { apps as appsApi, descriptorSetPath } from "@herald/proto";
-import { createRegistryModule } from "@herald/registry";
+import { createRegistryModule, type WebhookOptions } from "@herald/registry";
 import { createDispatcherModule, storeRecipients } from "@herald/dispatcher";
 import { DryRunProvider, SenderWorker, type ProviderName, type PushProvider } from "@herald/sender";
 import { apiKeyLookup, createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type Store, type TokenRules } from "@herald/store";
@@ -52,6 +53,8 @@ export interface EmbeddedOptions {
   providerFor?: (app: string, provider: ProviderName) => PushProvider | undefined;
   // Web Push endpoint allow-list; the public push services when absent.
   tokenRules?: TokenRules;
+  // Webhook retry settings (tests make them fast).
+  webhooks?: Partial<WebhookOptions>;
 }
 
 export interface EmbeddedApp {
@@ -76,6 +79,8 @@ export interface EmbeddedServer {
   devFile: string | false;
   // The in-memory store, for seeding large device sets without gRPC (benchmarks).
   store: Store;
+  // The in-memory bus, for tests that watch a topic (dead letters).
+  bus: Bus;
   stop(): Promise<void>;
 }
 
@@ -103,12 +108,14 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     lifecycle.add("bus", () => bus.close());
 
     const tokenRules = options.tokenRules ?? { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
-    const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules });
+    const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
     const topics = createTopicModule({ store });
     const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), bus, recipients: storeRecipients(store), tokenRules, logger });
     lifecycle.add("dispatcher", await dispatcher.start());
     const feedback = await registry.tokenFeedback.start();
     lifecycle.add("token feedback", () => feedback.stop());
+    await registry.webhooks.start();
+    lifecycle.add("webhooks", () => registry.webhooks.stop());
 
     const apps: EmbeddedApp[] = [];
     for (const pushApp of loaded.apps) apps.push(await createApp(registry.apps, pushApp));
@@ -177,6 +184,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       problems: loaded.errors,
       devFile,
       store,
+      bus,
       stop: () => lifecycle.shutdown("stop"),
     };
   } catch (err) {

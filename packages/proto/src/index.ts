@@ -7,4 +7,4 @@ export * as dispatch from "./gen/herald/dispatch/v1/dispatch.js";
 export * as events from "./gen/herald/events/v1/events.js";
 export { Provider, Platform } from "./gen/herald/common/v1/common.js";
 export { descriptorSetPath } from "./descriptors.js";
-export { BusGroups, BusTopics } from "./topics.js";
+export { BusGroups, BusTopics, WEBHOOK_EVENTS, type WebhookEvent } from "./topics.js";

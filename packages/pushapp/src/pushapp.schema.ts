@@ -1,6 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from "yaml";
+import { WEBHOOK_EVENTS } from "@herald/proto";
 import { z } from "zod";
 
 // The PushApp custom resource (group herald.dev, version v1alpha1): one mobile/web application,
@@ -190,12 +191,28 @@ export const SendersSchema = z
     "x-kubernetes-validations": [{ rule: "!(has(self.replicas) && has(self.autoscaling))", message: "set replicas or autoscaling, not both" }],
   });
 
+export const WebhookSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .max(2048)
+      .regex(/^https?:\/\/[^\s@/]+(\/\S*)?$/, "must be an http:// or https:// URL without credentials")
+      .describe("Where the events are POSTed (JSON, signed with the app's secret: X-Herald-Signature)."),
+    events: z
+      .array(z.enum(WEBHOOK_EVENTS))
+      .max(WEBHOOK_EVENTS.length)
+      .optional()
+      .describe(`Event types to send (${WEBHOOK_EVENTS.join(", ")}); absent or empty: all of them.`),
+  })
+  .describe("An endpoint of the app's backend that receives Herald's events.");
+
 export const PushAppSpecSchema = z
   .strictObject({
     displayName: z.string().min(1).max(200).optional().describe("Human-readable name (defaults to metadata.name)."),
     limits: LimitsSchema.optional(),
     providers: ProvidersSchema.optional(),
     senders: SendersSchema.optional(),
+    webhooks: z.array(WebhookSchema).max(10).optional().describe("Endpoints that receive the app's events: publish completed, delivery failed, token invalidated, device acknowledged / opened."),
     apiKeyRotation: nonNegativeInt(1_000_000_000)
       .optional()
       .describe("Increase to rotate the app's API keys: new server and client keys are written to the API key Secret, then the previous ones are revoked."),

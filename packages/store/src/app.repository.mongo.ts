@@ -1,7 +1,7 @@
 import type { Collection } from "mongodb";
 import { alreadyExists } from "@herald/platform";
 import { isDuplicateKey } from "./mongo.errors.js";
-import type { AppLimitsRecord, AppRecord, AppRepository, PageQuery, ProviderName } from "./store.types.js";
+import type { AppLimitsRecord, AppRecord, AppRepository, PageQuery, ProviderName, WebhookRecord } from "./store.types.js";
 
 // apps: _id = app id (the only collection not scoped by an `app` field: the document is the app).
 export interface AppDoc {
@@ -13,6 +13,7 @@ export interface AppDoc {
   // Absent on apps stored before owners existed.
   owner?: string;
   vapidPublicKey?: string;
+  webhooks?: WebhookRecord[];
   createdAt: Date;
   updatedAt: Date;
 }
@@ -25,6 +26,7 @@ const toAppRecord = (d: AppDoc): AppRecord => ({
   secretVersion: d.secretVersion,
   owner: d.owner ?? "",
   vapidPublicKey: d.vapidPublicKey ?? "",
+  webhooks: (d.webhooks ?? []).map((w) => ({ url: w.url, events: [...w.events] })),
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });
@@ -54,12 +56,13 @@ export class MongoApps implements AppRepository {
     return docs.map(toAppRecord);
   }
 
-  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey">> & { now: Date }): Promise<AppRecord | null> {
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null> {
     const set: Partial<AppDoc> = { updatedAt: patch.now };
     if (patch.name !== undefined) set.name = patch.name;
     if (patch.limits !== undefined) set.limits = { ...patch.limits };
     if (patch.providers !== undefined) set.providers = [...patch.providers];
     if (patch.vapidPublicKey !== undefined) set.vapidPublicKey = patch.vapidPublicKey;
+    if (patch.webhooks !== undefined) set.webhooks = patch.webhooks.map((w) => ({ url: w.url, events: [...w.events] }));
     const doc = await this.col.findOneAndUpdate({ _id: id }, { $set: set }, { returnDocument: "after" });
     return doc ? toAppRecord(doc) : null;
   }

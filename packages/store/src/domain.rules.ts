@@ -1,4 +1,4 @@
-import { Platform, Provider } from "@herald/proto";
+import { Platform, Provider, WEBHOOK_EVENTS } from "@herald/proto";
 import { env, invalidArgument } from "@herald/platform";
 import { z } from "zod";
 import type { AppLimitsRecord, PlatformName, ProviderName } from "./store.types.js";
@@ -152,6 +152,29 @@ export function checkTopics(topics: string[], field: string): string[] {
     }
   });
   return [...new Set(topics)];
+}
+
+const MAX_WEBHOOKS = 10;
+
+// Webhook endpoints are set by the app's operators (PushApp, admin key), so any http(s) URL is
+// allowed; one with credentials in it would leak them into logs and is refused.
+export function checkWebhooks(webhooks: Array<{ url: string; events: string[] }>, field: string): Array<{ url: string; events: string[] }> {
+  if (webhooks.length > MAX_WEBHOOKS) throw invalidArgument(field, `at most ${MAX_WEBHOOKS} webhooks per app`, "TOO_MANY_WEBHOOKS");
+  return webhooks.map((w, i) => {
+    let url: URL;
+    try {
+      url = new URL(w.url);
+    } catch {
+      throw invalidArgument(`${field}[${i}].url`, "is not a URL", "INVALID_WEBHOOK");
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") throw invalidArgument(`${field}[${i}].url`, "must be http:// or https://", "INVALID_WEBHOOK");
+    if (url.username || url.password) throw invalidArgument(`${field}[${i}].url`, "must not carry credentials; webhooks are signed instead", "INVALID_WEBHOOK");
+    if (w.url.length > 2048) throw invalidArgument(`${field}[${i}].url`, "at most 2048 characters", "INVALID_WEBHOOK");
+    w.events.forEach((e, j) => {
+      if (!(WEBHOOK_EVENTS as readonly string[]).includes(e)) throw invalidArgument(`${field}[${i}].events[${j}]`, `"${e.slice(0, 40)}" is not one of ${WEBHOOK_EVENTS.join(", ")}`, "INVALID_WEBHOOK");
+    });
+    return { url: w.url, events: [...new Set(w.events)] };
+  });
 }
 
 export function checkUserId(user: string, field: string): string {

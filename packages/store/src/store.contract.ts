@@ -56,6 +56,7 @@ function appRecord(id: string, extra: Partial<AppRecord> = {}): AppRecord {
     secretVersion: 1,
     owner: "",
     vapidPublicKey: "",
+    webhooks: [],
     createdAt: at(0),
     updatedAt: at(0),
     ...extra,
@@ -1059,6 +1060,9 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal((await store.apps.update(id, { name: "Shop", now: at(1) }))?.owner, "pushapp:team-a/shop");
         assert.equal((await store.apps.update(id, { vapidPublicKey: "BPub", now: at(2) }))?.vapidPublicKey, "BPub");
         assert.equal((await store.apps.get(id))?.vapidPublicKey, "BPub");
+        const webhooks = [{ url: "https://hooks.example.com/herald", events: ["publish.completed"] }, { url: "http://10.0.0.5/all", events: [] }];
+        await store.apps.update(id, { webhooks, now: at(3) });
+        assert.deepEqual((await store.apps.get(id))?.webhooks, webhooks);
       });
 
       it("list pages by id", async () => {

@@ -572,13 +572,14 @@ class MemoryApps implements AppRepository {
       .map(copy);
   }
 
-  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey">> & { now: Date }): Promise<AppRecord | null> {
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null> {
     const app = this.apps.get(id);
     if (!app) return null;
     if (patch.name !== undefined) app.name = patch.name;
     if (patch.limits !== undefined) app.limits = copy(patch.limits);
     if (patch.providers !== undefined) app.providers = [...patch.providers];
     if (patch.vapidPublicKey !== undefined) app.vapidPublicKey = patch.vapidPublicKey;
+    if (patch.webhooks !== undefined) app.webhooks = copy(patch.webhooks);
     app.updatedAt = new Date(patch.now);
     return copy(app);
   }

@@ -210,6 +210,12 @@ export interface AppTopicCount {
   subscriptions: number;
 }
 
+export interface WebhookRecord {
+  url: string;
+  // Event types; empty: every type.
+  events: string[];
+}
+
 export interface AppRecord {
   id: string;
   name: string;
@@ -221,6 +227,8 @@ export interface AppRecord {
   owner: string;
   // The Web Push VAPID public key browsers subscribe with, "" when none is known.
   vapidPublicKey: string;
+  // Where the app's events are POSTed, signed with its secret.
+  webhooks: WebhookRecord[];
   createdAt: Date;
   updatedAt: Date;
 }
@@ -231,7 +239,7 @@ export interface AppRepository {
   get(id: string): Promise<AppRecord | null>;
   // Sorted by id.
   list(page: PageQuery): Promise<AppRecord[]>;
-  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey">> & { now: Date }): Promise<AppRecord | null>;
+  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null>;
   // Returns the new version, or null when the app does not exist.
   bumpSecretVersion(id: string, now: Date): Promise<number | null>;
   delete(id: string): Promise<boolean>;

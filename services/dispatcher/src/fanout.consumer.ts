@@ -3,7 +3,7 @@ import { BusGroups, BusTopics, dispatch, events, type topic } from "@herald/prot
 import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
-import { completeIfSettled } from "./publish.progress.js";
+import { announceFinished, completeIfSettled } from "./publish.progress.js";
 import type { RecipientSource } from "./recipient.source.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 
@@ -56,6 +56,7 @@ export class FanoutWorker {
     // a redelivery of a publish already handed on.
     if (!publish || publish.state !== "fanning_out") return;
     if (publish.expireAt && publish.expireAt.getTime() <= now().getTime()) {
+      await announceFinished(this.deps.bus, publish, "expired", now());
       await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
       return;
     }
@@ -71,7 +72,7 @@ export class FanoutWorker {
     }
     this.deps.metrics?.fanoutDone(app, (performance.now() - started) / 1000);
     await publishes.saveFanout(app, id, { cursor: publish.fanoutCursor, targetedDelta: 0, done: true, now: now() });
-    if (await publishes.transition(app, id, ["fanning_out"], "sending", { now: now() })) await completeIfSettled(publishes, app, id, now());
+    if (await publishes.transition(app, id, ["fanning_out"], "sending", { now: now() })) await completeIfSettled(publishes, this.deps.bus, app, id, now());
   }
 
   private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner): Promise<void> {

@@ -29,7 +29,7 @@ const store = await createMongoStore(mongo.db);
 const publishes = await createMongoPublishRepository(mongo.db);
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-dispatcher", logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
-await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
+await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.publishEvents, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
 const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADMIN_KEY);
 lifecycle.add("topic client", async () => recipients.close());
 

@@ -14,6 +14,7 @@ import { BusTopics, dispatch, events } from "@herald/proto";
 import { checkStringMap, FINAL_STATES, pageLimit, type PublishRecord, type PublishRepository, type TokenRules } from "@herald/store";
 import { checkNotification } from "./notification.payload.js";
 import { stateName, toPublishProto } from "./publish.mapper.js";
+import { announceFinished } from "./publish.progress.js";
 import { checkRecipients } from "./recipients.schema.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 
@@ -137,12 +138,15 @@ export class PublishService {
 
   async cancel(req: dispatch.CancelPublishRequest, ctx: CallContext): Promise<dispatch.CancelPublishResponse> {
     const current = await this.get(ctx.app, req.id);
-    if (FINAL_STATES.includes(current.state)) return { publish: toPublishProto(current) };
+    // Cancelling again re-sends the messages a failed earlier attempt may not have sent.
+    if (FINAL_STATES.includes(current.state) && current.state !== "cancelled") return { publish: toPublishProto(current) };
     const now = this.deps.now();
-    const cancelled = await this.deps.publishes.transition(ctx.app, req.id, [...CANCELLABLE], "cancelled", { finishedAt: now, now });
+    const cancelled = (await this.deps.publishes.transition(ctx.app, req.id, [...CANCELLABLE], "cancelled", { finishedAt: now, now })) ?? (await this.get(ctx.app, req.id));
+    if (cancelled.state !== "cancelled") return { publish: toPublishProto(cancelled) };
     // Fan-out and senders stop on this message; deliveries already handed to a provider stay sent.
     await this.deps.bus.publish(BusTopics.control, [{ key: req.id, value: events.PublishControl.encode({ app: ctx.app, publishId: req.id, cancelled: true }).finish() }]);
-    return { publish: toPublishProto(cancelled ?? (await this.get(ctx.app, req.id))) };
+    await announceFinished(this.deps.bus, cancelled, "cancelled", now);
+    return { publish: toPublishProto(cancelled) };
   }
 
   async watch(req: dispatch.WatchPublishRequest, ctx: CallContext, send: (r: dispatch.WatchPublishResponse) => Promise<void>): Promise<void> {

@@ -22,6 +22,8 @@ export class ResultAggregator {
     const first = await this.publishes.markResult(r.app, r.publishId, `job:${r.jobId}:${r.attempt}`);
     if (!first) {
       if (r.sent) await this.publishes.addCounts(r.app, r.publishId, { duplicates: r.sent }, this.now());
+      // A redelivery after a crash between counting and completing must still complete it.
+      await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
       return;
     }
     await this.publishes.addCounts(
@@ -39,6 +41,6 @@ export class ResultAggregator {
       },
       this.now(),
     );
-    await completeIfSettled(this.publishes, r.app, r.publishId, this.now());
+    await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
   }
 }

@@ -9,6 +9,7 @@ import {
 } from "@herald/platform";
 import { apps, type common } from "@herald/proto";
 import {
+  checkWebhooks,
   DEFAULT_LIMITS,
   pageLimit,
   parseProvider,
@@ -66,6 +67,7 @@ export class AppService {
       secretVersion: 1,
       owner: req.owner,
       vapidPublicKey: req.vapidPublicKey,
+      webhooks: checkWebhooks(req.webhooks, "webhooks"),
       createdAt: now,
       updatedAt: now,
     };
@@ -87,6 +89,7 @@ export class AppService {
       ...(req.limits ? { limits: toLimits(req.limits) } : {}),
       providers: providers(req.providers),
       ...(req.vapidPublicKey ? { vapidPublicKey: req.vapidPublicKey } : {}),
+      webhooks: checkWebhooks(req.webhooks, "webhooks"),
       now: this.deps.now(),
     });
     if (!updated) throw notFound("app", req.id);
@@ -217,6 +220,7 @@ export function toAppProto(app: AppRecord): apps.App {
     providers: app.providers.map(providerEnum),
     owner: app.owner,
     vapidPublicKey: app.vapidPublicKey,
+    webhooks: app.webhooks.map((w) => ({ url: w.url, events: [...w.events] })),
     createdAt: app.createdAt,
     updatedAt: app.updatedAt,
     userTokenSecretVersion: app.secretVersion,

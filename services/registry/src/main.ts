@@ -1,9 +1,10 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, env, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
 import { RegistryMetrics } from "./registry.metrics.js";
+import { WebhookMetrics } from "./webhook.consumer.js";
 import { createRegistryModule } from "./registry.module.js";
 
 const config = loadConfig(
@@ -12,6 +13,11 @@ const config = loadConfig(
     ...tokenRulesEnv,
     HERALD_SECRET: z.string().min(16, "use at least 16 random characters"),
     HERALD_SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(3600),
+    // Webhook calls: attempts before the dead-letter topic, backoff between them, answer timeout.
+    HERALD_WEBHOOK_MAX_ATTEMPTS: env.int(8, 1),
+    HERALD_WEBHOOK_RETRY_INITIAL_MS: env.int(1000, 1),
+    HERALD_WEBHOOK_RETRY_MAX_MS: env.int(300_000, 1),
+    HERALD_WEBHOOK_TIMEOUT_MS: env.int(10_000, 100),
   }),
 );
 const logger = createLogger({ service: "herald-registry", level: config.HERALD_LOG_LEVEL });
@@ -25,15 +31,17 @@ const store = await createMongoStore(mongo.db, { client: mongo.client });
 lifecycle.add("store", () => store.close());
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-registry", logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
-await bus.ensureTopics([
-  { name: BusTopics.devices, partitions: 8 },
-  { name: BusTopics.tokenFeedback, partitions: 8 },
-]);
+// Its own topics, and those it consumes for webhooks (whichever service starts first makes them).
+await bus.ensureTopics(
+  [BusTopics.devices, BusTopics.tokenFeedback, BusTopics.publishEvents, BusTopics.results, BusTopics.receipts, BusTopics.webhooks, BusTopics.webhookRetries, BusTopics.webhookDeadLetter].map((name) => ({ name, partitions: 8 })),
+);
 
 const metrics = createMetricsRegistry("herald-registry");
 const registry = createRegistryModule({
   store,
   metrics: new RegistryMetrics(metrics, store, logger, config.HERALD_SIZE_METRICS_INTERVAL_SECONDS * 1000),
+  webhooks: { maxAttempts: config.HERALD_WEBHOOK_MAX_ATTEMPTS, retryInitialMs: config.HERALD_WEBHOOK_RETRY_INITIAL_MS, retryMaxMs: config.HERALD_WEBHOOK_RETRY_MAX_MS, timeoutMs: config.HERALD_WEBHOOK_TIMEOUT_MS },
+  webhookMetrics: new WebhookMetrics(metrics),
   bus,
   logger,
   masterSecret: config.HERALD_SECRET,
@@ -44,8 +52,20 @@ registry.sweeper.start();
 lifecycle.add("sweeper", () => registry.sweeper.stop());
 const feedback = await registry.tokenFeedback.start();
 lifecycle.add("token feedback", () => feedback.stop());
+await registry.webhooks.start();
+lifecycle.add("webhooks", () => registry.webhooks.stop());
 
-consumerLagGauge({ registry: metrics, bus, groups: [{ group: BusGroups.tokenFeedback, topics: [BusTopics.tokenFeedback] }], logger });
+consumerLagGauge({
+  registry: metrics,
+  bus,
+  groups: [
+    { group: BusGroups.tokenFeedback, topics: [BusTopics.tokenFeedback] },
+    { group: BusGroups.webhookEvents, topics: [BusTopics.publishEvents, BusTopics.results, BusTopics.tokenFeedback, BusTopics.receipts] },
+    { group: BusGroups.webhooks, topics: [BusTopics.webhooks] },
+    { group: BusGroups.webhookRetries, topics: [BusTopics.webhookRetries] },
+  ],
+  logger,
+});
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),

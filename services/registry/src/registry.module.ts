@@ -7,6 +7,7 @@ import { DeviceSweeper } from "./device.sweeper.js";
 import type { RegistryMetrics } from "./registry.metrics.js";
 import { TokenFeedbackConsumer } from "./tokenfeedback.consumer.js";
 import { UserTokens } from "./usertoken.jwt.js";
+import { DEFAULT_WEBHOOK_OPTIONS, WebhookWorker, type WebhookMetrics, type WebhookOptions } from "./webhook.consumer.js";
 
 export interface RegistryModuleDeps {
   store: Store;
@@ -17,6 +18,8 @@ export interface RegistryModuleDeps {
   sweepIntervalMs?: number;
   now?: () => Date;
   metrics?: RegistryMetrics;
+  webhooks?: Partial<WebhookOptions>;
+  webhookMetrics?: WebhookMetrics;
 }
 
 export interface RegistryModule {
@@ -25,6 +28,7 @@ export interface RegistryModule {
   apps: AppService;
   sweeper: DeviceSweeper;
   tokenFeedback: TokenFeedbackConsumer;
+  webhooks: WebhookWorker;
   userTokens: UserTokens;
 }
 
@@ -36,5 +40,14 @@ export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
   const apps = new AppService({ store: deps.store, userTokens, now });
   const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
   const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }), now);
-  return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, tokenFeedback, userTokens };
+  const webhooks = new WebhookWorker({
+    store: deps.store,
+    bus: deps.bus,
+    userTokens,
+    logger: deps.logger.child({ component: "webhooks" }),
+    now,
+    options: { ...DEFAULT_WEBHOOK_OPTIONS, ...deps.webhooks },
+    ...(deps.webhookMetrics ? { metrics: deps.webhookMetrics } : {}),
+  });
+  return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, tokenFeedback, webhooks, userTokens };
 }

@@ -1,4 +1,4 @@
-import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
+import { backoffDelay, withSpan, type Bus, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
@@ -233,10 +233,7 @@ export class SenderWorker {
 }
 
 // Exponential with full jitter on the upper half: attempt 0 waits 0.5–1 × initial, doubling up to max.
-export function backoffMs(attempt: number, b: { initialMs: number; maxMs: number }): number {
-  const ceiling = Math.min(b.maxMs, b.initialMs * 2 ** attempt);
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
+export const backoffMs = (attempt: number, b: RetryPolicy): number => backoffDelay(attempt + 1, b);
 
 function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
   return {

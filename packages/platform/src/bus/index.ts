@@ -4,3 +4,4 @@ export { MemoryBus, type MemoryBusOptions } from "./bus.memory.js";
 export { KafkaBus, type KafkaBusOptions } from "./bus.kafka.js";
 export { namespacedBus } from "./bus.namespace.js";
 export { BUS_TRACER } from "./bus.tracing.js";
+export { backoffDelay, type RetryPolicy } from "./bus.retry.js";

@@ -19,7 +19,11 @@ import {
   Priority,
   priorityFromJSON,
   priorityToJSON,
+  PublishCounts,
   PublishRequest,
+  PublishState,
+  publishStateFromJSON,
+  publishStateToJSON,
   ReceiptStatus,
   receiptStatusFromJSON,
   receiptStatusToJSON,
@@ -279,6 +283,41 @@ export interface Receipt {
   deviceId: string;
   status: ReceiptStatus;
   at?: Date | undefined;
+}
+
+/**
+ * Topic herald.publish-events, key = publish id. Written by the dispatcher when a publish ends
+ * (done, cancelled, expired), before the state is stored: a crash in between sends it again,
+ * so consumers dedupe by publish id.
+ */
+export interface PublishFinished {
+  app: string;
+  publishId: string;
+  state: PublishState;
+  counts?: PublishCounts | undefined;
+  at?: Date | undefined;
+}
+
+/**
+ * Topics herald.webhooks (first attempts) and herald.webhook-retries, key = app; dead ones go to
+ * herald.webhook-deadletter. One call of one app webhook with one event.
+ */
+export interface WebhookDelivery {
+  app: string;
+  /** Stable per event: receivers dedupe by it (X-Herald-Webhook-Id). */
+  eventId: string;
+  /** publish.completed, delivery.failed, token.invalidated, device.acknowledged, device.opened. */
+  type: string;
+  url: string;
+  /** The JSON body sent, {"id", "type", "app", "createdAt", "data"}. */
+  body: string;
+  attempt: number;
+  notBefore?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** Why the last attempt failed (retries and dead letters). */
+  lastError: string;
 }
 
 function createBasePublishAccepted(): PublishAccepted {
@@ -2259,6 +2298,368 @@ export const Receipt: MessageFns<Receipt> = {
     message.deviceId = object.deviceId ?? "";
     message.status = object.status ?? 0;
     message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBasePublishFinished(): PublishFinished {
+  return { app: "", publishId: "", state: 0, counts: undefined, at: undefined };
+}
+
+export const PublishFinished: MessageFns<PublishFinished> = {
+  encode(message: PublishFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== "") {
+      writer.uint32(10).string(message.app);
+    }
+    if (message.publishId !== "") {
+      writer.uint32(18).string(message.publishId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    if (message.counts !== undefined) {
+      PublishCounts.encode(message.counts, writer.uint32(34).fork()).join();
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishFinished {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishFinished();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publishId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.counts = PublishCounts.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishFinished {
+    return {
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
+      publishId: isSet(object.publishId)
+        ? globalThis.String(object.publishId)
+        : isSet(object.publish_id)
+        ? globalThis.String(object.publish_id)
+        : "",
+      state: isSet(object.state) ? publishStateFromJSON(object.state) : 0,
+      counts: isSet(object.counts) ? PublishCounts.fromJSON(object.counts) : undefined,
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+    };
+  },
+
+  toJSON(message: PublishFinished): unknown {
+    const obj: any = {};
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
+    if (message.publishId !== "") {
+      obj.publishId = message.publishId;
+    }
+    if (message.state !== 0) {
+      obj.state = publishStateToJSON(message.state);
+    }
+    if (message.counts !== undefined) {
+      obj.counts = PublishCounts.toJSON(message.counts);
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishFinished>): PublishFinished {
+    return PublishFinished.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishFinished>): PublishFinished {
+    const message = createBasePublishFinished();
+    message.app = object.app ?? "";
+    message.publishId = object.publishId ?? "";
+    message.state = object.state ?? 0;
+    message.counts = (object.counts !== undefined && object.counts !== null)
+      ? PublishCounts.fromPartial(object.counts)
+      : undefined;
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWebhookDelivery(): WebhookDelivery {
+  return {
+    app: "",
+    eventId: "",
+    type: "",
+    url: "",
+    body: "",
+    attempt: 0,
+    notBefore: undefined,
+    createdAt: undefined,
+    lastError: "",
+  };
+}
+
+export const WebhookDelivery: MessageFns<WebhookDelivery> = {
+  encode(message: WebhookDelivery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.app !== "") {
+      writer.uint32(10).string(message.app);
+    }
+    if (message.eventId !== "") {
+      writer.uint32(18).string(message.eventId);
+    }
+    if (message.type !== "") {
+      writer.uint32(26).string(message.type);
+    }
+    if (message.url !== "") {
+      writer.uint32(34).string(message.url);
+    }
+    if (message.body !== "") {
+      writer.uint32(42).string(message.body);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(48).int32(message.attempt);
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(58).fork()).join();
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(66).fork()).join();
+    }
+    if (message.lastError !== "") {
+      writer.uint32(74).string(message.lastError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WebhookDelivery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhookDelivery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WebhookDelivery {
+    return {
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      body: isSet(object.body) ? globalThis.String(object.body) : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+    };
+  },
+
+  toJSON(message: WebhookDelivery): unknown {
+    const obj: any = {};
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.body !== "") {
+      obj.body = message.body;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WebhookDelivery>): WebhookDelivery {
+    return WebhookDelivery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WebhookDelivery>): WebhookDelivery {
+    const message = createBaseWebhookDelivery();
+    message.app = object.app ?? "";
+    message.eventId = object.eventId ?? "";
+    message.type = object.type ?? "";
+    message.url = object.url ?? "";
+    message.body = object.body ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.notBefore = object.notBefore ?? undefined;
+    message.createdAt = object.createdAt ?? undefined;
+    message.lastError = object.lastError ?? "";
     return message;
   },
 };

@@ -147,6 +147,18 @@ export interface App {
    * the app's VAPID key pair. Served to the Beams web SDK.
    */
   vapidPublicKey: string;
+  /** Endpoints that receive the app's events, signed with the app's secret. */
+  webhooks: Webhook[];
+}
+
+export interface Webhook {
+  /** http:// or https:// URL the events are POSTed to. */
+  url: string;
+  /**
+   * Event types to send: publish.completed, delivery.failed, token.invalidated,
+   * device.acknowledged, device.opened; empty means all.
+   */
+  events: string[];
 }
 
 export interface CreateAppRequest {
@@ -158,6 +170,7 @@ export interface CreateAppRequest {
   /** Recorded on the app; see App.owner. */
   owner: string;
   vapidPublicKey: string;
+  webhooks: Webhook[];
 }
 
 export interface CreateAppResponse {
@@ -194,6 +207,8 @@ export interface UpdateAppRequest {
    */
   owner: string;
   vapidPublicKey: string;
+  /** Replaces the app's webhooks (like providers, a full list). */
+  webhooks: Webhook[];
 }
 
 export interface UpdateAppResponse {
@@ -469,6 +484,7 @@ function createBaseApp(): App {
     userTokenSecretVersion: 0,
     owner: "",
     vapidPublicKey: "",
+    webhooks: [],
   };
 }
 
@@ -504,6 +520,9 @@ export const App: MessageFns<App> = {
     }
     if (message.vapidPublicKey !== "") {
       writer.uint32(74).string(message.vapidPublicKey);
+    }
+    for (const v of message.webhooks) {
+      Webhook.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -603,6 +622,14 @@ export const App: MessageFns<App> = {
             message.vapidPublicKey = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.webhooks.push(Webhook.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -644,6 +671,7 @@ export const App: MessageFns<App> = {
         : isSet(object.vapid_public_key)
         ? globalThis.String(object.vapid_public_key)
         : "",
+      webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
     };
   },
 
@@ -676,6 +704,9 @@ export const App: MessageFns<App> = {
     if (message.vapidPublicKey !== "") {
       obj.vapidPublicKey = message.vapidPublicKey;
     }
+    if (message.webhooks?.length) {
+      obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
+    }
     return obj;
   },
 
@@ -695,12 +726,98 @@ export const App: MessageFns<App> = {
     message.userTokenSecretVersion = object.userTokenSecretVersion ?? 0;
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
+    message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWebhook(): Webhook {
+  return { url: "", events: [] };
+}
+
+export const Webhook: MessageFns<Webhook> = {
+  encode(message: Webhook, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    for (const v of message.events) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Webhook {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhook();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.events.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Webhook {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Webhook): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.events?.length) {
+      obj.events = message.events;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Webhook>): Webhook {
+    return Webhook.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Webhook>): Webhook {
+    const message = createBaseWebhook();
+    message.url = object.url ?? "";
+    message.events = object.events?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseCreateAppRequest(): CreateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "" };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "", webhooks: [] };
 }
 
 export const CreateAppRequest: MessageFns<CreateAppRequest> = {
@@ -726,6 +843,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     }
     if (message.vapidPublicKey !== "") {
       writer.uint32(50).string(message.vapidPublicKey);
+    }
+    for (const v of message.webhooks) {
+      Webhook.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -801,6 +921,14 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
             message.vapidPublicKey = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.webhooks.push(Webhook.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -827,6 +955,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
         : isSet(object.vapid_public_key)
         ? globalThis.String(object.vapid_public_key)
         : "",
+      webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
     };
   },
 
@@ -850,6 +979,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     if (message.vapidPublicKey !== "") {
       obj.vapidPublicKey = message.vapidPublicKey;
     }
+    if (message.webhooks?.length) {
+      obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
+    }
     return obj;
   },
 
@@ -866,6 +998,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     message.providers = object.providers?.map((e) => e) || [];
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
+    message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1272,7 +1405,7 @@ export const ListAppsResponse: MessageFns<ListAppsResponse> = {
 };
 
 function createBaseUpdateAppRequest(): UpdateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "" };
+  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "", webhooks: [] };
 }
 
 export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
@@ -1298,6 +1431,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     }
     if (message.vapidPublicKey !== "") {
       writer.uint32(50).string(message.vapidPublicKey);
+    }
+    for (const v of message.webhooks) {
+      Webhook.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1373,6 +1509,14 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
             message.vapidPublicKey = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.webhooks.push(Webhook.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1399,6 +1543,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
         : isSet(object.vapid_public_key)
         ? globalThis.String(object.vapid_public_key)
         : "",
+      webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
     };
   },
 
@@ -1422,6 +1567,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     if (message.vapidPublicKey !== "") {
       obj.vapidPublicKey = message.vapidPublicKey;
     }
+    if (message.webhooks?.length) {
+      obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
+    }
     return obj;
   },
 
@@ -1438,6 +1586,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     message.providers = object.providers?.map((e) => e) || [];
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
+    message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
     return message;
   },
 };

@@ -1,0 +1,167 @@
+import { createHmac } from "node:crypto";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { backoffDelay, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
+import { BusGroups, BusTopics, events } from "@herald/proto";
+import type { AppRecord, Store } from "@herald/store";
+import type { UserTokens } from "./usertoken.jwt.js";
+import { deliveryFailed, deviceReceipt, publishCompleted, tokenInvalidated, type AppEvent } from "./webhook.events.js";
+
+// Signed webhooks. Two stages, each at-least-once on Kafka:
+// 1. events → calls: publish endings, failed deliveries, dead tokens and receipts become one
+//    WebhookDelivery per matching endpoint of the app, on herald.webhooks;
+// 2. calls: each is POSTed, signed with the app's secret; a failure goes to
+//    herald.webhook-retries with exponential backoff (honouring Retry-After), and after
+//    maxAttempts (or a 4xx that retrying cannot fix) to herald.webhook-deadletter.
+// An offset is committed only once the next step is on Kafka, so a crash repeats a call rather
+// than losing it: receivers dedupe by X-Herald-Webhook-Id.
+
+export interface WebhookOptions {
+  maxAttempts: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  timeoutMs: number;
+}
+
+export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = { maxAttempts: 8, retryInitialMs: 1000, retryMaxMs: 300_000, timeoutMs: 10_000 };
+
+export class WebhookMetrics {
+  readonly deliveries: Counter<"app" | "type" | "result">;
+  readonly requests: Histogram<"status">;
+
+  constructor(registry: Registry) {
+    this.deliveries = new Counter({ name: "herald_webhook_deliveries_total", help: "Webhook calls by result: delivered, retrying, dead_lettered", labelNames: ["app", "type", "result"], registers: [registry] });
+    this.requests = new Histogram({ name: "herald_webhook_request_duration_seconds", help: "Webhook HTTP requests by status (0: no answer)", labelNames: ["status"], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] });
+  }
+}
+
+interface Outcome {
+  ok: boolean;
+  // Retrying cannot help (a 4xx other than 408 / 429).
+  permanent: boolean;
+  retryAfterMs: number;
+  error: string;
+}
+
+const APP_CACHE_MS = 10_000;
+
+export class WebhookWorker {
+  private readonly apps = new Map<string, { app: AppRecord | null; until: number }>();
+  private readonly subscriptions: Subscription[] = [];
+
+  constructor(
+    private readonly d: { store: Store; bus: Bus; userTokens: UserTokens; logger: Logger; now: () => Date; options: WebhookOptions; metrics?: WebhookMetrics; fetch?: typeof fetch },
+  ) {}
+
+  async start(): Promise<void> {
+    const { bus } = this.d;
+    const sources: Record<string, (value: Uint8Array) => AppEvent | undefined> = {
+      [BusTopics.publishEvents]: (v) => publishCompleted(events.PublishFinished.decode(v)),
+      [BusTopics.results]: (v) => deliveryFailed(events.DeliveryResult.decode(v)),
+      [BusTopics.tokenFeedback]: (v) => tokenInvalidated(events.TokenFeedback.decode(v)),
+      [BusTopics.receipts]: (v) => deviceReceipt(events.Receipt.decode(v)),
+    };
+    this.subscriptions.push(
+      await bus.subscribe({
+        group: BusGroups.webhookEvents,
+        topics: Object.keys(sources),
+        handler: async (m: BusMessage) => {
+          const event = sources[m.topic]?.(m.value);
+          if (event) await this.enqueue(event);
+        },
+      }),
+      await bus.subscribe({ group: BusGroups.webhooks, topics: [BusTopics.webhooks], handler: (m) => this.deliver(events.WebhookDelivery.decode(m.value)) }),
+      await bus.subscribe({ group: BusGroups.webhookRetries, topics: [BusTopics.webhookRetries], handler: (m) => this.deliver(events.WebhookDelivery.decode(m.value)) }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.subscriptions.splice(0).map((s) => s.stop()));
+  }
+
+  // One call per endpoint that wants this type of event.
+  async enqueue(event: AppEvent): Promise<void> {
+    const app = await this.app(event.app);
+    const endpoints = (app?.webhooks ?? []).filter((w) => w.events.length === 0 || w.events.includes(event.type));
+    if (endpoints.length === 0) return;
+    const body = JSON.stringify({ id: event.id, type: event.type, app: event.app, createdAt: event.at.toISOString(), data: event.data });
+    const createdAt = this.d.now();
+    await this.d.bus.publish(
+      BusTopics.webhooks,
+      endpoints.map((w) => ({ key: event.app, value: events.WebhookDelivery.encode({ app: event.app, eventId: event.id, type: event.type, url: w.url, body, attempt: 0, createdAt, lastError: "" }).finish() })),
+    );
+  }
+
+  async deliver(call: events.WebhookDelivery): Promise<void> {
+    // A retry waits for its time here, on the retry topic, so first attempts never queue behind it.
+    const wait = (call.notBefore?.getTime() ?? 0) - this.d.now().getTime();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const app = await this.app(call.app);
+    // An app deleted meanwhile, or an endpoint removed from it: the call has nobody to go to.
+    if (!app || !app.webhooks.some((w) => w.url === call.url)) {
+      this.d.logger.info({ app: call.app, event: call.eventId }, "webhook dropped: the endpoint is no longer configured");
+      return;
+    }
+    const outcome = await this.post(call, this.d.userTokens.secretFor(app.id, app.secretVersion));
+    const labels = { app: call.app, type: call.type };
+    if (outcome.ok) {
+      this.d.metrics?.deliveries.inc({ ...labels, result: "delivered" });
+      return;
+    }
+    const attempt = call.attempt + 1;
+    const { options } = this.d;
+    if (outcome.permanent || attempt >= options.maxAttempts) {
+      await this.d.bus.publish(BusTopics.webhookDeadLetter, [{ key: call.app, value: events.WebhookDelivery.encode({ ...call, attempt, lastError: outcome.error }).finish() }]);
+      this.d.metrics?.deliveries.inc({ ...labels, result: "dead_lettered" });
+      this.d.logger.warn({ app: call.app, event: call.eventId, url: call.url, attempt, error: outcome.error }, "webhook dead-lettered");
+      return;
+    }
+    const delay = Math.max(outcome.retryAfterMs, backoffDelay(attempt, { initialMs: options.retryInitialMs, maxMs: options.retryMaxMs }));
+    const notBefore = new Date(this.d.now().getTime() + delay);
+    await this.d.bus.publish(BusTopics.webhookRetries, [{ key: call.app, value: events.WebhookDelivery.encode({ ...call, attempt, notBefore, lastError: outcome.error }).finish() }]);
+    this.d.metrics?.deliveries.inc({ ...labels, result: "retrying" });
+  }
+
+  private async post(call: events.WebhookDelivery, secret: string): Promise<Outcome> {
+    const timestamp = String(Math.floor(this.d.now().getTime() / 1000));
+    const signature = createHmac("sha256", secret).update(`${timestamp}.${call.body}`).digest("hex");
+    const started = performance.now();
+    let status = 0;
+    try {
+      const res = await (this.d.fetch ?? fetch)(call.url, {
+        method: "POST",
+        // A redirect is an answer, not an instruction: the signed body goes only where configured.
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.d.options.timeoutMs),
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "Herald-Webhooks/0.1",
+          "x-herald-webhook-id": call.eventId,
+          "x-herald-event": call.type,
+          "x-herald-timestamp": timestamp,
+          "x-herald-signature": `v1=${signature}`,
+          "x-herald-attempt": String(call.attempt + 1),
+        },
+        body: call.body,
+      });
+      status = res.status;
+      await res.body?.cancel();
+      if (status >= 200 && status < 300) return { ok: true, permanent: false, retryAfterMs: 0, error: "" };
+      const retryAfter = Number(res.headers.get("retry-after"));
+      const permanent = status >= 400 && status < 500 && status !== 408 && status !== 429;
+      return { ok: false, permanent, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : 0, error: `HTTP ${status}` };
+    } catch (err) {
+      return { ok: false, permanent: false, retryAfterMs: 0, error: (err as Error).name === "TimeoutError" ? `no answer within ${this.d.options.timeoutMs} ms` : (err as Error).message };
+    } finally {
+      this.d.metrics?.requests.observe({ status: String(status) }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async app(id: string): Promise<AppRecord | null> {
+    const hit = this.apps.get(id);
+    if (hit && hit.until > Date.now()) return hit.app;
+    const app = await this.d.store.apps.get(id);
+    if (this.apps.size > 10_000) this.apps.clear();
+    this.apps.set(id, { app, until: Date.now() + APP_CACHE_MS });
+    return app;
+  }
+}
