@@ -1,27 +1,43 @@
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@herald/platform";
 import { apps, Provider } from "@herald/proto";
-import { startFakeWebPush, type FakeWebPush } from "@herald/testing";
+import { eventually, startFakeWebPush, type FakeWebPush } from "@herald/testing";
 import { ALLOW_FAKES, startPlatform, testCaFile, webPushSender, type Platform } from "./platform.fixture.js";
 
 // The gateway as its own process in front of the distributed services (FerretDB, Kafka): a
 // backend that speaks only HTTP registers browsers, publishes to a topic, follows the publish as
-// NDJSON, and the fake push service receives the notification.
+// NDJSON, and the fake push service receives the notification; the registry calls the app's
+// webhook when the publish completes.
 describe("HTTP gateway (distributed)", () => {
   const appId = `http-${randomUUID().slice(0, 6)}`;
   let platform: Platform;
   let fake: FakeWebPush;
   let url: string;
   let serverKey: string;
+  let appSecret: string;
+  let receiver: Server;
+  const hooks: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
 
   before(async () => {
     fake = await startFakeWebPush();
+    // The app's backend: a webhook endpoint.
+    receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += d));
+      req.on("end", () => {
+        hooks.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
     platform = await startPlatform(ALLOW_FAKES);
     const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
     try {
-      await admin.createApp({ id: appId, providers: [Provider.PROVIDER_WEBPUSH] });
+      appSecret = (await admin.createApp({ id: appId, providers: [Provider.PROVIDER_WEBPUSH], webhooks: [{ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/herald`, events: ["publish.completed"] }] })).userTokenSecret;
       serverKey = (await admin.createApiKey({ appId, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER })).secret;
     } finally {
       admin.close();
@@ -33,6 +49,7 @@ describe("HTTP gateway (distributed)", () => {
   after(async () => {
     await platform?.stop();
     await fake?.close();
+    await new Promise((r) => receiver?.close(r));
   });
 
   const post = async (method: string, body: unknown) => {
@@ -62,6 +79,12 @@ describe("HTTP gateway (distributed)", () => {
       assert.ok(got, "delivered");
       assert.deepEqual(JSON.parse(got.plaintext!.toString()), { title: "Launch", body: "T-0" });
     }
+    // The registry process, on Kafka, told the backend, signed with the app's secret.
+    const hook = await eventually(() => hooks.find((h) => h.headers["x-herald-webhook-id"] === `publish.completed:${id}`), "the publish.completed webhook");
+    const expected = createHmac("sha256", appSecret).update(`${hook.headers["x-herald-timestamp"]}.${hook.body}`).digest("hex");
+    assert.equal(hook.headers["x-herald-signature"], `v1=${expected}`);
+    assert.equal((JSON.parse(hook.body) as { data: { counts: { sent: number } } }).data.counts.sent, 2);
+
     // The same uid over HTTP returns the same publish (idempotent retries from HTTP clients).
     const retried = await post("herald.dispatch.v1.DispatchService/Publish", { recipients: { topics: { values: ["launch"] } }, notification: { alert: { title: "Launch", body: "T-0" } }, uid: `launch-${appId}` });
     assert.equal((JSON.parse(retried.text) as { id: string }).id, id);
