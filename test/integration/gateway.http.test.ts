@@ -199,6 +199,13 @@ describe("HTTP gateway", () => {
     const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/(schemas|responses)\/([^"]+)"/g)];
     assert.ok(refs.length > 50);
     for (const [, kind, name] of refs) assert.ok((doc.components as Record<string, Record<string, unknown>>)[kind!]![name!], `${kind}/${name} resolves`);
+    // The compatibility APIs are documented too, with their path parameters and schemes.
+    const users = doc.paths["/user_api/v1/instances/{instance}/users/{user}"]?.delete as unknown as { parameters: Array<{ name: string }>; tags: string[] } | undefined;
+    assert.deepEqual(users?.parameters.map((p) => p.name), ["instance", "user"]);
+    assert.deepEqual(users?.tags, ["PusherBeams"]);
+    assert.deepEqual((doc.paths["/device_api/v1/instances/{instance}/devices/web"]?.post as unknown as { security: unknown[] }).security, [], "the Beams device API is public");
+    assert.deepEqual((doc.paths["/send_notification"]?.post as unknown as { security: unknown[] }).security, [{ basic: [] }]);
+    assert.ok(doc.paths["/push/{appKey}/register-device"]?.post, "Kinvey");
     const request = doc.components.schemas["herald.registry.v1.RegisterDeviceRequest"] as { properties: Record<string, { $ref?: string }> };
     assert.equal(request.properties.provider?.$ref, "#/components/schemas/herald.common.v1.Provider");
     assert.deepEqual((doc.components.schemas["herald.common.v1.Provider"] as { enum: string[] }).enum.slice(0, 2), ["PROVIDER_UNSPECIFIED", "PROVIDER_APNS"]);

@@ -54,6 +54,7 @@ async function rpc<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+
 export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
   const serverAuth = async (req: HttpRequest): Promise<{ app: string; apiKey?: string }> => {
@@ -118,70 +119,78 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { status: 200 };
   };
 
-  const beams = (method: Route["method"], pattern: string, handle: Route["handle"], cors = false): Route => ({ method, pattern, handle, cors, errorBody: beamsError });
+  // The device API (cors) is public, as in Beams; the others take the secret key.
+  const beams = (method: Route["method"], pattern: string, summary: string, handle: Route["handle"], cors = false): Route => ({
+    method,
+    pattern,
+    handle,
+    cors,
+    errorBody: beamsError,
+    doc: { tag: "PusherBeams", summary, ...(cors ? { security: "none" as const } : {}) },
+  });
   const device = "/device_api/v1/instances/:instance/devices/:platform/:device";
 
   return [
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", (req) => publish(req, "interests")),
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", (req) => publish(req, "users")),
-    beams("DELETE", "/user_api/v1/instances/:instance/users/:user", deleteUser),
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", "Beams: publish to 1-100 interests (Authorization: Bearer <secret key>); answers {publishId}", (req) => publish(req, "interests")),
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", "Beams: publish to 1-1000 users; answers {publishId}", (req) => publish(req, "users")),
+    beams("DELETE", "/user_api/v1/instances/:instance/users/:user", "Beams: delete a user and every device of theirs", deleteUser),
     // Also under customer_api, the older path of the same call.
-    beams("DELETE", "/customer_api/v1/instances/:instance/users/:user", deleteUser),
+    beams("DELETE", "/customer_api/v1/instances/:instance/users/:user", "Beams: delete a user (older path)", deleteUser),
 
-    beams("POST", "/device_api/v1/instances/:instance/devices/apns", register("apns"), true),
-    beams("POST", "/device_api/v1/instances/:instance/devices/fcm", register("fcm"), true),
-    beams("POST", "/device_api/v1/instances/:instance/devices/web", register("web"), true),
-    beams("GET", device, async (req) => {
+    beams("POST", "/device_api/v1/instances/:instance/devices/apns", "Beams device API: register an APNs device {token, bundleIdentifier, metadata}; answers {id, initialInterestSet}", register("apns"), true),
+    beams("POST", "/device_api/v1/instances/:instance/devices/fcm", "Beams device API: register an FCM device {token, metadata}", register("fcm"), true),
+    beams("POST", "/device_api/v1/instances/:instance/devices/web", "Beams device API: register a browser {token: base64 of the PushSubscription JSON, metadata}", register("web"), true),
+    beams("GET", device, "Beams device API: the device {id, userId, metadata}", async (req) => {
       const { device: d } = await deviceOf(req);
       return { body: { id: d.id, userId: d.user, metadata: d.meta } };
     }, true),
-    beams("DELETE", device, async (req) => {
+    beams("DELETE", device, "Beams device API: delete the device (clearAllState)", async (req) => {
       const { app, device: d } = await deviceOf(req);
       await rpc(c.registry.removeDevices({ filter: { ids: [d.id] } }, { app }));
       return { status: 200 };
     }, true),
-    beams("PUT", `${device}/metadata`, async (req) => {
+    beams("PUT", `${device}/metadata`, "Beams device API: replace the SDK metadata", async (req) => {
       const { app, device: d } = await deviceOf(req);
       await rpc(c.registry.updateDevices({ filter: { ids: [d.id] }, metaUpdate: { meta: { ...d.meta, ...metadataOf(json(req)) } } }, { app }));
       return { status: 200 };
     }, true),
     // FCM token refresh: the same device, a new token.
-    beams("PUT", `${device}/token`, async (req) => {
+    beams("PUT", `${device}/token`, "Beams device API: a new token for the device (FCM refresh)", async (req) => {
       const { app, platform, device: d } = await deviceOf(req);
       const token = tokenOf(platform, json(req).token);
       const own = await deviceOwnTopics(c, { app }, d.id);
       await rpc(c.registry.registerDevice({ id: d.id, provider: d.provider, platform: d.platform, token, user: d.user, topics: own, tags: d.tags, meta: d.meta, locale: d.locale, timezone: d.timezone }, { app }));
       return { status: 200 };
     }, true),
-    beams("GET", `${device}/interests`, async (req) => {
+    beams("GET", `${device}/interests`, "Beams device API: the device's interests", async (req) => {
       const { app, device: d } = await deviceOf(req);
       return { body: { interests: await deviceOwnTopics(c, { app }, d.id), responseMetadata: {} } };
     }, true),
-    beams("PUT", `${device}/interests`, async (req) => {
+    beams("PUT", `${device}/interests`, "Beams device API: set the device's interests {interests}", async (req) => {
       const { app, device: d } = await deviceOf(req);
       const interests = checkNames(json(req).interests, "interests", MAX_DEVICE_INTERESTS, 0);
       await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_SET, topics: interests }, { app, role: "client" }));
       return { status: 200 };
     }, true),
-    beams("POST", `${device}/interests/:interest`, async (req) => {
+    beams("POST", `${device}/interests/:interest`, "Beams device API: add an interest", async (req) => {
       const { app, device: d } = await deviceOf(req);
       await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_ADD, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
       return { status: 200 };
     }, true),
-    beams("DELETE", `${device}/interests/:interest`, async (req) => {
+    beams("DELETE", `${device}/interests/:interest`, "Beams device API: remove an interest", async (req) => {
       const { app, device: d } = await deviceOf(req);
       await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_REMOVE, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
       return { status: 200 };
     }, true),
     // setUserId: the Beams token (signed by the app's backend with the secret key) proves the user.
-    beams("PUT", `${device}/user`, async (req) => {
+    beams("PUT", `${device}/user`, "Beams device API: bind the user of the Beams token (Authorization: Bearer <Beams token>)", async (req) => {
       const { app, device: d } = await deviceOf(req);
       const token = schemeToken(req.headers.authorization, "Bearer");
       if (!token) throw fail(401, "Missing Beams token: send `Authorization: Bearer <token from your auth endpoint>`");
       await rpc(c.registry.bindUser({ deviceId: d.id, userToken: token }, { app, role: "client" }));
       return { status: 200 };
     }, true),
-    beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", async (req) => {
+    beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", "Beams device API: the VAPID public key browsers subscribe with", async (req) => {
       const { app } = await rpc(c.apps.getApp({ id: req.params.instance! })).catch((err: HttpError) => {
         throw err.status === 404 ? fail(404, "Instance not found") : err;
       });

@@ -73,7 +73,7 @@ export function createGateway(o: GatewayOptions): Gateway {
   } else {
     o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");
   }
-  const document = openApiDocument(catalog, [], o.version);
+  const document = openApiDocument(catalog, compat.filter((r) => r.doc).map((r) => ({ method: r.method, pattern: r.pattern, ...r.doc! })), o.version);
   const routes: Route[] = [
     ...rpcRoutes(catalog, upstream, auth),
     ...compat,

@@ -43,6 +43,8 @@ export interface Route {
   cors?: boolean;
   // The error body of this route's refusals (compatibility APIs have their own shape).
   errorBody?: (e: HttpError) => unknown;
+  // Its entry in the OpenAPI document (the RPC routes are described from the descriptors).
+  doc?: { tag: string; summary: string; security?: "none" | "basic" };
 }
 
 export interface RouterOptions {

@@ -48,6 +48,7 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     {
       method: "POST",
       pattern: "/push/:appKey/register-device",
+      doc: { tag: "Kinvey", summary: "Kinvey: register a push token {platform, deviceId, userId with master credentials}; 204", security: "basic" },
       handle: async (req) => {
         const body = req.fields();
         const d = device(body);
@@ -63,6 +64,7 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     {
       method: "POST",
       pattern: "/push/:appKey/unregister-device",
+      doc: { tag: "Kinvey", summary: "Kinvey: unregister a push token of the user; 204", security: "basic" },
       handle: async (req) => {
         const body = req.fields();
         const d = device(body);

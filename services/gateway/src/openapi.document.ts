@@ -3,16 +3,15 @@ import { commentOf, type RpcCatalog } from "./rpc.catalog.js";
 
 type Schema = Record<string, unknown>;
 
+// A route that is not an RPC (the compatibility APIs), described by the route itself.
 export interface ExtraOperation {
-  method: "get" | "post" | "put" | "delete";
-  path: string;
+  method: string;
+  // The router's pattern, "/v1/instances/:instance/users/:user".
+  pattern: string;
   tag: string;
   summary: string;
-  requestSchema?: Schema;
-  responseSchema?: Schema;
-  // Status of a success without a body (204), when it has none.
-  noContent?: boolean;
-  security?: "bearer" | "none";
+  // How it authenticates: the API's own scheme (none, basic, the app's secret) is in the summary.
+  security?: "none" | "basic";
 }
 
 // The OpenAPI 3.1 document of the gateway, built from the same descriptor set as its routes:
@@ -49,16 +48,20 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
     };
   }
   for (const op of extra) {
-    const entry = (paths[op.path] ??= {}) as Record<string, unknown>;
-    entry[op.method] = {
-      operationId: `${op.tag}_${op.method}_${op.path.replace(/[^a-zA-Z0-9]+/g, "_")}`,
+    const params = [...op.pattern.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+    const path = op.pattern.replace(/:(\w+)/g, "{$1}");
+    const method = op.method.toLowerCase();
+    const entry = (paths[path] ??= {}) as Record<string, unknown>;
+    entry[method] = {
+      operationId: `${op.tag}_${method}_${path.replace(/[^a-zA-Z0-9]+/g, "_")}`.replace(/_+$/, ""),
       tags: [op.tag],
       summary: op.summary,
-      ...(op.security === "none" ? { security: [] } : {}),
-      ...(op.requestSchema ? { requestBody: { required: true, content: { "application/json": { schema: op.requestSchema } } } } : {}),
+      security: op.security === "basic" ? [{ basic: [] }] : op.security === "none" ? [] : [{ bearer: [] }],
+      ...(params.length ? { parameters: params.map((name) => ({ name, in: "path", required: true, schema: { type: "string" } })) } : {}),
+      ...(method === "get" || method === "delete" ? {} : { requestBody: { content: { "application/json": { schema: { type: "object" } }, "application/x-www-form-urlencoded": { schema: { type: "object" } } } } }),
       responses: {
-        ...(op.noContent ? { "204": { description: "Done" } } : { "200": { description: "OK", content: { "application/json": { schema: op.responseSchema ?? { type: "object" } } } } }),
-        default: { $ref: "#/components/responses/Error" },
+        "2XX": { description: "Done; the body, if any, is the compatible API's own" },
+        default: { description: "A refusal in the compatible API's own error shape", content: { "application/json": { schema: { type: "object" } } } },
       },
     };
   }
@@ -74,7 +77,10 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
     security: [{ bearer: [] }],
     paths,
     components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "A Herald API key (SERVER, CLIENT or admin)" } },
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "A Herald API key (SERVER, CLIENT or admin); the compatibility APIs also take the app's secret" },
+        basic: { type: "http", scheme: "basic", description: "The app id and the app's secret (or a SERVER key): Kinvey master credentials, Pushlet" },
+      },
       responses: {
         Error: {
           description: "A refusal: the machine-readable reason, what to fix, and the field at fault when there is one",

@@ -29,6 +29,12 @@ const TYPE_OF: Partial<Record<Provider, string>> = {
 export const pushletError = (e: HttpError) => ({ error: e.error.toLowerCase(), message: e.message });
 const fail = (status: number, error: string, message: string) => new HttpError(status, error, message);
 
+const PUSHLET_SUMMARIES: Record<string, string> = {
+  "/send_notification": "Pushlet: send to a raw device token {type, application_id, device_token, alert, badge, sound, data}; answered once delivered",
+  "/application_feedback": "Pushlet: the tokens providers declared dead {application_id, since}",
+  "/register_application": "Pushlet: refused, apps are PushApps",
+};
+
 export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The app and how to call for it: basic auth names the app; a Bearer SERVER key with
   // application_id works too.
@@ -44,7 +50,7 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { app, ...(await secrets.check(app, secret, () => fail(401, "unauthorized", "the credentials are not valid for this application"))) };
   };
 
-  const route = (pattern: string, handle: Route["handle"]): Route => ({ method: "POST", pattern, handle, errorBody: pushletError });
+  const route = (pattern: string, handle: Route["handle"]): Route => ({ method: "POST", pattern, handle, errorBody: pushletError, doc: { tag: "Pushlet", summary: PUSHLET_SUMMARIES[pattern]!, security: "basic" } });
 
   return [
     route("/send_notification", async (req) => {
