@@ -149,7 +149,8 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       throw new Error(`cannot listen on ${host}:${port}: ${(err as Error).message.split("\n")[0]} (another server running? pass --port)`);
     }
     lifecycle.add("grpc", () => server.stop(5_000));
-    const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
+    const hostPart = host.includes(":") ? `[${host}]` : host;
+    const address = `${hostPart}:${bound}`;
 
     // The HTTP gateway, in front of the same gRPC port.
     let httpUrl: string | undefined;
@@ -157,7 +158,6 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     if (httpPort !== false) {
       const gateway = createGateway({ addresses: { registry: address, topic: address, dispatcher: address }, adminKey, maxBodyBytes: 1024 * 1024, logger: logger.child({ component: "gateway" }), version: "0.1.0" });
       lifecycle.add("gateway upstreams", async () => gateway.close());
-      const hostPart = host.includes(":") ? `[${host}]` : host;
       let http: HttpServer;
       try {
         http = await startHttpServer(`${hostPart}:${httpPort}`, gateway.handler);

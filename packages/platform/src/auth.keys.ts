@@ -17,6 +17,13 @@ export interface Authenticator {
   authenticate(authorization: string | undefined): Promise<Principal>;
 }
 
+// Compares two secrets (HMACs, derived keys) in constant time for equal lengths.
+export function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 export const hashApiKey = (key: string): string => createHash("sha256").update(key).digest("hex");
 
 // Keys carry their app for humans reading configs; authority comes only from the stored hash.

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { HeraldError, Status } from "@herald/platform";
-import { compareStrings } from "./store.query.js";
+import { compareStrings, tokenFeedbackCursor } from "./store.query.js";
 import type {
   ApiKeyRecord,
   AppRecord,
@@ -1023,7 +1023,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.deepEqual(all.map((r) => [r.provider, r.token, r.at.getTime()]), [["apns", "a2", at(2).getTime()], ["fcm", "f1", at(2).getTime()], ["apns", "a1", at(3).getTime()]]);
         assert.equal(all[2]!.reason, "apns:Unregistered", "the later verdict replaced the first");
         const first = await store.tokenFeedback.list(app, {}, { limit: 1 });
-        const cursor = `${first[0]!.at.toISOString()}\n${first[0]!.provider}:${first[0]!.token}`;
+        const cursor = tokenFeedbackCursor(first[0]!);
         assert.deepEqual((await store.tokenFeedback.list(app, {}, { after: cursor, limit: 10 })).map((r) => r.token), ["f1", "a1"]);
         assert.deepEqual((await store.tokenFeedback.list(app, { provider: "apns", since: at(3) }, { limit: 10 })).map((r) => r.token), ["a1"]);
         await store.tokenFeedback.sweep(at(3));

@@ -37,6 +37,9 @@ export function splitCursor(cursor: string): [string, string] {
   return i < 0 ? [cursor, ""] : [cursor.slice(0, i), cursor.slice(i + 1)];
 }
 
+// Where a page of token feedback ends: its (time, provider:token) sort key.
+export const tokenFeedbackCursor = (r: { at: Date; provider: string; token: string }): string => `${r.at.toISOString()}\n${r.provider}:${r.token}`;
+
 export const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 
 // Tags are stored (MongoDB) as an array of "key=value" strings so that any tag condition is an

@@ -291,7 +291,7 @@ export interface TokenFeedbackRecord {
 export interface TokenFeedbackRepository {
   // Idempotent per (app, provider, token): a later verdict replaces an earlier one.
   add(records: TokenFeedbackRecord[]): Promise<void>;
-  // Oldest first, from `since` on; the page cursor is `${at ISO}\n${provider}\n${token}`.
+  // Oldest first, from `since` on; the page cursor is tokenFeedbackCursor(the last record).
   list(app: string, query: { provider?: ProviderName; since?: Date }, page: PageQuery): Promise<TokenFeedbackRecord[]>;
   // Forgets verdicts older than `before`; returns how many.
   sweep(before: Date): Promise<number>;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { AsyncClient } from "@herald/platform";
-import type { apps, dispatch, registry, topic } from "@herald/proto";
+import type { apps, common, dispatch, registry, topic } from "@herald/proto";
 import { fromGrpcError, HttpError } from "./http.errors.js";
 
 // The clients the compatibility APIs (Beams, Kinvey, Pushlet) call the services with: the admin
@@ -12,12 +12,13 @@ export interface AdminClients {
   dispatch: AsyncClient<typeof dispatch.DispatchServiceService>;
 }
 
-// A service call whose refusal becomes the HTTP error the client sees.
+// A service call whose refusal becomes the HTTP error the client sees (one already mapped
+// passes as it is).
 export async function rpc<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    throw fromGrpcError(err);
+    throw err instanceof HttpError ? err : fromGrpcError(err);
   }
 }
 
@@ -74,4 +75,18 @@ export async function deviceOwnTopics(c: AdminClients, as: { app: string; apiKey
     if (!page.hasMore) return topics;
     cursor = page.nextCursor;
   }
+}
+
+// Registers a known device again with its state (own topics, user, tags, meta, locale, time
+// zone) and only `changes` applied: what the compatibility APIs do for a token Herald already
+// holds, where a plain RegisterDevice would replace the state. Returns its own topics.
+export async function reRegister(c: AdminClients, as: { app: string; apiKey?: string }, d: common.Device, changes: { token?: string; user?: string; meta?: Record<string, string> } = {}): Promise<string[]> {
+  const topics = await deviceOwnTopics(c, as, d.id);
+  await rpc(
+    c.registry.registerDevice(
+      { id: d.id, provider: d.provider, platform: d.platform, token: changes.token ?? d.token, user: changes.user ?? d.user, topics, tags: d.tags, meta: changes.meta ?? d.meta, locale: d.locale, timezone: d.timezone },
+      as,
+    ),
+  );
+  return topics;
 }

@@ -1,5 +1,5 @@
 import { dispatch, Platform, Provider, topic } from "@herald/proto";
-import { AppSecrets, deviceOwnTopics, rpc as call, schemeToken, type AdminClients } from "./admin.clients.js";
+import { AppSecrets, deviceOwnTopics, reRegister, rpc as call, schemeToken, type AdminClients } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 
@@ -103,12 +103,8 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     const metadata = metadataOf(body.metadata);
     const { provider, platform: devicePlatform } = PLATFORMS[platform];
     // A token Beams knows keeps its device: same id, user and interests.
-    const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider, token }] }, includeTopics: true, includeTags: true, includeMeta: true }, { app }))).devices[0];
-    if (known) {
-      const own = await deviceOwnTopics(c, { app }, known.id);
-      await rpc(c.registry.registerDevice({ id: known.id, provider, platform: devicePlatform, token, user: known.user, topics: own, tags: known.tags, meta: { ...known.meta, ...metadata }, locale: known.locale, timezone: known.timezone }, { app }));
-      return { body: { id: known.id, initialInterestSet: own } };
-    }
+    const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider, token }] }, includeTags: true, includeMeta: true }, { app }))).devices[0];
+    if (known) return { body: { id: known.id, initialInterestSet: await rpc(reRegister(c, { app }, known, { meta: { ...known.meta, ...metadata } })) } };
     const { device } = await rpc(c.registry.registerDevice({ provider, platform: devicePlatform, token, meta: metadata }, { app, role: "client" }));
     return { body: { id: device!.id, initialInterestSet: [] as string[] } };
   };
@@ -158,8 +154,7 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     beams("PUT", `${device}/token`, "Beams device API: a new token for the device (FCM refresh)", async (req) => {
       const { app, platform, device: d } = await deviceOf(req);
       const token = tokenOf(platform, json(req).token);
-      const own = await deviceOwnTopics(c, { app }, d.id);
-      await rpc(c.registry.registerDevice({ id: d.id, provider: d.provider, platform: d.platform, token, user: d.user, topics: own, tags: d.tags, meta: d.meta, locale: d.locale, timezone: d.timezone }, { app }));
+      await rpc(reRegister(c, { app }, d, { token }));
       return { status: 200 };
     }, true),
     beams("GET", `${device}/interests`, "Beams device API: the device's interests", async (req) => {

@@ -1,5 +1,5 @@
 import { Platform, Provider, type common } from "@herald/proto";
-import { AppSecrets, basicCredentials, deviceOwnTopics, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
+import { AppSecrets, basicCredentials, reRegister, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 
@@ -55,9 +55,10 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
         const who = await credentials(req, body);
         const as = { app: who.app, ...(who.apiKey ? { apiKey: who.apiKey } : {}) };
         // A known token keeps its topics; it moves to this user.
-        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] }, includeTopics: false, includeTags: true, includeMeta: true }, as))).devices[0];
-        const framework = typeof body.framework === "string" ? { framework: body.framework } : {};
-        await rpc(c.registry.registerDevice({ ...(known ? { id: known.id, tags: known.tags, meta: { ...known.meta, ...framework } } : { meta: framework }), provider: d.provider, platform: d.platform, token: d.token, user: who.user, ...(known ? { topics: await deviceOwnTopics(c, as, known.id) } : {}) }, as));
+        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] }, includeTags: true, includeMeta: true }, as))).devices[0];
+        const framework: Record<string, string> = typeof body.framework === "string" ? { framework: body.framework } : {};
+        if (known) await reRegister(c, as, known, { user: who.user, meta: { ...known.meta, ...framework } });
+        else await rpc(c.registry.registerDevice({ provider: d.provider, platform: d.platform, token: d.token, user: who.user, meta: framework }, as));
         return { status: 204 };
       },
     },

@@ -1,3 +1,4 @@
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import { dispatch, Provider } from "@herald/proto";
 import { AppSecrets, basicCredentials, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
@@ -140,7 +141,7 @@ async function settled(c: AdminClients, id: string, as: { app: string; apiKey?: 
   try {
     for await (const update of c.dispatch.watchPublish({ id }, { ...as, deadlineMs: WAIT_MS })) last = update.publish;
   } catch (err) {
-    if ((err as { code?: number }).code !== 4) throw err; // DEADLINE_EXCEEDED: still running
+    if ((err as { code?: number }).code !== GrpcStatus.DEADLINE_EXCEEDED) throw err; // still running
     return undefined;
   }
   return last;

@@ -5,6 +5,7 @@ import {
   hashApiKey,
   invalidArgument,
   notFound,
+  sameSecret,
   type ServiceBinding,
 } from "@herald/platform";
 import { apps, type common } from "@herald/proto";
@@ -19,7 +20,7 @@ import {
   type AppRecord,
   type Store,
 } from "@herald/store";
-import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import type { UserTokens } from "./usertoken.jwt.js";
 
 export interface AppServiceDeps {
@@ -151,9 +152,7 @@ export class AppService {
   async verifySecret(req: apps.VerifyAppSecretRequest): Promise<apps.VerifyAppSecretResponse> {
     const app = req.appId ? await this.deps.store.apps.get(req.appId) : null;
     if (!app || !req.secret) return { valid: false };
-    const expected = Buffer.from(this.deps.userTokens.secretFor(app.id, app.secretVersion));
-    const given = Buffer.from(req.secret);
-    return { valid: expected.length === given.length && timingSafeEqual(expected, given) };
+    return { valid: sameSecret(this.deps.userTokens.secretFor(app.id, app.secretVersion), req.secret) };
   }
 
   // A signed request is valid once: the HMAC matches, its time is within the window, and its
@@ -161,9 +160,8 @@ export class AppService {
   async verifySignature(req: apps.VerifyRequestSignatureRequest): Promise<apps.VerifyRequestSignatureResponse> {
     const app = req.appId ? await this.deps.store.apps.get(req.appId) : null;
     if (!app) return { valid: false, reason: "UNKNOWN_APP" };
-    const expected = Buffer.from(createHmac("sha256", this.deps.userTokens.secretFor(app.id, app.secretVersion)).update(req.stringToSign).digest("hex"));
-    const given = Buffer.from(req.signature.toLowerCase());
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { valid: false, reason: "BAD_SIGNATURE" };
+    const expected = createHmac("sha256", this.deps.userTokens.secretFor(app.id, app.secretVersion)).update(req.stringToSign).digest("hex");
+    if (!sameSecret(expected, req.signature.toLowerCase())) return { valid: false, reason: "BAD_SIGNATURE" };
     const now = this.deps.now().getTime();
     if (Math.abs(now - req.timestamp * 1000) > SIGNATURE_WINDOW_MS) return { valid: false, reason: "STALE_TIMESTAMP" };
     const claimed = await this.deps.store.nonces.claim(app.id, `sig:${req.signature.toLowerCase()}`, new Date(req.timestamp * 1000 + SIGNATURE_WINDOW_MS));

@@ -18,6 +18,7 @@ import {
   pageLimit,
   parsePlatform,
   providerEnum,
+  tokenFeedbackCursor,
   parseProvider,
   PLATFORM_NAMES,
   PRIVATE_TOPIC_PREFIX,
@@ -196,7 +197,7 @@ export class DeviceService {
     const last = page.at(-1);
     return {
       entries: page.map((f) => ({ provider: providerEnum(f.provider), token: f.token, reason: f.reason, at: f.at })),
-      nextCursor: found.length > limit && last ? `${last.at.toISOString()}\n${last.provider}:${last.token}` : "",
+      nextCursor: found.length > limit && last ? tokenFeedbackCursor(last) : "",
       hasMore: found.length > limit,
     };
   }

@@ -27,7 +27,7 @@ export class TokenFeedbackConsumer {
   async handle(f: events.TokenFeedback): Promise<number> {
     const provider = PROVIDER_NAMES[f.provider];
     if (!provider) return 0;
-    await this.store.tokenFeedback.add([{ app: f.app, provider, token: f.token, reason: f.reason.startsWith(`${provider}:`) ? f.reason : `${provider}:${f.reason}`, at: f.invalidSince ?? this.now() }]);
+    await this.store.tokenFeedback.add([{ app: f.app, provider, token: f.token, reason: f.reason, at: f.invalidSince ?? this.now() }]);
     const found = await this.store.devices.list(f.app, { tokens: [{ provider, token: f.token }] }, { limit: 10 });
     const dead = found.filter((d) => !f.invalidSince || d.lastSeenAt.getTime() <= f.invalidSince.getTime());
     const removed = await this.devices.removeDevices(f.app, dead, "token_invalid");

@@ -1,5 +1,5 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
-import { invalidArgument, unauthenticated } from "@herald/platform";
+import { createHmac } from "node:crypto";
+import { invalidArgument, sameSecret, unauthenticated } from "@herald/platform";
 
 // User tokens prove to Herald that the app's backend vouches for "this device belongs to user X"
 // (Pusher Beams tokens): HS256 JWTs, sub = user id, iss = "herald:<app>" (or, for tokens made by
@@ -42,9 +42,7 @@ export class UserTokens {
     const [header, payload, signature] = parts as [string, string, string];
     const head = parseJson(header);
     if (head?.alg !== "HS256") throw unauthenticated("MALFORMED_USER_TOKEN", "the user token must be signed with HS256");
-    const expected = Buffer.from(hmac(this.secretFor(app, version), `${header}.${payload}`));
-    const given = Buffer.from(signature);
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+    if (!sameSecret(hmac(this.secretFor(app, version), `${header}.${payload}`), signature)) {
       throw unauthenticated("BAD_USER_TOKEN_SIGNATURE", "the user token was not signed with this app's secret");
     }
     const claims = parseJson(payload);

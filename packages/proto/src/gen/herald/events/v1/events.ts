@@ -240,7 +240,7 @@ export interface TokenFeedback {
   provider: Provider;
   token: string;
   deviceId: string;
-  /** Provider reason, e.g. "Unregistered", "UNREGISTERED", "80300007", "410". */
+  /** Provider and reason, e.g. "apns:Unregistered", "fcm:UNREGISTERED", "hms:80300007", "webpush:410". */
   reason: string;
   /** When the provider says the token became invalid (APNs 410 timestamp) or when it was seen. */
   invalidSince?: Date | undefined;
