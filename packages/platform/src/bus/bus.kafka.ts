@@ -9,6 +9,8 @@ import { compileTopicPatterns, validateMessages, validateSubscribeOptions, valid
 // How long ensureTopics and a subscription's start keep retrying while topics other processes
 // create (and the group coordinator) settle.
 const SETTLE_DEADLINE_MS = 60_000;
+// Lag is polled (metrics, scaling): a short wait, and the next poll tries again.
+const LAG_DEADLINE_MS = 10_000;
 
 // Errors that another attempt can cure: kafkajs marks its retriable protocol errors, wraps them
 // when its own retries run out, aggregates them per topic; INVALID_PARTITIONS comes from
@@ -19,6 +21,20 @@ function transientKafkaError(err: unknown): boolean {
   if (e.retriable === true || e.type === "INVALID_PARTITIONS") return true;
   if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.every(transientKafkaError);
   return transientKafkaError(e.originalError) || transientKafkaError(e.cause);
+}
+
+// Repeats an idempotent Kafka procedure while it fails transiently, until the deadline.
+async function untilSettled<T>(deadlineMs: number, attemptOnce: () => Promise<T>, onRetry: (err: unknown, attempt: number) => void): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await attemptOnce();
+    } catch (err) {
+      if (!transientKafkaError(err) || Date.now() > deadline) throw err;
+      onRetry(err, attempt);
+      await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+    }
+  }
 }
 
 // kafkajs is CommonJS; its named exports are not all visible to Node's ESM loader.
@@ -129,21 +145,15 @@ export class KafkaBus implements Bus {
     // Several services ensure the same topics as they start. While another process's topic is
     // still being created, metadata answers LEADER_NOT_AVAILABLE or shows it unfinished; the
     // whole procedure is idempotent, so it is simply repeated until the deadline.
-    const deadline = Date.now() + SETTLE_DEADLINE_MS;
     const progress = { raised: false };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.ensureTopicsOnce(admin, wanted, progress);
-        // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then
-        // it would keep hashing keys over the old partition count. A fresh producer sees the new one.
-        if (progress.raised) this.replaceProducer();
-        return;
-      } catch (err) {
-        if (!transientKafkaError(err) || Date.now() > deadline) throw err;
-        this.logger.warn({ err, topics: [...wanted.keys()], attempt }, "bus: kafka topics not settled yet; retrying");
-        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
-      }
-    }
+    await untilSettled(
+      SETTLE_DEADLINE_MS,
+      () => this.ensureTopicsOnce(admin, wanted, progress),
+      (err, attempt) => this.logger.warn({ err, topics: [...wanted.keys()], attempt }, "bus: kafka topics not settled yet; retrying"),
+    );
+    // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then
+    // it would keep hashing keys over the old partition count. A fresh producer sees the new one.
+    if (progress.raised) this.replaceProducer();
   }
 
   private async ensureTopicsOnce(admin: Admin, wanted: Map<string, number>, progress: { raised: boolean }): Promise<void> {
@@ -185,6 +195,16 @@ export class KafkaBus implements Bus {
     const existing = new Set(await admin.listTopics());
     const names = [...new Set(topics)].filter((t) => existing.has(t));
     if (names.length === 0) return [];
+    // A topic created a moment ago may have no partition leader yet (NOT_LEADER_FOR_PARTITION),
+    // which kafkajs's admin does not retry itself.
+    return untilSettled(
+      LAG_DEADLINE_MS,
+      () => this.lagOnce(admin, group, names),
+      (err, attempt) => this.logger.warn({ err, group, attempt }, "bus: kafka offsets not readable yet; retrying"),
+    );
+  }
+
+  private async lagOnce(admin: Admin, group: string, names: string[]): Promise<PartitionLag[]> {
     const committed = new Map<string, number>();
     // Offsets are "-1" where the group never committed.
     for (const t of await admin.fetchOffsets({ groupId: group, topics: names })) {
@@ -347,20 +367,16 @@ class KafkaSubscription implements Subscription {
   async start(): Promise<void> {
     this.topics = await this.resolveTopics();
     if (this.topics.length > 0) {
-      const deadline = Date.now() + SETTLE_DEADLINE_MS;
-      for (let attempt = 0; ; attempt++) {
-        const launching = this.lifecycle.then(() => this.launch());
-        this.lifecycle = launching.catch(() => {});
-        try {
-          await launching;
-          break;
-        } catch (err) {
-          // A topic created a moment ago by another process, a coordinator still loading.
-          if (!transientKafkaError(err) || Date.now() > deadline) throw err;
-          this.logger.warn({ err, group: this.options.group, attempt }, "bus: consumer could not start yet; retrying");
-          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
-        }
-      }
+      // Retried: a topic created a moment ago by another process, a coordinator still loading.
+      await untilSettled(
+        SETTLE_DEADLINE_MS,
+        () => {
+          const launching = this.lifecycle.then(() => this.launch());
+          this.lifecycle = launching.catch(() => {});
+          return launching;
+        },
+        (err, attempt) => this.logger.warn({ err, group: this.options.group, attempt }, "bus: consumer could not start yet; retrying"),
+      );
     } else {
       this.logger.info({ group: this.options.group, topics: String(this.options.topics) }, "bus: no topic matches the subscription yet");
     }
