@@ -5,12 +5,13 @@ import { pushAppOwner, toCreateAppRequest, type PushApp } from "@herald/pushapp"
 
 // The registry as the operator uses it: apps and their API keys, through the AppService with the
 // admin key.
-export type EnsuredApp = { created: boolean; userTokenSecret?: string } | { conflict: string };
+export type EnsuredApp = { created: boolean; userTokenSecret?: string } | { conflict: string } | { refused: string };
 
 export interface AppRegistry {
   // Creates the app (owned by this PushApp) or brings its name, limits and providers up to date.
   // Returns the user token secret when the app was created (it is only ever shown then), or the
-  // registry's refusal when an app of that id belongs to someone else.
+  // registry's refusal when an app of that id belongs to someone else (conflict) or when the spec
+  // breaks one of its rules that the CRD schema cannot express (refused; e.g. a denied webhook address).
   ensureApp(app: PushApp, vapidPublicKey?: string): Promise<EnsuredApp>;
   // Whether the app exists and is this PushApp's (so its data and topics are this PushApp's to delete).
   ownedBy(appId: string, owner: string): Promise<"owned" | "missing" | "other">;
@@ -24,6 +25,7 @@ export interface AppRegistry {
 }
 
 const code = (err: unknown) => (err as { code?: number }).code;
+const details = (err: unknown) => (err as { details?: string }).details ?? String(err);
 
 export function grpcAppRegistry(address: string, adminKey: string): AppRegistry {
   const client = createClient(apps.AppServiceService, apps, address, { apiKey: adminKey });
@@ -34,12 +36,14 @@ export function grpcAppRegistry(address: string, adminKey: string): AppRegistry 
         const created = await client.createApp(apps.CreateAppRequest.fromPartial(request));
         return { created: true, userTokenSecret: created.userTokenSecret };
       } catch (err) {
+        if (code(err) === grpcStatus.INVALID_ARGUMENT) return { refused: details(err) };
         if (code(err) !== grpcStatus.ALREADY_EXISTS) throw err;
       }
       try {
         await client.updateApp(apps.UpdateAppRequest.fromPartial(request));
       } catch (err) {
-        if (code(err) === grpcStatus.FAILED_PRECONDITION) return { conflict: (err as { details?: string }).details ?? String(err) };
+        if (code(err) === grpcStatus.FAILED_PRECONDITION) return { conflict: details(err) };
+        if (code(err) === grpcStatus.INVALID_ARGUMENT) return { refused: details(err) };
         throw err;
       }
       return { created: false };

@@ -132,6 +132,11 @@ export class PushAppReconciler {
       conditions.set(CONDITION.appRegistered, "False", "AppIdConflict", `${keys.conflict}; rename this PushApp (its name is the app id)`);
       return this.finish(object, status, conditions, {});
     }
+    // Retrying cannot fix it: the next edit of the spec reconciles again.
+    if ("refused" in keys) {
+      conditions.set(CONDITION.appRegistered, "False", "RegistryRefused", keys.refused);
+      return this.finish(object, status, conditions, {});
+    }
     status.apiKeySecretName = names.apiKeys(name);
     status.apiKeyRotation = keys.rotation;
     conditions.set(CONDITION.appRegistered, "True", "Registered", `app "${name}" is registered; API keys in Secret ${names.apiKeys(name)}`);
@@ -206,10 +211,10 @@ export class PushAppReconciler {
   // moved; the new Secret is written before the old keys are revoked, so clients reading the
   // Secret are never left with only revoked keys. A crash between creating and writing leaves
   // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
-  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string }> {
+  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string } | { refused: string }> {
     const { name: id, namespace } = app.metadata;
     const ensured = await this.d.registry.ensureApp(app, vapidPublicKey);
-    if ("conflict" in ensured) return ensured;
+    if ("conflict" in ensured || "refused" in ensured) return ensured;
     const { created, userTokenSecret } = ensured;
     const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);
     const rotation = app.spec.apiKeyRotation ?? 0;

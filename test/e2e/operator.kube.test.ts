@@ -327,6 +327,22 @@ describe("operator on a real API server", () => {
     }
   });
 
+  it("reports the registry's refusal of a spec the CRD cannot check, and recovers once it is fixed", async () => {
+    // The CRD accepts any http(s) URL; the registry refuses one in a denied network (SSRF guard).
+    const name = `hooked-${runId}`;
+    await apply([secret(namespace, `${name}-hms`, { "client-secret": "s" }), pushApp(namespace, name, { providers: { hms: { appId: "104433333", clientSecretRef: { name: `${name}-hms`, key: "client-secret" } } }, webhooks: [{ url: "http://169.254.169.254/latest/meta-data/" }] })]);
+    const refused = await waitCondition(name, "AppRegistered", "False");
+    assert.equal(refused.reason, "RegistryRefused");
+    assert.match(refused.message, /webhooks\[0\]\.url.*169\.254\.169\.254 is in a denied network/);
+    assert.equal((await condition(name, "Ready"))?.reason, "RegistryRefused");
+    assert.equal(await secretData(`${name}-herald-api-keys`), undefined, "no keys for a refused app");
+
+    await kubectlOk(["patch", "pushapp", name, "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { webhooks: [{ url: "https://hooks.example.com/herald" }] } })]);
+    await waitCondition(name, "AppRegistered", "True");
+    assert.ok((await secretData(`${name}-herald-api-keys`))?.["server-key"], "keys once the spec is fixed");
+    await kubectlOk(["delete", "pushapp", name, "-n", namespace, "--wait=true", "--timeout=60s"]);
+  });
+
   it("with two replicas exactly one reconciles; when it dies the other takes over", async () => {
     const second = await startOperator(platform, { namespace, leaseName, identity: "op-b" });
     try {
