@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, after, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { loadConfig } from "@herald/platform";
+import { loadConfig, NetworkPolicy } from "@herald/platform";
 import { requireEnv } from "@herald/testing";
 import { parseAllDocuments } from "yaml";
 
@@ -40,6 +40,7 @@ const ALL_ON = {
   imagePullSecrets: ["regcred"],
   tracing: { enabled: true, otlpEndpoint: "http://jaeger-collector.observability:4318/v1/traces", sampleRatio: 0.5 },
   webpush: { allowedHosts: ["push.example.com", "*.push.example.net"] },
+  webhooks: { deniedNetworks: ["10.0.0.0/8", "fc00::/7"] },
   registry: { replicas: 1 },
   gateway: { maxBodyBytes: 65536, ingress: { enabled: true, className: "nginx", host: "push.example.com", tlsSecretName: "push-tls" } },
   operator: { watchNamespace: NAMESPACE },
@@ -416,6 +417,12 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
     const registry = pod(renders.sample, "registry").containers[0]!;
     assert.equal(envValue(registry, "HERALD_KAFKA_BROKERS"), "kafka-0.kafka.data.svc.cluster.local:9092,kafka-1.kafka.data.svc.cluster.local:9092,kafka-2.kafka.data.svc.cluster.local:9092");
     assert.equal(envValue(registry, "HERALD_SWEEP_INTERVAL_SECONDS"), "1800", "extraEnv");
+    // Webhooks may not reach the pod itself by default; the setting is what the registry parses.
+    const denied = envValue(pod(renders.defaults, "registry").containers[0]!, "HERALD_WEBHOOK_DENIED_NETWORKS")!.split(",");
+    const policy = new NetworkPolicy(denied);
+    for (const address of ["127.0.0.1", "::1", "169.254.169.254", "0.0.0.0"]) assert.ok(policy.denies(address), address);
+    assert.ok(!policy.denies("10.1.2.3"), "in-cluster receivers stay reachable");
+    assert.equal(envValue(pod(renders.all, "registry").containers[0]!, "HERALD_WEBHOOK_DENIED_NETWORKS"), "10.0.0.0/8,fc00::/7");
     for (const name of COMPONENTS) {
       const all = pod(renders.all, name).containers[0]!;
       assert.equal(envValue(all, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), ALL_ON.tracing.otlpEndpoint, name);

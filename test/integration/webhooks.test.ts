@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startEmbedded, startFakeProviders, type EmbeddedApp, type EmbeddedServer, type FakeProviders } from "@herald/cli";
-import { createClient, createLogger, type Subscription } from "@herald/platform";
-import { BusTopics, dispatch, events, Platform, Provider, registry } from "@herald/proto";
+import { createClient, createLogger, DEFAULT_DENIED_NETWORKS, type Subscription } from "@herald/platform";
+import { apps, BusTopics, dispatch, events, Platform, Provider, registry } from "@herald/proto";
 import { eventually, scenarioToken } from "@herald/testing";
-import { fcmToken } from "./fixtures.js";
+import { expectError, fcmToken, Status } from "./fixtures.js";
 
 // Signed webhooks, end to end on the embedded server: real publishes through the fake providers
 // produce publish.completed, delivery.failed and token.invalidated, ReportReceipt produces
@@ -176,6 +176,87 @@ describe("signed webhooks", () => {
       assert.equal(at("/refuses").length, 1);
       assert.ok(at("/all", "device.acknowledged").some((r) => r.json.data.deviceId === device!.id));
       assert.ok(at("/all", "device.opened").some((r) => r.json.data.deviceId === device!.id));
+    } finally {
+      devices.close();
+      publishes.close();
+    }
+  });
+});
+
+// The SSRF guard: denied networks are refused when an app is configured (IP literals) and when a
+// call connects (names, checked on the resolved address), and such a call is dead-lettered at once.
+describe("webhook network guard", () => {
+  let server: EmbeddedServer;
+  let fakes: FakeProviders;
+  let receiver: Server;
+  let deadLetters: Subscription;
+  const hits: string[] = [];
+  const dead: events.WebhookDelivery[] = [];
+  let port = 0;
+
+  before(async () => {
+    receiver = createServer((req, res) => {
+      hits.push(req.url!);
+      req.resume();
+      res.end();
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    port = (receiver.address() as AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), "herald-webhook-guard-"));
+    writeFileSync(
+      join(dir, "guarded.pushapp.yaml"),
+      JSON.stringify({
+        apiVersion: "herald.dev/v1alpha1",
+        kind: "PushApp",
+        metadata: { name: "guarded" },
+        // "localhost" passes configuration (a name) and is refused once it resolves to loopback.
+        spec: { providers: { fcm: { projectId: "guarded-project", serviceAccountSecretRef: { name: "s", key: "k" } } }, webhooks: [{ url: `http://localhost:${port}/guarded` }] },
+      }),
+    );
+    fakes = await startFakeProviders(createLogger({ service: "t", level: "silent" }));
+    server = await startEmbedded({
+      port: 0,
+      appsDir: dir,
+      devFile: false,
+      providerFor: fakes.providerFor,
+      tokenRules: fakes.tokenRules,
+      webhooks: { maxAttempts: 3, retryInitialMs: 20, retryMaxMs: 100, timeoutMs: 2000, deniedNetworks: [...DEFAULT_DENIED_NETWORKS, "127.0.0.0/8", "::1/128"] },
+      logger: createLogger({ service: "t", level: "silent" }),
+    });
+    deadLetters = await server.bus.subscribe({ group: "test-webhook-guard-deadletters", topics: [BusTopics.webhookDeadLetter], handler: async (m) => void dead.push(events.WebhookDelivery.decode(m.value)) });
+  });
+  after(async () => {
+    await deadLetters?.stop();
+    await server?.stop();
+    await fakes?.close();
+    await new Promise((r) => receiver?.close(r));
+  });
+
+  it("refuses webhook URLs whose IP literal is in a denied network, naming the field", async () => {
+    const admin = createClient(apps.AppServiceService, apps, server.address, { apiKey: server.adminKey });
+    try {
+      for (const url of ["http://169.254.169.254/latest/meta-data/", `http://127.0.0.1:${port}/x`, `http://[::1]:${port}/x`, "http://[::ffff:169.254.169.254]/x"]) {
+        const err = await expectError(admin.updateApp({ id: "guarded", webhooks: [{ url: `https://hooks.example.com/ok`, events: [] }, { url, events: [] }] }), Status.INVALID_ARGUMENT, "INVALID_WEBHOOK", "webhooks[1].url");
+        assert.match(err.message, /denied network/, url);
+      }
+      const { app } = await admin.getApp({ id: "guarded" });
+      assert.deepEqual(app!.webhooks.map((w) => w.url), [`http://localhost:${port}/guarded`], "a refused update changes nothing");
+    } finally {
+      admin.close();
+    }
+  });
+
+  it("dead-letters a call whose name resolves into a denied network without connecting", async () => {
+    const app = server.apps.find((a) => a.id === "guarded")!;
+    const devices = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: app.serverKey });
+    const publishes = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: app.serverKey });
+    try {
+      await devices.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["guard"] });
+      const { id } = await publishes.publish({ recipients: { target: { $case: "topics", value: { values: ["guard"] } } }, notification: { alert: { title: "x" } } });
+      const call = await eventually(() => dead.find((d) => d.type === "publish.completed" && d.body.includes(id)), "the call dead-lettered");
+      assert.equal(call.attempt, 1, "a denied address is not retried");
+      assert.match(call.lastError, /^refused: localhost resolves to (127\.0\.0\.1|::1), which is in a denied network$/);
+      assert.deepEqual(hits, [], "the receiver was never called");
     } finally {
       devices.close();
       publishes.close();

@@ -12,3 +12,4 @@ export * from "./mongo.client.js";
 export * from "./bus/index.js";
 export * from "./metrics.registry.js";
 export * from "./metrics.polled.js";
+export * from "./network.policy.js";

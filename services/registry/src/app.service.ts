@@ -6,6 +6,7 @@ import {
   invalidArgument,
   notFound,
   sameSecret,
+  type NetworkPolicy,
   type ServiceBinding,
 } from "@herald/platform";
 import { apps, type common } from "@herald/proto";
@@ -26,6 +27,7 @@ import type { UserTokens } from "./usertoken.jwt.js";
 export interface AppServiceDeps {
   store: Store;
   userTokens: UserTokens;
+  network: NetworkPolicy;
   now: () => Date;
 }
 
@@ -68,7 +70,7 @@ export class AppService {
       secretVersion: 1,
       owner: req.owner,
       vapidPublicKey: req.vapidPublicKey,
-      webhooks: checkWebhooks(req.webhooks, "webhooks"),
+      webhooks: this.webhooks(req.webhooks),
       createdAt: now,
       updatedAt: now,
     };
@@ -90,11 +92,23 @@ export class AppService {
       ...(req.limits ? { limits: toLimits(req.limits) } : {}),
       providers: providers(req.providers),
       ...(req.vapidPublicKey ? { vapidPublicKey: req.vapidPublicKey } : {}),
-      webhooks: checkWebhooks(req.webhooks, "webhooks"),
+      webhooks: this.webhooks(req.webhooks),
       now: this.deps.now(),
     });
     if (!updated) throw notFound("app", req.id);
     return { app: toAppProto(updated) };
+  }
+
+  private webhooks(webhooks: apps.Webhook[]): Array<{ url: string; events: string[] }> {
+    const checked = checkWebhooks(webhooks, "webhooks");
+    checked.forEach((w, i) => {
+      try {
+        this.deps.network.checkHost(new URL(w.url).hostname);
+      } catch (err) {
+        throw invalidArgument(`webhooks[${i}].url`, `${(err as Error).message} (HERALD_WEBHOOK_DENIED_NETWORKS)`, "INVALID_WEBHOOK");
+      }
+    });
+    return checked;
   }
 
   // Keys go first so a half-finished delete can no longer be used; data is purged before the

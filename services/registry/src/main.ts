@@ -1,5 +1,5 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, env, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, DEFAULT_DENIED_NETWORKS, env, NetworkPolicy, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -18,6 +18,14 @@ const config = loadConfig(
     HERALD_WEBHOOK_RETRY_INITIAL_MS: env.int(1000, 1),
     HERALD_WEBHOOK_RETRY_MAX_MS: env.int(300_000, 1),
     HERALD_WEBHOOK_TIMEOUT_MS: env.int(10_000, 100),
+    // Where webhook calls may not connect (resolved addresses); "" allows everything.
+    HERALD_WEBHOOK_DENIED_NETWORKS: env.csv([...DEFAULT_DENIED_NETWORKS]).superRefine((cidrs, ctx) => {
+      try {
+        new NetworkPolicy(cidrs);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
   }),
 );
 const logger = createLogger({ service: "herald-registry", level: config.HERALD_LOG_LEVEL });
@@ -40,7 +48,7 @@ const metrics = createMetricsRegistry("herald-registry");
 const registry = createRegistryModule({
   store,
   metrics: new RegistryMetrics(metrics, store, logger, config.HERALD_SIZE_METRICS_INTERVAL_SECONDS * 1000),
-  webhooks: { maxAttempts: config.HERALD_WEBHOOK_MAX_ATTEMPTS, retryInitialMs: config.HERALD_WEBHOOK_RETRY_INITIAL_MS, retryMaxMs: config.HERALD_WEBHOOK_RETRY_MAX_MS, timeoutMs: config.HERALD_WEBHOOK_TIMEOUT_MS },
+  webhooks: { maxAttempts: config.HERALD_WEBHOOK_MAX_ATTEMPTS, retryInitialMs: config.HERALD_WEBHOOK_RETRY_INITIAL_MS, retryMaxMs: config.HERALD_WEBHOOK_RETRY_MAX_MS, timeoutMs: config.HERALD_WEBHOOK_TIMEOUT_MS, deniedNetworks: config.HERALD_WEBHOOK_DENIED_NETWORKS },
   webhookMetrics: new WebhookMetrics(metrics),
   bus,
   logger,

@@ -1,4 +1,4 @@
-import type { Bus, Logger, ServiceBinding } from "@herald/platform";
+import { NetworkPolicy, type Bus, type Logger, type ServiceBinding } from "@herald/platform";
 import type { Store, TokenRules } from "@herald/store";
 import { AppService } from "./app.service.js";
 import { DeviceEvents } from "./device.events.js";
@@ -37,7 +37,10 @@ export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
   const now = deps.now ?? (() => new Date());
   const userTokens = new UserTokens(deps.masterSecret, now);
   const devices = new DeviceService({ store: deps.store, events: new DeviceEvents(deps.bus, now, deps.metrics?.countEvent), userTokens, tokenRules: deps.tokenRules, now });
-  const apps = new AppService({ store: deps.store, userTokens, now });
+  const webhookOptions = { ...DEFAULT_WEBHOOK_OPTIONS, ...deps.webhooks };
+  // Also checked when apps are configured, so an IP literal in a denied network is refused there.
+  const network = new NetworkPolicy(webhookOptions.deniedNetworks);
+  const apps = new AppService({ store: deps.store, userTokens, network, now });
   const sweeper = new DeviceSweeper(deps.store, devices, deps.logger.child({ component: "sweeper" }), now, deps.sweepIntervalMs);
   const tokenFeedback = new TokenFeedbackConsumer(deps.store, devices, deps.bus, deps.logger.child({ component: "token-feedback" }), now);
   const webhooks = new WebhookWorker({
@@ -46,7 +49,8 @@ export function createRegistryModule(deps: RegistryModuleDeps): RegistryModule {
     userTokens,
     logger: deps.logger.child({ component: "webhooks" }),
     now,
-    options: { ...DEFAULT_WEBHOOK_OPTIONS, ...deps.webhooks },
+    options: webhookOptions,
+    network,
     ...(deps.webhookMetrics ? { metrics: deps.webhookMetrics } : {}),
   });
   return { bindings: [devices.binding(), apps.binding()], devices, apps, sweeper, tokenFeedback, webhooks, userTokens };

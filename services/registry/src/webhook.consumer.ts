@@ -1,6 +1,8 @@
 import { createHmac } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { backoffDelay, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
+import { backoffDelay, DEFAULT_DENIED_NETWORKS, DeniedAddressError, NetworkPolicy, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, events } from "@herald/proto";
 import type { AppRecord, Store } from "@herald/store";
 import type { UserTokens } from "./usertoken.jwt.js";
@@ -20,9 +22,16 @@ export interface WebhookOptions {
   retryInitialMs: number;
   retryMaxMs: number;
   timeoutMs: number;
+  // Networks (CIDR) a call may not connect to, checked on the resolved address.
+  deniedNetworks: readonly string[];
 }
 
-export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = { maxAttempts: 8, retryInitialMs: 1000, retryMaxMs: 300_000, timeoutMs: 10_000 };
+export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = { maxAttempts: 8, retryInitialMs: 1000, retryMaxMs: 300_000, timeoutMs: 10_000, deniedNetworks: DEFAULT_DENIED_NETWORKS };
+
+interface Answer {
+  status: number;
+  retryAfter: string | undefined;
+}
 
 export class WebhookMetrics {
   readonly deliveries: Counter<"app" | "type" | "result">;
@@ -36,7 +45,7 @@ export class WebhookMetrics {
 
 interface Outcome {
   ok: boolean;
-  // Retrying cannot help (a 4xx other than 408 / 429).
+  // Retrying cannot help (a 4xx other than 408 / 429, a denied address).
   permanent: boolean;
   retryAfterMs: number;
   error: string;
@@ -49,7 +58,7 @@ export class WebhookWorker {
   private readonly subscriptions: Subscription[] = [];
 
   constructor(
-    private readonly d: { store: Store; bus: Bus; userTokens: UserTokens; logger: Logger; now: () => Date; options: WebhookOptions; metrics?: WebhookMetrics; fetch?: typeof fetch },
+    private readonly d: { store: Store; bus: Bus; userTokens: UserTokens; logger: Logger; now: () => Date; options: WebhookOptions; network: NetworkPolicy; metrics?: WebhookMetrics },
   ) {}
 
   async start(): Promise<void> {
@@ -127,33 +136,45 @@ export class WebhookWorker {
     const started = performance.now();
     let status = 0;
     try {
-      const res = await (this.d.fetch ?? fetch)(call.url, {
-        method: "POST",
-        // A redirect is an answer, not an instruction: the signed body goes only where configured.
-        redirect: "manual",
-        signal: AbortSignal.timeout(this.d.options.timeoutMs),
-        headers: {
-          "content-type": "application/json",
-          "user-agent": "Herald-Webhooks/0.1",
-          "x-herald-webhook-id": call.eventId,
-          "x-herald-event": call.type,
-          "x-herald-timestamp": timestamp,
-          "x-herald-signature": `v1=${signature}`,
-          "x-herald-attempt": String(call.attempt + 1),
-        },
-        body: call.body,
+      const answer = await this.request(call, {
+        "content-type": "application/json",
+        "user-agent": "Herald-Webhooks/0.1",
+        "x-herald-webhook-id": call.eventId,
+        "x-herald-event": call.type,
+        "x-herald-timestamp": timestamp,
+        "x-herald-signature": `v1=${signature}`,
+        "x-herald-attempt": String(call.attempt + 1),
       });
-      status = res.status;
-      await res.body?.cancel();
+      status = answer.status;
       if (status >= 200 && status < 300) return { ok: true, permanent: false, retryAfterMs: 0, error: "" };
-      const retryAfter = Number(res.headers.get("retry-after"));
+      const retryAfter = Number(answer.retryAfter);
       const permanent = status >= 400 && status < 500 && status !== 408 && status !== 429;
-      return { ok: false, permanent, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : 0, error: `HTTP ${status}` };
+      return { ok: false, permanent, retryAfterMs: answer.retryAfter && Number.isFinite(retryAfter) ? retryAfter * 1000 : 0, error: `HTTP ${status}` };
     } catch (err) {
+      // The address is checked again on every attempt, so a later answer of the name cannot help.
+      if (err instanceof DeniedAddressError) return { ok: false, permanent: true, retryAfterMs: 0, error: `refused: ${err.message}` };
       return { ok: false, permanent: false, retryAfterMs: 0, error: (err as Error).name === "TimeoutError" ? `no answer within ${this.d.options.timeoutMs} ms` : (err as Error).message };
     } finally {
       this.d.metrics?.requests.observe({ status: String(status) }, (performance.now() - started) / 1000);
     }
+  }
+
+  // node:http rather than fetch, for the lookup hook: the network policy sees every resolved
+  // address. Redirects are not followed (an answer, not an instruction: the signed body goes only
+  // where configured).
+  private request(call: events.WebhookDelivery, headers: Record<string, string>): Promise<Answer> {
+    const url = new URL(call.url);
+    this.d.network.checkHost(url.hostname);
+    const client = url.protocol === "https:" ? https : http;
+    return new Promise<Answer>((resolve, reject) => {
+      const req = client.request(url, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(call.body)) }, lookup: this.d.network.lookup, signal: AbortSignal.timeout(this.d.options.timeoutMs) }, (res) => {
+        res.resume();
+        const retryAfter = res.headers["retry-after"];
+        resolve({ status: res.statusCode ?? 0, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter });
+      });
+      req.on("error", (err) => reject(err.name === "AbortError" && err.cause instanceof Error ? err.cause : unwrapDenied(err)));
+      req.end(call.body);
+    });
   }
 
   private async app(id: string): Promise<AppRecord | null> {
@@ -164,4 +185,10 @@ export class WebhookWorker {
     this.apps.set(id, { app, until: Date.now() + APP_CACHE_MS });
     return app;
   }
+}
+
+// Node's connection attempts wrap lookup errors in an AggregateError when it tries several families.
+function unwrapDenied(err: Error): Error {
+  const inner = (err as { errors?: unknown[] }).errors?.find((e) => e instanceof DeniedAddressError);
+  return inner instanceof Error ? inner : err;
 }
