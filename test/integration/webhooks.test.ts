@@ -50,6 +50,8 @@ describe("signed webhooks", () => {
       req.on("data", (d) => (body += d));
       req.on("end", () => {
         received.push({ path: req.url!, headers: req.headers, body, json: JSON.parse(body) });
+        // /hangs never answers: the worker's timeout must give up on it.
+        if (req.url === "/hangs") return;
         const status = script.get(req.url!)?.shift() ?? 200;
         res.writeHead(status, status === 503 ? { "retry-after": "0" } : {}).end();
       });
@@ -71,12 +73,13 @@ describe("signed webhooks", () => {
             { url: `${base}/flaky`, events: ["device.opened"] },
             { url: `${base}/down`, events: ["device.acknowledged"] },
             { url: `${base}/refuses`, events: ["device.acknowledged"] },
+            { url: `${base}/hangs`, events: ["device.acknowledged"] },
           ],
         },
       }),
     );
     fakes = await startFakeProviders(createLogger({ service: "t", level: "silent" }), { record: true });
-    server = await startEmbedded({ port: 0, appsDir: dir, devFile: false, providerFor: fakes.providerFor, tokenRules: fakes.tokenRules, webhooks: { maxAttempts: 3, retryInitialMs: 20, retryMaxMs: 100, timeoutMs: 2000 }, logger: createLogger({ service: "t", level: "silent" }) });
+    server = await startEmbedded({ port: 0, appsDir: dir, devFile: false, providerFor: fakes.providerFor, tokenRules: fakes.tokenRules, webhooks: { maxAttempts: 3, retryInitialMs: 20, retryMaxMs: 100, timeoutMs: 1500 }, logger: createLogger({ service: "t", level: "silent" }) });
     app = server.apps.find((a) => a.id === "hooks")!;
     deadLetters = await server.bus.subscribe({ group: "test-webhook-deadletters", topics: [BusTopics.webhookDeadLetter], handler: async (m) => void dead.push(events.WebhookDelivery.decode(m.value)) });
   });
@@ -84,6 +87,7 @@ describe("signed webhooks", () => {
     await deadLetters?.stop();
     await server?.stop();
     await fakes?.close();
+    receiver?.closeAllConnections();
     await new Promise((r) => receiver?.close(r));
   });
 
@@ -174,6 +178,11 @@ describe("signed webhooks", () => {
       const refused = await eventually(() => dead.find((d) => d.url.endsWith("/refuses")), "the /refuses call dead-lettered");
       assert.equal(refused.attempt, 1);
       assert.equal(at("/refuses").length, 1);
+      // /hangs never answers: each attempt times out, and a timeout is retried like a 5xx.
+      const hung = await eventually(() => dead.find((d) => d.url.endsWith("/hangs")), "the /hangs call dead-lettered");
+      assert.equal(hung.attempt, 3);
+      assert.equal(hung.lastError, "no answer within 1500 ms");
+      assert.equal(at("/hangs").length, 3);
       assert.ok(at("/all", "device.acknowledged").some((r) => r.json.data.deviceId === device!.id));
       assert.ok(at("/all", "device.opened").some((r) => r.json.data.deviceId === device!.id));
     } finally {

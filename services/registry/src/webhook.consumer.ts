@@ -96,7 +96,7 @@ export class WebhookWorker {
     const createdAt = this.d.now();
     await this.d.bus.publish(
       BusTopics.webhooks,
-      endpoints.map((w) => ({ key: event.app, value: events.WebhookDelivery.encode({ app: event.app, eventId: event.id, type: event.type, url: w.url, body, attempt: 0, createdAt, lastError: "" }).finish() })),
+      endpoints.map((w) => ({ key: callKey(event.app, w.url), value: events.WebhookDelivery.encode({ app: event.app, eventId: event.id, type: event.type, url: w.url, body, attempt: 0, createdAt, lastError: "" }).finish() })),
     );
   }
 
@@ -119,14 +119,14 @@ export class WebhookWorker {
     const attempt = call.attempt + 1;
     const { options } = this.d;
     if (outcome.permanent || attempt >= options.maxAttempts) {
-      await this.d.bus.publish(BusTopics.webhookDeadLetter, [{ key: call.app, value: events.WebhookDelivery.encode({ ...call, attempt, lastError: outcome.error }).finish() }]);
+      await this.d.bus.publish(BusTopics.webhookDeadLetter, [{ key: callKey(call.app, call.url), value: events.WebhookDelivery.encode({ ...call, attempt, lastError: outcome.error }).finish() }]);
       this.d.metrics?.deliveries.inc({ ...labels, result: "dead_lettered" });
       this.d.logger.warn({ app: call.app, event: call.eventId, url: call.url, attempt, error: outcome.error }, "webhook dead-lettered");
       return;
     }
     const delay = Math.max(outcome.retryAfterMs, backoffDelay(attempt, { initialMs: options.retryInitialMs, maxMs: options.retryMaxMs }));
     const notBefore = new Date(this.d.now().getTime() + delay);
-    await this.d.bus.publish(BusTopics.webhookRetries, [{ key: call.app, value: events.WebhookDelivery.encode({ ...call, attempt, notBefore, lastError: outcome.error }).finish() }]);
+    await this.d.bus.publish(BusTopics.webhookRetries, [{ key: callKey(call.app, call.url), value: events.WebhookDelivery.encode({ ...call, attempt, notBefore, lastError: outcome.error }).finish() }]);
     this.d.metrics?.deliveries.inc({ ...labels, result: "retrying" });
   }
 
@@ -172,7 +172,8 @@ export class WebhookWorker {
         const retryAfter = res.headers["retry-after"];
         resolve({ status: res.statusCode ?? 0, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter });
       });
-      req.on("error", (err) => reject(err.name === "AbortError" && err.cause instanceof Error ? err.cause : unwrapDenied(err)));
+      // A timeout aborts with the TimeoutError as its cause.
+      req.on("error", (err) => reject(err.name === "AbortError" && err.cause instanceof Error ? err.cause : err));
       req.end(call.body);
     });
   }
@@ -187,8 +188,9 @@ export class WebhookWorker {
   }
 }
 
-// Node's connection attempts wrap lookup errors in an AggregateError when it tries several families.
-function unwrapDenied(err: Error): Error {
-  const inner = (err as { errors?: unknown[] }).errors?.find((e) => e instanceof DeniedAddressError);
-  return inner instanceof Error ? inner : err;
+// Calls are keyed by endpoint, not by app: a partition is worked in order, so a receiver that
+// is slow to answer holds up only the endpoints that hash with it, not all of its app's calls.
+function callKey(app: string, url: string): string {
+  return `${app}\n${url}`;
 }
+
