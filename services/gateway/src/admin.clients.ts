@@ -22,6 +22,12 @@ export async function rpc<T>(call: Promise<T>): Promise<T> {
   }
 }
 
+// The app a compatibility call acts for, and the API key it came with (else the admin key's).
+export interface CallScope {
+  app: string;
+  apiKey?: string;
+}
+
 const SECRET_CACHE_MS = 10_000;
 
 // "Server credentials" of the compatibility APIs: the app's secret (its user token secret, what
@@ -32,10 +38,10 @@ export class AppSecrets {
 
   constructor(private readonly apps: AdminClients["apps"]) {}
 
-  // Throws 401 `refusal` unless `secret` is the app's; returns the API key to call with when it
-  // is one.
-  async check(app: string, secret: string, refusal: () => HttpError): Promise<{ apiKey?: string }> {
-    if (secret.startsWith("hk_")) return { apiKey: secret };
+  // Throws 401 `refusal` unless `secret` is the app's; returns how to call for the app (with the
+  // API key when it is one).
+  async check(app: string, secret: string, refusal: () => HttpError): Promise<CallScope> {
+    if (secret.startsWith("hk_")) return { app, apiKey: secret };
     const key = createHash("sha256").update(`${app}\n${secret}`).digest("hex");
     const hit = this.cache.get(key);
     let valid = hit && hit.until > Date.now() ? hit.valid : undefined;
@@ -45,7 +51,7 @@ export class AppSecrets {
       this.cache.set(key, { valid, until: Date.now() + SECRET_CACHE_MS });
     }
     if (!valid) throw refusal();
-    return {};
+    return { app };
   }
 }
 
@@ -66,7 +72,7 @@ export function schemeToken(authorization: string | string[] | undefined, ...sch
 
 // A device's own topics (not those it holds through its user): Beams' interests, what a
 // re-registration must keep.
-export async function deviceOwnTopics(c: AdminClients, as: { app: string; apiKey?: string }, deviceId: string): Promise<string[]> {
+export async function deviceOwnTopics(c: AdminClients, as: CallScope, deviceId: string): Promise<string[]> {
   const topics: string[] = [];
   let cursor = "";
   for (;;) {
@@ -80,7 +86,7 @@ export async function deviceOwnTopics(c: AdminClients, as: { app: string; apiKey
 // Registers a known device again with its state (own topics, user, tags, meta, locale, time
 // zone) and only `changes` applied: what the compatibility APIs do for a token Herald already
 // holds, where a plain RegisterDevice would replace the state. Returns its own topics.
-export async function reRegister(c: AdminClients, as: { app: string; apiKey?: string }, d: common.Device, changes: { token?: string; user?: string; meta?: Record<string, string> } = {}): Promise<string[]> {
+export async function reRegister(c: AdminClients, as: CallScope, d: common.Device, changes: { token?: string; user?: string; meta?: Record<string, string> } = {}): Promise<string[]> {
   const topics = await deviceOwnTopics(c, as, d.id);
   await rpc(
     c.registry.registerDevice(
@@ -89,4 +95,9 @@ export async function reRegister(c: AdminClients, as: { app: string; apiKey?: st
     ),
   );
   return topics;
+}
+
+// The device Herald already holds for a push token, with what reRegister keeps.
+export async function deviceByToken(c: AdminClients, as: CallScope, token: common.ProviderToken): Promise<common.Device | undefined> {
+  return (await rpc(c.registry.listDevices({ filter: { providerTokens: [token] }, includeTags: true, includeMeta: true }, as))).devices[0];
 }

@@ -1,5 +1,5 @@
 import { dispatch, Platform, Provider, topic } from "@herald/proto";
-import { AppSecrets, deviceOwnTopics, reRegister, rpc as call, schemeToken, type AdminClients } from "./admin.clients.js";
+import { AppSecrets, deviceByToken, deviceOwnTopics, reRegister, rpc as call, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 
@@ -57,11 +57,11 @@ async function rpc<T>(p: Promise<T>): Promise<T> {
 
 export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
-  const serverAuth = async (req: HttpRequest): Promise<{ app: string; apiKey?: string }> => {
+  const serverAuth = async (req: HttpRequest): Promise<CallScope> => {
     const app = req.params.instance!;
     const secret = schemeToken(req.headers.authorization, "Bearer");
     if (!secret) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
-    return { app, ...(await secrets.check(app, secret, () => fail(401, "Incorrect API Key"))) };
+    return secrets.check(app, secret, () => fail(401, "Incorrect API Key"));
   };
 
   const json = (req: HttpRequest): Record<string, unknown> => {
@@ -71,7 +71,7 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   };
 
   const publish = async (req: HttpRequest, target: "interests" | "users") => {
-    const { app, apiKey } = await serverAuth(req);
+    const as = await serverAuth(req);
     const body = json(req);
     const names = checkNames(body[target], target);
     if (body.webhookUrl !== undefined) throw fail(400, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
@@ -82,7 +82,7 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       providers: [],
       platforms: [],
     };
-    const res = await rpc(c.dispatch.publish({ recipients, notification }, { app, ...(apiKey ? { apiKey } : {}) }));
+    const res = await rpc(c.dispatch.publish({ recipients, notification }, as));
     return { body: { publishId: res.id } };
   };
 
@@ -103,15 +103,15 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     const metadata = metadataOf(body.metadata);
     const { provider, platform: devicePlatform } = PLATFORMS[platform];
     // A token Beams knows keeps its device: same id, user and interests.
-    const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider, token }] }, includeTags: true, includeMeta: true }, { app }))).devices[0];
+    const known = await deviceByToken(c, { app }, { provider, token });
     if (known) return { body: { id: known.id, initialInterestSet: await rpc(reRegister(c, { app }, known, { meta: { ...known.meta, ...metadata } })) } };
     const { device } = await rpc(c.registry.registerDevice({ provider, platform: devicePlatform, token, meta: metadata }, { app, role: "client" }));
     return { body: { id: device!.id, initialInterestSet: [] as string[] } };
   };
 
   const deleteUser = async (req: HttpRequest) => {
-    const { app, apiKey } = await serverAuth(req);
-    await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user") }, { app, ...(apiKey ? { apiKey } : {}) }));
+    const as = await serverAuth(req);
+    await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user") }, as));
     return { status: 200 };
   };
 

@@ -1,5 +1,5 @@
 import { Platform, Provider, type common } from "@herald/proto";
-import { AppSecrets, basicCredentials, reRegister, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
+import { AppSecrets, basicCredentials, deviceByToken, reRegister, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 
@@ -20,28 +20,36 @@ const fail = (status: number, error: string, description: string, field?: string
 
 export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The user the request acts for, and how to call for the app.
-  const credentials = async (req: HttpRequest, body: Record<string, unknown>): Promise<{ app: string; user: string; apiKey?: string; master: boolean }> => {
+  const credentials = async (req: HttpRequest, body: Record<string, unknown>): Promise<{ as: CallScope; user: string }> => {
     const app = req.params.appKey!;
     const basic = basicCredentials(req.headers.authorization);
     if (basic) {
       if (basic.user !== app) throw fail(401, "InvalidCredentials", "the master credentials belong to another app");
-      const checked = await secrets.check(app, basic.password, () => fail(401, "InvalidCredentials", "Invalid credentials. Please retry your request with correct credentials"));
+      const as = await secrets.check(app, basic.password, () => fail(401, "InvalidCredentials", "Invalid credentials. Please retry your request with correct credentials"));
       const user = typeof body.userId === "string" ? body.userId : "";
       if (!user) throw fail(400, "MissingRequestParameter", "with master credentials, name the user in userId", "userId");
-      return { app, user, master: true, ...checked };
+      return { as, user };
     }
     const token = schemeToken(req.headers.authorization, "Kinvey", "Bearer");
     if (!token) throw fail(401, "InsufficientCredentials", "send user credentials (Authorization: Kinvey <user token>) or master credentials (Basic)");
     if (body.userId !== undefined) throw fail(400, "BadRequest", "userId is implied by user credentials; send it only with master credentials", "userId");
     const { user } = await rpc(c.apps.verifyUserToken({ appId: app, userToken: token }));
-    return { app, user, master: false };
+    return { as: { app }, user };
   };
 
-  const device = (body: Record<string, unknown>): common.ProviderToken & { platform: Platform } => {
+  const device = (body: Record<string, unknown>): { token: common.ProviderToken; platform: Platform } => {
     const target = PLATFORMS[String(body.platform)];
     if (!target) throw fail(400, "BadRequest", 'platform must be "ios" or "android"', "platform");
     if (typeof body.deviceId !== "string" || !body.deviceId) throw fail(400, "MissingRequestParameter", "deviceId (the push token) is required", "deviceId");
-    return { provider: target.provider, token: body.deviceId, platform: target.platform };
+    return { token: { provider: target.provider, token: body.deviceId }, platform: target.platform };
+  };
+
+  // The request's device and credentials, and the device Herald holds for that token.
+  const lookup = async (req: HttpRequest) => {
+    const body = req.fields();
+    const d = device(body);
+    const { as, user } = await credentials(req, body);
+    return { body, d, as, user, known: await deviceByToken(c, as, d.token) };
   };
 
   return [
@@ -50,15 +58,11 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       pattern: "/push/:appKey/register-device",
       doc: { tag: "Kinvey", summary: "Kinvey: register a push token {platform, deviceId, userId with master credentials}; 204", security: "basic" },
       handle: async (req) => {
-        const body = req.fields();
-        const d = device(body);
-        const who = await credentials(req, body);
-        const as = { app: who.app, ...(who.apiKey ? { apiKey: who.apiKey } : {}) };
+        const { body, d, as, user, known } = await lookup(req);
         // A known token keeps its topics; it moves to this user.
-        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] }, includeTags: true, includeMeta: true }, as))).devices[0];
         const framework: Record<string, string> = typeof body.framework === "string" ? { framework: body.framework } : {};
-        if (known) await reRegister(c, as, known, { user: who.user, meta: { ...known.meta, ...framework } });
-        else await rpc(c.registry.registerDevice({ provider: d.provider, platform: d.platform, token: d.token, user: who.user, meta: framework }, as));
+        if (known) await reRegister(c, as, known, { user, meta: { ...known.meta, ...framework } });
+        else await rpc(c.registry.registerDevice({ ...d.token, platform: d.platform, user, meta: framework }, as));
         return { status: 204 };
       },
     },
@@ -67,13 +71,9 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       pattern: "/push/:appKey/unregister-device",
       doc: { tag: "Kinvey", summary: "Kinvey: unregister a push token of the user; 204", security: "basic" },
       handle: async (req) => {
-        const body = req.fields();
-        const d = device(body);
-        const who = await credentials(req, body);
-        const as = { app: who.app, ...(who.apiKey ? { apiKey: who.apiKey } : {}) };
-        const known = (await rpc(c.registry.listDevices({ filter: { providerTokens: [{ provider: d.provider, token: d.token }] } }, as))).devices[0];
+        const { as, user, known } = await lookup(req);
         // Another user's device is as good as absent.
-        if (!known || known.user !== who.user) throw fail(404, "DeviceNotFound", "this user has no device with that token");
+        if (!known || known.user !== user) throw fail(404, "DeviceNotFound", "this user has no device with that token");
         await rpc(c.registry.removeDevices({ filter: { ids: [known.id] } }, as));
         return { status: 204 };
       },

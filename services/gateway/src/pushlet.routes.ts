@@ -48,7 +48,7 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     if (named && named !== app) throw fail(403, "application_mismatch", "application_id is not the app of the credentials");
     const secret = basic?.password ?? bearer;
     if (!secret) throw fail(401, "unauthorized", "send HTTP basic auth: the app id and its secret (or a SERVER key)");
-    return { app, ...(await secrets.check(app, secret, () => fail(401, "unauthorized", "the credentials are not valid for this application"))) };
+    return secrets.check(app, secret, () => fail(401, "unauthorized", "the credentials are not valid for this application"));
   };
 
   const route = (pattern: string, handle: Route["handle"]): Route => ({ method: "POST", pattern, handle, errorBody: pushletError, doc: { tag: "Pushlet", summary: PUSHLET_SUMMARIES[pattern]!, security: "basic" } });
@@ -56,8 +56,7 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   return [
     route("/send_notification", async (req) => {
       const fields = req.fields();
-      const { app, apiKey } = await auth(req, fields);
-      const as = { app, ...(apiKey ? { apiKey } : {}) };
+      const as = await auth(req, fields);
       const type = String(fields.type ?? (fields.gcm_api_key !== undefined ? "gcm" : "apns"));
       const provider = TYPES[type];
       if (!provider) throw fail(400, "invalid_type", `type must be one of ${Object.keys(TYPES).join(", ")}`);
@@ -71,13 +70,13 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     }),
     route("/application_feedback", async (req) => {
       const fields = req.fields();
-      const { app, apiKey } = await auth(req, fields);
+      const as = await auth(req, fields);
       const since = typeof fields.since === "string" && fields.since ? new Date(fields.since) : undefined;
       if (since && Number.isNaN(since.getTime())) throw fail(400, "invalid_since", "since must be an ISO 8601 time");
       const response: Array<{ device_token: string; timestamp: string; type: string; reason: string }> = [];
       let cursor = "";
       while (response.length < MAX_FEEDBACK) {
-        const page = await rpc(c.registry.listTokenFeedback({ ...(since ? { since } : {}), page: { cursor, limit: 1000 } }, { app, ...(apiKey ? { apiKey } : {}) }));
+        const page = await rpc(c.registry.listTokenFeedback({ ...(since ? { since } : {}), page: { cursor, limit: 1000 } }, as));
         for (const e of page.entries) response.push({ device_token: e.token, timestamp: e.at!.toISOString().replace(/\.\d{3}Z$/, "Z"), type: TYPE_OF[e.provider] ?? "unknown", reason: e.reason });
         if (!page.hasMore) break;
         cursor = page.nextCursor;
