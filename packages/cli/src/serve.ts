@@ -290,22 +290,20 @@ const serveEnv = z.object({
   HERALD_FAKES: env.bool(false),
 });
 
+// A port given as a flag, over the one from the environment.
+function portFlag(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`${flag} (${JSON.stringify(value)}): must be an integer between 0 and 65535`]);
+  return parsed;
+}
+
 // The `serve` command: flags over environment over defaults; banner on stdout, pino JSON logs on
 // stderr; SIGINT/SIGTERM stop it cleanly. Resolves once serving (the process stays up).
 export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => void } = { out: (s) => process.stdout.write(`${s}\n`) }): Promise<EmbeddedServer> {
   const config = loadConfig(serveEnv);
-  let port = config.HERALD_PORT;
-  if (flags.port !== undefined) {
-    const parsed = Number(flags.port);
-    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`--port (${JSON.stringify(flags.port)}): must be an integer between 0 and 65535`]);
-    port = parsed;
-  }
-  let httpPort = config.HERALD_HTTP_PORT;
-  if (flags.httpPort !== undefined) {
-    const parsed = Number(flags.httpPort);
-    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) throw new ConfigError([`--http-port (${JSON.stringify(flags.httpPort)}): must be an integer between 0 and 65535`]);
-    httpPort = parsed;
-  }
+  const port = portFlag("--port", flags.port, config.HERALD_PORT);
+  const httpPort = portFlag("--http-port", flags.httpPort, config.HERALD_HTTP_PORT);
   const logger = createLogger({ service: "herald", level: config.HERALD_LOG_LEVEL, destination: process.stderr });
   const lifecycle = new Lifecycle(logger);
   // Loaded only when asked for: the fakes make a test CA with openssl at start.

@@ -25,8 +25,6 @@ export interface RequestAuth {
   // gRPC metadata for the services: the caller's own headers, or the admin key scoped to the
   // app of a valid signature.
   metadata(req: HttpRequest): Promise<grpc.Metadata>;
-  // The app of a valid signed request; undefined when the request is not signed.
-  signedApp(req: HttpRequest): Promise<string | undefined>;
 }
 
 const header = (req: HttpRequest, name: string): string | undefined => {
@@ -35,6 +33,8 @@ const header = (req: HttpRequest, name: string): string | undefined => {
 };
 
 export function requestAuth(appsClient: AsyncClient<typeof apps.AppServiceService> | undefined, adminKey: string | undefined): RequestAuth {
+  // The app of a valid signed request; undefined when the request is not signed. Checked once
+  // per request: the registry records each signature, so a second check would be a replay.
   const signedApp = async (req: HttpRequest): Promise<string | undefined> => {
     const signature = header(req, "x-herald-signature");
     if (signature === undefined) return undefined;
@@ -55,7 +55,6 @@ export function requestAuth(appsClient: AsyncClient<typeof apps.AppServiceServic
     return app;
   };
   return {
-    signedApp,
     async metadata(req) {
       const metadata = new grpc.Metadata();
       const app = await signedApp(req);

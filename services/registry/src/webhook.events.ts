@@ -73,5 +73,6 @@ export function tokenInvalidated(m: events.TokenFeedback): AppEvent {
 export function deviceReceipt(m: events.Receipt): AppEvent | undefined {
   const type = m.status === dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED ? "device.acknowledged" : m.status === dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED ? "device.opened" : undefined;
   if (!type) return undefined;
-  return { app: m.app, id: `${type}:${m.publishId}:${m.deviceId}`, type, at: m.at ?? new Date(), data: { publishId: m.publishId, deviceId: m.deviceId, at: (m.at ?? new Date()).toISOString() } };
+  const at = m.at ?? new Date();
+  return { app: m.app, id: `${type}:${m.publishId}:${m.deviceId}`, type, at, data: { publishId: m.publishId, deviceId: m.deviceId, at: at.toISOString() } };
 }
