@@ -28,6 +28,8 @@ describe("GrpcServer", () => {
       updateDeviceTopics: { access: "client" as const, handle: async (req: topic.UpdateDeviceTopicsRequest, ctx: { app: string; method: string }) => {
         seen.push({ app: ctx.app, method: ctx.method });
         if (req.deviceId === "bad") throw invalidArgument("device_id", "is bad", "BAD_DEVICE");
+        // Field names and messages quote the request: any string a client can send.
+        if (req.deviceId.startsWith("hostile:")) throw invalidArgument(`meta.${req.deviceId.slice(8)}`, `"${req.deviceId.slice(8, 9)}" is bad`, "INVALID_KEY");
         if (req.deviceId === "slow") await new Promise((r) => setTimeout(r, 2_000));
         return { topics: req.topics };
       } },
@@ -90,6 +92,32 @@ describe("GrpcServer", () => {
     const details = e?.err.metadata.get("grpc-status-details-bin")[0] as Buffer;
     assert.ok(details.includes(Buffer.from("type.googleapis.com/google.rpc.ErrorInfo")));
     assert.ok(details.includes(Buffer.from("BAD_DEVICE")));
+  });
+
+  it("answers a refusal whose field or message holds any character, and keeps serving", async () => {
+    // Accents, NUL, a newline, "%", an emoji, a lone surrogate (the message quotes it) and U+FFFF.
+    for (const key of ["prénom", "a\u0000b", "x\ny", "100%", "🎉", "\ud83c", "\uffff"]) {
+      const e = await fail(client("server-key").updateDeviceTopics({ deviceId: `hostile:${key}` }));
+      assert.equal(e?.code, grpc.status.INVALID_ARGUMENT, key);
+      assert.equal(e?.reason, "INVALID_KEY");
+      // Protobuf strings carry no lone surrogates: the client sent U+FFFD for it.
+      assert.equal(e?.field, `meta.${key === "\ud83c" ? "\ufffd" : key}`);
+    }
+    assert.deepEqual((await client("client-key").updateDeviceTopics({ deviceId: "d", topics: ["still"] })).topics, ["still"]);
+  });
+
+  it("refuses a request it cannot decode with INVALID_ARGUMENT, not INTERNAL", async () => {
+    const raw = new grpc.Client(address, grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", "Bearer client-key");
+    // Field 1 as a length-delimited string that claims more bytes than follow.
+    const garbage = Buffer.from([0x0a, 0x7f, 0x41]);
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      raw.makeUnaryRequest("/herald.topic.v1.TopicService/UpdateDeviceTopics", (b: Buffer) => b, (b: Buffer) => b, garbage, metadata, (e) => resolve(e!)),
+    );
+    raw.close();
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT, err.message);
+    assert.deepEqual({ ...errorReason(err), code: undefined }, { code: undefined, reason: "MALFORMED_REQUEST", field: "request" });
   });
 
   it("hides internal errors behind INTERNAL", async () => {

@@ -1,11 +1,10 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter } from "@opentelemetry/api";
 import { HealthImplementation, type ServingStatusMap } from "grpc-health-check";
 import type { Authenticator, Principal } from "./auth.keys.js";
-import { HeraldError, permissionDenied, Status } from "./errors.js";
+import { HeraldError, invalidArgument, permissionDenied, Status } from "./errors.js";
+import { ServerReflection } from "./grpc.reflection.js";
 import { toServiceError } from "./grpc.status.js";
 import type { Access, CallContext, ServiceBinding, StreamHandler, UnaryHandler } from "./grpc.types.js";
 import type { Logger } from "./log.logger.js";
@@ -46,13 +45,13 @@ export class GrpcServer {
     this.statusMap = { "": "SERVING" };
     for (const binding of options.services) {
       this.statusMap[binding.name] = "SERVING";
-      this.server.addService(binding.definition as unknown as grpc.ServiceDefinition, this.adapt(binding));
+      this.server.addService(tolerantDefinition(binding.definition) as unknown as grpc.ServiceDefinition, this.adapt(binding));
     }
     this.health = new HealthImplementation(this.statusMap);
     this.health.addToServer(this.server);
     if (options.descriptorSetPath) {
-      const pkg = loadFileDescriptorSetFromBuffer(readFileSync(options.descriptorSetPath));
-      new ReflectionService(pkg).addToServer(this.server);
+      const served = [...options.services.map((b) => b.name), "grpc.health.v1.Health"];
+      new ServerReflection(readFileSync(options.descriptorSetPath), served).addToServer(this.server);
     }
   }
 
@@ -92,10 +91,12 @@ export class GrpcServer {
   private adaptUnary(path: string, access: Access, handle: UnaryHandler<unknown, unknown>): grpc.handleUnaryCall<unknown, unknown> {
     return (call, callback) => {
       const maxMs = this.options.maxUnaryMs ?? 30_000;
-      this.run(path, access, call, maxMs, async (ctx) => handle(call.request, ctx)).then(
-        (response) => callback(null, response),
-        (err) => callback(toServiceError(err)),
-      );
+      this.run(path, access, call, maxMs, async (ctx) => handle(decoded(call.request), ctx))
+        .then(
+          (response) => callback(null, response),
+          (err) => callback(toServiceError(err)),
+        )
+        .catch((err) => this.answerFailed(path, err));
     };
   }
 
@@ -108,13 +109,22 @@ export class GrpcServer {
           if (call.write(response)) resolve();
           else call.once("drain", () => resolve());
         });
-      this.run(path, access, call, undefined, (ctx) => handle(call.request, ctx, send)).then(
-        () => call.end(),
-        (err) => {
-          if (!call.cancelled) call.emit("error", toServiceError(err));
-        },
-      );
+      this.run(path, access, call, undefined, (ctx) => handle(decoded(call.request), ctx, send))
+        .then(
+          () => call.end(),
+          (err) => {
+            if (!call.cancelled) call.emit("error", toServiceError(err));
+          },
+        )
+        .catch((err) => this.answerFailed(path, err));
     };
+  }
+
+  // Sending the answer itself failed (a response grpc-js cannot serialize, a closed stream): the
+  // call is lost, the process is not. Without this the rejection would be unhandled, and Node
+  // ends the process on an unhandled rejection.
+  private answerFailed(path: string, err: unknown): void {
+    this.options.logger.error({ err, method: path.slice(1) }, "could not send the answer");
   }
 
   private async run<T>(
@@ -202,4 +212,37 @@ export class GrpcServer {
     if (named && named !== principal.app) throw permissionDenied("WRONG_APP", `this key belongs to app "${principal.app}", not "${named}"`);
     return { principal, app: principal.app };
   }
+}
+
+// A request grpc-js cannot decode (ts-proto's decoders stop at 100 nested messages, e.g. a
+// Struct payload nested past ~33 levels; or bytes that are no valid message) would be answered
+// INTERNAL "Error deserializing request" before any handler runs. Decoding instead yields a
+// marker that the handler turns into INVALID_ARGUMENT, after authentication like any refusal.
+class Undecodable {
+  constructor(readonly cause: string) {}
+}
+
+function tolerantDefinition(definition: ServiceBinding["definition"]): ServiceBinding["definition"] {
+  const out: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(definition)) {
+    const decode = def.requestDeserialize as (b: Buffer) => unknown;
+    out[name] = {
+      ...def,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return new Undecodable(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out as ServiceBinding["definition"];
+}
+
+function decoded(request: unknown): unknown {
+  if (request instanceof Undecodable) {
+    throw invalidArgument("request", `could not be decoded (${request.cause}); values nest at most 30 levels deep`, "MALFORMED_REQUEST");
+  }
+  return request;
 }

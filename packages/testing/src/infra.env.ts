@@ -14,7 +14,9 @@ export type InfraEnvName =
   | "HERALD_KUBECONFIG"
   | "HERALD_KUBE_OPERATOR_KUBECONFIG"
   | "HERALD_KUBECTL"
-  | "HERALD_HELM";
+  | "HERALD_HELM"
+  // grpcurl built by test/infra/grpcurl.sh (a tool, not a server).
+  | "HERALD_GRPCURL";
 
 export function requireEnv(name: InfraEnvName): string {
   const value = process.env[name];
