@@ -158,21 +158,97 @@ describe("Pusher Beams compatibility", () => {
       const res = await fetch(`${server.httpUrl}/publish_api/v1/instances/demo/publishes/${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${secret}` }, body: JSON.stringify(body) });
       return { status: res.status, json: (await res.json()) as { error: string; description: string } };
     };
+    // Schema errors are Beams' 422; a body that is not JSON its 400.
     const tooMany = await post("interests", { interests: Array.from({ length: 101 }, (_, i) => `i${i}`), fcm: { notification: { title: "x" } } });
-    assert.deepEqual(tooMany, { status: 400, json: { error: "Bad Request", description: "Number of interests (101) exceeds maximum of 100", field: "interests" } });
+    assert.deepEqual(tooMany, { status: 422, json: { error: "Unprocessable Entity", description: "Number of interests (101) exceeds maximum of 100", field: "interests" } });
     const noPayload = await post("interests", { interests: ["x"] });
-    assert.equal(noPayload.status, 400);
+    assert.equal(noPayload.status, 422);
     assert.match(noPayload.json.description, /at least one of apns, fcm or web/);
     const users = await post("users", { users: Array.from({ length: 1001 }, (_, i) => `u${i}`), fcm: { notification: { title: "x" } } });
-    assert.equal(users.status, 400);
+    assert.equal(users.status, 422);
     const huge = await post("interests", { interests: ["x"], apns: { aps: { alert: "x".repeat(5000) } } });
-    assert.equal(huge.status, 400, "APNs' 4096-byte limit");
-    assert.equal(huge.json.error, "Bad Request");
+    assert.equal(huge.status, 422, "APNs' 4096-byte limit");
+    assert.equal(huge.json.error, "Unprocessable Entity");
+    const notJson = await fetch(`${server.httpUrl}/publish_api/v1/instances/demo/publishes/interests`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${demo.userTokenSecret}` }, body: "{nope" });
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { error: string }).error, "Bad Request");
     // A Herald SERVER key of the app is accepted as the secret too; another app's is refused.
     assert.equal((await post("interests", { interests: ["x"], fcm: { notification: { title: "x" } } }, demo.serverKey)).status, 200);
     const news = server.apps.find((a) => a.id === "news")!;
     assert.equal((await post("interests", { interests: ["x"], fcm: { notification: { title: "x" } } }, news.serverKey)).status, 403);
     const vapid = await deviceApi("GET", "/web-vapid-public-key");
     assert.equal(vapid.status, 404, "the sample app has no VAPID key in embedded mode");
+  });
+
+  const raw = async (method: string, path: string, body?: string, secret: string | null = demo.userTokenSecret) => {
+    const res = await fetch(`${server.httpUrl}${path}`, { method, headers: { "content-type": "application/json", ...(secret ? { authorization: `Bearer ${secret}` } : {}) }, ...(body !== undefined ? { body } : {}) });
+    const text = await res.text();
+    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
+  };
+  const publishes = (target: string, instance = "demo") => `/publish_api/v1/instances/${instance}/publishes/${target}`;
+  const fcmPublish = JSON.stringify({ interests: ["x"], fcm: { notification: { title: "x" } } });
+
+  it("answers an unknown instance 404 like Beams, whatever its key or its characters", async () => {
+    await assert.rejects(new PushNotifications({ instanceId: "no-such-instance", secretKey: demo.userTokenSecret, endpoint: "127.0.0.1", port } as PushNotifications.Options).publishToInterests(["x"], { fcm: { notification: { title: "x" } } }), /^Error: 404 Not Found - Instance not found$/);
+    await assert.rejects(new PushNotifications({ instanceId: "no-such-instance", secretKey: "x", endpoint: "127.0.0.1", port } as PushNotifications.Options).deleteUser("ada"), /^Error: 404 Not Found - Instance not found$/);
+    assert.deepEqual(await raw("POST", "/device_api/v1/instances/no-such-instance/devices/fcm", JSON.stringify({ token: fcmToken() }), null), { status: 404, json: { error: "Not Found", description: "Instance not found" } });
+    // Non-ASCII and control characters cannot reach gRPC metadata (which throws on them: a 500).
+    for (const instance of ["d%C3%A9mo", "de%0Amo", "%F0%9F%94%94"]) {
+      assert.deepEqual(await raw("POST", publishes("interests", instance), fcmPublish), { status: 404, json: { error: "Not Found", description: "Instance not found" } }, instance);
+      assert.equal((await raw("GET", `/device_api/v1/instances/${instance}/devices/fcm/some-device`)).status, 404, instance);
+      assert.equal((await raw("DELETE", `/user_api/v1/instances/${instance}/users/ada`)).status, 404, instance);
+    }
+    // A malformed %-escape is the client's 400, in Beams' body, naming the segment.
+    assert.deepEqual(await raw("DELETE", "/user_api/v1/instances/demo/users/%E0%A4%A"), { status: 400, json: { error: "Bad Request", description: "the path segment for user has a malformed %-escape", field: "user" } });
+  });
+
+  it("refuses a wrong but well-formed key 401 before looking at the body", async () => {
+    const invalid = JSON.stringify({ interests: Array.from({ length: 101 }, (_, i) => `i${i}`) });
+    for (const key of ["0".repeat(64), "hk_s_demo_0000000000000000", `hk_s_news_${"0".repeat(24)}`]) {
+      assert.deepEqual((await raw("POST", publishes("interests"), invalid, key)).status, 401, key);
+      assert.equal((await raw("POST", publishes("users"), "{not json", key)).status, 401, key);
+    }
+    assert.deepEqual(await raw("POST", publishes("interests"), invalid, "0".repeat(64)), { status: 401, json: { error: "Unauthorized", description: "Incorrect API Key" } });
+    // Non-ASCII in the key cannot be a key either (and must not reach gRPC metadata).
+    assert.equal((await raw("POST", publishes("interests"), fcmPublish, "hk_s_démo")).status, 401);
+  });
+
+  it("holds Beams' body limits: 10 KiB to interests, 200 KiB to users, 413 in Beams' body", async () => {
+    const sized = (target: "interests" | "users", names: string[], bytes: number) => {
+      const base = JSON.stringify({ [target]: names, fcm: { data: { pad: "" } } });
+      return JSON.stringify({ [target]: names, fcm: { data: { pad: "p".repeat(bytes - base.length) } } });
+    };
+    const atLimit = sized("interests", ["x"], 10 * 1024);
+    assert.equal(Buffer.byteLength(atLimit), 10 * 1024);
+    assert.equal((await raw("POST", publishes("interests"), atLimit)).status, 422, "read, then refused by FCM's 4096-byte payload limit");
+    const over = await raw("POST", publishes("interests"), sized("interests", ["x"], 10 * 1024 + 1));
+    assert.equal(over.status, 413);
+    assert.equal(over.json!.error, "Request Entity Too Large");
+    assert.match(over.json!.description, /10240 bytes/);
+    // Users: 1000 ids of 164 characters (167 KB) are a valid publish, far over 10 KiB.
+    const ids = Array.from({ length: 1000 }, (_, i) => `${i}-`.padEnd(164, "u"));
+    const full = await raw("POST", publishes("users"), JSON.stringify({ users: ids, fcm: { notification: { title: "x" } } }));
+    assert.equal(full.status, 200, JSON.stringify(full.json));
+    assert.equal((await raw("POST", publishes("users"), sized("users", ["ada"], 200 * 1024))).status, 422, "read, then refused by FCM's limit");
+    const tooBig = await raw("POST", publishes("users"), sized("users", ["ada"], 200 * 1024 + 1));
+    assert.equal(tooBig.status, 413);
+    assert.equal(tooBig.json!.error, "Request Entity Too Large");
+  });
+
+  it("refuses payloads nested past 30 levels with 422 naming the field, however deep", async () => {
+    const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{}${"}".repeat(levels - 1)}`;
+    // The apns object is level 1: `data` 29 more is 30 in all.
+    const apns = (levels: number) => `{"interests":["x"],"apns":{"aps":{"alert":"x"},"data":${nested(levels - 1)}}}`;
+    assert.equal((await raw("POST", publishes("interests"), apns(30))).status, 200);
+    assert.deepEqual(await raw("POST", publishes("interests"), apns(31)), { status: 422, json: { error: "Unprocessable Entity", description: "apns.data nests objects and arrays more than 30 levels deep (the apns object being the first)", field: "apns.data" } });
+    const fcm = await raw("POST", publishes("interests"), `{"interests":["x"],"fcm":{"data":${nested(40)}}}`);
+    assert.equal(fcm.status, 422);
+    assert.equal(fcm.json!.field, "fcm.data");
+    // Past the gateway's body limit (64 levels) the router refuses it, before anything recursive
+    // (arrays: 5000 levels of objects would not fit in Beams' 10 KiB).
+    const deep = await raw("POST", publishes("interests"), `{"interests":["x"],"fcm":{"data":{"a":${"[".repeat(5000)}${"]".repeat(5000)}}}}`);
+    assert.equal(deep.status, 422);
+    assert.equal(deep.json!.error, "Unprocessable Entity");
+    assert.match(deep.json!.field, /^fcm\.data\.a\[0\]\[0\]/);
   });
 });

@@ -62,7 +62,7 @@ describe("Kinvey and Pushlet compatibility", () => {
       await post("/push/demo/register-device", { platform: "android", deviceId: token }, `Kinvey ${userToken("ada")}`);
       const stranger = await post("/push/demo/unregister-device", { platform: "android", deviceId: token }, `Kinvey ${userToken("mallory")}`);
       assert.equal(stranger.status, 404);
-      assert.equal(stranger.json!.error, "DeviceNotFound");
+      assert.equal(stranger.json!.error, "EntityNotFound");
       assert.ok(await deviceOf(Provider.PROVIDER_FCM, token), "still registered");
       assert.equal((await post("/push/demo/unregister-device", { platform: "android", deviceId: token }, `Kinvey ${userToken("ada")}`)).status, 204);
       assert.equal(await deviceOf(Provider.PROVIDER_FCM, token), undefined);
@@ -81,8 +81,30 @@ describe("Kinvey and Pushlet compatibility", () => {
       assert.equal((await post("/push/demo/register-device", { platform: "windows", deviceId: token, userId: "u" }, basic("demo", demo.userTokenSecret))).json!.field, "platform");
       const badToken = await post("/push/demo/register-device", { platform: "ios", deviceId: "not-hex", userId: "u" }, basic("demo", demo.userTokenSecret));
       assert.equal(badToken.status, 400);
-      assert.equal(badToken.json!.error, "INVALID_TOKEN");
+      // The registry's refusal, in Kinvey's names: Kinvey's error and the request's own field.
+      assert.equal(badToken.json!.error, "BadRequest");
+      assert.equal(badToken.json!.field, "deviceId");
+      assert.equal(badToken.json!.debug, "field: deviceId");
       assert.equal(await deviceOf(Provider.PROVIDER_APNS, token), undefined);
+    });
+
+    it("answers in Kinvey's error body and names only, never Herald's", async () => {
+      const master = basic("demo", demo.userTokenSecret);
+      // Unknown app, or an app key no app can have (non-ASCII cannot reach gRPC metadata).
+      for (const appKey of ["no-such-app", "d%C3%A9mo", "de%0Amo"]) {
+        assert.deepEqual(await post(`/push/${appKey}/register-device`, { platform: "ios", deviceId: apnsToken(), userId: "u" }, master), { status: 404, json: { error: "AppNotFound", description: "This app backend not found", debug: "" } }, appKey);
+      }
+      const notJson = await post("/push/demo/register-device", "", master);
+      assert.equal(notJson.status, 400, "an empty form is a body without the fields");
+      const res = await fetch(`${server.httpUrl}/push/demo/register-device`, { method: "POST", headers: { "content-type": "application/json", authorization: master }, body: "{nope" });
+      assert.equal(res.status, 400);
+      assert.equal(((await res.json()) as { error: string }).error, "JSONParseError");
+      // Credentials first: a wrong secret with a broken body is still a credentials refusal.
+      assert.equal((await post("/push/demo/register-device", { platform: "windows" }, basic("demo", "wrong"))).json!.error, "InvalidCredentials");
+      // A CLIENT key is not master credentials; an unknown key is not credentials at all.
+      assert.deepEqual((({ status, json }) => [status, json!.error])(await post("/push/demo/register-device", { platform: "ios", deviceId: apnsToken(), userId: "u" }, basic("demo", demo.clientKey))), [401, "InsufficientCredentials"]);
+      assert.deepEqual((({ status, json }) => [status, json!.error])(await post("/push/demo/register-device", { platform: "ios", deviceId: apnsToken(), userId: "u" }, basic("demo", "hk_s_demo_0000000000000000"))), [401, "InvalidCredentials"]);
+      assert.deepEqual((({ status, json }) => [status, json!.error])(await post("/push/demo/register-device", { platform: "ios", deviceId: apnsToken(), userId: "u" }, basic("demo", "hk_s_d\u00e9mo"))), [401, "InvalidCredentials"]);
     });
   });
 
@@ -128,13 +150,42 @@ describe("Kinvey and Pushlet compatibility", () => {
     });
 
     it("refuses what Pushlet refuses, with Pushlet's error bodies", async () => {
-      assert.deepEqual(await post("/send_notification", { type: "apns", device_token: apnsToken() }), { status: 400, json: { error: "missing_application_id", message: "an application_id is required for this call" } });
+      assert.deepEqual(await post("/send_notification", { type: "apns", device_token: apnsToken() }), { status: 400, json: { error: "missing_identifier", message: "an application_id or gcm_api_key are required for this call" } });
+      assert.deepEqual(await post("/application_feedback", {}), { status: 400, json: { error: "missing_application_id", message: "an application_id is required for this call" } });
       assert.equal((await post("/send_notification", { type: "apns", application_id: "demo", alert: "x" }, auth())).json!.error, "device_token_required");
       assert.equal((await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), data: "{nope" }, auth())).json!.error, "invalid_data_json");
       assert.equal((await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), alert: "x" }, basic("demo", "wrong"))).status, 401);
       assert.equal((await post("/send_notification", { type: "apns", application_id: "news", device_token: apnsToken(), alert: "x" }, auth())).json!.error, "application_mismatch");
       assert.equal((await post("/send_notification", { type: "gcm", gcm_api_key: "AIza...", device_token: fcmToken(), data: "{}" }, auth())).json!.error, "unsupported_gcm_api_key");
       assert.equal((await post("/register_application", { application_id: "demo" }, auth())).json!.error, "unsupported");
+    });
+
+    it("answers an unknown application with Pushlet's application_not_found, and never with Herald's names", async () => {
+      const notFound = { status: 404, json: { error: "application_not_found", message: "no application found for the provided application_id" } };
+      for (const app of ["no-such-app", "d\u00e9mo", "de\u0001mo"]) {
+        assert.deepEqual(await post("/send_notification", { type: "apns", application_id: app, device_token: apnsToken(), alert: "x" }, basic(app, "secret")), notFound, app);
+        assert.deepEqual(await post("/application_feedback", { application_id: app }, `Bearer ${demo.serverKey}`), notFound, app);
+      }
+      // Refusals from the gateway and the services, in Pushlet's style.
+      const res = await fetch(`${server.httpUrl}/send_notification`, { method: "POST", headers: { "content-type": "application/json", authorization: auth() }, body: "{nope" });
+      assert.equal(res.status, 400);
+      assert.equal(((await res.json()) as { error: string }).error, "invalid_request");
+      const tooLarge = await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), alert: "x".repeat(5000) }, auth());
+      assert.equal(tooLarge.status, 400);
+      assert.equal(tooLarge.json!.error, "invalid_request");
+      assert.match(tooLarge.json!.message, /^notification\.apns: /);
+      assert.equal((await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), alert: "x" }, basic("demo", "hk_s_demo_0000000000000000"))).json!.error, "unauthorized");
+    });
+
+    it("refuses data nested past 30 levels as invalid_data_json, as JSON or as form text", async () => {
+      const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{}${"}".repeat(levels - 1)}`;
+      const sent = await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), data: JSON.parse(nested(30)) }, auth());
+      assert.equal(sent.status, 200, JSON.stringify(sent.json));
+      for (const data of [JSON.parse(nested(31)), JSON.parse(nested(40))]) {
+        assert.deepEqual(await post("/send_notification", { type: "apns", application_id: "demo", device_token: apnsToken(), data }, auth()), { status: 400, json: { error: "invalid_data_json", message: "data nests objects and arrays more than 30 levels deep" } });
+      }
+      const form = new URLSearchParams({ type: "gcm", application_id: "demo", device_token: fcmToken(), data: nested(5000) }).toString();
+      assert.deepEqual(await post("/send_notification", form, auth()), { status: 400, json: { error: "invalid_data_json", message: "data nests objects and arrays more than 30 levels deep" } });
     });
   });
 });

@@ -138,6 +138,37 @@ describe("HTTP gateway", () => {
     assert.equal(admin.status, 200);
   });
 
+  it("refuses header values gRPC metadata cannot carry with a 4xx naming the header, not a 500", async () => {
+    const path = rpc("registry.v1.RegistryService", "ListDevices");
+    for (const app of ["d\u00e9mo", "de mo", "Demo"]) {
+      const named = await call(path, {}, server.adminKey, { "x-herald-app": app });
+      assert.deepEqual([named.status, named.json!.error, named.json!.field], [400, "INVALID_APP_ID", "x-herald-app"], app);
+    }
+    const key = await call(path, {}, "hk_s_d\u00e9mo");
+    assert.deepEqual([key.status, key.json!.error, key.json!.field], [401, "UNKNOWN_API_KEY", "authorization"]);
+  });
+
+  it("refuses payloads nested past 30 levels with 400 naming the field, and reads back those at the limit", async () => {
+    const publish = rpc("dispatch.v1.DispatchService", "Publish");
+    const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{}${"}".repeat(levels - 1)}`;
+    const body = (payload: string) => `{"recipients":{"topics":{"values":["deep"]}},"notification":{"apns":{"payload":${payload}}}}`;
+    const ok = await call(publish, body(nested(30)));
+    assert.equal(ok.status, 200, ok.text);
+    // The deepest reader of a payload: the publish read back.
+    const read = await call(rpc("dispatch.v1.DispatchService", "GetPublish"), { id: ok.json!.id });
+    assert.equal(read.status, 200, read.text);
+    for (const levels of [31, 32, 40]) {
+      const deep = await call(publish, body(nested(levels)));
+      assert.deepEqual([deep.status, deep.json!.error, deep.json!.field], [400, "PAYLOAD_TOO_DEEP", "notification.apns.payload"], `${levels} levels`);
+    }
+    const batch = await call(rpc("dispatch.v1.DispatchService", "PublishBatch"), `{"requests":[${body("{}")},${body(nested(31))}]}`);
+    assert.deepEqual([batch.status, batch.json!.field], [400, "requests[1].notification.apns.payload"]);
+    // Past the stack: the router's limit, before anything recursive.
+    const huge = await call(publish, body(nested(100_000)));
+    assert.deepEqual([huge.status, huge.json!.error], [400, "NESTING_TOO_DEEP"]);
+    assert.match(huge.json!.field, /^notification\.apns\.payload\.a\.a/);
+  });
+
   it("streams WatchPublish as NDJSON until the publish is done", async () => {
     await call(register, { provider: "PROVIDER_FCM", platform: "PLATFORM_ANDROID", token: fcmToken(), topics: ["http-stream"] });
     const published = await call(rpc("dispatch.v1.DispatchService", "Publish"), { recipients: { topics: { values: ["http-stream"] } }, notification: { alert: { title: "Hi", body: "there" } } });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DeepPartial } from "@herald/platform";
 import { dispatch } from "@herald/proto";
-import { buildPayload, checkNotification } from "./notification.payload.js";
+import { buildPayload, checkNotification, MAX_PAYLOAD_DEPTH } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
 
 const { Priority } = dispatch;
@@ -51,6 +51,39 @@ describe("notification payloads", () => {
     const web = (n: number) => notification({ webpush: { headers: {}, payload: { b: "x".repeat(n - 8) } } });
     checkNotification(web(3993), ["webpush"], Priority.PRIORITY_NORMAL);
     assert.throws(() => checkNotification(web(3994), ["webpush"], Priority.PRIORITY_NORMAL), { reason: "PAYLOAD_TOO_LARGE" });
+  });
+
+  it("refuses raw payloads nested deeper than the limit, naming the field, without recursing", () => {
+    // `levels` objects and arrays, the payload itself the first.
+    const nested = (levels: number, leaf: unknown = 1) => {
+      let v: unknown = leaf;
+      for (let i = 1; i < levels; i++) v = i % 2 ? { a: v } : [v];
+      return { aps: {}, deep: v } as Record<string, unknown>;
+    };
+    checkNotification(notification({ apns: { headers: {}, payload: nested(MAX_PAYLOAD_DEPTH - 1, {}) } }), ["apns"], Priority.PRIORITY_NORMAL);
+    for (const [provider, n] of [
+      ["apns", notification({ apns: { headers: {}, payload: nested(MAX_PAYLOAD_DEPTH, {}) } })],
+      ["fcm", notification({ fcm: { message: nested(MAX_PAYLOAD_DEPTH, {}) } })],
+      ["hms", notification({ hms: { message: nested(MAX_PAYLOAD_DEPTH, {}) } })],
+      ["webpush", notification({ webpush: { headers: {}, payload: nested(MAX_PAYLOAD_DEPTH, {}) } })],
+    ] as const) {
+      const field = provider === "apns" || provider === "webpush" ? `notification.${provider}.payload` : `notification.${provider}.message`;
+      assert.throws(() => checkNotification(n, [provider], Priority.PRIORITY_NORMAL), { field, reason: "PAYLOAD_TOO_DEEP" });
+    }
+    // Far past any stack: refused by the check, not by a RangeError.
+    const deep: Record<string, unknown> = {};
+    let at = deep;
+    for (let i = 0; i < 100_000; i++) at = (at.a = {}) as Record<string, unknown>;
+    assert.throws(() => checkNotification(notification({ webpush: { headers: {}, payload: deep } }), ["webpush"], Priority.PRIORITY_NORMAL), { reason: "PAYLOAD_TOO_DEEP" });
+  });
+
+  it("keeps the limit within what every reader of a stored publish decodes", () => {
+    // The deepest carrier of a payload: a publish read back (GetPublish / WatchPublish).
+    let v: Record<string, unknown> = { leaf: 1 };
+    for (let i = 1; i < MAX_PAYLOAD_DEPTH; i++) v = { a: v };
+    const request = dispatch.PublishRequest.fromPartial({ notification: { apns: { headers: {}, payload: v } } });
+    const bytes = dispatch.GetPublishResponse.encode({ publish: dispatch.Publish.fromPartial({ id: "p", request }) }).finish();
+    assert.deepEqual(dispatch.GetPublishResponse.decode(bytes).publish?.request?.notification?.apns?.payload, v);
   });
 });
 

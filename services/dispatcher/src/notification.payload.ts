@@ -17,6 +17,15 @@ export const PAYLOAD_LIMITS: Record<ProviderName, number> = { apns: 4096, fcm: 4
 const APNS_VOIP_LIMIT = 5120;
 const TARGET_FIELDS = ["token", "topic", "condition"] as const;
 
+// How deeply a raw payload (a google.protobuf.Struct) may nest objects and arrays, the payload
+// itself being level 1. ts-proto's decoders give up past 100 nested messages and every JSON
+// object level costs three (Struct, its field entry, Value); the deepest carrier of a payload,
+// GetPublishResponse → Publish → PublishRequest → Notification → ApnsNotification, adds five,
+// so 31 levels is the most every reader decodes. 30 keeps a level in hand, and refusing here
+// (rather than letting a reader fail later) is only possible below what the request itself
+// decodes, 32. Real APNs/FCM payloads nest a handful of levels.
+export const MAX_PAYLOAD_DEPTH = 30;
+
 type Priority = dispatch.Priority;
 const { Priority: P } = dispatch;
 
@@ -42,6 +51,16 @@ export function buildPayload(provider: ProviderName, n: dispatch.Notification, p
 // no target (Herald sets it), and every payload fits its provider's limit. Errors name the field.
 export function checkNotification(n: dispatch.Notification | undefined, providers: ProviderName[], priority: Priority): void {
   if (!n) throw invalidArgument("notification", "is required");
+  for (const [field, payload] of [
+    ["notification.apns.payload", n.apns?.payload],
+    ["notification.fcm.message", n.fcm?.message],
+    ["notification.hms.message", n.hms?.message],
+    ["notification.webpush.payload", n.webpush?.payload],
+  ] as const) {
+    if (payload && nestingDepthOver(payload, MAX_PAYLOAD_DEPTH)) {
+      throw invalidArgument(field, `nests objects and arrays more than ${MAX_PAYLOAD_DEPTH} levels deep`, "PAYLOAD_TOO_DEEP");
+    }
+  }
   for (const [field, message] of [["notification.fcm.message", n.fcm?.message], ["notification.hms.message", n.hms?.message]] as const) {
     for (const key of TARGET_FIELDS) {
       if (message && key in message) throw invalidArgument(`${field}.${key}`, "is set by Herald from the recipients; leave it out", "TARGET_IN_PAYLOAD");
@@ -60,6 +79,19 @@ export function checkNotification(n: dispatch.Notification | undefined, provider
     }
   }
   if (!any) throw invalidArgument("notification", `give an alert or a payload for ${providers.join(", ")}`, "PAYLOAD_REQUIRED");
+}
+
+// Whether objects and arrays nest more than `limit` levels (the value itself is level 1). With an
+// explicit stack: the value may come from a caller who nested it thousands deep.
+export function nestingDepthOver(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(v)) if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 function apnsFromAlert(a: dispatch.Alert, priority: Priority, headers: Record<string, string>): ProviderPayload {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { AsyncClient } from "@herald/platform";
 import type { apps, common, dispatch, registry, topic } from "@herald/proto";
 import { fromGrpcError, HttpError } from "./http.errors.js";
@@ -13,14 +14,25 @@ export interface AdminClients {
 }
 
 // A service call whose refusal becomes the HTTP error the client sees (one already mapped
-// passes as it is).
+// passes as it is). What is not a gRPC status (a throw while building the call) is a fault of
+// the gateway and goes on as it is, for the router to log.
 export async function rpc<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    throw err instanceof HttpError ? err : fromGrpcError(err);
+    if (err instanceof HttpError || typeof (err as { code?: unknown }).code !== "number") throw err;
+    throw fromGrpcError(err);
   }
 }
+
+// The registry's app id syntax. Compatibility APIs put the app named by a path or a credential
+// into gRPC metadata, which throws on non-ASCII: anything else cannot be an app, so it is
+// refused (as unknown) before a call is made.
+const APP_ID = /^[a-z][a-z0-9-]{0,63}$/;
+export const isAppId = (value: string) => APP_ID.test(value);
+
+// What gRPC metadata accepts as a text value.
+export const isMetadataValue = (value: string) => /^[ -~]*$/.test(value);
 
 // The app a compatibility call acts for, and the API key it came with (else the admin key's).
 export interface CallScope {
@@ -31,27 +43,62 @@ export interface CallScope {
 const SECRET_CACHE_MS = 10_000;
 
 // "Server credentials" of the compatibility APIs: the app's secret (its user token secret, what
-// Beams calls the secret key and Kinvey the master secret), checked by the registry and cached
-// briefly, or a Herald API key of the app, which the services check themselves.
+// Beams calls the secret key and Kinvey the master secret), checked by the registry, or a Herald
+// API key of the app, checked by a service; both verdicts cached briefly. Checked before the
+// request's body is looked at, as the APIs they copy do: a wrong key learns nothing of the body's
+// faults.
 export class AppSecrets {
   private readonly cache = new Map<string, { valid: boolean; until: number }>();
 
-  constructor(private readonly apps: AdminClients["apps"]) {}
+  constructor(private readonly c: Pick<AdminClients, "apps" | "dispatch">) {}
 
-  // Throws 401 `refusal` unless `secret` is the app's; returns how to call for the app (with the
-  // API key when it is one).
+  // Whether the app exists (Beams answers an unknown instance 404, whatever the key).
+  async exists(app: string): Promise<boolean> {
+    if (!isAppId(app)) return false;
+    return this.cached(`app\n${app}`, async () => {
+      try {
+        await this.c.apps.getApp({ id: app });
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === GrpcStatus.NOT_FOUND) return false;
+        throw err instanceof HttpError || typeof (err as { code?: unknown }).code !== "number" ? err : fromGrpcError(err);
+      }
+    });
+  }
+
+  // Throws 401 `refusal` unless `secret` is the app's, or throws the service's refusal of an API
+  // key (401 unknown, 403 a CLIENT key or another app's); returns how to call for the app (with
+  // the API key when it is one).
   async check(app: string, secret: string, refusal: () => HttpError): Promise<CallScope> {
-    if (secret.startsWith("hk_")) return { app, apiKey: secret };
-    const key = createHash("sha256").update(`${app}\n${secret}`).digest("hex");
-    const hit = this.cache.get(key);
-    let valid = hit && hit.until > Date.now() ? hit.valid : undefined;
-    if (valid === undefined) {
-      valid = (await rpc(this.apps.verifyAppSecret({ appId: app, secret }))).valid;
-      if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(key, { valid, until: Date.now() + SECRET_CACHE_MS });
+    if (!isAppId(app) || !isMetadataValue(secret)) throw refusal();
+    if (secret.startsWith("hk_")) {
+      await this.cached(`key\n${app}\n${secret}`, async () => {
+        // The cheapest SERVER call: the key is checked before the handler, which then refuses
+        // the empty id; any refusal but that one is the key's.
+        try {
+          await this.c.dispatch.getPublish({ id: "" }, { app, apiKey: secret });
+        } catch (err) {
+          const code = (err as { code?: number }).code;
+          if (code !== GrpcStatus.NOT_FOUND && code !== GrpcStatus.INVALID_ARGUMENT) throw err instanceof HttpError || typeof code !== "number" ? err : fromGrpcError(err);
+        }
+        return true;
+      });
+      return { app, apiKey: secret };
     }
+    const valid = await this.cached(`secret\n${app}\n${secret}`, async () => (await rpc(this.c.apps.verifyAppSecret({ appId: app, secret }))).valid);
     if (!valid) throw refusal();
     return { app };
+  }
+
+  // A verdict for SECRET_CACHE_MS; refusals thrown are not cached (the next call asks again).
+  private async cached(what: string, verdict: () => Promise<boolean>): Promise<boolean> {
+    const key = createHash("sha256").update(what).digest("hex");
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return hit.valid;
+    const valid = await verdict();
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(key, { valid, until: Date.now() + SECRET_CACHE_MS });
+    return valid;
   }
 }
 

@@ -2,6 +2,7 @@ import { dispatch, Platform, Provider, topic } from "@herald/proto";
 import { AppSecrets, deviceByToken, deviceOwnTopics, reRegister, rpc as call, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import { MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
 
 // Pusher Beams compatibility: the paths, bodies, answers, errors and limits of the Beams
 // publish, user and device APIs, so an app moves to Herald by pointing its Beams SDKs at the
@@ -16,6 +17,9 @@ const MAX_USERS = 1000;
 const MAX_NAME = 164;
 const MAX_DEVICE_INTERESTS = 5000;
 const INTEREST = /^[A-Za-z0-9_\-=@,.;]+$/;
+// Beams' publish body limits: 10 KiB to interests, 200 KiB to users (413 above).
+const MAX_INTERESTS_BODY = 10 * 1024;
+const MAX_USERS_BODY = 200 * 1024;
 
 const PLATFORMS = {
   apns: { provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS },
@@ -24,7 +28,9 @@ const PLATFORMS = {
 } as const;
 type BeamsPlatform = keyof typeof PLATFORMS;
 
-// Beams' error bodies: {error: <status title>, description}.
+// Beams' error bodies: {error: <status title>, description}. Beams answers 400 for a body that
+// is not JSON, 422 for JSON that breaks its schema (counts, names, payloads), 401 for a wrong
+// key and 404 for an unknown instance.
 const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
@@ -44,29 +50,45 @@ export const beamsError = (e: HttpError) => ({ error: TITLES[e.status] ?? "Error
 
 const fail = (status: number, description: string, field?: string) => new HttpError(status, TITLES[status] ?? "Error", description, field);
 
-// A service refusal as Beams reports it (a device over its user's cap is Beams' 422).
+// A service refusal as Beams reports it: what the services find wrong in the input (a payload
+// over APNs' size, a malformed token, a device over its user's cap) is Beams' 422.
 async function rpc<T>(p: Promise<T>): Promise<T> {
   try {
     return await call(p);
   } catch (err) {
-    const e = err as HttpError;
-    throw e.error === "TOO_MANY_DEVICES" ? new HttpError(422, e.error, e.message, e.field) : e;
+    if (!(err instanceof HttpError)) throw err;
+    throw err.status === 400 || err.error === "TOO_MANY_DEVICES" ? new HttpError(422, err.error, err.message, err.field) : err;
   }
 }
 
 
 export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
+  // The instance of the path, which must exist (an id no app can have, non-ASCII included, is
+  // as unknown as any other).
+  const instance = async (req: HttpRequest): Promise<string> => {
+    const app = req.params.instance!;
+    if (!(await secrets.exists(app))) throw fail(404, "Instance not found");
+    return app;
+  };
+
   // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
   const serverAuth = async (req: HttpRequest): Promise<CallScope> => {
-    const app = req.params.instance!;
+    const app = await instance(req);
     const secret = schemeToken(req.headers.authorization, "Bearer");
     if (!secret) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
     return secrets.check(app, secret, () => fail(401, "Incorrect API Key"));
   };
 
   const json = (req: HttpRequest): Record<string, unknown> => {
-    const body = req.json();
-    if (body === null || typeof body !== "object" || Array.isArray(body)) throw fail(400, "The request body must be a JSON object");
+    let body: unknown;
+    try {
+      body = req.json();
+    } catch (err) {
+      // Nesting is a rule of the schema, not of JSON: Beams' 422.
+      if (err instanceof HttpError && err.error === "NESTING_TOO_DEEP") throw fail(422, err.message, err.field);
+      throw err;
+    }
+    if (body === null || typeof body !== "object" || Array.isArray(body)) throw fail(422, "The request body must be a JSON object");
     return body as Record<string, unknown>;
   };
 
@@ -74,7 +96,7 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     const as = await serverAuth(req);
     const body = json(req);
     const names = checkNames(body[target], target);
-    if (body.webhookUrl !== undefined) throw fail(400, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
+    if (body.webhookUrl !== undefined) throw fail(422, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
     const notification = notificationOf(body);
     const recipients: dispatch.Recipients = {
       target: target === "interests" ? { $case: "topics", value: { values: names } } : { $case: "users", value: { values: names } },
@@ -87,17 +109,17 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   };
 
   const deviceOf = async (req: HttpRequest) => {
-    const app = req.params.instance!;
+    const app = await instance(req);
     const platform = platformOf(req.params.platform!);
-    const { device } = await rpc(c.registry.getDevice({ id: req.params.device! }, { app })).catch((err: HttpError) => {
-      throw err.status === 404 ? fail(404, "Device not found") : err;
+    const { device } = await rpc(c.registry.getDevice({ id: req.params.device! }, { app })).catch((err: unknown) => {
+      throw err instanceof HttpError && err.status === 404 ? fail(404, "Device not found") : err;
     });
     if (!device || device.provider !== PLATFORMS[platform].provider) throw fail(404, "Device not found");
     return { app, platform, device };
   };
 
   const register = (platform: BeamsPlatform) => async (req: HttpRequest) => {
-    const app = req.params.instance!;
+    const app = await instance(req);
     const body = json(req);
     const token = tokenOf(platform, body.token);
     const metadata = metadataOf(body.metadata);
@@ -111,24 +133,25 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
 
   const deleteUser = async (req: HttpRequest) => {
     const as = await serverAuth(req);
-    await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user") }, as));
+    await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user", 400) }, as));
     return { status: 200 };
   };
 
   // The device API (cors) is public, as in Beams; the others take the secret key.
-  const beams = (method: Route["method"], pattern: string, summary: string, handle: Route["handle"], cors = false): Route => ({
+  const beams = (method: Route["method"], pattern: string, summary: string, handle: Route["handle"], cors = false, maxBodyBytes?: number): Route => ({
     method,
     pattern,
     handle,
     cors,
+    ...(maxBodyBytes ? { maxBodyBytes } : {}),
     errorBody: beamsError,
     doc: { tag: "PusherBeams", summary, ...(cors ? { security: "none" as const } : {}) },
   });
   const device = "/device_api/v1/instances/:instance/devices/:platform/:device";
 
   return [
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", "Beams: publish to 1-100 interests (Authorization: Bearer <secret key>); answers {publishId}", (req) => publish(req, "interests")),
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", "Beams: publish to 1-1000 users; answers {publishId}", (req) => publish(req, "users")),
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", "Beams: publish to 1-100 interests (Authorization: Bearer <secret key>, body at most 10 KiB); answers {publishId}", (req) => publish(req, "interests"), false, MAX_INTERESTS_BODY),
+    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", "Beams: publish to 1-1000 users (body at most 200 KiB); answers {publishId}", (req) => publish(req, "users"), false, MAX_USERS_BODY),
     beams("DELETE", "/user_api/v1/instances/:instance/users/:user", "Beams: delete a user and every device of theirs", deleteUser),
     // Also under customer_api, the older path of the same call.
     beams("DELETE", "/customer_api/v1/instances/:instance/users/:user", "Beams: delete a user (older path)", deleteUser),
@@ -169,12 +192,12 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     }, true),
     beams("POST", `${device}/interests/:interest`, "Beams device API: add an interest", async (req) => {
       const { app, device: d } = await deviceOf(req);
-      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_ADD, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
+      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_ADD, topics: [checkName(req.params.interest!, "interest", 400)] }, { app, role: "client" }));
       return { status: 200 };
     }, true),
     beams("DELETE", `${device}/interests/:interest`, "Beams device API: remove an interest", async (req) => {
       const { app, device: d } = await deviceOf(req);
-      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_REMOVE, topics: [checkName(req.params.interest!, "interest")] }, { app, role: "client" }));
+      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_REMOVE, topics: [checkName(req.params.interest!, "interest", 400)] }, { app, role: "client" }));
       return { status: 200 };
     }, true),
     // setUserId: the Beams token (signed by the app's backend with the secret key) proves the user.
@@ -186,8 +209,8 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       return { status: 200 };
     }, true),
     beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", "Beams device API: the VAPID public key browsers subscribe with", async (req) => {
-      const { app } = await rpc(c.apps.getApp({ id: req.params.instance! })).catch((err: HttpError) => {
-        throw err.status === 404 ? fail(404, "Instance not found") : err;
+      const { app } = await rpc(c.apps.getApp({ id: await instance(req) })).catch((err: unknown) => {
+        throw err instanceof HttpError && err.status === 404 ? fail(404, "Instance not found") : err;
       });
       if (!app?.vapidPublicKey) throw fail(404, "Web Push is not configured for this instance (no VAPID key)");
       return { body: { vapidPublicKey: app.vapidPublicKey } };
@@ -203,39 +226,40 @@ function platformOf(value: string): BeamsPlatform {
 
 // Web devices send their PushSubscription as base64 of its JSON (what the Beams web SDK does).
 function tokenOf(platform: BeamsPlatform, value: unknown): string {
-  if (typeof value !== "string" || !value) throw fail(400, "token is required", "token");
+  if (typeof value !== "string" || !value) throw fail(422, "token is required", "token");
   if (platform !== "web") return value;
   const decoded = Buffer.from(value, "base64").toString("utf8");
   try {
     JSON.parse(decoded);
   } catch {
-    throw fail(400, "token must be the base64 of the PushSubscription's JSON", "token");
+    throw fail(422, "token must be the base64 of the PushSubscription's JSON", "token");
   }
   return decoded;
 }
 
 function metadataOf(value: unknown): Record<string, string> {
   if (value === undefined || value === null) return {};
-  if (typeof value !== "object" || Array.isArray(value)) throw fail(400, "metadata must be an object", "metadata");
+  if (typeof value !== "object" || Array.isArray(value)) throw fail(422, "metadata must be an object", "metadata");
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(value)) if (typeof v === "string" && v) out[k] = v;
   return out;
 }
 
-function checkName(value: string, what: string): string {
-  if (value.length === 0 || value.length > MAX_NAME) throw fail(400, `${what} must be 1-${MAX_NAME} characters`, what);
+// `status`: 422 for a name in the body (schema), 400 for one in the path.
+function checkName(value: string, what: string, status: 400 | 422 = 422): string {
+  if (value.length === 0 || value.length > MAX_NAME) throw fail(status, `${what} must be 1-${MAX_NAME} characters`, what);
   if (what !== "user" && !INTEREST.test(value)) {
-    throw fail(400, `${what} "${value}" contains a forbidden character. Allowed characters are: ASCII upper/lower-case letters, numbers or one of _-=@,.;`, what);
+    throw fail(status, `${what} "${value}" contains a forbidden character. Allowed characters are: ASCII upper/lower-case letters, numbers or one of _-=@,.;`, what);
   }
   return value;
 }
 
 function checkNames(value: unknown, what: "interests" | "users", max = what === "interests" ? MAX_INTERESTS : MAX_USERS, min = 1): string[] {
-  if (!Array.isArray(value)) throw fail(400, `${what} must be an array`, what);
-  if (value.length < min) throw fail(400, `Publish requests must target at least one ${what === "interests" ? "interest" : "user"}`, what);
-  if (value.length > max) throw fail(400, `Number of ${what} (${value.length}) exceeds maximum of ${max}`, what);
+  if (!Array.isArray(value)) throw fail(422, `${what} must be an array`, what);
+  if (value.length < min) throw fail(422, `Publish requests must target at least one ${what === "interests" ? "interest" : "user"}`, what);
+  if (value.length > max) throw fail(422, `Number of ${what} (${value.length}) exceeds maximum of ${max}`, what);
   return value.map((v, i) => {
-    if (typeof v !== "string") throw fail(400, `${what}[${i}] is not a string`, what);
+    if (typeof v !== "string") throw fail(422, `${what}[${i}] is not a string`, what);
     return checkName(v, what === "interests" ? "interest" : "user");
   });
 }
@@ -245,7 +269,12 @@ export function notificationOf(body: Record<string, unknown>): dispatch.Notifica
   const apns = object(body.apns, "apns");
   const fcm = object(body.fcm, "fcm");
   const web = object(body.web, "web");
-  if (!apns && !fcm && !web) throw fail(400, "A publish must contain at least one of apns, fcm or web");
+  if (!apns && !fcm && !web) throw fail(422, "A publish must contain at least one of apns, fcm or web");
+  // Before anything recursive (Struct encoding, JSON.stringify of fcm.data) sees them.
+  for (const [platform, payload] of [["apns", apns], ["fcm", fcm], ["web", web]] as const) {
+    const deep = payload && tooDeepAt(payload, MAX_PAYLOAD_DEPTH);
+    if (deep) throw fail(422, `${platform}.${deep[0]} nests objects and arrays more than ${MAX_PAYLOAD_DEPTH} levels deep (the ${platform} object being the first)`, `${platform}.${deep[0]}`);
+  }
   const notification: dispatch.Notification = { templated: false };
   if (apns) {
     const { collapse_id, expiration, priority, ...payload } = apns;
@@ -303,6 +332,6 @@ function fcmMessageOf(fcm: Record<string, unknown>): Record<string, unknown> {
 
 function object(value: unknown, what: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== "object" || Array.isArray(value)) throw fail(400, `${what} must be an object`, what);
+  if (typeof value !== "object" || Array.isArray(value)) throw fail(422, `${what} must be an object`, what);
   return value as Record<string, unknown>;
 }

@@ -68,7 +68,7 @@ export function createGateway(o: GatewayOptions): Gateway {
       dispatch: createClient(dispatch.DispatchServiceService, dispatch, o.addresses.dispatcher, admin),
     };
     opened.push(clients.registry, clients.topic, clients.dispatch);
-    const secrets = new AppSecrets(appsClient);
+    const secrets = new AppSecrets(clients);
     compat.push(...beamsRoutes(clients, secrets), ...kinveyRoutes(clients, secrets), ...pushletRoutes(clients, secrets));
   } else {
     o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");

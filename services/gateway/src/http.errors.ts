@@ -16,8 +16,10 @@ export class HttpError extends Error {
     description: string,
     readonly field?: string,
     readonly headers: Record<string, string> = {},
+    // What went wrong inside, for the log of a 5xx; never sent.
+    cause?: unknown,
   ) {
-    super(description);
+    super(description, cause === undefined ? undefined : { cause });
   }
 
   body(): ErrorBody {
@@ -48,10 +50,10 @@ const HTTP_STATUS: Partial<Record<Status, number>> = {
 // for what the client did wrong; never the text of an internal failure.
 export function fromGrpcError(err: unknown): HttpError {
   const e = err as Partial<ServiceError>;
-  if (typeof e.code !== "number") return new HttpError(500, "INTERNAL", "internal error");
+  if (typeof e.code !== "number") return new HttpError(500, "INTERNAL", "internal error", undefined, {}, err);
   const { reason, field } = errorReason(err);
   const status = HTTP_STATUS[e.code as Status] ?? 500;
-  if (status === 500) return new HttpError(500, "INTERNAL", "internal error");
-  if (e.code === Status.UNAVAILABLE) return new HttpError(503, "UNAVAILABLE", "a Herald service is not reachable; retry", undefined, { "retry-after": "1" });
+  if (status === 500) return new HttpError(500, "INTERNAL", "internal error", undefined, {}, err);
+  if (e.code === Status.UNAVAILABLE) return new HttpError(503, "UNAVAILABLE", "a Herald service is not reachable; retry", undefined, { "retry-after": "1" }, err);
   return new HttpError(status, reason ?? Status[e.code] ?? "ERROR", e.details ?? "", field);
 }

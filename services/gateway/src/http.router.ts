@@ -2,10 +2,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Logger } from "@herald/platform";
 import { HttpError } from "./http.errors.js";
+import { fieldPath, MAX_BODY_DEPTH, tooDeepAt } from "./json.limits.js";
 
 // A small router over node:http: path patterns with :params, bodies read up to a limit and
 // parsed as JSON, every refusal a JSON {error, description}, NDJSON for streams, CORS for the
-// routes browsers call, one server span and one metric sample per request.
+// routes browsers call, one server span and one metric sample per request. Whatever a handler
+// throws ends here: an HttpError is the answer; anything else is a fault, logged once with the
+// error and answered 500 (as is an HttpError of 5xx, whose cause is logged).
 
 export interface HttpRequest {
   method: string;
@@ -17,7 +20,8 @@ export interface HttpRequest {
   headers: IncomingMessage["headers"];
   // The body as sent (signatures are computed over it); empty without one.
   body: Buffer;
-  // The body parsed as JSON; 400 INVALID_JSON when it is not, 415 when not sent as JSON.
+  // The body parsed as JSON; 400 INVALID_JSON when it is not (or nests deeper than
+  // MAX_BODY_DEPTH), 415 when not sent as JSON.
   json(): unknown;
   // A JSON object or an HTML form (application/x-www-form-urlencoded, what curl -d sends) as
   // fields; 415 for anything else.
@@ -43,6 +47,8 @@ export interface Route {
   cors?: boolean;
   // The error body of this route's refusals (compatibility APIs have their own shape).
   errorBody?: (e: HttpError) => unknown;
+  // A smaller body limit than the server's (Beams' publish limits).
+  maxBodyBytes?: number;
   // Its entry in the OpenAPI document (the RPC routes are described from the descriptors).
   doc?: { tag: string; summary: string; security?: "none" | "basic" };
 }
@@ -84,9 +90,11 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
 
   return (req, res) => {
     const started = performance.now();
-    const url = new URL(req.url ?? "/", "http://gateway");
+    // node passes any request target through ("http://[", "*"): one that is not a URL matches no
+    // route and is refused below.
+    const url = URL.canParse(req.url ?? "/", "http://gateway") ? new URL(req.url ?? "/", "http://gateway") : undefined;
     const method = (req.method ?? "GET").toUpperCase();
-    const candidates = compiled.filter((c) => c.regex.test(url.pathname));
+    const candidates = url ? compiled.filter((c) => c.regex.test(url.pathname)) : [];
     const match = candidates.find((c) => c.route.method === method);
     const label = match?.route.pattern ?? (candidates[0]?.route.pattern ?? "unmatched");
     const parent = propagation.extract(context.active(), req.headers, { keys: (h) => Object.keys(h), get: (h, k) => [h[k]].flat()[0] as string | undefined });
@@ -99,7 +107,20 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
         span.end();
         o.onRequest?.(label, method, status, (performance.now() - started) / 1000);
       };
-      void (async () => {
+      const fail = (err: unknown) => {
+        const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error", undefined, {}, err);
+        if (e.status >= 500) {
+          span.recordException((e.cause ?? e) as Error);
+          o.logger[e.status === 500 ? "error" : "warn"]({ err: e.cause ?? e, route: label, status: e.status }, "request failed");
+        }
+        if (res.headersSent) {
+          res.destroy();
+          return finish(e.status);
+        }
+        const errorBody = (match ?? candidates[0])?.route.errorBody;
+        finish(send(res, { status: e.status, headers: e.headers, body: errorBody ? errorBody(e) : e.body() }));
+      };
+      (async () => {
         const cors = candidates.some((c) => c.route.cors);
         if (cors) {
           res.setHeader("access-control-allow-origin", "*");
@@ -108,6 +129,7 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
         }
         try {
           if (method === "OPTIONS" && cors) return finish(send(res, { status: 204 }));
+          if (!url) throw new HttpError(400, "INVALID_PATH", "the request target is not a valid URL path");
           if (!match) {
             if (candidates.length) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed here; use ${[...new Set(candidates.map((c) => c.route.method))].join(" or ")}`, undefined, { allow: candidates.map((c) => c.route.method).join(", ") });
             throw new HttpError(404, "NOT_FOUND", `no route for ${method} ${url.pathname}; the API is described at GET /openapi.json`);
@@ -115,9 +137,9 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
           const values = match.regex.exec(url.pathname)!.slice(1);
           const params: Record<string, string> = {};
           match.names.forEach((n, i) => {
-            params[n] = decodeURIComponent(values[i]!);
+            params[n] = decodeParam(n, values[i]!);
           });
-          const body = await readBody(req, o.maxBodyBytes);
+          const body = await readBody(req, Math.min(match.route.maxBodyBytes ?? o.maxBodyBytes, o.maxBodyBytes));
           const request: HttpRequest = {
             method,
             path: url.pathname,
@@ -134,21 +156,30 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
           if (response.stream) return finish(await sendStream(res, response, o.logger));
           finish(send(res, response));
         } catch (err) {
-          const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error");
-          if (!(err instanceof HttpError)) {
-            span.recordException(err as Error);
-            o.logger.error({ err, route: label }, "request failed");
-          }
-          if (res.headersSent) {
-            res.destroy();
-            return finish(e.status);
-          }
-          const errorBody = (match ?? candidates[0])?.route.errorBody;
-          finish(send(res, { status: e.status, headers: e.headers, body: errorBody ? errorBody(e) : e.body() }));
+          fail(err);
         }
-      })();
+      })().catch((err: unknown) => {
+        // The refusal itself failed (an errorBody that throws, a broken socket): never an
+        // unhandled rejection, and the client is not left waiting.
+        o.logger.error({ err, route: label }, "request failed while answering");
+        res.destroy();
+        try {
+          finish(500);
+        } catch {
+          // Only the metrics hook can throw here; the request is already answered (closed).
+        }
+      });
     });
   };
+}
+
+// A %-escape that is not UTF-8 ("%E0%A4%A") is the client's mistake, not a URIError.
+function decodeParam(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, "INVALID_PATH", `the path segment for ${name} has a malformed %-escape`, name);
+  }
 }
 
 function send(res: ServerResponse, r: HttpResponse): number {
@@ -176,8 +207,8 @@ async function sendStream(res: ServerResponse, r: HttpResponse, logger: Logger):
       if (!res.write(`${JSON.stringify(item.value)}\n`)) await new Promise((resolve) => res.once("drain", resolve));
     }
   } catch (err) {
-    const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error");
-    if (!(err instanceof HttpError)) logger.error({ err }, "stream failed");
+    const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error", undefined, {}, err);
+    if (e.status >= 500) logger.error({ err: e.cause ?? e }, "stream failed");
     res.write(`${JSON.stringify(e.body())}\n`);
   }
   res.end();
@@ -219,9 +250,13 @@ function parseJson(req: IncomingMessage, body: Buffer): unknown {
   if (body.length === 0) return {};
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/json") throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", `send the body as application/json (got ${type || "no content-type"})`);
+  let value: unknown;
   try {
-    return JSON.parse(body.toString("utf8"));
+    value = JSON.parse(body.toString("utf8"));
   } catch (err) {
     throw new HttpError(400, "INVALID_JSON", `the body is not valid JSON: ${(err as Error).message}`);
   }
+  const deep = tooDeepAt(value, MAX_BODY_DEPTH);
+  if (deep) throw new HttpError(400, "NESTING_TOO_DEEP", `${fieldPath(deep)}: the body nests objects and arrays more than ${MAX_BODY_DEPTH} levels deep`, fieldPath(deep));
+  return value;
 }

@@ -18,14 +18,39 @@ const PLATFORMS: Record<string, { provider: Provider; platform: Platform }> = {
 
 const fail = (status: number, error: string, description: string, field?: string) => new HttpError(status, error, description, field);
 
+// Kinvey's error body is {error, description, debug} with Kinvey's own names (its REST API's
+// error list). Refusals raised here carry them already; one from the router or a service
+// carries a Herald reason, named here as Kinvey names that case, else by its status, with
+// Herald's field names turned into the request's. `field` is kept as Herald's native routes
+// have it; Kinvey's SDKs read only error, description and debug.
+const KINVEY_NAMES = new Set(["InvalidCredentials", "InsufficientCredentials", "MissingRequestParameter", "BadRequest", "JSONParseError", "IncompleteRequestBody", "AppNotFound", "EntityNotFound", "KinveyInternalErrorRetry"]);
+const FROM_HERALD: Record<string, string> = {
+  INVALID_JSON: "JSONParseError",
+  UNKNOWN_API_KEY: "InvalidCredentials",
+  APP_NOT_FOUND: "AppNotFound",
+};
+const BY_STATUS: Record<number, string> = { 400: "BadRequest", 401: "InvalidCredentials", 403: "InsufficientCredentials", 404: "EntityNotFound" };
+// The push token is Kinvey's deviceId wherever the service names it (token, or
+// filter.provider_tokens[0].token of the lookup by token).
+const fieldOf = (field: string) => (/(^|[.\]])token$/.test(field) ? "deviceId" : field === "user" ? "userId" : field);
+export const kinveyError = (e: HttpError) => {
+  const field = e.field && fieldOf(e.field);
+  const error = KINVEY_NAMES.has(e.error) ? e.error : (FROM_HERALD[e.error] ?? BY_STATUS[e.status] ?? (e.status >= 500 ? "KinveyInternalErrorRetry" : "BadRequest"));
+  return { error, description: e.message, debug: field ? `field: ${field}` : "", ...(field ? { field } : {}) };
+};
+
 export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The user the request acts for, and how to call for the app.
   const credentials = async (req: HttpRequest, body: Record<string, unknown>): Promise<{ as: CallScope; user: string }> => {
     const app = req.params.appKey!;
+    if (!(await secrets.exists(app))) throw fail(404, "AppNotFound", "This app backend not found");
     const basic = basicCredentials(req.headers.authorization);
     if (basic) {
       if (basic.user !== app) throw fail(401, "InvalidCredentials", "the master credentials belong to another app");
-      const as = await secrets.check(app, basic.password, () => fail(401, "InvalidCredentials", "Invalid credentials. Please retry your request with correct credentials"));
+      const as = await secrets.check(app, basic.password, () => fail(401, "InvalidCredentials", "Invalid credentials. Please retry your request with correct credentials")).catch((err: unknown) => {
+        // A CLIENT key, or another app's: Kinvey's 401 for credentials that cannot do this.
+        throw err instanceof HttpError && err.status === 403 ? fail(401, "InsufficientCredentials", `The credentials used to authenticate this request are not authorized to run this operation: ${err.message}`) : err;
+      });
       const user = typeof body.userId === "string" ? body.userId : "";
       if (!user) throw fail(400, "MissingRequestParameter", "with master credentials, name the user in userId", "userId");
       return { as, user };
@@ -44,11 +69,13 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { token: { provider: target.provider, token: body.deviceId }, platform: target.platform };
   };
 
-  // The request's device and credentials, and the device Herald holds for that token.
+  // The request's device and credentials, and the device Herald holds for that token. The
+  // credentials are checked before the device is looked at: a wrong key learns nothing of the
+  // body's faults.
   const lookup = async (req: HttpRequest) => {
     const body = req.fields();
-    const d = device(body);
     const { as, user } = await credentials(req, body);
+    const d = device(body);
     return { body, d, as, user, known: await deviceByToken(c, as, d.token) };
   };
 
@@ -56,6 +83,7 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     {
       method: "POST",
       pattern: "/push/:appKey/register-device",
+      errorBody: kinveyError,
       doc: { tag: "Kinvey", summary: "Kinvey: register a push token {platform, deviceId, userId with master credentials}; 204", security: "basic" },
       handle: async (req) => {
         const { body, d, as, user, known } = await lookup(req);
@@ -69,11 +97,12 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     {
       method: "POST",
       pattern: "/push/:appKey/unregister-device",
+      errorBody: kinveyError,
       doc: { tag: "Kinvey", summary: "Kinvey: unregister a push token of the user; 204", security: "basic" },
       handle: async (req) => {
         const { as, user, known } = await lookup(req);
         // Another user's device is as good as absent.
-        if (!known || known.user !== user) throw fail(404, "DeviceNotFound", "this user has no device with that token");
+        if (!known || known.user !== user) throw fail(404, "EntityNotFound", "This entity not found in the collection: the user has no device with that deviceId", "deviceId");
         await rpc(c.registry.removeDevices({ filter: { ids: [known.id] } }, as));
         return { status: 204 };
       },

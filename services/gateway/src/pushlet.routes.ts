@@ -3,6 +3,7 @@ import { dispatch, Provider } from "@herald/proto";
 import { AppSecrets, basicCredentials, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import { MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
 
 // Pushlet's stateless API: send one notification to a raw device token, registering nothing,
 // and read back the tokens the providers declared dead. Same paths, parameters (form or JSON)
@@ -26,9 +27,39 @@ const TYPE_OF: Partial<Record<Provider, string>> = {
   [Provider.PROVIDER_WEBPUSH]: "webpush",
 };
 
-// Pushlet's error bodies: {error: <snake_case code>, message}.
-export const pushletError = (e: HttpError) => ({ error: e.error.toLowerCase(), message: e.message });
+// Pushlet's error bodies: {error: <snake_case code>, message}. Pushlet's documented codes are
+// used where Pushlet has the case (missing_application_id, missing_identifier,
+// application_not_found, device_token_required, invalid_data_json); the others raised here are
+// Herald's additions in Pushlet's style, all listed in PUSHLET_CODES. A refusal from the router
+// or a service carries a Herald reason: it is named by its status instead, so Herald's names
+// never mix with Pushlet's.
+const PUSHLET_CODES = new Set([
+  "missing_application_id",
+  "missing_identifier",
+  "application_not_found",
+  "device_token_required",
+  "invalid_data_json",
+  "unauthorized",
+  "application_mismatch",
+  "invalid_type",
+  "unsupported_gcm_api_key",
+  "invalid_since",
+  "invalid_badge",
+  "empty_notification",
+  "unsupported",
+  "invalid_device_token",
+  "delivery_failed",
+]);
+const BY_STATUS: Record<number, string> = { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable" };
+export const pushletError = (e: HttpError) => {
+  if (PUSHLET_CODES.has(e.error)) return { error: e.error, message: e.message };
+  if (e.error === "INVALID_TOKEN") return { error: "invalid_device_token", message: e.message };
+  const error = BY_STATUS[e.status] ?? (e.status >= 500 ? "internal_error" : "invalid_request");
+  // Herald's field, in the message: Pushlet's body has no other place for it.
+  return { error, message: e.field && !e.message.startsWith(e.field) ? `${e.field}: ${e.message}` : e.message };
+};
 const fail = (status: number, error: string, message: string) => new HttpError(status, error, message);
+const notFound = () => fail(404, "application_not_found", "no application found for the provided application_id");
 
 const PUSHLET_SUMMARIES: Record<string, string> = {
   "/send_notification": "Pushlet: send to a raw device token {type, application_id, device_token, alert, badge, sound, data}; answered once delivered",
@@ -39,13 +70,16 @@ const PUSHLET_SUMMARIES: Record<string, string> = {
 export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The app and how to call for it: basic auth names the app; a Bearer SERVER key with
   // application_id works too.
-  const auth = async (req: HttpRequest, fields: Record<string, unknown>): Promise<{ app: string; apiKey?: string }> => {
+  // `missing`: Pushlet's refusal when no app is named (send_notification and
+  // application_feedback word it differently).
+  const auth = async (req: HttpRequest, fields: Record<string, unknown>, missing: () => HttpError): Promise<{ app: string; apiKey?: string }> => {
     const named = typeof fields.application_id === "string" ? fields.application_id : undefined;
     const basic = basicCredentials(req.headers.authorization);
     const bearer = schemeToken(req.headers.authorization, "Bearer");
     const app = basic?.user ?? named;
-    if (!app) throw fail(400, "missing_application_id", "an application_id is required for this call");
+    if (!app) throw missing();
     if (named && named !== app) throw fail(403, "application_mismatch", "application_id is not the app of the credentials");
+    if (!(await secrets.exists(app))) throw notFound();
     const secret = basic?.password ?? bearer;
     if (!secret) throw fail(401, "unauthorized", "send HTTP basic auth: the app id and its secret (or a SERVER key)");
     return secrets.check(app, secret, () => fail(401, "unauthorized", "the credentials are not valid for this application"));
@@ -56,7 +90,7 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   return [
     route("/send_notification", async (req) => {
       const fields = req.fields();
-      const as = await auth(req, fields);
+      const as = await auth(req, fields, () => fail(400, "missing_identifier", "an application_id or gcm_api_key are required for this call"));
       const type = String(fields.type ?? (fields.gcm_api_key !== undefined ? "gcm" : "apns"));
       const provider = TYPES[type];
       if (!provider) throw fail(400, "invalid_type", `type must be one of ${Object.keys(TYPES).join(", ")}`);
@@ -70,7 +104,7 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     }),
     route("/application_feedback", async (req) => {
       const fields = req.fields();
-      const as = await auth(req, fields);
+      const as = await auth(req, fields, () => fail(400, "missing_application_id", "an application_id is required for this call"));
       const since = typeof fields.since === "string" && fields.since ? new Date(fields.since) : undefined;
       if (since && Number.isNaN(since.getTime())) throw fail(400, "invalid_since", "since must be an ISO 8601 time");
       const response: Array<{ device_token: string; timestamp: string; type: string; reason: string }> = [];
@@ -103,6 +137,9 @@ function notificationOf(provider: Provider, fields: Record<string, unknown>): di
       }
     }
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw fail(400, "invalid_data_json", "data must be a JSON object");
+    // Before anything recursive (JSON.stringify, Struct encoding) sees it; data given as text was
+    // not checked by the router.
+    if (tooDeepAt(parsed, MAX_PAYLOAD_DEPTH)) throw fail(400, "invalid_data_json", `data nests objects and arrays more than ${MAX_PAYLOAD_DEPTH} levels deep`);
     data = parsed as Record<string, unknown>;
   }
   const strings = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));

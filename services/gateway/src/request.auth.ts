@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { AsyncClient } from "@herald/platform";
 import type { apps } from "@herald/proto";
+import { isAppId, isMetadataValue } from "./admin.clients.js";
 import { fromGrpcError, HttpError } from "./http.errors.js";
 import type { HttpRequest } from "./http.router.js";
 
@@ -42,6 +43,7 @@ export function requestAuth(appsClient: AsyncClient<typeof apps.AppServiceServic
     const app = header(req, "x-herald-app");
     const timestamp = header(req, "x-herald-timestamp");
     if (!app) throw new HttpError(401, "UNSIGNED_APP", "a signed request names its app in X-Herald-App", "x-herald-app");
+    if (!isAppId(app)) throw badAppHeader();
     if (!timestamp || !/^\d{1,12}$/.test(timestamp)) throw new HttpError(401, "BAD_TIMESTAMP", "X-Herald-Timestamp must be the unix time in seconds", "x-herald-timestamp");
     const match = /^v1=([0-9a-fA-F]{64})$/.exec(signature);
     if (!match) throw new HttpError(401, "MALFORMED_SIGNATURE", "X-Herald-Signature must be v1=<64 hex characters of HMAC-SHA256>", "x-herald-signature");
@@ -63,14 +65,24 @@ export function requestAuth(appsClient: AsyncClient<typeof apps.AppServiceServic
         metadata.set("x-herald-app", app);
         return metadata;
       }
-      for (const name of ["authorization", "x-herald-app"]) {
-        const value = header(req, name);
-        if (value !== undefined) metadata.set(name, value);
+      // gRPC metadata takes printable ASCII only (Metadata.set throws on anything else): what
+      // no key or app id can contain is refused here as the client's mistake.
+      const authorization = header(req, "authorization");
+      if (authorization !== undefined) {
+        if (!isMetadataValue(authorization)) throw new HttpError(401, "UNKNOWN_API_KEY", "the Authorization header holds characters no API key has (printable ASCII only)", "authorization");
+        metadata.set("authorization", authorization);
+      }
+      const named = header(req, "x-herald-app");
+      if (named) {
+        if (!isAppId(named)) throw badAppHeader();
+        metadata.set("x-herald-app", named);
       }
       return metadata;
     },
   };
 }
+
+const badAppHeader = () => new HttpError(400, "INVALID_APP_ID", "X-Herald-App must be an app id: 1-64 characters of a-z 0-9 -, starting with a letter", "x-herald-app");
 
 const SIGNATURE_REFUSALS: Record<string, string> = {
   BAD_SIGNATURE: "the signature does not match the request and the app's secret",

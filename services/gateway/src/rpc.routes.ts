@@ -3,6 +3,7 @@ import { fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonValu
 import { context, propagation } from "@opentelemetry/api";
 import { badRequest, fromGrpcError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import { fieldPath, MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
 import type { RequestAuth } from "./request.auth.js";
 import type { RpcCatalog, RpcMethod } from "./rpc.catalog.js";
 
@@ -66,6 +67,8 @@ async function* streamJson(catalog: RpcCatalog, m: RpcMethod, client: grpc.Clien
 // never silently dropped.
 export function decodeJson(catalog: RpcCatalog, desc: DescMessage, json: unknown): Uint8Array {
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw badRequest("INVALID_ARGUMENT", `the body must be a JSON object (${desc.name})`);
+  const deep = tooDeepStruct(desc, json as Record<string, unknown>, []);
+  if (deep) throw badRequest("PAYLOAD_TOO_DEEP", `${deep}: nests objects and arrays more than ${MAX_PAYLOAD_DEPTH} levels deep`, deep);
   try {
     return toBinary(desc, fromJson(desc, json as JsonValue, { registry: catalog.registry }));
   } catch (err) {
@@ -73,6 +76,33 @@ export function decodeJson(catalog: RpcCatalog, desc: DescMessage, json: unknown
     const field = /cannot decode field [\w.]+?\.(\w+) from JSON/.exec(message)?.[1] ?? /key "([^"]+)" is unknown/.exec(message)?.[1] ?? failingKey(catalog, desc, json as Record<string, JsonValue>);
     throw badRequest("INVALID_ARGUMENT", field && !message.startsWith(`${field}:`) ? `${field}: ${message}` : message, field);
   }
+}
+
+const FREE_FORM = new Set(["google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"]);
+
+// The first free-form (Struct) field of the request whose JSON nests more than MAX_PAYLOAD_DEPTH
+// levels, as a field path: what the services would refuse, or fail to decode at all (their
+// decoders give up past 100 nested messages, and a request past that never reaches their own
+// check). Recursive along the message types only, in a body the router bounded to
+// MAX_BODY_DEPTH; a value of the wrong type is left to fromJson to name.
+function tooDeepStruct(desc: DescMessage, json: Record<string, unknown>, at: Array<string | number>): string | undefined {
+  for (const [key, value] of Object.entries(json)) {
+    const field = desc.fields.find((f) => f.jsonName === key || f.name === key);
+    if (!field || value === null || typeof value !== "object") continue;
+    const message = field.fieldKind === "message" ? field.message : field.fieldKind === "list" && field.listKind === "message" ? field.message : field.fieldKind === "map" && field.mapKind === "message" ? field.message : undefined;
+    if (!message) continue;
+    const items: Array<[Array<string | number>, unknown]> =
+      field.fieldKind === "list" && Array.isArray(value) ? value.map((v, i) => [[...at, key, i], v]) : field.fieldKind === "map" ? Object.entries(value).map(([k, v]) => [[...at, key, k], v]) : [[[...at, key], value]];
+    for (const [path, item] of items) {
+      if (FREE_FORM.has(message.typeName)) {
+        if (tooDeepAt(item, MAX_PAYLOAD_DEPTH)) return fieldPath(path);
+      } else if (item !== null && typeof item === "object" && !Array.isArray(item)) {
+        const found = tooDeepStruct(message, item as Record<string, unknown>, path);
+        if (found) return found;
+      }
+    }
+  }
+  return undefined;
 }
 
 // The top-level key whose value alone does not decode (the library names the type, not always
