@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@herald/platform";
 import { apps, dispatch } from "@herald/proto";
-import { createMongoStore, type ProviderName } from "@herald/store";
+import { ALL_PROVIDER_ENUMS, createMongoStore, type ProviderName } from "@herald/store";
 import { failureOf, freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
 import { MongoClient } from "mongodb";
 import type { FakesProcess } from "./fakes.client.js";
@@ -74,7 +74,7 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
     const admin = createClient(apps.AppServiceService, apps, address.registry, { apiKey: adminKey });
     let serverKey: string;
     try {
-      await admin.createApp({ id: app });
+      await admin.createApp({ id: app, providers: ALL_PROVIDER_ENUMS });
       serverKey = (await admin.createApiKey({ appId: app, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER })).secret;
     } finally {
       admin.close();

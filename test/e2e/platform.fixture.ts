@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@herald/platform";
 import { apps, dispatch, registry, topic } from "@herald/proto";
+import { ALL_PROVIDER_ENUMS } from "@herald/store";
 import { failureOf, freePort, requireEnv, spawnService, testTls, type ServiceProcess } from "@herald/testing";
 import webPush from "web-push";
 
@@ -70,7 +71,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     async createApp(id) {
       const admin = createClient(apps.AppServiceService, apps, addresses.registry, { apiKey: adminKey });
       try {
-        await admin.createApp({ id });
+        await admin.createApp({ id, providers: ALL_PROVIDER_ENUMS });
         const { secret } = await admin.createApiKey({ appId: id, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
         const clients: Clients = {
           registry: createClient(registry.RegistryServiceService, registry, addresses.registry, { apiKey: secret }),

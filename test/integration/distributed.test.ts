@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createClient, KafkaBus, namespacedBus, type BusMessage } from "@herald/platform";
 import { apps, BusTopics, events, registry, topic } from "@herald/proto";
+import { ALL_PROVIDER_ENUMS } from "@herald/store";
 import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
 import { fcmToken, Platform, Provider } from "./fixtures.js";
 
@@ -35,7 +36,7 @@ describe("distributed services on FerretDB and Kafka", () => {
   it("registers through one process, streams through the other and emits device events on Kafka", async () => {
     const admin = createClient(apps.AppServiceService, apps, registryProc.address, { apiKey: adminKey });
     const appId = `dist-${randomUUID().slice(0, 6)}`;
-    await admin.createApp({ id: appId });
+    await admin.createApp({ id: appId, providers: ALL_PROVIDER_ENUMS });
     const { secret } = await admin.createApiKey({ appId, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
     admin.close();
 

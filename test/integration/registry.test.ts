@@ -45,6 +45,19 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       assert.equal(listed.devices.length, 1);
     });
 
+    it("takes map keys in any script, stored in NFC", async () => {
+      const { c } = await server();
+      const d = (await c.registry.registerDevice({
+        provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(),
+        // "e" + combining acute: the same key as "é" once normalised.
+        tags: { "équipe": "rouge", "campagne-e\u0301te\u0301": "oui" }, meta: { prénom: "Ada", "名前": "エイダ" },
+      })).device!;
+      assert.deepEqual(d.tags, { "équipe": "rouge", "campagne-été": "oui" });
+      assert.deepEqual(d.meta, { prénom: "Ada", "名前": "エイダ" });
+      const found = await c.registry.listDevices({ filter: { tags: { all: [{ key: "campagne-été", values: ["oui"] }] } } });
+      assert.deepEqual(found.devices.map((x) => x.id), [d.id]);
+    });
+
     it("moves a device to a refreshed token when given its id", async () => {
       const { c } = await server();
       const d = (await c.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["a"] })).device!;
@@ -76,6 +89,9 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
         [{ topics: ["x".repeat(165)] }, "topics[0]", "INVALID_TOPIC"],
         [{ user: "u".repeat(165) }, "user", "INVALID_USER"],
         [{ tags: { "bad key": "v" } }, "tags.bad key", "INVALID_KEY"],
+        [{ tags: { "a\u0000b": "v" } }, "tags.a\u0000b", "INVALID_KEY"],
+        [{ meta: { "nom\u200ecomplet": "v" } }, "meta.nom\u200ecomplet", "INVALID_KEY"],
+        [{ meta: { ["k".repeat(65)]: "v" } }, `meta.${"k".repeat(40)}`, "INVALID_KEY"],
         [{ meta: { k: "v".repeat(1025) } }, "meta.k", "VALUE_TOO_LONG"],
         [{ locale: "not a locale!" }, "locale", "INVALID_LOCALE"],
         [{ timezone: "Mars/Olympus" }, "timezone", "INVALID_TIMEZONE"],

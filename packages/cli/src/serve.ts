@@ -110,7 +110,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     const tokenRules = options.tokenRules ?? { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
     const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
     const topics = createTopicModule({ store });
-    const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), bus, recipients: storeRecipients(store), tokenRules, logger });
+    const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), directory: store, bus, recipients: storeRecipients(store), tokenRules, logger });
     lifecycle.add("dispatcher", await dispatcher.start());
     const feedback = await registry.tokenFeedback.start();
     lifecycle.add("token feedback", () => feedback.stop());

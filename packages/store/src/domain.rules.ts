@@ -1,7 +1,7 @@
 import { Platform, Provider, WEBHOOK_EVENTS } from "@herald/proto";
-import { env, invalidArgument } from "@herald/platform";
+import { env, HeraldError, invalidArgument, Status } from "@herald/platform";
 import { z } from "zod";
-import type { AppLimitsRecord, PlatformName, ProviderName } from "./store.types.js";
+import type { AppLimitsRecord, AppRecord, PlatformName, ProviderName } from "./store.types.js";
 
 // Domain rules shared by every service that accepts devices, topics and users, so the registry,
 // the topic service and the senders agree on what a valid token or topic is.
@@ -23,6 +23,11 @@ export const PLATFORM_NAMES: Record<Platform, PlatformName | undefined> = {
   [Platform.UNRECOGNIZED]: undefined,
 };
 
+export const ALL_PROVIDERS: readonly ProviderName[] = ["apns", "fcm", "hms", "webpush"];
+
+// Every provider, as the API's enum (test and benchmark apps that deliver everywhere).
+export const ALL_PROVIDER_ENUMS: Provider[] = [Provider.PROVIDER_APNS, Provider.PROVIDER_FCM, Provider.PROVIDER_HMS, Provider.PROVIDER_WEBPUSH];
+
 export const providerEnum = (name: ProviderName): Provider =>
   ({ apns: Provider.PROVIDER_APNS, fcm: Provider.PROVIDER_FCM, hms: Provider.PROVIDER_HMS, webpush: Provider.PROVIDER_WEBPUSH })[name];
 
@@ -41,6 +46,18 @@ export function parseProvider(value: Provider, field: string): ProviderName {
   const name = PROVIDER_NAMES[value];
   if (!name) throw invalidArgument(field, "must be one of PROVIDER_APNS, PROVIDER_FCM, PROVIDER_HMS, PROVIDER_WEBPUSH", "INVALID_PROVIDER");
   return name;
+}
+
+// An app delivers only through the providers it has credentials (and so senders) for: a device
+// or raw token of another provider could never be delivered, and a publish to it would never end.
+export function checkProviderConfigured(app: Pick<AppRecord, "id" | "providers">, provider: ProviderName, field: string): void {
+  if (app.providers.includes(provider)) return;
+  throw new HeraldError(
+    Status.FAILED_PRECONDITION,
+    "PROVIDER_NOT_CONFIGURED",
+    `app "${app.id}" has no ${provider} credentials (its providers: ${app.providers.join(", ") || "none"})`,
+    field,
+  );
 }
 
 export function parsePlatform(value: Platform, provider: ProviderName, field: string): PlatformName {
@@ -186,16 +203,26 @@ export function checkUserId(user: string, field: string): string {
   return user;
 }
 
+// Keys are words in any script ("prénom", "équipe", "campagne-été" are ordinary keys in a
+// European app), stored in NFC so that one key never hides behind two spellings. Whitespace,
+// control characters and punctuation other than _ . - : are refused: keys end up in tag filters,
+// labels on metrics and error trailers.
+const MAP_KEY = /^[\p{L}\p{M}\p{N}_.\-:]+$/u;
+
 export function checkStringMap(map: Record<string, string>, field: string, limits = { entries: 64, key: 64, value: 1024 }): Record<string, string> {
   const entries = Object.entries(map);
   if (entries.length > limits.entries) throw invalidArgument(field, `at most ${limits.entries} entries`, "TOO_MANY_ENTRIES");
-  for (const [key, value] of entries) {
-    if (!key || key.length > limits.key || !/^[A-Za-z0-9_.\-:]+$/.test(key)) {
-      throw invalidArgument(`${field}.${key.slice(0, 40)}`, `keys are 1-${limits.key} characters of A-Z a-z 0-9 _ . - :`, "INVALID_KEY");
+  const checked: Record<string, string> = {};
+  for (const [raw, value] of entries) {
+    const key = raw.normalize("NFC");
+    if (!key || [...key].length > limits.key || !MAP_KEY.test(key)) {
+      throw invalidArgument(`${field}.${[...raw].slice(0, 40).join("")}`, `keys are 1-${limits.key} letters, digits, marks or _ . - : (no spaces or control characters)`, "INVALID_KEY");
     }
     if (value.length > limits.value) throw invalidArgument(`${field}.${key}`, `values are at most ${limits.value} characters`, "VALUE_TOO_LONG");
+    // defineProperty: a key named "__proto__" is data, not the object's prototype.
+    Object.defineProperty(checked, key, { value, enumerable: true, writable: true, configurable: true });
   }
-  return { ...map };
+  return checked;
 }
 
 export function checkLocale(locale: string, field: string): string {

@@ -3,7 +3,7 @@ export * from "./domain.rules.js";
 export * from "./device.mapper.js";
 export * from "./apikey.lookup.js";
 export { createMemoryStore } from "./store.memory.js";
-export { compareStrings, tokenFeedbackCursor } from "./store.query.js";
+export { compareStrings, deviceMatcher, tokenFeedbackCursor } from "./store.query.js";
 export { createMongoStore, ensureStoreIndexes, COLLECTIONS } from "./store.mongo.js";
 export type { MongoJoin } from "./device.repository.mongo.js";
 export * from "./publish.types.js";

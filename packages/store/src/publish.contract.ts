@@ -349,6 +349,29 @@ export function publishContract(name: string, make: () => Promise<PublishReposit
       assert.equal(await repo.markResult(app, id, "job-1:attempt-1"), false);
     });
 
+    it("countResult adds a result's counts once per key, atomically with the marking, also under 10 concurrent calls", async () => {
+      const repo = await make();
+      const app = newApp();
+      const [p] = await seed(repo, [publish(app)]);
+      const id = p!.id;
+      const first = await repo.countResult(app, id, "job:a:0", { sent: 3, failed: 1, failedByReason: { "apns:BadDeviceToken": 1 } }, new Date());
+      assert.equal(first.counted, true);
+      assert.equal(first.publish?.counts.sent, 3);
+      const again = await repo.countResult(app, id, "job:a:0", { sent: 3, failed: 1 }, new Date());
+      assert.equal(again.counted, false);
+      assert.equal(again.publish?.counts.sent, 3, "a repeated result is not added");
+      const raced = await Promise.all(Array.from({ length: 10 }, () => repo.countResult(app, id, "job:b:0", { sent: 2 }, new Date())));
+      assert.equal(raced.filter((r) => r.counted).length, 1);
+      const after = await repo.get(app, id);
+      assert.equal(after?.counts.sent, 5);
+      assert.equal(after?.counts.failed, 1);
+      assert.deepEqual(after?.counts.failedByReason, { "apns:BadDeviceToken": 1 });
+      // Keys of markResult and of countResult are apart; other apps' publishes are out of reach.
+      assert.equal(await repo.markResult(app, id, "job:a:0"), true);
+      assert.deepEqual(await repo.countResult(newApp(), id, "job:c:0", { sent: 1 }, new Date()), { counted: false, publish: null });
+      assert.equal((await repo.get(app, id))?.counts.sent, 5);
+    });
+
     it("listDue: scheduled publishes whose sendAt has come, across apps, oldest first", async () => {
       const repo = await make();
       // A time window no other case uses: listDue spans every app of the repository.

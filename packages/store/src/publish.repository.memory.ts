@@ -163,6 +163,15 @@ class MemoryPublishes implements PublishRepository {
     return copyPublish(p);
   }
 
+  async countResult(app: string, id: string, resultKey: string, deltas: CountDeltas, now: Date): Promise<{ counted: boolean; publish: PublishRecord | null }> {
+    const p = this.find(app, id);
+    if (!p) return { counted: false, publish: null };
+    const key = `${app}\n${id}\ncounted:${resultKey}`;
+    if (this.results.has(key)) return { counted: false, publish: copyPublish(p) };
+    this.results.add(key);
+    return { counted: true, publish: await this.addCounts(app, id, deltas, now) };
+  }
+
   async markResult(app: string, publishId: string, resultKey: string): Promise<boolean> {
     const key = `${app}\n${publishId}\n${resultKey}`;
     if (this.results.has(key)) return false;

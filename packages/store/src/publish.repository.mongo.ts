@@ -16,7 +16,10 @@ import { given, tagPairsOf, tagsOfPairs } from "./store.query.js";
 // - failedByReason keys are escaped ("%" → %25, "." → %2E, "$" → %24, NUL → %00; "" → "%") so a
 //   reason is always one field name and $inc "counts.failedByReason.<key>" never nests.
 // - `publish_results`: _id = `${app}\n${publishId}\n${resultKey}`; marking is an insert, and the
-//   duplicate key of a second insert says "already counted".
+//   duplicate key of a second insert says "already seen".
+// - `countedResults`: the keys of the job results added to the counts, on the publish itself, so
+//   counting and marking are one single-document update (a few thousand keys for a million
+//   devices). Reads leave the array out.
 //
 // FerretDB 1.24 (SQLite) executes every update and findAndModify as "query, apply in Go, write
 // the whole document back by _id": two concurrent $inc on one document lose one increment, and
@@ -77,7 +80,11 @@ export interface PublishDoc {
   startedAt: Date | null;
   finishedAt: Date | null;
   error: string;
+  countedResults?: string[];
 }
+
+// Reads never need the counted result keys.
+const WITHOUT_KEYS = { projection: { countedResults: 0 } } as const;
 
 interface ResultDoc {
   _id: string;
@@ -199,7 +206,7 @@ class MongoPublishes implements PublishRepository {
     }
     // Either the uid is taken (the usual case, also the loser of a concurrent create) or the id.
     if (publish.uid) {
-      const existing = await this.col.findOne({ app: publish.app, uidKey: uidKeyOf(publish) });
+      const existing = await this.col.findOne({ app: publish.app, uidKey: uidKeyOf(publish) }, WITHOUT_KEYS);
       if (existing) return { publish: toPublishRecord(existing), created: false };
       // The holder of the uid vanished in between (removeApp): try once more.
       if (retry && !(await this.col.countDocuments({ _id: publish.id }, { limit: 1 }))) return this.insert(publish, false);
@@ -210,7 +217,7 @@ class MongoPublishes implements PublishRepository {
   async get(app: string, id: string): Promise<PublishRecord | null> {
     // By _id alone, the app checked here: FerretDB v1 pushes only an exact {_id} filter down to
     // its SQLite backend; with `app` beside it every read decodes the whole collection.
-    const doc = await this.col.findOne({ _id: id });
+    const doc = await this.col.findOne({ _id: id }, WITHOUT_KEYS);
     return doc && doc.app === app ? toPublishRecord(doc) : null;
   }
 
@@ -222,7 +229,7 @@ class MongoPublishes implements PublishRepository {
     if (query.uid) filter.uid = query.uid;
     const labels = tagPairsOf(query.labels ?? {});
     if (labels.length) filter.labelPairs = { $all: labels };
-    const docs = await this.col.find(filter).sort({ _id: -1 }).limit(page.limit).toArray();
+    const docs = await this.col.find(filter, WITHOUT_KEYS).sort({ _id: -1 }).limit(page.limit).toArray();
     return docs.map(toPublishRecord);
   }
 
@@ -258,16 +265,14 @@ class MongoPublishes implements PublishRepository {
   }
 
   async addCounts(app: string, id: string, deltas: CountDeltas, now: Date): Promise<PublishRecord | null> {
-    const { counts, reasons } = countChanges(deltas);
-    const inc: Record<string, number> = {};
-    for (const [name, n] of counts) inc[`counts.${name}`] = n;
-    for (const [reason, n] of reasons) {
-      const field = `counts.failedByReason.${encodeReasonKey(reason)}`;
-      inc[field] = (inc[field] ?? 0) + n;
-    }
-    const update: Document = { $set: { updatedAt: now } };
-    if (Object.keys(inc).length) update.$inc = inc;
-    return this.update(app, id, {}, update);
+    return this.update(app, id, {}, countsUpdate(deltas, now));
+  }
+
+  async countResult(app: string, id: string, resultKey: string, deltas: CountDeltas, now: Date): Promise<{ counted: boolean; publish: PublishRecord | null }> {
+    const update = countsUpdate(deltas, now);
+    update.$push = { countedResults: resultKey };
+    const counted = await this.update(app, id, { countedResults: { $ne: resultKey } }, update);
+    return counted ? { counted: true, publish: counted } : { counted: false, publish: await this.get(app, id) };
   }
 
   async markResult(app: string, publishId: string, resultKey: string): Promise<boolean> {
@@ -282,14 +287,14 @@ class MongoPublishes implements PublishRepository {
 
   async listDue(now: Date, limit: number): Promise<PublishRecord[]> {
     if (limit <= 0) return [];
-    const docs = await this.col.find({ state: "scheduled", sendAt: { $lte: now } }).sort({ sendAt: 1, _id: 1 }).limit(limit).toArray();
+    const docs = await this.col.find({ state: "scheduled", sendAt: { $lte: now } }, WITHOUT_KEYS).sort({ sendAt: 1, _id: 1 }).limit(limit).toArray();
     return docs.map(toPublishRecord);
   }
 
   async listStale(states: PublishStateName[], before: Date, limit: number): Promise<PublishRecord[]> {
     if (limit <= 0 || states.length === 0) return [];
     const docs = await this.col
-      .find({ state: { $in: [...new Set(states)] }, updatedAt: { $lt: before } })
+      .find({ state: { $in: [...new Set(states)] }, updatedAt: { $lt: before } }, WITHOUT_KEYS)
       .sort({ updatedAt: 1, _id: 1 })
       .limit(limit)
       .toArray();
@@ -301,6 +306,19 @@ class MongoPublishes implements PublishRepository {
     await this.results.deleteMany({ app });
     return removed;
   }
+}
+
+function countsUpdate(deltas: CountDeltas, now: Date): Document {
+  const { counts, reasons } = countChanges(deltas);
+  const inc: Record<string, number> = {};
+  for (const [name, n] of counts) inc[`counts.${name}`] = n;
+  for (const [reason, n] of reasons) {
+    const field = `counts.failedByReason.${encodeReasonKey(reason)}`;
+    inc[field] = (inc[field] ?? 0) + n;
+  }
+  const update: Document = { $set: { updatedAt: now } };
+  if (Object.keys(inc).length) update.$inc = inc;
+  return update;
 }
 
 export async function createMongoPublishRepository(db: Db): Promise<PublishRepository> {

@@ -74,9 +74,12 @@ export interface PublishRepository {
   saveFanout(app: string, id: string, progress: { cursor: string; targetedDelta: number; done: boolean; now: Date }): Promise<void>;
   // Adds to the counters atomically ($inc); returns the publish after the increment.
   addCounts(app: string, id: string, deltas: CountDeltas, now: Date): Promise<PublishRecord | null>;
-  // Marks the result of one job attempt as counted; false when it already was (a redelivered
-  // result message: counted as a duplicate, not added twice).
+  // Marks a key as seen for the publish (receipts, fan-out steps); false when it already was.
   markResult(app: string, publishId: string, resultKey: string): Promise<boolean>;
+  // Adds the deltas of one job attempt's result and marks its key in one atomic write on the
+  // publish, so a crash can never leave a result marked but not counted (or counted twice).
+  // counted = false when the key was counted before; publish is null when there is no publish.
+  countResult(app: string, publishId: string, resultKey: string, deltas: CountDeltas, now: Date): Promise<{ counted: boolean; publish: PublishRecord | null }>;
   // Scheduled publishes whose sendAt has come, across apps, oldest first.
   listDue(now: Date, limit: number): Promise<PublishRecord[]>;
   // Publishes in one of `states` not updated since `before`, across apps (for relays and sweeps).

@@ -11,7 +11,7 @@ import {
   type BusMessage,
 } from "@herald/platform";
 import { createRegistryModule, type RegistryModule } from "@herald/registry";
-import { apiKeyLookup, createMemoryStore, createMongoStore, type Store } from "@herald/store";
+import { ALL_PROVIDER_ENUMS, apiKeyLookup, createMemoryStore, createMongoStore, type Store } from "@herald/store";
 import { createTopicModule } from "@herald/topic";
 import { MongoClient } from "mongodb";
 import { requireEnv } from "./infra.env.js";
@@ -102,7 +102,7 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
     clients,
     async createApp(limits) {
       const id = `app-${randomUUID().slice(0, 8)}`;
-      const created = await admin.apps.createApp({ id, name: id, providers: [], ...(limits ? { limits } : {}) });
+      const created = await admin.apps.createApp({ id, name: id, providers: ALL_PROVIDER_ENUMS, ...(limits ? { limits } : {}) });
       const server = await admin.apps.createApiKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_SERVER, name: "server" });
       const client = await admin.apps.createApiKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_CLIENT, name: "client" });
       return { id, serverKey: server.secret, clientKey: client.secret, userTokenSecret: created.userTokenSecret };

@@ -1,5 +1,6 @@
 import type { Bus, Logger, ServiceBinding, Subscription } from "@herald/platform";
 import type { PublishRepository, TokenRules } from "@herald/store";
+import type { Directory } from "./publish.directory.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { FanoutWorker } from "./fanout.consumer.js";
 import { PublishScheduler } from "./publish.scheduler.js";
@@ -9,6 +10,7 @@ import { ResultAggregator } from "./results.consumer.js";
 
 export interface DispatcherModuleDeps {
   publishes: PublishRepository;
+  directory: Directory;
   bus: Bus;
   recipients: RecipientSource;
   tokenRules: TokenRules;
@@ -32,8 +34,8 @@ export interface DispatcherModule {
 export function createDispatcherModule(deps: DispatcherModuleDeps): DispatcherModule {
   const now = deps.now ?? (() => new Date());
   const metrics = deps.metrics ? { metrics: deps.metrics } : {};
-  const publishService = new PublishService({ publishes: deps.publishes, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now, ...metrics });
-  const fanout = new FanoutWorker({ publishes: deps.publishes, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now, ...metrics });
+  const publishService = new PublishService({ publishes: deps.publishes, directory: deps.directory, recipients: deps.recipients, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now, ...metrics });
+  const fanout = new FanoutWorker({ publishes: deps.publishes, directory: deps.directory, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now, ...metrics });
   const results = new ResultAggregator(deps.publishes, deps.bus, now);
   const scheduler = new PublishScheduler(deps.publishes, publishService, deps.logger.child({ component: "scheduler" }), now, deps.schedulerIntervalMs);
   return {

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, type BusMessage, type DeepPartial } from "@herald/platform";
 import { dispatch, events, Provider } from "@herald/proto";
-import { createMemoryPublishRepository, createMemoryStore, DEFAULT_WEBPUSH_HOSTS, type ProviderName, type PublishRepository, type Store } from "@herald/store";
+import { createMemoryPublishRepository, createMemoryStore, DEFAULT_LIMITS, DEFAULT_WEBPUSH_HOSTS, type ProviderName, type PublishRepository, type Store } from "@herald/store";
 import { FanoutWorker } from "./fanout.consumer.js";
 import { PublishScheduler } from "./publish.scheduler.js";
 import { PublishService } from "./publish.service.js";
@@ -22,13 +22,14 @@ describe("fan-out and results", () => {
   let fanout: FanoutWorker;
   let now: Date;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     store = createMemoryStore();
     publishes = createMemoryPublishRepository();
     bus = new MemoryBus();
     now = new Date();
-    service = new PublishService({ publishes, bus, tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false }, logger, now: () => now });
-    fanout = new FanoutWorker({ publishes, bus, recipients: storeRecipients(store), logger, now: () => now });
+    await store.apps.create({ id: APP, name: APP, limits: DEFAULT_LIMITS, providers: ["apns", "fcm", "hms", "webpush"], secretVersion: 1, owner: "", vapidPublicKey: "", webhooks: [], createdAt: now, updatedAt: now });
+    service = new PublishService({ publishes, directory: store, recipients: storeRecipients(store), bus, tokenRules: { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false }, logger, now: () => now });
+    fanout = new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => now });
   });
 
   const device = async (provider: ProviderName, topics: string[], meta: Record<string, string> = {}) => {
@@ -116,7 +117,7 @@ describe("fan-out and results", () => {
     const fcm = await jobsOn("fcm");
     const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } }, expireAt: new Date(now.getTime() + 1000) }), APP, "");
     const later = new Date(now.getTime() + 2000);
-    const expiring = new FanoutWorker({ publishes, bus, recipients: storeRecipients(store), logger, now: () => later });
+    const expiring = new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => later });
     await expiring.run(APP, id);
     assert.equal((await publishes.get(APP, id))?.state, "expired");
     const second = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } } });
@@ -130,14 +131,63 @@ describe("fan-out and results", () => {
     const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["d"] } } }, notification: { alert: { body: "x" } } });
     const results = new ResultAggregator(publishes, bus, () => now);
     const result = (attempt: number, r: Partial<events.DeliveryResult>) => events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: "j1", attempt, ...r });
-    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, failedByReason: { "fcm:UNREGISTERED": 1 } }));
+    const first = result(0, { sent: 1, retrying: 1, invalidTokens: 1, failedByReason: { "fcm:UNREGISTERED": 1 }, runId: "run-a" });
+    await results.handle(first);
     assert.equal((await publishes.get(APP, id))?.state, "sending", "one delivery is still retrying");
-    await results.handle(result(0, { sent: 1 }));
-    await results.handle(result(1, { sent: 1 }));
+    // The same result read again (the aggregator restarted before committing): nothing changes.
+    await results.handle(first);
+    // The same attempt run again by a restarted sender: its send reached the device twice.
+    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, runId: "run-b" }));
+    await results.handle(result(1, { sent: 1, runId: "run-c" }));
     const done = await publishes.get(APP, id);
     assert.equal(done?.state, "done");
     assert.deepEqual([done?.counts.sent, done?.counts.invalidTokens, done?.counts.retries, done?.counts.duplicates], [2, 1, 1, 1]);
     assert.deepEqual(done?.counts.failedByReason, { "fcm:UNREGISTERED": 1 });
+  });
+
+  it("reports a publish that expired before its fan-out with every recipient targeted and expired", async () => {
+    for (let i = 0; i < 3; i++) await device("fcm", ["late"]);
+    const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["late"] } } }, notification: { alert: { body: "x" } }, expireAt: new Date(now.getTime() + 1000) }), APP, "");
+    const later = new Date(now.getTime() + 2000);
+    await new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => later }).run(APP, id);
+    const p = await publishes.get(APP, id);
+    assert.deepEqual([p?.state, p?.counts.targeted, p?.counts.expired], ["expired", 3, 3]);
+  });
+
+  it("fails the devices of a provider the app no longer has, with a reason, and still finishes", async () => {
+    await device("hms", ["mixed"]);
+    await device("hms", ["mixed"]);
+    const fcm = await device("fcm", ["mixed"]);
+    const hmsJobs = await jobsOn("hms");
+    const fcmJobs = await jobsOn("fcm");
+    await store.apps.update(APP, { providers: ["fcm"], now });
+    const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["mixed"] } } }, notification: { alert: { body: "x" } } });
+    await settle(() => fcmJobs.length, 1);
+    assert.equal(hmsJobs.length, 0, "no job for a provider without senders");
+    assert.deepEqual(fcmJobs[0]!.targets.map((t) => t.deviceId), [fcm.id]);
+    const p = await publishes.get(APP, id);
+    assert.deepEqual([p?.counts.targeted, p?.counts.failed, p?.counts.failedByReason], [3, 2, { "hms:PROVIDER_NOT_CONFIGURED": 2 }]);
+    await new ResultAggregator(publishes, bus, () => now).handle(events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: fcmJobs[0]!.jobId, sent: 1, runId: "r" }));
+    assert.equal((await publishes.get(APP, id))?.state, "done");
+  });
+
+  it("refuses raw tokens of a provider the app does not have, naming the provider", async () => {
+    await store.apps.update(APP, { providers: ["apns"], now });
+    await assert.rejects(
+      service.publish(req({ recipients: { target: { $case: "tokens", value: { provider: Provider.PROVIDER_FCM, tokens: ["t1"] } } }, notification: { alert: { body: "x" } } }), APP, ""),
+      { code: 9, reason: "PROVIDER_NOT_CONFIGURED", field: "recipients.tokens.provider" },
+    );
+  });
+
+  it("counts the recipients of a validate_only publish without sending", async () => {
+    for (let i = 0; i < 4; i++) await device("fcm", ["v"]);
+    await device("apns", ["v"]);
+    const seen = await jobsOn("fcm");
+    const res = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["v"] } } }, notification: { fcm: { message: { notification: { title: "t" } } } }, validateOnly: true }), APP, "");
+    assert.equal(res.id, "");
+    assert.equal(res.publish?.counts?.targeted, 4, "only the devices the notification has a payload for");
+    assert.deepEqual(await publishes.list(APP, {}, { limit: 10 }), [], "nothing stored");
+    assert.equal(seen.length, 0);
   });
 
   it("finishes a publish that reached nobody", async () => {

@@ -1,11 +1,13 @@
 import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, dispatch, events, type topic } from "@herald/proto";
-import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
+import { ALL_PROVIDERS, PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
 import { announceFinished, completeIfSettled } from "./publish.progress.js";
 import type { RecipientSource } from "./recipient.source.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
+import { unconfiguredReason, type Directory } from "./publish.directory.js";
+import { countRecipients, streamRequest } from "./publish.recipients.js";
 
 // Targets per delivery job: FCM sends one request per token anyway, HMS takes 1000 per request,
 // Web Push requests are the slowest, so its jobs are small enough to retry cheaply.
@@ -14,6 +16,7 @@ const STREAM_BATCH = 500;
 
 export interface FanoutDeps {
   publishes: PublishRepository;
+  directory: Directory;
   bus: Bus;
   recipients: RecipientSource;
   logger: Logger;
@@ -55,13 +58,21 @@ export class FanoutWorker {
     // Anything but fanning_out: another worker finished it, it was cancelled, or this message is
     // a redelivery of a publish already handed on.
     if (!publish || publish.state !== "fanning_out") return;
+    const request = dispatch.PublishRequest.decode(publish.request);
+    const appRecord = await this.deps.directory.apps.get(app);
+    if (!appRecord) {
+      await publishes.transition(app, id, ["fanning_out"], "failed", { finishedAt: now(), error: "the app no longer exists", now: now() });
+      return;
+    }
     if (publish.expireAt && publish.expireAt.getTime() <= now().getTime()) {
-      await announceFinished(this.deps.bus, publish, "expired", now());
+      // Reports what it would have reached: every recipient counts as targeted and expired.
+      const n = await countRecipients(this.deps.recipients, app, request, ALL_PROVIDERS);
+      const counted = await publishes.countResult(app, id, "fanout:expired", { targeted: n, expired: n }, now());
+      await announceFinished(this.deps.bus, counted.publish ?? publish, "expired", now());
       await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
       return;
     }
-    const request = dispatch.PublishRequest.decode(publish.request);
-    const planner = new JobPlanner(publish, request);
+    const planner = new JobPlanner(publish, request, new Set(appRecord.providers));
     const started = performance.now();
     try {
       const running = publish;
@@ -78,6 +89,13 @@ export class FanoutWorker {
   private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner): Promise<void> {
     const target = request.recipients?.target;
     if (!target) return;
+    if ((target.$case === "tokens" || target.$case === "native") && !planner.configured.has(PROVIDER_NAMES[target.value.provider]!)) {
+      // Checked when published; the provider was removed from the app since.
+      const provider = PROVIDER_NAMES[target.value.provider]!;
+      const n = target.$case === "tokens" ? target.value.tokens.length : 1;
+      await this.deps.publishes.countResult(publish.app, publish.id, "fanout:unconfigured", { targeted: n, failed: n, failedByReason: { [unconfiguredReason(provider)]: n } }, this.deps.now());
+      return;
+    }
     if (target.$case === "tokens") {
       const provider = PROVIDER_NAMES[target.value.provider]!;
       const recipients = target.value.tokens.map((token) => ({ deviceId: "", token, provider: target.value.provider }));
@@ -103,12 +121,24 @@ export class FanoutWorker {
       }
       const jobs: events.DeliveryJob[] = [];
       let targeted = 0;
+      const unconfigured: Record<string, number> = {};
       for (const [provider, list] of byProvider) {
+        if (!planner.hasPayload(provider)) continue;
+        if (!planner.configured.has(provider)) {
+          unconfigured[unconfiguredReason(provider)] = list.length;
+          continue;
+        }
         const cut = planner.jobs(provider, list, list[0]!.deviceId);
         jobs.push(...cut);
         targeted += cut.reduce((n, j) => n + j.targets.length, 0);
       }
-      await this.handOn(publish, jobs, targeted, recipients.at(-1)?.deviceId ?? "");
+      const cursor = recipients.at(-1)?.deviceId ?? "";
+      // Devices of a provider the app no longer has (registered before it was removed) fail with
+      // a reason instead of becoming jobs that no sender consumes; keyed by batch, so a resumed
+      // fan-out does not count them twice.
+      const failed = Object.values(unconfigured).reduce((a, b) => a + b, 0);
+      if (failed) await this.deps.publishes.countResult(publish.app, publish.id, `fanout:unconfigured:${cursor}`, { targeted: failed, failed, failedByReason: unconfigured }, this.deps.now());
+      await this.handOn(publish, jobs, targeted, cursor);
     });
   }
 
@@ -133,7 +163,13 @@ class JobPlanner {
   constructor(
     private readonly publish: PublishRecord,
     private readonly request: dispatch.PublishRequest,
+    // The providers the app has senders for.
+    readonly configured: ReadonlySet<ProviderName>,
   ) {}
+
+  hasPayload(provider: ProviderName): boolean {
+    return this.payloadFor(provider).payload !== undefined;
+  }
 
   private payloadFor(provider: ProviderName) {
     let entry = this.payloads.get(provider);
@@ -200,23 +236,3 @@ class JobPlanner {
 }
 
 const providerEnum = (name: ProviderName) => Number(Object.entries(PROVIDER_NAMES).find(([, v]) => v === name)![0]);
-
-function streamRequest(request: dispatch.PublishRequest, after: string, batchSize: number): topic.StreamRecipientsRequest {
-  const r = request.recipients!;
-  const t = r.target!;
-  const target: topic.StreamRecipientsRequest["target"] =
-    t.$case === "deviceIds" || t.$case === "users" || t.$case === "topics"
-      ? ({ $case: t.$case, value: { values: t.value.values } } as topic.StreamRecipientsRequest["target"])
-      : t.$case === "tags"
-        ? { $case: "tags", value: t.value }
-        : { $case: "all", value: {} };
-  return {
-    target,
-    excludeDeviceIds: r.excludeDeviceIds,
-    providers: r.providers,
-    platforms: r.platforms,
-    includeMeta: !!request.notification?.templated,
-    batchSize,
-    afterDeviceId: after,
-  };
-}

@@ -43,7 +43,7 @@ consumerLagGauge({
   ],
   logger,
 });
-const dispatcher = createDispatcherModule({ publishes, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry) });
+const dispatcher = createDispatcherModule({ publishes, directory: store, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry) });
 lifecycle.add("workers", await dispatcher.start());
 const server = new GrpcServer({
   logger,

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, Status, type Bus, type BusMessage, type CallContext, type DeepPartial } from "@herald/platform";
 import { BusTopics, dispatch, events, Provider } from "@herald/proto";
-import { createMemoryPublishRepository, DEFAULT_WEBPUSH_HOSTS, type PublishRepository } from "@herald/store";
+import { createMemoryPublishRepository, createMemoryStore, DEFAULT_LIMITS, DEFAULT_WEBPUSH_HOSTS, type PublishRepository, type Store } from "@herald/store";
 import { PublishService } from "./publish.service.js";
+import { storeRecipients } from "./recipient.source.js";
 
 const rules = { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
 const alert = { title: "Hi", body: "there" };
@@ -12,6 +13,7 @@ const topics = (...values: string[]) => ({ target: { $case: "topics" as const, v
 
 describe("PublishService", () => {
   let publishes: PublishRepository;
+  let store: Store;
   let bus: Bus;
   let service: PublishService;
   let now: Date;
@@ -37,11 +39,15 @@ describe("PublishService", () => {
     });
   };
 
-  beforeEach(() => {
+  beforeEach(async () => {
     publishes = createMemoryPublishRepository();
+    store = createMemoryStore();
     bus = new MemoryBus();
     now = new Date();
-    service = new PublishService({ publishes, bus, tokenRules: rules, logger: createLogger({ service: "t", level: "silent" }), now: () => now, watchIntervalMs: 10 });
+    for (const id of ["app1", "app2"]) {
+      await store.apps.create({ id, name: id, limits: DEFAULT_LIMITS, providers: ["apns", "fcm", "hms", "webpush"], secretVersion: 1, owner: "", vapidPublicKey: "", webhooks: [], createdAt: now, updatedAt: now });
+    }
+    service = new PublishService({ publishes, directory: store, recipients: storeRecipients(store), bus, tokenRules: rules, logger: createLogger({ service: "t", level: "silent" }), now: () => now, watchIntervalMs: 10 });
   });
 
   it("stores a publish, hands it to the bus and answers with its id", async () => {
@@ -104,7 +110,7 @@ describe("PublishService", () => {
 
   it("marks the publish failed and answers UNAVAILABLE when the bus refuses it", async () => {
     const broken: Bus = { ...bus, publish: async () => { throw new Error("broker down"); } } as Bus;
-    service = new PublishService({ publishes, bus: broken, tokenRules: rules, logger: createLogger({ service: "t", level: "silent" }), now: () => now });
+    service = new PublishService({ publishes, directory: store, recipients: storeRecipients(store), bus: broken, tokenRules: rules, logger: createLogger({ service: "t", level: "silent" }), now: () => now });
     await assert.rejects(service.publish(req({ uid: "x", recipients: topics("a"), notification: { alert } }), "app1", ""), { code: Status.UNAVAILABLE, reason: "BUS_UNAVAILABLE" });
     const [stored] = await publishes.list("app1", {}, { limit: 10 });
     assert.equal(stored?.state, "failed");
@@ -161,13 +167,24 @@ describe("PublishService", () => {
     assert.deepEqual(states, ["PUBLISH_STATE_QUEUED:0", "PUBLISH_STATE_SENDING:0", "PUBLISH_STATE_SENDING:2", "PUBLISH_STATE_DONE:2"]);
   });
 
-  it("counts one delivered and one opened receipt per device", async () => {
+  it("counts one delivered and one opened receipt per recipient device, and refuses the rest", async () => {
+    const device = async (app: string, topics: string[]) => {
+      const { device: d } = await store.devices.write({ app, provider: "fcm", platform: "android", token: `t-${Math.random()}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now });
+      await store.subscriptions.add(app, d.id, "", topics, "device");
+      return d.id;
+    };
+    const [d1, d2, outsider, elsewhere] = [await device("app1", ["a"]), await device("app1", ["a", "b"]), await device("app1", ["b"]), await device("app2", ["a"])];
     const { id } = await service.publish(req({ recipients: topics("a"), notification: { alert } }), "app1", "");
-    const r = (status: dispatch.ReceiptStatus, deviceId = "d1") => service.receipt({ publishId: id, deviceId, status }, ctx());
+    const r = (status: dispatch.ReceiptStatus, deviceId = d1) => service.receipt({ publishId: id, deviceId, status }, ctx());
     await r(dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED);
     await r(dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED);
     await r(dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED);
-    await r(dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED, "d2");
+    await r(dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED, d2);
+    // Invented ids, devices the publish did not target and other apps' devices count nothing.
+    await assert.rejects(r(dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED, "invented"), { code: Status.NOT_FOUND });
+    await assert.rejects(r(dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED, outsider), { code: Status.FAILED_PRECONDITION, reason: "NOT_A_RECIPIENT" });
+    await assert.rejects(r(dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED, elsewhere), { code: Status.NOT_FOUND });
+    await assert.rejects(r(dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED, "x".repeat(500_000)), { code: Status.INVALID_ARGUMENT, field: "device_id" });
     const counts = (await publishes.get("app1", id))!.counts;
     assert.equal(counts.deliveredReceipts, 2);
     assert.equal(counts.openedReceipts, 1);

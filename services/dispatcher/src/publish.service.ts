@@ -11,15 +11,20 @@ import {
   type ServiceBinding,
 } from "@herald/platform";
 import { BusTopics, dispatch, events } from "@herald/proto";
-import { checkStringMap, FINAL_STATES, pageLimit, type PublishRecord, type PublishRepository, type TokenRules } from "@herald/store";
+import { checkProviderConfigured, checkStringMap, FINAL_STATES, pageLimit, type PublishRecord, type PublishRepository, type TokenRules } from "@herald/store";
 import { checkNotification } from "./notification.payload.js";
 import { stateName, toPublishProto } from "./publish.mapper.js";
 import { announceFinished } from "./publish.progress.js";
 import { checkRecipients } from "./recipients.schema.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
+import { appOf, isRecipient, notARecipient, type Directory } from "./publish.directory.js";
+import { countRecipients } from "./publish.recipients.js";
+import type { RecipientSource } from "./recipient.source.js";
 
 export interface PublishDeps {
   publishes: PublishRepository;
+  directory: Directory;
+  recipients: RecipientSource;
   bus: Bus;
   tokenRules: TokenRules;
   logger: Logger;
@@ -31,6 +36,8 @@ export interface PublishDeps {
 
 const MAX_BATCH = 100;
 const MAX_UID = 128;
+// Device ids are UUIDs; anything much longer is not one.
+const MAX_DEVICE_ID = 64;
 const CANCELLABLE = ["queued", "scheduled", "fanning_out", "sending"] as const;
 
 // Time-ordered ids: listing by id lists by creation, and ids never collide across replicas.
@@ -62,29 +69,20 @@ export class PublishService {
     if (req.uid.length > MAX_UID) throw invalidArgument(at("uid"), `at most ${MAX_UID} characters`);
     if (req.expireAt && req.expireAt.getTime() <= now.getTime()) throw invalidArgument(at("expire_at"), "must be in the future", "EXPIRED");
     if (req.sendAt && req.expireAt && req.sendAt.getTime() >= req.expireAt.getTime()) throw invalidArgument(at("send_at"), "must be before expire_at");
-    wrapField(field, () => checkStringMap(req.labels, "labels"));
-    if (req.validateOnly) return { id: "", duplicate: false };
+    const labels = wrapField(field, () => checkStringMap(req.labels, "labels"));
+    const target = recipients.target;
+    if (target?.$case === "tokens" || target?.$case === "native") {
+      // Raw tokens of a provider without a sender would be cut into jobs nobody consumes.
+      checkProviderConfigured(await appOf(this.deps.directory, app), providers[0]!, at(`recipients.${target.$case}.provider`));
+    }
+    const accepted: dispatch.PublishRequest = { ...req, recipients, priority, labels };
+    if (req.validateOnly) {
+      const targeted = await countRecipients(this.deps.recipients, app, accepted, providers);
+      return { id: "", duplicate: false, publish: toPublishProto({ ...draft(app, accepted, now), counts: { ...emptyCounts(), targeted } }) };
+    }
 
-    const accepted: dispatch.PublishRequest = { ...req, recipients, priority };
     const scheduled = !!req.sendAt && req.sendAt.getTime() > now.getTime();
-    const record: PublishRecord = {
-      id: newPublishId(now),
-      app,
-      uid: req.uid,
-      state: scheduled ? "scheduled" : "queued",
-      request: dispatch.PublishRequest.encode(accepted).finish(),
-      labels: { ...req.labels },
-      counts: { targeted: 0, sent: 0, failed: 0, invalidTokens: 0, expired: 0, cancelled: 0, deadLettered: 0, duplicates: 0, retries: 0, deliveredReceipts: 0, openedReceipts: 0, failedByReason: {} },
-      fanoutCursor: "",
-      fanoutDone: false,
-      sendAt: req.sendAt ?? null,
-      expireAt: req.expireAt ?? null,
-      createdAt: now,
-      updatedAt: now,
-      startedAt: null,
-      finishedAt: null,
-      error: "",
-    };
+    const record: PublishRecord = { ...draft(app, accepted, now), id: newPublishId(now), state: scheduled ? "scheduled" : "queued" };
     const { publish, created } = await this.deps.publishes.create(record);
     if (!created) return { id: publish.id, duplicate: true, publish: toPublishProto(publish) };
     this.deps.metrics?.publishAccepted(app, scheduled);
@@ -164,11 +162,17 @@ export class PublishService {
     }
   }
 
+  // Receipts come from app SDKs with a CLIENT key, which anyone can pull out of an app: one counts
+  // only for a device of the app that is among the publish's recipients, once per kind.
   async receipt(req: dispatch.ReportReceiptRequest, ctx: CallContext): Promise<dispatch.ReportReceiptResponse> {
     if (!req.deviceId) throw invalidArgument("device_id", "is required");
+    if (req.deviceId.length > MAX_DEVICE_ID) throw invalidArgument("device_id", `at most ${MAX_DEVICE_ID} characters`, "INVALID_DEVICE_ID");
     const kind = req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED ? "deliveredReceipts" : req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED ? "openedReceipts" : undefined;
     if (!kind) throw invalidArgument("status", "must be RECEIPT_STATUS_DELIVERED or RECEIPT_STATUS_OPENED");
-    await this.get(ctx.app, req.publishId);
+    const publish = await this.get(ctx.app, req.publishId, "publish_id");
+    const device = await this.deps.directory.devices.get(ctx.app, req.deviceId);
+    if (!device) throw notFound("device", req.deviceId);
+    if (!(await isRecipient(this.deps.directory, dispatch.PublishRequest.decode(publish.request), device))) throw notARecipient(req.deviceId);
     // One receipt of each kind per device and publish counts; repeats are acknowledged and ignored.
     if (await this.deps.publishes.markResult(ctx.app, req.publishId, `receipt:${kind}:${req.deviceId}`)) {
       await this.deps.publishes.addCounts(ctx.app, req.publishId, { [kind]: 1 }, this.deps.now());
@@ -177,13 +181,37 @@ export class PublishService {
     return {};
   }
 
-  private async get(app: string, id: string): Promise<PublishRecord> {
-    if (!id) throw invalidArgument("id", "is required");
+  private async get(app: string, id: string, field = "id"): Promise<PublishRecord> {
+    if (!id) throw invalidArgument(field, "is required");
     const publish = await this.deps.publishes.get(app, id);
     if (!publish) throw notFound("publish", id);
     return publish;
   }
 }
+
+const emptyCounts = (): PublishRecord["counts"] => ({
+  targeted: 0, sent: 0, failed: 0, invalidTokens: 0, expired: 0, cancelled: 0, deadLettered: 0, duplicates: 0, retries: 0, deliveredReceipts: 0, openedReceipts: 0, failedByReason: {},
+});
+
+// A publish as it is accepted, before it has an id and a state.
+const draft = (app: string, accepted: dispatch.PublishRequest, now: Date): PublishRecord => ({
+  id: "",
+  app,
+  uid: accepted.uid,
+  state: "queued",
+  request: dispatch.PublishRequest.encode(accepted).finish(),
+  labels: accepted.labels,
+  counts: emptyCounts(),
+  fanoutCursor: "",
+  fanoutDone: false,
+  sendAt: accepted.sendAt ?? null,
+  expireAt: accepted.expireAt ?? null,
+  createdAt: now,
+  updatedAt: now,
+  startedAt: null,
+  finishedAt: null,
+  error: "",
+});
 
 // Batch entries report their errors under requests[i].
 function wrapField<T>(prefix: string, fn: () => T): T {

@@ -1,6 +1,7 @@
 import { invalidArgument } from "@herald/platform";
 import { dispatch } from "@herald/proto";
 import {
+  ALL_PROVIDERS,
   checkTopics,
   checkUserId,
   normalizeToken,
@@ -12,7 +13,6 @@ import {
 } from "@herald/store";
 
 export const LIMITS = { deviceIds: 10_000, users: 1000, topics: 100, tokens: 1000, excluded: 10_000, tagConditions: 20 } as const;
-const ALL_PROVIDERS: ProviderName[] = ["apns", "fcm", "hms", "webpush"];
 
 export interface CheckedRecipients {
   recipients: dispatch.Recipients;
@@ -30,7 +30,7 @@ export function checkRecipients(r: dispatch.Recipients | undefined, rules: Token
   });
   if (r.excludeDeviceIds.length > LIMITS.excluded) throw invalidArgument("recipients.exclude_device_ids", `at most ${LIMITS.excluded}`, "TOO_MANY_RECIPIENTS");
   const target = r.target;
-  let providers = narrowed.length ? narrowed : ALL_PROVIDERS;
+  let providers = narrowed.length ? narrowed : [...ALL_PROVIDERS];
   let checked: dispatch.Recipients["target"] = target;
   switch (target.$case) {
     case "deviceIds":

@@ -5,8 +5,9 @@ import { completeIfSettled } from "./publish.progress.js";
 
 // Adds the senders' job results to their publish's counts (herald.results, keyed by publish id,
 // so one consumer at a time writes a publish's counts) and closes the publish when everything
-// is settled. A result of a job attempt seen before means that job ran twice (a sender restarted
-// after sending, before committing): its sends are counted as duplicates, never added twice.
+// is settled. Each job attempt's result is added once, whatever is redelivered; the same attempt
+// reported by a second run (a sender restarted after sending, before committing) has its sends
+// counted as duplicates, never added twice.
 export class ResultAggregator {
   constructor(
     private readonly publishes: PublishRepository,
@@ -19,28 +20,25 @@ export class ResultAggregator {
   }
 
   async handle(r: events.DeliveryResult): Promise<void> {
-    const first = await this.publishes.markResult(r.app, r.publishId, `job:${r.jobId}:${r.attempt}`);
-    if (!first) {
-      if (r.sent) await this.publishes.addCounts(r.app, r.publishId, { duplicates: r.sent }, this.now());
-      // A redelivery after a crash between counting and completing must still complete it.
-      await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
-      return;
-    }
-    await this.publishes.addCounts(
-      r.app,
-      r.publishId,
-      {
-        sent: r.sent,
-        failed: r.failed,
-        invalidTokens: r.invalidTokens,
-        expired: r.expired,
-        cancelled: r.cancelled,
-        deadLettered: r.deadLettered,
-        retries: r.retrying,
-        failedByReason: r.failedByReason,
-      },
-      this.now(),
-    );
+    const deltas = {
+      sent: r.sent,
+      failed: r.failed,
+      invalidTokens: r.invalidTokens,
+      expired: r.expired,
+      cancelled: r.cancelled,
+      deadLettered: r.deadLettered,
+      retries: r.retrying,
+      failedByReason: r.failedByReason,
+    };
+    const key = `job:${r.jobId}:${r.attempt}`;
+    // A run seen before is this very result read again (not a duplicate send).
+    const newRun = await this.publishes.markResult(r.app, r.publishId, `run:${key}:${r.runId}`);
+    // One atomic write: a crash after it redelivers a result that is then seen as counted, and a
+    // crash before it leaves nothing counted, so the redelivery counts it and the publish completes.
+    const { counted } = await this.publishes.countResult(r.app, r.publishId, key, deltas, this.now());
+    // Counted before under another run: the sender ran the attempt twice, its sends reached the
+    // devices twice.
+    if (!counted && newRun && r.sent) await this.publishes.addCounts(r.app, r.publishId, { duplicates: r.sent }, this.now());
     await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
   }
 }

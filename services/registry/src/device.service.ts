@@ -10,6 +10,7 @@ import {
 import { registry, type common } from "@herald/proto";
 import {
   checkLocale,
+  checkProviderConfigured,
   checkStringMap,
   checkTimezone,
   checkTopics,
@@ -27,6 +28,7 @@ import {
   type DeviceQuery,
   type DeviceRecord,
   type PlatformName,
+  type ProviderName,
   type Store,
   type TokenRules,
 } from "@herald/store";
@@ -69,11 +71,14 @@ export class DeviceService {
     const app = await this.app(ctx.app);
     const provider = parseProvider(req.provider, "provider");
     const platform = parsePlatform(req.platform, provider, "platform");
+    checkProviderConfigured(app, provider, "provider");
     const token = normalizeToken(provider, req.token, this.deps.tokenRules, "token");
     if (req.user && isClient(ctx)) {
       throw permissionDenied("USER_TOKEN_REQUIRED", "CLIENT keys cannot set `user`; call BindUser with a user token");
     }
-    const user = req.user ? checkUserId(req.user, "user") : "";
+    // An app SDK re-registers its token on every start with a CLIENT key, which cannot name the
+    // user: the user bound with BindUser stays (a SERVER key's registration is a full-state write).
+    const user = req.user ? checkUserId(req.user, "user") : isClient(ctx) ? await this.boundUser(app.id, provider, token, req.id) : "";
     const topics = this.checkDeviceTopics(req.topics, "topics", app, !isClient(ctx));
     const tags = checkStringMap(req.tags, "tags");
     const meta = checkStringMap(req.meta, "meta");
@@ -101,6 +106,11 @@ export class DeviceService {
       await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_USER_CHANGED, [device], { previousUser: written.previousUser });
     }
     return { device: await this.view(device), created: written.created, evictedDeviceIds: evicted };
+  }
+
+  private async boundUser(app: string, provider: ProviderName, token: string, id: string): Promise<string> {
+    const existing = id ? await this.deps.store.devices.get(app, id) : (await this.deps.store.devices.list(app, { tokens: [{ provider, token }] }, { limit: 1 }))[0];
+    return existing?.user ?? "";
   }
 
   async get(req: registry.GetDeviceRequest, ctx: CallContext): Promise<registry.GetDeviceResponse> {
@@ -311,7 +321,8 @@ export class DeviceService {
     if (filter.tags?.all.length) {
       query.tags = filter.tags.all.map((m, i) => {
         if (!m.key) throw invalidArgument(`filter.tags.all[${i}].key`, "is required");
-        return { key: m.key, values: m.values };
+        // Stored keys are NFC (checkStringMap), so a query in another spelling still matches.
+        return { key: m.key.normalize("NFC"), values: m.values };
       });
     }
     return query;

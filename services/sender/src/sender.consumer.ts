@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { backoffDelay, withSpan, type Bus, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
@@ -251,5 +252,6 @@ function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
     retrying: 0,
     failedByReason: {},
     at,
+    runId: randomBytes(8).toString("hex"),
   };
 }

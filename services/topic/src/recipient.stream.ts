@@ -73,7 +73,8 @@ export async function streamRecipients(
       if (target.value.all.length === 0) throw invalidArgument("tags.all", "name at least one tag condition");
       const tags = target.value.all.map((m, i) => {
         if (!m.key) throw invalidArgument(`tags.all[${i}].key`, "is required");
-        return { key: m.key, values: m.values };
+        // Stored tag keys are NFC (checkStringMap).
+        return { key: m.key.normalize("NFC"), values: m.values };
       });
       await scan(store, ctx, { ...query, tags }, after, batchSize, emit);
       break;

@@ -216,7 +216,15 @@ export interface DeliveryResult {
   deadLettered: number;
   retrying: number;
   failedByReason: { [key: string]: number };
-  at?: Date | undefined;
+  at?:
+    | Date
+    | undefined;
+  /**
+   * Random per execution of the attempt. The same attempt run twice (a sender restarted after
+   * sending, before committing its offset) reports two run ids and its sends count as duplicates;
+   * one result read twice (the aggregator restarted) has one run id and counts once.
+   */
+  runId: string;
 }
 
 export interface DeliveryResult_FailedByReasonEntry {
@@ -982,6 +990,7 @@ function createBaseDeliveryResult(): DeliveryResult {
     retrying: 0,
     failedByReason: {},
     at: undefined,
+    runId: "",
   };
 }
 
@@ -1028,6 +1037,9 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
     });
     if (message.at !== undefined) {
       Timestamp.encode(toTimestamp(message.at), writer.uint32(114).fork()).join();
+    }
+    if (message.runId !== "") {
+      writer.uint32(122).string(message.runId);
     }
     return writer;
   },
@@ -1160,6 +1172,14 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
             message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1230,6 +1250,11 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
         )
         : {},
       at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -1283,6 +1308,9 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
     if (message.at !== undefined) {
       obj.at = message.at.toISOString();
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -1313,6 +1341,7 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
       {},
     );
     message.at = object.at ?? undefined;
+    message.runId = object.runId ?? "";
     return message;
   },
 };

@@ -1,0 +1,48 @@
+import type { dispatch, topic } from "@herald/proto";
+import { PROVIDER_NAMES, type ProviderName } from "@herald/store";
+import { buildPayload } from "./notification.payload.js";
+import type { RecipientSource } from "./recipient.source.js";
+
+const STREAM_BATCH = 500;
+
+// The providers a publish's notification has a payload for: devices of other providers are not
+// targeted (the fan-out cuts no job for them).
+export function payloadProviders(request: dispatch.PublishRequest, among: readonly ProviderName[]): Set<ProviderName> {
+  const n = request.notification;
+  return new Set(n ? among.filter((p) => buildPayload(p, n, request.priority) !== undefined) : []);
+}
+
+// How many devices a publish targets, streamed like the fan-out reads them (validate_only, and a
+// publish that expires or is cancelled before its fan-out, which reports what it would have reached).
+export async function countRecipients(source: RecipientSource, app: string, request: dispatch.PublishRequest, among: readonly ProviderName[], signal: AbortSignal = new AbortController().signal): Promise<number> {
+  const target = request.recipients?.target;
+  if (!target) return 0;
+  const providers = payloadProviders(request, among);
+  if (target.$case === "tokens") return providers.has(PROVIDER_NAMES[target.value.provider]!) ? target.value.tokens.length : 0;
+  if (target.$case === "native") return providers.has(PROVIDER_NAMES[target.value.provider]!) ? 1 : 0;
+  let n = 0;
+  await source.forEachBatch(app, streamRequest(request, "", STREAM_BATCH), signal, async (recipients) => {
+    for (const r of recipients) if (providers.has(PROVIDER_NAMES[r.provider]!)) n++;
+  });
+  return n;
+}
+
+export function streamRequest(request: dispatch.PublishRequest, after: string, batchSize: number): topic.StreamRecipientsRequest {
+  const r = request.recipients!;
+  const t = r.target!;
+  const target: topic.StreamRecipientsRequest["target"] =
+    t.$case === "deviceIds" || t.$case === "users" || t.$case === "topics"
+      ? ({ $case: t.$case, value: { values: t.value.values } } as topic.StreamRecipientsRequest["target"])
+      : t.$case === "tags"
+        ? { $case: "tags", value: t.value }
+        : { $case: "all", value: {} };
+  return {
+    target,
+    excludeDeviceIds: r.excludeDeviceIds,
+    providers: r.providers,
+    platforms: r.platforms,
+    includeMeta: !!request.notification?.templated,
+    batchSize,
+    afterDeviceId: after,
+  };
+}
