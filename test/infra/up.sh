@@ -21,12 +21,19 @@ ferretdb_job=$!
 jaeger_job=$!
 "$INFRA_DIR/kube.sh" start &
 kube_job=$!
+# a tool, not a server: its install prints the binary's path, the env line below exports it
+"$INFRA_DIR/grpcurl.sh" install >/dev/null &
+grpcurl_job=$!
+"$INFRA_DIR/schemathesis.sh" install &
+schemathesis_job=$!
 
 failed=()
 wait "$kafka_job" || failed+=(kafka)
 wait "$ferretdb_job" || failed+=(ferretdb)
 wait "$jaeger_job" || failed+=(jaeger)
 wait "$kube_job" || failed+=(kube)
+wait "$grpcurl_job" || failed+=(grpcurl)
+wait "$schemathesis_job" || failed+=(schemathesis)
 if ((${#failed[@]} > 0)); then
   die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
 fi
@@ -41,6 +48,8 @@ env_lines=(
 mapfile -t kube_env < <("$INFRA_DIR/kube.sh" env)
 ((${#kube_env[@]} > 0)) || die "test/infra/kube.sh env printed nothing"
 env_lines+=("${kube_env[@]}")
+env_lines+=("$("$INFRA_DIR/grpcurl.sh" env)")
+env_lines+=("$("$INFRA_DIR/schemathesis.sh" env)")
 tmp_env="$HERALD_RUN/env.tmp.$$"
 {
   echo "# written by test/infra/up.sh; removed by test/infra/down.sh"

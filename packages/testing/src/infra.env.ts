@@ -16,7 +16,9 @@ export type InfraEnvName =
   | "HERALD_KUBECTL"
   | "HERALD_HELM"
   // grpcurl built by test/infra/grpcurl.sh (a tool, not a server).
-  | "HERALD_GRPCURL";
+  | "HERALD_GRPCURL"
+  // schemathesis's `st`, installed into a virtualenv by test/infra/schemathesis.sh.
+  | "HERALD_SCHEMATHESIS";
 
 export function requireEnv(name: InfraEnvName): string {
   const value = process.env[name];
