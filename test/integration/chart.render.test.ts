@@ -72,7 +72,7 @@ const DEFINED_METRICS = new Set(
   ),
 );
 
-const ALERTS = ["HeraldCredentialFailures", "HeraldDeliveryLagGrowing", "HeraldDeliveryErrorRate", "HeraldDeadLetterGrowth", "HeraldOperatorReconcileErrors"];
+const ALERTS = ["HeraldCredentialFailures", "HeraldDeliveryLagGrowing", "HeraldDeliveryErrorRate", "HeraldDeadLetterGrowth", "HeraldPublishStalled", "HeraldOperatorReconcileErrors"];
 
 // ---- the rendered objects, typed as far as the assertions read them
 
@@ -490,6 +490,7 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       assert.match(expr("HeraldDeliveryLagGrowing"), /sum by \(topic\).*herald_consumer_lag/);
       assert.match(expr("HeraldDeliveryErrorRate"), /result="failed".*\[10m\][\s\S]*\/[\s\S]*herald_deliveries_total\[10m\][\s\S]*> 0\.05/);
       assert.match(expr("HeraldDeadLetterGrowth"), /increase\(herald_deliveries_total\{result="dead_lettered"\}\[15m\]\)\) > 0/);
+      assert.match(expr("HeraldPublishStalled"), /max by \(app, state\) \(herald_publishes_stalled\) > 0/);
       assert.match(expr("HeraldOperatorReconcileErrors"), /rate\(herald_operator_reconciles_total\{result="error"\}\[10m\]\)\) > 0/);
       assert.match(expr("HeraldDeliveryLagGrowing"), r === renders.sample ? /> 50000/ : /> 10000/);
 

@@ -103,6 +103,32 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       assert.equal((await c.registry.listDevices({})).devices.length, 1, "only the valid registration was stored");
     });
 
+    it("refuses devices of a provider the app has no credentials for, naming the provider", async () => {
+      const admin = stack.clients(stack.adminKey);
+      const id = `apns-only-${Math.random().toString(36).slice(2, 8)}`;
+      await admin.apps.createApp({ id, providers: [Provider.PROVIDER_APNS] });
+      const { secret } = await admin.apps.createApiKey({ appId: id, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
+      const c = stack.clients(secret);
+      await expectError(c.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken() }), Status.FAILED_PRECONDITION, "PROVIDER_NOT_CONFIGURED", "provider");
+      await c.registry.registerDevice({ provider: Provider.PROVIDER_APNS, platform: Platform.PLATFORM_IOS, token: apnsToken() });
+      assert.equal((await c.registry.listDevices({})).devices.length, 1);
+    });
+
+    it("keeps the user bound with BindUser when the app re-registers its token with a CLIENT key", async () => {
+      const app = await stack.createApp();
+      const client = stack.clients(app.clientKey);
+      const reg = { provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["a"] };
+      const d = (await client.registry.registerDevice(reg)).device!;
+      await client.registry.bindUser({ deviceId: d.id, userToken: userToken(app, "alice") });
+      const again = await client.registry.registerDevice({ ...reg, topics: ["b"] });
+      assert.equal(again.device?.id, d.id);
+      assert.equal(again.device?.user, "alice", "an app start does not log the user out");
+      assert.deepEqual(again.device?.topics, ["b"]);
+      // A SERVER key's registration is a full-state write: no user given, no user.
+      const server = stack.clients(app.serverKey);
+      assert.equal((await server.registry.registerDevice(reg)).device?.user, "");
+    });
+
     it("lets CLIENT keys register and bind only with a user token", async () => {
       const app = await stack.createApp();
       const client = stack.clients(app.clientKey);
@@ -320,6 +346,11 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       await expectError(c.registry.listDevices({}), Status.UNAUTHENTICATED, "REVOKED_API_KEY");
       await expectError(stack.clients("hk_s_nope_xxxxxxxx").registry.listDevices({}), Status.UNAUTHENTICATED, "UNKNOWN_API_KEY");
       await expectError(stack.clients("").registry.listDevices({}), Status.UNAUTHENTICATED, "MISSING_API_KEY");
+      // Key calls name their own field when the app is missing.
+      await expectError(admin.apps.listApiKeys({}), Status.INVALID_ARGUMENT, undefined, "app_id");
+      await expectError(admin.apps.createApiKey({ role: apps.ApiKeyRole.API_KEY_ROLE_SERVER }), Status.INVALID_ARGUMENT, undefined, "app_id");
+      await expectError(admin.apps.revokeApiKey({ appId: app.id }), Status.INVALID_ARGUMENT, undefined, "key_id");
+      await expectError(admin.apps.rotateUserTokenSecret({}), Status.INVALID_ARGUMENT, undefined, "app_id");
     });
 
     it("updates and deletes an owned app only for its owner", async () => {

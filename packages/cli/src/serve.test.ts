@@ -64,6 +64,10 @@ describe("startEmbedded", () => {
     }
     assert.match(banner, /grpcurl -plaintext/);
     assert.match(banner, /npm run herald -- devices list/);
+    assert.match(banner, /dry-run: no credentials in embedded mode/, "without fakes every sender is dry-run");
+    // With a provider for every sender (the fakes), nothing claims to be dry-run.
+    const delivering = formatBanner({ ...server, apps: server.apps.map((a) => ({ ...a, dryRun: [] })) });
+    assert.doesNotMatch(delivering, /dry-run/);
 
     await server.stop();
     assert.equal(existsSync(path), false);

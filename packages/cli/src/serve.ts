@@ -55,12 +55,20 @@ export interface EmbeddedOptions {
   tokenRules?: TokenRules;
   // Webhook retry settings (tests make them fast).
   webhooks?: Partial<WebhookOptions>;
+  // Publishes per second for apps whose max_publish_rate is 0 (HERALD_DEFAULT_PUBLISH_RATE);
+  // absent or 0: such apps are unlimited.
+  defaultPublishRate?: number;
+  // The dispatcher's clock (publish times, publish-rate windows); the system clock when absent.
+  // Tests step it instead of sleeping.
+  now?: () => Date;
 }
 
 export interface EmbeddedApp {
   id: string;
   name: string;
   providers: string[];
+  // The providers whose sender only pretends to deliver (no provider given for them).
+  dryRun: string[];
   serverKey: string;
   clientKey: string;
   userTokenSecret: string;
@@ -110,7 +118,16 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     const tokenRules = options.tokenRules ?? { webPushHosts: DEFAULT_WEBPUSH_HOSTS, webPushAllowInsecure: false };
     const registry = createRegistryModule({ store, bus, logger, masterSecret, tokenRules, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
     const topics = createTopicModule({ store });
-    const dispatcher = createDispatcherModule({ publishes: createMemoryPublishRepository(), directory: store, bus, recipients: storeRecipients(store), tokenRules, logger });
+    const dispatcher = createDispatcherModule({
+      publishes: createMemoryPublishRepository(),
+      directory: store,
+      bus,
+      recipients: storeRecipients(store),
+      tokenRules,
+      logger,
+      defaultPublishRate: options.defaultPublishRate ?? 0,
+      ...(options.now ? { now: options.now } : {}),
+    });
     lifecycle.add("dispatcher", await dispatcher.start());
     const feedback = await registry.tokenFeedback.start();
     lifecycle.add("token feedback", () => feedback.stop());
@@ -119,18 +136,19 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
 
     const apps: EmbeddedApp[] = [];
     for (const pushApp of loaded.apps) apps.push(await createApp(registry.apps, pushApp));
-    for (const app of apps) {
-      logger.info({ app: app.id, providers: app.providers }, app.providers.length ? "app ready; providers run dry-run (no credentials in embedded mode)" : "app ready; no providers configured");
-    }
 
     // Without a provider from the caller (the fakes, a benchmark), a sender runs dry-run.
     for (const app of apps) {
       for (const name of app.providers as ProviderName[]) {
-        const provider = options.providerFor?.(app.id, name) ?? new DryRunProvider(name);
+        const given = options.providerFor?.(app.id, name);
+        if (!given) app.dryRun.push(name);
+        const provider = given ?? new DryRunProvider(name);
         const sender = new SenderWorker({ app: app.id, provider, bus, logger: logger.child({ component: "sender", app: app.id, provider: name }), now: () => new Date() });
         await sender.start();
         lifecycle.add(`sender ${app.id}/${name}`, () => sender.stop());
       }
+      const mode = app.providers.length === 0 ? "no providers configured" : app.dryRun.length ? `dry-run for ${app.dryRun.join(", ")} (no credentials in embedded mode)` : "delivering";
+      logger.info({ app: app.id, providers: app.providers, dryRun: app.dryRun }, `app ready; ${mode}`);
     }
 
     registry.sweeper.start();
@@ -205,6 +223,7 @@ async function createApp(admin: AppAdmin, pushApp: PushApp): Promise<EmbeddedApp
     id,
     name: created.app?.name ?? id,
     providers,
+    dryRun: [],
     serverKey: server.secret,
     clientKey: client.secret,
     userTokenSecret: created.userTokenSecret,
@@ -240,7 +259,8 @@ export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): strin
     lines.push("");
   }
   for (const app of server.apps) {
-    const providers = app.providers.length ? `${app.providers.join(", ")} (dry-run: no credentials in embedded mode)` : "none configured";
+    const mode = app.dryRun.length === 0 ? "" : app.dryRun.length === app.providers.length ? " (dry-run: no credentials in embedded mode)" : ` (dry-run for ${app.dryRun.join(", ")})`;
+    const providers = app.providers.length ? `${app.providers.join(", ")}${mode}` : "none configured";
     lines.push(`  app ${app.id}${app.name !== app.id ? ` "${app.name}"` : ""}: providers ${providers}`);
     lines.push(`    server key         ${app.serverKey}`);
     lines.push(`    client key         ${app.clientKey}`);
@@ -288,6 +308,8 @@ const serveEnv = z.object({
   HERALD_SECRET: z.string().min(16, "use at least 16 random characters").optional(),
   HERALD_LOG_LEVEL: env.logLevel(),
   HERALD_FAKES: env.bool(false),
+  // As on the distributed dispatcher: the rate of apps whose max_publish_rate is 0; 0: unlimited.
+  HERALD_DEFAULT_PUBLISH_RATE: z.coerce.number().int().min(0).default(0),
 });
 
 // A port given as a flag, over the one from the environment.
@@ -321,6 +343,7 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
       ...(fakes ? { providerFor: fakes.providerFor, tokenRules: fakes.tokenRules } : {}),
       logger,
       devFile: devFilePath(),
+      defaultPublishRate: config.HERALD_DEFAULT_PUBLISH_RATE,
     });
   } catch (err) {
     await lifecycle.shutdown("start failed");

@@ -96,13 +96,18 @@ describe("GrpcServer", () => {
 
   it("answers a refusal whose field or message holds any character, and keeps serving", async () => {
     // Accents, NUL, a newline, "%", an emoji, a lone surrogate (the message quotes it) and U+FFFF.
-    for (const key of ["prénom", "a\u0000b", "x\ny", "100%", "🎉", "\ud83c", "\uffff"]) {
+    for (const key of ["prénom", "a\u0000b", "x\ny", "100%", "🎉", "\ud83c", "\uffff", "k ", " k", "a b"]) {
       const e = await fail(client("server-key").updateDeviceTopics({ deviceId: `hostile:${key}` }));
       assert.equal(e?.code, grpc.status.INVALID_ARGUMENT, key);
       assert.equal(e?.reason, "INVALID_KEY");
       // Protobuf strings carry no lone surrogates: the client sent U+FFFD for it.
       assert.equal(e?.field, `meta.${key === "\ud83c" ? "\ufffd" : key}`);
     }
+    // A megabyte quoted into the field and message is clipped: the trailers stay small and the
+    // connection keeps serving.
+    const huge = await fail(client("server-key").updateDeviceTopics({ deviceId: `hostile:${"\u0000".repeat(1_000_000)}` }));
+    assert.equal(huge?.reason, "INVALID_KEY");
+    assert.ok((huge?.field?.length ?? 0) <= 300 && (huge?.message.length ?? 0) <= 1100, `${huge?.field?.length} ${huge?.message.length}`);
     assert.deepEqual((await client("client-key").updateDeviceTopics({ deviceId: "d", topics: ["still"] })).topics, ["still"]);
   });
 

@@ -53,7 +53,7 @@ export class AppService {
       verifyAppSecret: { access: "admin", handle: (req) => this.verifySecret(req) },
       verifyRequestSignature: { access: "admin", handle: (req) => this.verifySignature(req) },
       verifyUserToken: { access: "admin", handle: async (req) => {
-        const app = await this.app(req.appId);
+        const app = await this.app(req.appId, "app_id");
         return this.deps.userTokens.verifyClaims(app.id, app.secretVersion, req.userToken);
       } },
     });
@@ -128,7 +128,7 @@ export class AppService {
   }
 
   async createKey(req: apps.CreateApiKeyRequest): Promise<apps.CreateApiKeyResponse> {
-    await this.app(req.appId);
+    await this.app(req.appId, "app_id");
     const role = req.role === apps.ApiKeyRole.API_KEY_ROLE_SERVER ? "server" : req.role === apps.ApiKeyRole.API_KEY_ROLE_CLIENT ? "client" : undefined;
     if (!role) throw invalidArgument("role", "must be API_KEY_ROLE_SERVER or API_KEY_ROLE_CLIENT", "INVALID_ROLE");
     const { secret, prefix } = generateApiKey(req.appId, role);
@@ -147,17 +147,20 @@ export class AppService {
   }
 
   async listKeys(req: apps.ListApiKeysRequest): Promise<apps.ListApiKeysResponse> {
-    await this.app(req.appId);
+    await this.app(req.appId, "app_id");
     return { keys: (await this.deps.store.apiKeys.list(req.appId)).map(toKeyProto) };
   }
 
   async revokeKey(req: apps.RevokeApiKeyRequest): Promise<apps.RevokeApiKeyResponse> {
+    await this.app(req.appId, "app_id");
+    if (!req.keyId) throw invalidArgument("key_id", "is required");
     const key = await this.deps.store.apiKeys.revoke(req.appId, req.keyId, this.deps.now());
     if (!key) throw notFound("api key", req.keyId);
     return { key: toKeyProto(key) };
   }
 
   async rotate(req: apps.RotateUserTokenSecretRequest): Promise<apps.RotateUserTokenSecretResponse> {
+    if (!req.appId) throw invalidArgument("app_id", "is required");
     const version = await this.deps.store.apps.bumpSecretVersion(req.appId, this.deps.now());
     if (version === null) throw notFound("app", req.appId);
     return { userTokenSecret: this.deps.userTokens.secretFor(req.appId, version), version };
@@ -189,8 +192,9 @@ export class AppService {
     throw failedPrecondition("APP_OWNED_ELSEWHERE", `app "${app.id}" is managed by ${app.owner ? `"${app.owner}"` : "the API (no owner)"}, not by "${owner}"`);
   }
 
-  private async app(id: string): Promise<AppRecord> {
-    if (!id) throw invalidArgument("id", "is required");
+  // `field`: what the request calls the app id (`id` on app calls, `app_id` on key calls).
+  private async app(id: string, field = "id"): Promise<AppRecord> {
+    if (!id) throw invalidArgument(field, "is required");
     const app = await this.deps.store.apps.get(id);
     if (!app) throw notFound("app", id);
     return app;
