@@ -28,6 +28,8 @@ export interface HeraldChild {
   address: string;
   httpUrl: string;
   adminKey: string;
+  // The keys file the CLI reads (HERALD_DEV_FILE).
+  devFile: string;
   apps: Map<string, HeraldApp>;
   app(id: string): HeraldApp;
   // Exit code/signal once the child has exited; undefined while it runs.
@@ -39,14 +41,16 @@ export interface HeraldChild {
 
 const OUTPUT_KEEP = 200_000;
 
-// Starts `herald serve --fakes` on free ports with the sample PushApps; resolves once the dev
-// file and the banner's HTTP line are there.
-export async function startHeraldChild(label: string): Promise<HeraldChild> {
+// Starts `herald serve --fakes` (or, with fakes: false, plain `herald serve` as `npm start` runs
+// it: dry-run senders) on free ports with the sample PushApps; resolves once the dev file and the
+// banner's HTTP line are there.
+export async function startHeraldChild(label: string, options: { fakes?: boolean } = {}): Promise<HeraldChild> {
+  const fakes = options.fakes ?? true;
   const dir = await mkdtemp(join(tmpdir(), `herald-fuzz-${label}-`));
   const devFile = join(dir, "dev.json");
-  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "packages/cli/src/herald.ts"), "serve", "--fakes", "--port", "0", "--http-port", "0", "--apps", join(REPO_ROOT, "deploy/samples")], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "packages/cli/src/herald.ts"), "serve", ...(fakes ? ["--fakes"] : []), "--port", "0", "--http-port", "0", "--apps", join(REPO_ROOT, "deploy/samples")], {
     cwd: REPO_ROOT,
-    env: { ...process.env, HERALD_DEV_FILE: devFile, HERALD_LOG_LEVEL: process.env.HERALD_FUZZ_LOG_LEVEL ?? "warn", HERALD_FAKES: "true" },
+    env: { ...process.env, HERALD_DEV_FILE: devFile, HERALD_LOG_LEVEL: process.env.HERALD_FUZZ_LOG_LEVEL ?? "warn", HERALD_FAKES: String(fakes) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -96,6 +100,7 @@ export async function startHeraldChild(label: string): Promise<HeraldChild> {
     address: dev.server,
     httpUrl,
     adminKey: dev.adminKey,
+    devFile,
     apps,
     app(id) {
       const a = apps.get(id);

@@ -136,6 +136,9 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
 
     const apps: EmbeddedApp[] = [];
     for (const pushApp of loaded.apps) apps.push(await createApp(registry.apps, pushApp));
+    // The CLI acts on the first app of the dev file unless told otherwise: the one with the most
+    // providers (the sample "demo" has all four), so any device of the README's examples fits it.
+    apps.sort((a, b) => b.providers.length - a.providers.length);
 
     // Without a provider from the caller (the fakes, a benchmark), a sender runs dry-run.
     for (const app of apps) {
