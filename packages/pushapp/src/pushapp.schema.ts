@@ -139,7 +139,7 @@ export const LimitsSchema = z
       .describe("When a user would exceed maxDevicesPerUser: Evict removes the least recently seen device (default), Reject refuses the registration."),
     maxInactiveDays: nonNegativeInt(36_500).optional().describe("Devices not seen for this many days are removed; 0 or absent keeps them forever."),
     maxTopicsPerDevice: positiveInt(5000).optional().describe("Topics one device may hold (default and maximum 5000)."),
-    maxPublishRate: nonNegativeInt(1_000_000).optional().describe("Publishes per second accepted for the app; 0 or absent means unlimited."),
+    maxPublishRate: nonNegativeInt(1_000_000).optional().describe("Publishes per second accepted for the app (429 / RESOURCE_EXHAUSTED above it); 0 or absent means the installation default (HERALD_DEFAULT_PUBLISH_RATE, unlimited unless set)."),
   })
   .describe("Per-app limits; absent fields take Herald's defaults.");
 

@@ -1031,6 +1031,50 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       });
     });
 
+    describe("publish rate windows", () => {
+      const takes = (app: string, window: string, limit: number, n: number, expiresAt = at(10)) =>
+        Promise.all(Array.from({ length: n }, () => store.rates.take(app, window, limit, expiresAt)));
+      const count = (results: boolean[]) => results.filter(Boolean).length;
+
+      it("admits at most `limit` takes per app and window; other windows and apps are separate", async () => {
+        const [a, b] = [newApp(), newApp()];
+        const one: boolean[] = [];
+        for (let i = 0; i < 5; i++) one.push(await store.rates.take(a, "1000", 3, at(10)));
+        assert.deepEqual(one, [true, true, true, false, false]);
+        assert.equal(await store.rates.take(a, "2000", 3, at(10)), true, "the next window starts empty");
+        assert.equal(await store.rates.take(b, "1000", 3, at(10)), true, "another app's windows");
+        assert.equal(await store.rates.take(a, "1000", 0, at(10)), false, "no slots at limit 0");
+        // Back to the first window (a late caller): still full.
+        assert.equal(await store.rates.take(a, "1000", 3, at(10)), false);
+      });
+
+      it("a raised limit opens more slots in the same window, a lowered one closes them", async () => {
+        const app = newApp();
+        assert.equal(count(await takes(app, "w", 2, 4)), 2);
+        assert.equal(count(await takes(app, "w", 5, 6)), 3, "slots 2..4 were still free");
+        assert.equal(await store.rates.take(app, "w", 1, at(10)), false);
+      });
+
+      it("never admits more than the limit under concurrent callers", async () => {
+        const app = newApp();
+        assert.equal(count(await takes(app, "w1", 7, 25)), 7);
+        assert.equal(count(await takes(app, "w1", 7, 5)), 0);
+        // Two windows in flight at once (callers on both sides of a boundary).
+        const [x, y] = await Promise.all([takes(app, "w2", 4, 10), takes(app, "w3", 6, 10)]);
+        assert.deepEqual([count(x), count(y)], [4, 6]);
+      });
+
+      it("sweeps windows that expired, after which the window admits again", async () => {
+        const app = newApp();
+        assert.equal(count(await takes(app, "old", 2, 2, at(1))), 2);
+        assert.equal(count(await takes(app, "new", 2, 1, at(5))), 1);
+        assert.ok((await store.rates.sweep(at(2))) >= 2);
+        assert.equal(await store.rates.take(app, "new", 2, at(5)), true, "unexpired windows are kept");
+        assert.equal(await store.rates.take(app, "new", 2, at(5)), false);
+        assert.equal(await store.rates.take(app, "old", 2, at(1)), true, "a swept window is empty");
+      });
+    });
+
     describe("apps", () => {
       it("create and get; a taken id is ALREADY_EXISTS", async () => {
         const id = newApp();

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { alreadyExists } from "@herald/platform";
+import { MemoryRates } from "./rate.repository.memory.js";
 import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, tokenKey } from "./store.query.js";
 import type {
   ApiKeyRecord,
@@ -48,6 +49,7 @@ export function createMemoryStore(): Store {
     apiKeys,
     nonces: new MemoryNonces(),
     tokenFeedback: new MemoryTokenFeedback(),
+    rates: new MemoryRates(),
     async close() {},
   };
 }

@@ -3,6 +3,7 @@ import { MongoApiKeys } from "./apikey.repository.mongo.js";
 import { MongoApps } from "./app.repository.mongo.js";
 import { MongoDevices, type MongoJoin } from "./device.repository.mongo.js";
 import { MongoNonces, MongoTokenFeedback } from "./expiring.repository.mongo.js";
+import { MongoRates } from "./rate.repository.mongo.js";
 import { MongoSubscriptions } from "./subscription.repository.mongo.js";
 import type { Store } from "./store.types.js";
 
@@ -18,6 +19,7 @@ export const COLLECTIONS = {
   apiKeys: "api_keys",
   nonces: "request_nonces",
   tokenFeedback: "token_feedback",
+  rates: "publish_rate_slots",
 } as const;
 
 // Index names are fixed so that creating them again is a no-op.
@@ -49,6 +51,11 @@ const INDEXES: Record<keyof typeof COLLECTIONS, IndexDescription[]> = {
     { name: "app_at_key", key: { app: 1, at: 1, key: 1 } },
     { name: "at", key: { at: 1 } },
   ],
+  // take() reads the highest slot of a window; sweep() deletes by expiresAt.
+  rates: [
+    { name: "app_window_slot", key: { app: 1, window: 1, slot: 1 } },
+    { name: "expiresAt", key: { expiresAt: 1 } },
+  ],
 };
 
 // One index per createIndexes command: FerretDB 1.24 panics (and drops the connection) when a
@@ -77,6 +84,7 @@ export async function createMongoStore(db: Db, options: { client?: MongoClient; 
     apiKeys: new MongoApiKeys(db.collection(COLLECTIONS.apiKeys)),
     nonces: new MongoNonces(db.collection(COLLECTIONS.nonces)),
     tokenFeedback: new MongoTokenFeedback(db.collection(COLLECTIONS.tokenFeedback)),
+    rates: new MongoRates(db.collection(COLLECTIONS.rates)),
     async close() {
       await options.client?.close();
     },

@@ -297,6 +297,19 @@ export interface TokenFeedbackRepository {
   sweep(before: Date): Promise<number>;
 }
 
+// Per-app publish-rate windows (AppLimits.max_publish_rate), shared by every dispatcher replica
+// over one database: a window admits at most `limit` takes, whichever replica asks. Windows are
+// named by the caller (the dispatcher uses the window's start), expire at a time it gives, and
+// are forgotten by sweep (no TTL indexes on FerretDB).
+export interface RateRepository {
+  // Takes one of the app's `limit` slots in `window`: true when one was free (and is now taken),
+  // false when all are taken (or limit <= 0). Exact under concurrent callers, in one process or
+  // several. A later call with a bigger limit finds the extra slots free.
+  take(app: string, window: string, limit: number, expiresAt: Date): Promise<boolean>;
+  // Forgets windows whose expiresAt is before `now`; returns how many records went.
+  sweep(now: Date): Promise<number>;
+}
+
 export interface Store {
   devices: DeviceRepository;
   subscriptions: SubscriptionRepository;
@@ -304,5 +317,6 @@ export interface Store {
   apiKeys: ApiKeyRepository;
   nonces: NonceRepository;
   tokenFeedback: TokenFeedbackRepository;
+  rates: RateRepository;
   close(): Promise<void>;
 }

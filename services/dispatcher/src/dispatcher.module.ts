@@ -18,6 +18,8 @@ export interface DispatcherModuleDeps {
   now?: () => Date;
   schedulerIntervalMs?: number;
   metrics?: DispatcherMetrics;
+  // Publishes per second for apps whose max_publish_rate is 0; 0 or absent: unlimited.
+  defaultPublishRate?: number;
 }
 
 export interface DispatcherModule {
@@ -34,7 +36,7 @@ export interface DispatcherModule {
 export function createDispatcherModule(deps: DispatcherModuleDeps): DispatcherModule {
   const now = deps.now ?? (() => new Date());
   const metrics = deps.metrics ? { metrics: deps.metrics } : {};
-  const publishService = new PublishService({ publishes: deps.publishes, directory: deps.directory, recipients: deps.recipients, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now, ...metrics });
+  const publishService = new PublishService({ publishes: deps.publishes, directory: deps.directory, recipients: deps.recipients, bus: deps.bus, tokenRules: deps.tokenRules, logger: deps.logger, now, ...metrics, defaultPublishRate: deps.defaultPublishRate ?? 0 });
   const fanout = new FanoutWorker({ publishes: deps.publishes, directory: deps.directory, bus: deps.bus, recipients: deps.recipients, logger: deps.logger.child({ component: "fanout" }), now, ...metrics });
   const results = new ResultAggregator(deps.publishes, deps.bus, now);
   const scheduler = new PublishScheduler(deps.publishes, publishService, deps.logger.child({ component: "scheduler" }), now, deps.schedulerIntervalMs);

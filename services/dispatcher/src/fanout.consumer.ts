@@ -1,6 +1,6 @@
 import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, dispatch, events, type topic } from "@herald/proto";
-import { ALL_PROVIDERS, PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
+import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
 import { announceFinished, completeIfSettled } from "./publish.progress.js";
@@ -66,7 +66,7 @@ export class FanoutWorker {
     }
     if (publish.expireAt && publish.expireAt.getTime() <= now().getTime()) {
       // Reports what it would have reached: every recipient counts as targeted and expired.
-      const n = await countRecipients(this.deps.recipients, app, request, ALL_PROVIDERS);
+      const n = await countRecipients(this.deps.recipients, app, request);
       const counted = await publishes.countResult(app, id, "fanout:expired", { targeted: n, expired: n }, now());
       await announceFinished(this.deps.bus, counted.publish ?? publish, "expired", now());
       await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
@@ -78,8 +78,12 @@ export class FanoutWorker {
       const running = publish;
       await withSpan("fanout", { "herald.app": app, "herald.publish_id": id, "herald.fanout.resumed_after": running.fanoutCursor }, () => this.fanOut(running, request, planner));
     } catch (err) {
-      if (err instanceof Cancelled) return;
-      throw err;
+      if (!(err instanceof Cancelled)) throw err;
+      // The devices the stopped fan-out had not reached count as targeted and cancelled.
+      const at = (await publishes.get(app, id))?.fanoutCursor ?? publish.fanoutCursor;
+      const rest = await countRecipients(this.deps.recipients, app, request, at);
+      if (rest) await publishes.countResult(app, id, "cancel:unsent", { targeted: rest, cancelled: rest }, now());
+      return;
     }
     this.deps.metrics?.fanoutDone(app, (performance.now() - started) / 1000);
     await publishes.saveFanout(app, id, { cursor: publish.fanoutCursor, targetedDelta: 0, done: true, now: now() });

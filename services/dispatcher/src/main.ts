@@ -4,7 +4,7 @@ import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, crea
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
-import { DispatcherMetrics } from "./dispatcher.metrics.js";
+import { DispatcherMetrics, stalledPublishesGauge } from "./dispatcher.metrics.js";
 import { createDispatcherModule } from "./dispatcher.module.js";
 import { grpcRecipients } from "./recipient.source.js";
 
@@ -15,6 +15,11 @@ const config = loadConfig(
     HERALD_GRPC_ADDRESS: z.string().default("0.0.0.0:50053"),
     HERALD_TOPIC_ADDRESS: z.string().min(1, "the topic service's host:port"),
     HERALD_ADMIN_KEY: z.string().min(24, "the dispatcher calls the topic service with the admin key"),
+    // Publishes per second for every app whose max_publish_rate is 0 ("not set"); 0 keeps such
+    // apps unlimited, as before limits were enforced (publish.ratelimit.ts).
+    HERALD_DEFAULT_PUBLISH_RATE: z.coerce.number().int().min(0).default(0),
+    // A publish queued, fanning out or sending without progress for this long counts as stalled.
+    HERALD_PUBLISH_STALL_SECONDS: z.coerce.number().int().min(30).default(300),
   }),
 );
 const logger = createLogger({ service: "herald-dispatcher", level: config.HERALD_LOG_LEVEL });
@@ -43,7 +48,8 @@ consumerLagGauge({
   ],
   logger,
 });
-const dispatcher = createDispatcherModule({ publishes, directory: store, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry) });
+stalledPublishesGauge({ registry, publishes, stallSeconds: config.HERALD_PUBLISH_STALL_SECONDS, logger });
+const dispatcher = createDispatcherModule({ publishes, directory: store, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry), defaultPublishRate: config.HERALD_DEFAULT_PUBLISH_RATE });
 lifecycle.add("workers", await dispatcher.start());
 const server = new GrpcServer({
   logger,

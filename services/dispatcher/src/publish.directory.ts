@@ -2,9 +2,15 @@ import { failedPrecondition, notFound } from "@herald/platform";
 import { dispatch } from "@herald/proto";
 import { deviceMatcher, PLATFORM_NAMES, PROVIDER_NAMES, type AppRecord, type DeviceRecord, type ProviderName, type Store } from "@herald/store";
 
-// What the dispatcher reads of the registry's data: an app's providers (a publish must not cut
-// jobs no sender consumes) and a device with its topics (a receipt counts only for a recipient).
-export type Directory = { apps: Pick<Store["apps"], "get">; devices: Pick<Store["devices"], "get">; subscriptions: Pick<Store["subscriptions"], "topicsOf"> };
+// What the dispatcher reads of the registry's data: an app's providers and limits (a publish must
+// not cut jobs no sender consumes) and a device with its topics (a receipt counts only for a
+// recipient); plus the publish-rate windows all dispatcher replicas share (publish.ratelimit.ts).
+export type Directory = {
+  apps: Pick<Store["apps"], "get">;
+  devices: Pick<Store["devices"], "get">;
+  subscriptions: Pick<Store["subscriptions"], "topicsOf">;
+  rates: Pick<Store["rates"], "take" | "sweep">;
+};
 
 export async function appOf(directory: Directory, app: string): Promise<AppRecord> {
   const record = await directory.apps.get(app);

@@ -1,5 +1,5 @@
 import type { dispatch, topic } from "@herald/proto";
-import { PROVIDER_NAMES, type ProviderName } from "@herald/store";
+import { ALL_PROVIDERS, PROVIDER_NAMES, type ProviderName } from "@herald/store";
 import { buildPayload } from "./notification.payload.js";
 import type { RecipientSource } from "./recipient.source.js";
 
@@ -7,21 +7,25 @@ const STREAM_BATCH = 500;
 
 // The providers a publish's notification has a payload for: devices of other providers are not
 // targeted (the fan-out cuts no job for them).
-export function payloadProviders(request: dispatch.PublishRequest, among: readonly ProviderName[]): Set<ProviderName> {
+function payloadProviders(request: dispatch.PublishRequest): Set<ProviderName> {
   const n = request.notification;
-  return new Set(n ? among.filter((p) => buildPayload(p, n, request.priority) !== undefined) : []);
+  return new Set(n ? ALL_PROVIDERS.filter((p) => buildPayload(p, n, request.priority) !== undefined) : []);
 }
 
 // How many devices a publish targets, streamed like the fan-out reads them (validate_only, and a
-// publish that expires or is cancelled before its fan-out, which reports what it would have reached).
-export async function countRecipients(source: RecipientSource, app: string, request: dispatch.PublishRequest, among: readonly ProviderName[], signal: AbortSignal = new AbortController().signal): Promise<number> {
+// publish that expires or is cancelled before its fan-out ends, which reports what it would have
+// reached).
+// `after`: only the devices after this id (what a stopped fan-out had not reached yet).
+// The request's own providers / platforms filters narrow the stream itself.
+export async function countRecipients(source: RecipientSource, app: string, request: dispatch.PublishRequest, after = ""): Promise<number> {
   const target = request.recipients?.target;
   if (!target) return 0;
-  const providers = payloadProviders(request, among);
+  const providers = payloadProviders(request);
+  if ((target.$case === "tokens" || target.$case === "native") && after) return 0;
   if (target.$case === "tokens") return providers.has(PROVIDER_NAMES[target.value.provider]!) ? target.value.tokens.length : 0;
   if (target.$case === "native") return providers.has(PROVIDER_NAMES[target.value.provider]!) ? 1 : 0;
   let n = 0;
-  await source.forEachBatch(app, streamRequest(request, "", STREAM_BATCH), signal, async (recipients) => {
+  await source.forEachBatch(app, streamRequest(request, after, STREAM_BATCH), new AbortController().signal, async (recipients) => {
     for (const r of recipients) if (providers.has(PROVIDER_NAMES[r.provider]!)) n++;
   });
   return n;

@@ -127,14 +127,19 @@ describe("PublishService", () => {
     assert.equal(error?.$case === "error" && error.value.field, "requests[1].recipients.topics[0]");
   });
 
-  it("cancels a queued publish once and tells the pipeline", async () => {
+  it("cancels a queued publish once, counts its recipients as cancelled and tells the pipeline", async () => {
+    for (let i = 0; i < 3; i++) {
+      const { device } = await store.devices.write({ app: "app1", provider: "fcm", platform: "android", token: `c-${i}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now });
+      await store.subscriptions.add("app1", device.id, "", ["a"], "device");
+    }
     const control = await onBus(BusTopics.control);
     const { id } = await service.publish(req({ recipients: topics("a"), notification: { alert } }), "app1", "");
     const res = await service.cancel({ id }, ctx());
     assert.equal(res.publish?.state, dispatch.PublishState.PUBLISH_STATE_CANCELLED);
+    assert.deepEqual([res.publish?.counts?.targeted, res.publish?.counts?.cancelled], [3, 3]);
     await until(() => control.length === 1);
     assert.deepEqual(events.PublishControl.decode(control[0]!.value), { app: "app1", publishId: id, cancelled: true });
-    await service.cancel({ id }, ctx());
+    assert.equal((await service.cancel({ id }, ctx())).publish?.counts?.cancelled, 3, "a repeated cancel counts nothing twice");
     await assert.rejects(service.cancel({ id }, ctx("app2")), { code: Status.NOT_FOUND });
   });
 
@@ -189,5 +194,84 @@ describe("PublishService", () => {
     assert.equal(counts.deliveredReceipts, 2);
     assert.equal(counts.openedReceipts, 1);
     await assert.rejects(r(dispatch.ReceiptStatus.RECEIPT_STATUS_UNSPECIFIED), { field: "status" });
+  });
+
+  describe("max_publish_rate", () => {
+    // 200 ms into a one-second window: 800 ms are left of it.
+    const windowStart = (Math.floor(Date.now() / 1000) + 10) * 1000;
+    const limit = async (app: string, maxPublishRate: number) => {
+      await store.apps.update(app, { limits: { ...DEFAULT_LIMITS, maxPublishRate }, now });
+    };
+    const one = (extra: DeepPartial<dispatch.PublishRequest> = {}, app = "app1") => service.publish(req({ recipients: topics("a"), notification: { alert }, ...extra }), app, "");
+    const overLimit = (retryAfterMs: number, max = 2) => (err: { code: number; reason: string; metadata: Record<string, string>; message: string }) => {
+      assert.equal(err.code, Status.RESOURCE_EXHAUSTED);
+      assert.equal(err.reason, "PUBLISH_RATE_EXCEEDED");
+      assert.deepEqual(err.metadata, { retry_after_ms: String(retryAfterMs), limit: String(max) });
+      assert.match(err.message, new RegExp(`at most ${max} publishes per second; retry in ${retryAfterMs} ms`));
+      return true;
+    };
+
+    beforeEach(() => {
+      now = new Date(windowStart + 200);
+    });
+
+    it("refuses publishes over the limit with RESOURCE_EXHAUSTED and a retry hint, and accepts again in the next window", async () => {
+      await limit("app1", 2);
+      // validate_only publishes take no slot.
+      for (let i = 0; i < 3; i++) await one({ validateOnly: true });
+      await one();
+      now = new Date(windowStart + 700);
+      await one();
+      await assert.rejects(one(), overLimit(300));
+      await assert.rejects(one({ sendAt: new Date(windowStart + 60_000) }), overLimit(300), "scheduled publishes count when they are accepted");
+      // Refused input takes no slot either, and is refused for what it is.
+      await assert.rejects(one({ recipients: topics("bad topic") }), { code: Status.INVALID_ARGUMENT });
+      await one({}, "app2");
+      await one({}, "app2");
+      await one({}, "app2");
+      assert.equal((await publishes.list("app1", {}, { limit: 10 })).length, 2, "nothing refused was stored");
+      now = new Date(windowStart + 999);
+      await assert.rejects(one(), overLimit(1));
+      now = new Date(windowStart + 1000);
+      await one();
+      await one();
+      await assert.rejects(one(), overLimit(1000));
+    });
+
+    it("counts every batch entry and refuses the ones over the limit one by one", async () => {
+      await limit("app1", 2);
+      const res = await service.publishBatch(dispatch.PublishBatchRequest.fromPartial({ requests: [
+        req({ recipients: topics("a"), notification: { alert } }),
+        req({ recipients: topics("bad topic"), notification: { alert } }),
+        req({ recipients: topics("b"), notification: { alert } }),
+        req({ recipients: topics("c"), notification: { alert } }),
+      ] }), ctx());
+      assert.deepEqual(res.results.map((r) => r.result?.$case), ["accepted", "error", "accepted", "error"]);
+      const refused = res.results[3]?.result;
+      assert.ok(refused?.$case === "error");
+      assert.deepEqual([refused.value.code, refused.value.reason, refused.value.field], [Status.RESOURCE_EXHAUSTED, "PUBLISH_RATE_EXCEEDED", ""]);
+      assert.match(refused.value.message, /retry in 800 ms/);
+    });
+
+    it("answers a repeated uid over the limit with the existing publish, never refuses it", async () => {
+      await limit("app1", 1);
+      const first = await one({ uid: "order-42" });
+      const again = await one({ uid: "order-42" });
+      assert.deepEqual([again.id, again.duplicate], [first.id, true]);
+      await assert.rejects(one({ uid: "order-43" }), overLimit(800, 1), "a new uid is refused");
+    });
+
+    it("applies the installation default to apps without a limit of their own, and follows a changed limit within seconds", async () => {
+      service = new PublishService({ publishes, directory: store, recipients: storeRecipients(store), bus, tokenRules: rules, logger: createLogger({ service: "t", level: "silent" }), now: () => now, defaultPublishRate: 1 });
+      await one({}, "app2");
+      await assert.rejects(one({}, "app2"), overLimit(800, 1));
+      await limit("app2", 3);
+      now = new Date(windowStart + 1200);
+      await one({}, "app2");
+      await assert.rejects(one({}, "app2"), overLimit(800, 1), "the limit read is cached for a few seconds");
+      now = new Date(windowStart + 6200);
+      for (let i = 0; i < 3; i++) await one({}, "app2");
+      await assert.rejects(one({}, "app2"), overLimit(800, 3));
+    });
   });
 });

@@ -19,6 +19,7 @@ import { checkRecipients } from "./recipients.schema.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { appOf, isRecipient, notARecipient, type Directory } from "./publish.directory.js";
 import { countRecipients } from "./publish.recipients.js";
+import { PUBLISH_RATE_EXCEEDED, PublishRateLimiter } from "./publish.ratelimit.js";
 import type { RecipientSource } from "./recipient.source.js";
 
 export interface PublishDeps {
@@ -32,6 +33,9 @@ export interface PublishDeps {
   // How often WatchPublish re-reads a running publish.
   watchIntervalMs?: number;
   metrics?: DispatcherMetrics;
+  // Publishes per second for apps whose max_publish_rate is 0 (HERALD_DEFAULT_PUBLISH_RATE); 0 or
+  // absent: such apps are unlimited. See publish.ratelimit.ts.
+  defaultPublishRate?: number;
 }
 
 const MAX_BATCH = 100;
@@ -46,7 +50,11 @@ export const newPublishId = (now: Date) => `p${now.getTime().toString(36).padSta
 // The publish API. A publish is answered only once it is stored and handed to the bus; the
 // fan-out, senders and result aggregation then move it through its states.
 export class PublishService {
-  constructor(private readonly deps: PublishDeps) {}
+  private readonly rate: PublishRateLimiter;
+
+  constructor(private readonly deps: PublishDeps) {
+    this.rate = new PublishRateLimiter(deps.directory, deps.now, deps.logger, deps.defaultPublishRate ?? 0);
+  }
 
   binding(): ServiceBinding {
     return bindService("herald.dispatch.v1.DispatchService", dispatch.DispatchServiceService, {
@@ -77,10 +85,13 @@ export class PublishService {
     }
     const accepted: dispatch.PublishRequest = { ...req, recipients, priority, labels };
     if (req.validateOnly) {
-      const targeted = await countRecipients(this.deps.recipients, app, accepted, providers);
+      const targeted = await countRecipients(this.deps.recipients, app, accepted);
       return { id: "", duplicate: false, publish: toPublishProto({ ...draft(app, accepted, now), counts: { ...emptyCounts(), targeted } }) };
     }
 
+    // Counted only once the request is known good (validate_only and refused input take no slot).
+    const repeat = await this.admit(app, req.uid);
+    if (repeat) return repeat;
     const scheduled = !!req.sendAt && req.sendAt.getTime() > now.getTime();
     const record: PublishRecord = { ...draft(app, accepted, now), id: newPublishId(now), state: scheduled ? "scheduled" : "queued" };
     const { publish, created } = await this.deps.publishes.create(record);
@@ -88,6 +99,23 @@ export class PublishService {
     this.deps.metrics?.publishAccepted(app, scheduled);
     if (!scheduled) await this.handOn(publish);
     return { id: publish.id, duplicate: false, publish: toPublishProto(publish) };
+  }
+
+  // Takes the publish out of the app's rate window (publish.ratelimit.ts). A repeat of an existing
+  // publish (same uid) is never refused: over the limit, it is answered with that publish
+  // (duplicate: true), so a client retrying after a lost answer always learns its id. Under the
+  // limit a repeat takes a slot like any publish: telling it apart first would cost a read on
+  // every publish, and a repeat does the same work (a store round trip) as a new one.
+  private async admit(app: string, uid: string): Promise<dispatch.PublishResponse | undefined> {
+    try {
+      await this.rate.admit(app);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof HeraldError) || err.reason !== PUBLISH_RATE_EXCEEDED || !uid) throw err;
+      const [existing] = await this.deps.publishes.list(app, { uid }, { limit: 1 });
+      if (!existing) throw err;
+      return { id: existing.id, duplicate: true, publish: toPublishProto(existing) };
+    }
   }
 
   // Puts an accepted publish on herald.publishes for the fan-out. If the bus refuses, the publish
@@ -139,8 +167,14 @@ export class PublishService {
     // Cancelling again re-sends the messages a failed earlier attempt may not have sent.
     if (FINAL_STATES.includes(current.state) && current.state !== "cancelled") return { publish: toPublishProto(current) };
     const now = this.deps.now();
-    const cancelled = (await this.deps.publishes.transition(ctx.app, req.id, [...CANCELLABLE], "cancelled", { finishedAt: now, now })) ?? (await this.get(ctx.app, req.id));
+    let cancelled = (await this.deps.publishes.transition(ctx.app, req.id, [...CANCELLABLE], "cancelled", { finishedAt: now, now })) ?? (await this.get(ctx.app, req.id));
     if (cancelled.state !== "cancelled") return { publish: toPublishProto(cancelled) };
+    if (current.state === "queued" || current.state === "scheduled") {
+      // Nothing was handed on yet: every recipient counts as targeted and cancelled (once, even
+      // when the cancel is repeated). A fan-out that was running counts its rest itself.
+      const n = await countRecipients(this.deps.recipients, ctx.app, dispatch.PublishRequest.decode(cancelled.request));
+      cancelled = (await this.deps.publishes.countResult(ctx.app, req.id, "cancel:unsent", { targeted: n, cancelled: n }, now)).publish ?? cancelled;
+    }
     // Fan-out and senders stop on this message; deliveries already handed to a provider stay sent.
     await this.deps.bus.publish(BusTopics.control, [{ key: req.id, value: events.PublishControl.encode({ app: ctx.app, publishId: req.id, cancelled: true }).finish() }]);
     await announceFinished(this.deps.bus, cancelled, "cancelled", now);

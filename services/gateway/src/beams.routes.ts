@@ -51,7 +51,9 @@ export const beamsError = (e: HttpError) => ({ error: TITLES[e.status] ?? "Error
 const fail = (status: number, description: string, field?: string) => new HttpError(status, TITLES[status] ?? "Error", description, field);
 
 // A service refusal as Beams reports it: what the services find wrong in the input (a payload
-// over APNs' size, a malformed token, a device over its user's cap) is Beams' 422.
+// over APNs' size, a malformed token, a device over its user's cap) is Beams' 422. A publish
+// over the app's max_publish_rate stays 429 (Beams' answer over its own rate limit), with the
+// Retry-After header fromGrpcError set, in Beams' body: {error: "Too Many Requests", description}.
 async function rpc<T>(p: Promise<T>): Promise<T> {
   try {
     return await call(p);

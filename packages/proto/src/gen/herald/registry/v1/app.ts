@@ -119,7 +119,10 @@ export interface AppLimits {
   maxInactiveDays: number;
   /** 0 means 5000. */
   maxTopicsPerDevice: number;
-  /** Publishes per second accepted for the app; 0 means unlimited. */
+  /**
+   * Publishes per second accepted for the app (RESOURCE_EXHAUSTED PUBLISH_RATE_EXCEEDED above it);
+   * 0 means the installation default (the dispatcher's HERALD_DEFAULT_PUBLISH_RATE; unlimited unless set).
+   */
   maxPublishRate: number;
 }
 
