@@ -242,7 +242,8 @@ function tolerantDefinition(definition: ServiceBinding["definition"]): ServiceBi
 
 function decoded(request: unknown): unknown {
   if (request instanceof Undecodable) {
-    throw invalidArgument("request", `could not be decoded (${request.cause}); values nest at most 30 levels deep`, "MALFORMED_REQUEST");
+    const hint = /recursion/i.test(request.cause) ? " (payload values nest at most 30 levels deep)" : "";
+    throw invalidArgument("request", `is not a valid message: ${request.cause}${hint}`, "MALFORMED_REQUEST");
   }
   return request;
 }
