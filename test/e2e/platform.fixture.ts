@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@herald/platform";
 import { apps, dispatch, registry, topic } from "@herald/proto";
-import { ALL_PROVIDER_ENUMS } from "@herald/store";
+import { ALL_PROVIDER_ENUMS, createMongoStore, type DeviceImport } from "@herald/store";
 import { failureOf, freePort, requireEnv, spawnService, testTls, type ServiceProcess } from "@herald/testing";
+import { MongoClient } from "mongodb";
 import webPush from "web-push";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -31,6 +32,9 @@ export interface Platform {
   startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess & { opsUrl: string }>;
   // Starts the HTTP gateway process in front of the services; resolves with its base URL once it answers.
   startGateway(env?: Record<string, string>): Promise<ServiceProcess & { url: string }>;
+  // Ends a core service's process with `signal` and starts a new one on the same addresses at
+  // once (a crashed pod restarted); resolves when the new one is healthy.
+  restart(service: "registry" | "topic" | "dispatcher", signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,9 +57,14 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const ports = { registry: await freePort(), topic: await freePort(), dispatcher: await freePort() };
   const metrics = { registry: `http://127.0.0.1:${ports.registry}`, topic: `http://127.0.0.1:${ports.topic}`, dispatcher: `http://127.0.0.1:${ports.dispatcher}` };
   const ops = (service: keyof typeof ports) => ({ HERALD_METRICS_PORT: String(ports[service]) });
-  procs.push(spawnService(`${root}services/registry/src/main.ts`, { ...common, ...ops("registry"), HERALD_GRPC_ADDRESS: addresses.registry, HERALD_SECRET: randomBytes(24).toString("base64url") }, addresses.registry));
-  procs.push(spawnService(`${root}services/topic/src/main.ts`, { ...common, ...ops("topic"), HERALD_GRPC_ADDRESS: addresses.topic }, addresses.topic));
-  procs.push(spawnService(`${root}services/dispatcher/src/main.ts`, { ...common, ...ops("dispatcher"), HERALD_GRPC_ADDRESS: addresses.dispatcher, HERALD_TOPIC_ADDRESS: addresses.topic }, addresses.dispatcher));
+  const secret = randomBytes(24).toString("base64url");
+  const spawnCore: Record<keyof typeof ports, () => ServiceProcess> = {
+    registry: () => spawnService(`${root}services/registry/src/main.ts`, { ...common, ...ops("registry"), HERALD_GRPC_ADDRESS: addresses.registry, HERALD_SECRET: secret }, addresses.registry),
+    topic: () => spawnService(`${root}services/topic/src/main.ts`, { ...common, ...ops("topic"), HERALD_GRPC_ADDRESS: addresses.topic }, addresses.topic),
+    dispatcher: () => spawnService(`${root}services/dispatcher/src/main.ts`, { ...common, ...ops("dispatcher"), HERALD_GRPC_ADDRESS: addresses.dispatcher, HERALD_TOPIC_ADDRESS: addresses.topic }, addresses.dispatcher),
+  };
+  const core = { registry: spawnCore.registry(), topic: spawnCore.topic(), dispatcher: spawnCore.dispatcher() };
+  procs.push(core.registry, core.topic, core.dispatcher);
   try {
     await Promise.all(procs.map((p) => p.waitHealthy(90_000)));
   } catch (err) {
@@ -118,6 +127,13 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       }
       return Object.assign(p, { url });
     },
+    async restart(service, signal = "SIGKILL") {
+      await core[service].stop(signal);
+      const p = spawnCore[service]();
+      core[service] = p;
+      procs.push(p);
+      await p.waitHealthy(90_000);
+    },
     async stop() {
       for (const c of opened) c.close();
       await Promise.all(procs.map((p) => p.stop("SIGKILL")));
@@ -134,6 +150,22 @@ export async function registerMany(clients: Clients, requests: Array<Parameters<
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return ids;
+}
+
+// Writes devices straight into the platform's store in bulk (DeviceRepository.importMany: the
+// documents a registration writes, with their device topics), for broadcasts of many thousand
+// devices: one RegisterDevice call each takes minutes on FerretDB. Returns the device ids.
+export async function importDevices(platform: Pick<Platform, "env">, app: string, devices: DeviceImport[]): Promise<string[]> {
+  const client = await MongoClient.connect(platform.env.HERALD_MONGO_URL!);
+  try {
+    const store = await createMongoStore(client.db(), { client });
+    const ids = await store.devices.importMany(app, devices, new Date());
+    const refused = ids.filter((id) => id === null).length;
+    if (refused) throw new Error(`importDevices: ${refused} of ${devices.length} tokens were held already`);
+    return ids as string[];
+  } finally {
+    await client.close();
+  }
 }
 
 // Follows a publish with WatchPublish until it reaches a final state.

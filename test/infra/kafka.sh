@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft, combined broker+controller) for Herald's tests.
 #
-#   test/infra/kafka.sh install|start|stop|restart|status
+#   test/infra/kafka.sh install|start|stop|restart|status|kill|resume
 #
 # install  resolves the broker classpath from Maven Central (test/infra/kafka/pom.xml) into
 #          $HERALD_CACHE/kafka-<version>/lib, with its own Maven repo in $HERALD_CACHE/m2.
@@ -9,6 +9,10 @@
 #          on 127.0.0.1:39092 (controller 127.0.0.1:39093); waits until a Metadata request
 #          lists the broker. Reuses an already running, healthy broker.
 # stop     SIGTERM, then SIGKILL after a deadline.
+# kill     SIGKILL at once (a crash: nothing flushed, no clean shutdown), data dir kept.
+# resume   like start, but on the data dir as it is (after kill or stop): topics, offsets and
+#          producer state survive, as when a broker pod restarts on its volume. Formats only
+#          when there is no data yet.
 #
 # Environment: HERALD_CACHE, HERALD_RUN (see lib.sh), HERALD_KAFKA_PORT (39092),
 # HERALD_KAFKA_CONTROLLER_PORT (39093), HERALD_KAFKA_VERSION, HERALD_KAFKA_HEAP,
@@ -123,11 +127,15 @@ srv_launch() {
   require_java
   local data="$KAFKA_RUN/data" props="$KAFKA_RUN/server.properties"
   mkdir -p "$KAFKA_RUN"
-  rm -rf "$data"
-  mkdir -p "$data"
   [[ -f "$SRV_LOG" ]] && mv -f "$SRV_LOG" "$SRV_LOG.1"
   kafka_write_properties "$props" "$data"
-  kafka_format_storage "$data"
+  if [[ -n "${KAFKA_KEEP_DATA:-}" && -f "$data/meta.properties" ]]; then
+    note "starting on the existing data in $data"
+  else
+    rm -rf "$data"
+    mkdir -p "$data"
+    kafka_format_storage "$data"
+  fi
   local cds
   cds=$(kafka_cds_opts)
   # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
@@ -181,4 +189,30 @@ srv_probe() {
   return "$rc"
 }
 
-server_main "$@"
+# kafka_kill: SIGKILL the broker (no clean shutdown), keep its data for `resume`.
+kafka_kill() {
+  local pids p
+  read -r -a pids <<<"$(server_pids)"
+  if ((${#pids[@]} == 0)); then
+    note "$SRV_NAME not running"
+    return 0
+  fi
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    local alive=()
+    for p in "${pids[@]}"; do pid_alive "$p" && alive+=("$p"); done
+    if ((${#alive[@]} == 0)); then
+      rm -f "$SRV_PID_FILE"
+      log "$SRV_NAME killed (SIGKILL, pid ${pids[*]}); data kept in $KAFKA_RUN/data"
+      return 0
+    fi
+    sleep 0.05
+  done
+  die "$SRV_NAME (pid ${pids[*]}) survived SIGKILL"
+}
+
+case "${1:-}" in
+  kill) kafka_kill ;;
+  resume) KAFKA_KEEP_DATA=1 server_start ;;
+  *) server_main "$@" ;;
+esac

@@ -123,3 +123,57 @@ describe("SenderWorker", () => {
     }
   });
 });
+
+describe("SenderWorker steps and hand-offs", () => {
+  const logger = createLogger({ service: "t", level: "silent" });
+  // A bus whose publish fails `failures` times (the broker down), then records.
+  const flakyBus = (failures: number) => {
+    const published: Array<{ topic: string; value: Uint8Array }> = [];
+    let left = failures;
+    const bus = {
+      publish: async (topic: string, messages: Array<{ value: Uint8Array }>) => {
+        if (left-- > 0) throw new Error("broker unreachable");
+        for (const m of messages) published.push({ topic, value: m.value });
+      },
+    } as unknown as MemoryBus;
+    return { bus, results: () => published.filter((p) => p.topic === BusTopics.results).map((p) => events.DeliveryResult.decode(p.value)) };
+  };
+  const bigJob = (n: number) =>
+    events.DeliveryJob.fromPartial({ jobId: "big", app: APP, publishId: "p1", provider: Provider.PROVIDER_FCM, targets: Array.from({ length: n }, (_, i) => ({ deviceId: `d${i}`, token: `ok:${i}` })), payload: Buffer.from("{}") });
+  const message = (j: events.DeliveryJob, progress?: string) => {
+    const checkpoints: string[] = [];
+    const m = { topic: "t", partition: 0, offset: "7", key: j.jobId, value: events.DeliveryJob.encode(j).finish(), headers: {}, timestamp: new Date(), ...(progress ? { progress } : {}), checkpoint: async (p: string) => void checkpoints.push(p) };
+    return { m, checkpoints };
+  };
+
+  it("works through a large job in steps, each reported under its own id and checkpointed", async () => {
+    const provider = new ScriptedProvider();
+    const { bus, results } = flakyBus(0);
+    const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), checkpointEvery: 10 });
+    const { m, checkpoints } = message(bigJob(25));
+    await worker.handle(m);
+    assert.deepEqual(provider.calls.map((c) => c.targets.length), [10, 10, 5]);
+    assert.deepEqual(results().map((r) => [r.jobId, r.sent]), [["big/0", 10], ["big/10", 10], ["big/20", 5]]);
+    assert.deepEqual(checkpoints, ["big:0:10", "big:0:20"]);
+  });
+
+  it("starts a job at its checkpoint, and a job at most one step long as it is", async () => {
+    const provider = new ScriptedProvider();
+    const { bus, results } = flakyBus(0);
+    const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), checkpointEvery: 10 });
+    await worker.handle(message(bigJob(25), "big:0:20").m);
+    // Another attempt's checkpoint is not this one's.
+    await worker.handle(message(bigJob(25), "big:1:20").m);
+    await worker.handle(message(bigJob(10)).m);
+    assert.deepEqual(results().map((r) => [r.jobId, r.sent]), [["big/20", 5], ["big/0", 10], ["big/10", 10], ["big/20", 5], ["big", 10]]);
+  });
+
+  it("hands the outcomes on again while the bus fails, without sending again", async () => {
+    const provider = new ScriptedProvider();
+    const { bus, results } = flakyBus(3);
+    const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), handOffRetry: { initialMs: 5, maxMs: 10 } });
+    await worker.handle(message(bigJob(5)).m);
+    assert.equal(provider.calls.length, 1);
+    assert.deepEqual(results().map((r) => r.sent), [5]);
+  });
+});

@@ -16,7 +16,18 @@ export interface SenderOptions {
   // How long the sender stops calling the provider after a credential failure.
   credentialCooldownMs?: number;
   metrics?: SenderMetrics;
+  // Targets sent between two checkpoints of a job (default 25): each step's outcomes are handed
+  // on and its position recorded before the next one starts, so a sender killed mid-job repeats
+  // at most one step, not the job. Larger steps use more of a provider's concurrency at once.
+  checkpointEvery?: number;
+  // Backoff of a hand-off to the bus that failed (the broker unreachable): the outcomes are
+  // handed on again until they are on the bus; the notifications are never sent again for it.
+  handOffRetry?: { initialMs: number; maxMs: number };
 }
+
+// What the Kafka bus adds to a message (see CheckpointedBusMessage in @herald/platform's
+// bus.kafka.ts): the progress checkpointed for it before a crash, and the way to record it.
+type CheckpointedMessage = BusMessage & { progress?: string; checkpoint?: (progress: string) => Promise<void> };
 
 interface Tally {
   result: events.DeliveryResult;
@@ -31,15 +42,27 @@ interface Tally {
 // tokens to herald.token-feedback, transient failures back on the retry topic with exponential
 // backoff and jitter (honouring Retry-After, never past expire_at), exhausted ones to the
 // dead-letter topic. A job's offset is committed only after all of that is on the bus.
+//
+// A job larger than `checkpointEvery` targets is worked through in steps of that many. Each step
+// reports its own result, as the job id with "/<first target>" appended (retries of its targets
+// keep that id), then checkpoints the job's message with the position reached; a sender that
+// gets the job after a crash starts at the checkpoint. What a crash can still repeat is the step
+// in progress: sent again, and counted as duplicates only when its first result had reached the
+// bus (the aggregator sees the same step attempt under another run id).
 export class SenderWorker {
   private readonly cancelled = new Set<string>();
   private readonly subscriptions: Subscription[] = [];
   private readonly maxAttempts: number;
   private readonly backoff: { initialMs: number; maxMs: number };
+  private readonly step: number;
+  private readonly handOffRetry: { initialMs: number; maxMs: number };
+  private stopping = false;
 
   constructor(private readonly o: SenderOptions) {
     this.maxAttempts = o.maxAttempts ?? 8;
     this.backoff = o.backoff ?? { initialMs: 1000, maxMs: 300_000 };
+    this.step = Math.max(1, o.checkpointEvery ?? 25);
+    this.handOffRetry = o.handOffRetry ?? { initialMs: 200, maxMs: 5000 };
   }
 
   async start(): Promise<void> {
@@ -67,6 +90,7 @@ export class SenderWorker {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.paused);
     await Promise.all(this.subscriptions.splice(0).map((s) => s.stop()));
     await this.o.provider.close();
@@ -81,11 +105,27 @@ export class SenderWorker {
     this.cancelled.add(publishId);
   }
 
-  async handle(message: BusMessage): Promise<void> {
+  async handle(message: CheckpointedMessage): Promise<void> {
     const job = events.DeliveryJob.decode(message.value);
     // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const stepped = job.targets.length > this.step;
+    const mark = `${job.jobId}:${job.attempt}:`;
+    // Where a run of this job that died stopped (its last checkpoint).
+    const resumed = message.progress?.startsWith(mark) ? Number(message.progress.slice(mark.length)) : 0;
+    let start = stepped && Number.isSafeInteger(resumed) && resumed > 0 && resumed < job.targets.length ? resumed : 0;
+    if (start > 0) this.o.logger.info({ app: job.app, publish: job.publishId, job: job.jobId, attempt: job.attempt, from: start }, "resuming a job at its checkpoint");
+    do {
+      const part = stepped ? { ...job, jobId: `${job.jobId}/${start}`, targets: job.targets.slice(start, start + this.step) } : job;
+      await this.deliver(part);
+      start += this.step;
+      if (stepped && start < job.targets.length) await message.checkpoint?.(`${mark}${start}`);
+    } while (stepped && start < job.targets.length);
+  }
+
+  // Sends one job (or one step of one) and hands its outcomes on.
+  private async deliver(job: events.DeliveryJob): Promise<void> {
     this.o.metrics?.jobStarted();
     const attributes = {
       "herald.app": job.app,
@@ -206,8 +246,12 @@ export class SenderWorker {
     }, ms).unref();
   }
 
+  // Hands a step's outcomes on. The notifications are out already: a publish that fails (the
+  // broker unreachable, a crash of it) is repeated here until it succeeds, rather than failing the
+  // job, whose redelivery would send everything again. The same messages are published each time
+  // (the result keeps its run id), so one that did get through before counts once.
   private async report(job: events.DeliveryJob, tally: Tally): Promise<void> {
-    const { bus } = this.o;
+    const bus = { publish: (topic: string, messages: Parameters<Bus["publish"]>[1]) => this.handOff(job, topic, messages) };
     const name = this.o.provider.name;
     if (tally.retry.length) {
       const attempt = job.attempt + 1;
@@ -230,6 +274,20 @@ export class SenderWorker {
       await bus.publish(BusTopics.tokenFeedback, tally.feedback.map((f) => ({ key: `${f.app}/${f.token}`, value: events.TokenFeedback.encode(f).finish() })));
     }
     await bus.publish(BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(tally.result).finish() }]);
+  }
+
+  private async handOff(job: events.DeliveryJob, topic: string, messages: Parameters<Bus["publish"]>[1]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.o.bus.publish(topic, messages);
+      } catch (err) {
+        // Stopping: the job stays uncommitted and the group's next consumer redoes it.
+        if (this.stopping) throw err;
+        const delay = backoffDelay(attempt, this.handOffRetry);
+        this.o.logger.warn({ err, topic, publish: job.publishId, job: job.jobId, attempt, retryInMs: delay }, "handing a job's outcomes on failed; retrying the hand-off (not the sends)");
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 }
 

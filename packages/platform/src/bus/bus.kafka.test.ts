@@ -81,6 +81,59 @@ if (brokers.length === 0) {
       }
     });
 
+    it("a message's checkpoint reaches its next run, in this process and in the group's next consumer", { timeout: 120_000 }, async () => {
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const topic = `herald-test.bus.checkpoint.${suffix}`;
+      const group = `herald-test.bus.checkpoint-g.${suffix}`;
+      type Checkpointed = { progress?: string; checkpoint(progress: string): Promise<void> };
+      const runs: Array<string | undefined> = [];
+      let failedTwice = false;
+      const first = await makeBus();
+      const second = await makeBus();
+      try {
+        await first.ensureTopics([{ name: topic, partitions: 1 }]);
+        await first.publish(topic, [{ key: "k", value: new TextEncoder().encode("big job") }]);
+        // Two steps done, then a failure: the retry in this process starts at step 1, the next
+        // consumer of the group (after this one is gone) at step 2.
+        const sub = await first.subscribe({
+          group,
+          topics: [topic],
+          retry: { initialMs: 300, maxMs: 300 },
+          handler: async (m) => {
+            const c = m as typeof m & Checkpointed;
+            runs.push(c.progress);
+            if (runs.length <= 2) await c.checkpoint(`step-${runs.length}`);
+            if (runs.length === 2) failedTwice = true;
+            throw new Error("crash after a step");
+          },
+        });
+        const deadline = Date.now() + 30_000;
+        while (!failedTwice) {
+          if (Date.now() > deadline) assert.fail(`runs: ${JSON.stringify(runs)}`);
+          await delay(10);
+        }
+        await sub.stop();
+        await first.close();
+      } catch (err) {
+        await first.close().catch(() => {});
+        throw err;
+      }
+      try {
+        let next: string | undefined | null = null;
+        await second.subscribe({ group, topics: [topic], handler: async (m) => void (next = (m as typeof m & Checkpointed).progress) });
+        const deadline = Date.now() + 60_000;
+        while (next === null) {
+          if (Date.now() > deadline) assert.fail("the message was not delivered to the next consumer");
+          await delay(10);
+        }
+        assert.deepEqual(runs.slice(0, 2), [undefined, "step-1"]);
+        assert.equal(next, "step-2");
+      } finally {
+        await second.deleteTopics([topic]).catch(() => {});
+        await second.close();
+      }
+    });
+
     it("several processes ensuring overlapping topics at once all succeed, and the largest count wins", { timeout: 120_000 }, async () => {
       // What every service does as it starts: the same topics, at the same moment, from separate clients.
       const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;

@@ -120,6 +120,10 @@ export class KafkaBus implements Bus {
         logger: this.logger,
         tuning: this.tuning,
         listTopics: async () => (await this.admin()).listTopics(),
+        fetchCommitted: async (group, topic) => {
+          const [t] = await (await this.admin()).fetchOffsets({ groupId: group, topics: [topic] });
+          return (t?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? "" }));
+        },
         onStop: (s) => this.subscriptions.delete(s),
       },
       options,
@@ -319,7 +323,31 @@ interface SubscriptionDeps {
   logger: BusLogger;
   tuning: Tuning;
   listTopics: () => Promise<string[]>;
+  // The group's committed offsets of a topic, with the metadata committed along.
+  fetchCommitted: (group: string, topic: string) => Promise<Array<{ partition: number; offset: string; metadata: string }>>;
   onStop: (s: KafkaSubscription) => void;
+}
+
+// What a Kafka subscription hands its handler beyond the Bus contract (bus.types.ts has no place
+// for it yet; handlers use it where present, duck-typed): a handler that works through a large
+// message in steps records how far it got with checkpoint(), which commits the message's own
+// offset (still unhandled) with `progress` as the offset's metadata. Whoever gets the message
+// next — this process after a rebalance or a consumer restart, or another member after a crash —
+// finds it in `progress` and carries on from there instead of redoing the steps.
+export interface CheckpointedBusMessage extends BusMessage {
+  // The last checkpoint of this very message (same partition and offset), if any.
+  progress?: string;
+  // Durable when it resolves (a failed commit is logged; the step is then redone after a crash).
+  checkpoint(progress: string): Promise<void>;
+}
+
+// This process's memory of one partition: the offsets its handler finished (one contiguous run,
+// [from, below)), the handler running now, and the last checkpoint.
+interface PartitionMemory {
+  from: bigint;
+  below: bigint;
+  running?: Promise<void>;
+  checkpoint?: { offset: string; progress: string };
 }
 
 // Backoff for rebuilding a consumer that kafkajs gave up on.
@@ -331,8 +359,13 @@ const partitionKey = (topic: string, partition: number) => `${partition}:${topic
 // when a pattern starts matching other topics (kafkajs resolves patterns only once, at subscribe).
 //
 // Delivery uses eachBatch without auto-resolve: an offset is resolved only after its handler
-// resolved, and kafkajs commits resolved offsets (every second within a batch, at the end of
-// each batch, before a rebalance and when stopping). A failed message is not waited on inside
+// resolved, and committed at once (a failed commit is left to kafkajs, which commits resolved
+// offsets at the end of each batch, before a rebalance and when stopping): a crashed consumer
+// hands on at most the message it was working on, not a second's worth of finished ones.
+// A message this process already handled is not handed to the handler again when kafkajs
+// delivers it once more (its consumer restarted after a broker failure, a rebalance gave the
+// partition back before the commit got through), and a new kafkajs runner waits for the handler
+// an old one left running on the partition, so one process never works on a message twice. A failed message is not waited on inside
 // the batch: its partition is paused for the backoff and the batch returns, so the partitions
 // fetched with it keep flowing; on resume kafkajs fetches again from the last resolved offset,
 // i.e. from the failed message. Nothing is skipped and nothing is committed unhandled.
@@ -352,6 +385,9 @@ class KafkaSubscription implements Subscription {
   private readonly failures = new Map<string, { offset: string; attempts: number }>();
   private relaunchAttempts = 0;
   private relaunchTimer?: NodeJS.Timeout;
+  private readonly memory = new Map<string, PartitionMemory>();
+  // The group's committed offset and metadata per partition, read once per assignment.
+  private readonly committed = new Map<string, Promise<{ offset: string; metadata: string } | undefined>>();
   private watchTimer?: NodeJS.Timeout;
 
   constructor(
@@ -421,6 +457,7 @@ class KafkaSubscription implements Subscription {
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       this.relaunchAttempts = 0;
+      this.committed.clear();
       this.logger.info({ group, memberId: event.payload.memberId, assignment: event.payload.memberAssignment }, "bus: consumer joined its group");
       // A restarted kafkajs consumer starts unpaused; carry over ours.
       this.applyPauses(consumer);
@@ -448,21 +485,51 @@ class KafkaSubscription implements Subscription {
   }
 
   private async eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, uncommittedOffsets, isRunning, isStale } = payload;
     const { topic, partition } = batch;
     const key = partitionKey(topic, partition);
     const { group } = this.options;
+    let memory = this.memory.get(key);
+    if (!memory) this.memory.set(key, (memory = { from: 0n, below: 0n }));
+    // A kafkajs consumer restarted after a failure leaves the old runner's handler running.
+    if (memory.running) await memory.running.catch(() => {});
+    const commitNow = async () => {
+      try {
+        await commitOffsetsIfNecessary(uncommittedOffsets());
+      } catch (err) {
+        this.logger.warn({ err, topic, partition, group }, "bus: committing offsets failed; kafkajs commits them later");
+      }
+    };
     for (const raw of batch.messages) {
       // What is left unresolved here is fetched again later, starting at this message.
       if (this.stopping || this.paused || consumer !== this.consumer || !isRunning() || isStale() || this.retryPaused.has(key)) return;
       // Throws while the group rebalances, which ends the batch before another message is
       // started: a partition being handed over is never worked on by two members at once.
       await heartbeat();
-      const message = toBusMessage(topic, partition, raw);
+      const at = BigInt(raw.offset);
+      if (at >= memory.from && at < memory.below) {
+        resolveOffset(raw.offset);
+        await commitNow();
+        continue;
+      }
+      const message: CheckpointedBusMessage = Object.assign(toBusMessage(topic, partition, raw), {
+        checkpoint: async (progress: string) => {
+          memory.checkpoint = { offset: raw.offset, progress };
+          try {
+            await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: raw.offset, metadata: progress } as { partition: number; offset: string }] }] });
+          } catch (err) {
+            this.logger.warn({ err, topic, partition, offset: raw.offset, group }, "bus: committing a checkpoint failed; only this process remembers it");
+          }
+        },
+      });
+      const progress = memory.checkpoint?.offset === raw.offset ? memory.checkpoint.progress : await this.committedProgress(topic, partition, raw.offset);
+      if (progress) message.progress = progress;
       const previous = this.failures.get(key);
       const attempt = previous?.offset === raw.offset ? previous.attempts + 1 : 1;
+      const running = processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
+      memory.running = running;
       try {
-        await processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
+        await running;
       } catch (err) {
         this.failures.set(key, { offset: raw.offset, attempts: attempt });
         if (this.stopping) {
@@ -473,11 +540,35 @@ class KafkaSubscription implements Subscription {
         this.logger.warn({ err, topic, partition, offset: raw.offset, group, attempt, retryInMs: delay }, "bus handler failed; retrying the same message after a backoff");
         this.retryLater(consumer, topic, partition, delay);
         return;
+      } finally {
+        if (memory.running === running) memory.running = undefined;
       }
       this.failures.delete(key);
+      if (at === memory.below) memory.below = at + 1n;
+      else Object.assign(memory, { from: at, below: at + 1n });
+      if (memory.checkpoint?.offset === raw.offset) memory.checkpoint = undefined;
       resolveOffset(raw.offset);
-      await commitOffsetsIfNecessary();
+      await commitNow();
     }
+  }
+
+  // The progress committed with the message's own offset, when the group's committed offset of
+  // the partition is this message (read once per partition and assignment; unreadable: none).
+  private async committedProgress(topic: string, partition: number, offset: string): Promise<string | undefined> {
+    const key = partitionKey(topic, partition);
+    let read = this.committed.get(key);
+    if (!read) {
+      read = this.deps.fetchCommitted(this.options.group, topic).then(
+        (partitions) => partitions.find((p) => p.partition === partition),
+        (err) => {
+          this.logger.warn({ err, topic, partition, group: this.options.group }, "bus: reading the committed offsets failed; no checkpoint");
+          return undefined;
+        },
+      );
+      this.committed.set(key, read);
+    }
+    const c = await read;
+    return c && c.offset === offset && c.metadata ? c.metadata : undefined;
   }
 
   private retryLater(consumer: Consumer, topic: string, partition: number, delayMs: number): void {
@@ -551,6 +642,8 @@ class KafkaSubscription implements Subscription {
         this.logger.info({ group: this.options.group, topics }, "bus: pattern subscription matches other topics now; re-subscribing");
         await this.teardown();
         this.topics = topics;
+        // A topic gone from the list may come back recreated, its offsets starting over.
+        for (const key of this.memory.keys()) if (!topics.includes(key.slice(key.indexOf(":") + 1))) this.memory.delete(key);
         if (topics.length === 0) return;
         try {
           await this.launch();
