@@ -38,12 +38,15 @@ describe("SenderWorker", () => {
   const results: events.DeliveryResult[] = [];
   const feedback: events.TokenFeedback[] = [];
   const dead: events.DeadLetter[] = [];
+  // The worker's clock; a case that needs time to stand still replaces it.
+  let clock: () => Date;
 
   beforeEach(async () => {
     results.length = feedback.length = dead.length = 0;
+    clock = () => new Date();
     bus = new MemoryBus();
     provider = new ScriptedProvider();
-    worker = new SenderWorker({ app: APP, provider, bus, logger: createLogger({ service: "t", level: "silent" }), now: () => new Date(), maxAttempts: 3, backoff: { initialMs: 10, maxMs: 40 }, credentialCooldownMs: 30 });
+    worker = new SenderWorker({ app: APP, provider, bus, logger: createLogger({ service: "t", level: "silent" }), now: () => clock(), maxAttempts: 3, backoff: { initialMs: 10, maxMs: 40 }, credentialCooldownMs: 30 });
     await worker.start();
     const collect = <T>(topic: string, into: T[], decode: (b: Uint8Array) => T) => bus.subscribe({ group: `c-${topic}`, topics: [topic], handler: async (m: BusMessage) => void into.push(decode(m.value)) });
     await collect(BusTopics.results, results, (b) => events.DeliveryResult.decode(b));
@@ -90,7 +93,11 @@ describe("SenderWorker", () => {
     assert.equal(provider.calls.length, 3);
     assert.equal(total("deadLettered"), 1);
     assert.match(dead[0]!.reason, /gave up after 3 attempts/);
-    await put(job(["retry:2"], { expireAt: new Date(Date.now() + 5) }));
+    // Time stands still, so the job is never expired on arrival however slow the machine, and its
+    // first retry (5-10 ms later) would land after expire_at.
+    const t0 = new Date();
+    clock = () => t0;
+    await put(job(["retry:2"], { expireAt: new Date(t0.getTime() + 5) }));
     await until(() => dead.length === 2, "the expiring dead letter");
     assert.match(dead[1]!.reason, /expires before the next attempt/);
   });
