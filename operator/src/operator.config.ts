@@ -53,6 +53,8 @@ export const operatorEnv = z.object({
   HERALD_SENDER_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
   HERALD_SENDER_SERVICE_ACCOUNT: z.string().default(""),
   HERALD_SENDER_EXTRA_ENV: extraEnv,
+  // Herald's version (the chart sets it on every component): the senders' service.version.
+  HERALD_VERSION: z.string().default(""),
   // GET /healthz, /readyz and /metrics.
   HERALD_HEALTH_PORT: env.port(8080),
 });

@@ -96,6 +96,29 @@ export interface SenderSpec {
   credentialsHash: string;
 }
 
+// The pod's name, namespace and node (downward API), first in the list so the
+// OTEL_RESOURCE_ATTRIBUTES after them can refer to them as $(VAR).
+export const SENDER_DOWNWARD_ENV: V1EnvVar[] = [
+  { name: "HERALD_K8S_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+  { name: "HERALD_K8S_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+  { name: "HERALD_K8S_NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+];
+
+// What a sender's spans say about it (read by the resource detection of
+// packages/platform/src/trace.tracing.ts): its pod, namespace, node and Deployment, the app and
+// provider it sends for, and Herald's version. An OTEL_RESOURCE_ATTRIBUTES in the extra env wins.
+export function senderResourceAttributes(app: string, provider: string, deployment: string, version: string): string {
+  return [
+    "k8s.pod.name=$(HERALD_K8S_POD_NAME)",
+    "k8s.namespace.name=$(HERALD_K8S_NAMESPACE)",
+    "k8s.node.name=$(HERALD_K8S_NODE_NAME)",
+    `k8s.deployment.name=${deployment}`,
+    `herald.app=${app}`,
+    `herald.provider=${provider}`,
+    ...(version ? [`service.version=${version}`] : []),
+  ].join(",");
+}
+
 export function senderDeployment(app: PushApp, sender: SenderSpec, config: OperatorConfig): V1Deployment {
   const appId = app.metadata.name;
   const name = names.sender(appId, sender.provider);
@@ -115,7 +138,7 @@ export function senderDeployment(app: PushApp, sender: SenderSpec, config: Opera
     ...config.HERALD_SENDER_EXTRA_ENV[sender.provider],
   };
   const resources = app.spec.senders?.resources;
-  const envList: V1EnvVar[] = Object.entries(env).map(([n, value]) => ({ name: n, value }));
+  const envList: V1EnvVar[] = [...SENDER_DOWNWARD_ENV, ...Object.entries({ OTEL_RESOURCE_ATTRIBUTES: senderResourceAttributes(appId, sender.provider, name, config.HERALD_VERSION), ...env }).map(([n, value]) => ({ name: n, value }))];
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",

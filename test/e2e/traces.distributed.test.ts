@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import { tokenHash } from "@herald/platform";
 import { dispatch } from "@herald/proto";
 import { requireEnv, startFakeWebPush, type FakeSubscription, type FakeWebPush } from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
@@ -17,7 +18,7 @@ interface JaegerSpan {
 interface JaegerTrace {
   traceID: string;
   spans: JaegerSpan[];
-  processes: Record<string, { serviceName: string }>;
+  processes: Record<string, { serviceName: string; tags?: Array<{ key: string; value: unknown }> }>;
 }
 
 const tagOf = (span: JaegerSpan, key: string) => span.tags.find((t) => t.key === key)?.value;
@@ -100,11 +101,13 @@ describe("one trace per publish in Jaeger", () => {
       const at = (pattern: RegExp) => chain.findIndex((step) => pattern.test(step));
       const steps = [
         /^herald-sender-webpush: deliver job$/,
-        /^herald-sender-webpush: \S*herald\.deliveries\.\S+\.webpush process$/,
-        /^herald-dispatcher: \S*herald\.deliveries\.\S+\.webpush publish$/,
+        // Kafka spans are named by the topic's kind (a bounded set of operations); the topic
+        // itself, namespace, app and provider included, is messaging.destination.name.
+        /^herald-sender-webpush: herald\.deliveries process$/,
+        /^herald-dispatcher: herald\.deliveries publish$/,
         /^herald-dispatcher: fanout$/,
-        /^herald-dispatcher: \S*herald\.publishes process$/,
-        /^herald-dispatcher: \S*herald\.publishes publish$/,
+        /^herald-dispatcher: herald\.publishes process$/,
+        /^herald-dispatcher: herald\.publishes publish$/,
         /^herald-dispatcher: herald\.dispatch\.v1\.DispatchService\/Publish$/,
       ].map(at);
       assert.ok(steps.every((i, n) => i >= 0 && (n === 0 || i > steps[n - 1]!)), `provider request under job → Kafka → fan-out → Kafka → publish call, in order; got:\n${chain.join("\n")}`);
@@ -113,6 +116,19 @@ describe("one trace per publish in Jaeger", () => {
       assert.equal(tagOf(send, "herald.publish_id"), id);
       assert.equal(Number(tagOf(send, "herald.attempt")), 0);
       assert.match(String(tagOf(send, "herald.token_hash")), /^[0-9a-f]{16}$/);
+    }
+    // One hash definition for every provider: tokenHash of the token as registered.
+    assert.deepEqual(new Set(sends(trace).map((s) => tagOf(s, "herald.token_hash"))), new Set(subs.map((s) => tokenHash(s.token))));
+    // The root names the publish and its status; the Kafka spans the full topic.
+    assert.equal(tagOf(root, "herald.publish_id"), id);
+    assert.equal(Number(tagOf(root, "rpc.grpc.status_code")), 0);
+    const deliveryTopics = new Set(trace.spans.filter((s) => s.operationName === "herald.deliveries process").map((s) => String(tagOf(s, "messaging.destination.name"))));
+    assert.equal(deliveryTopics.size, 1);
+    assert.match([...deliveryTopics][0]!, new RegExp(`herald\\.deliveries\\.${appId}\\.webpush$`));
+    // Resource detection: every process says which host and process it is.
+    for (const p of Object.values(trace.processes)) {
+      const keys = new Set((p.tags ?? []).map((t) => t.key));
+      for (const k of ["host.name", "process.pid", "process.runtime.name"]) assert.ok(keys.has(k), `${p.serviceName}: ${k} in ${[...keys].join(", ")}`);
     }
     assert.deepEqual(sends(trace).map((s) => Number(tagOf(s, "http.response.status_code"))).sort(), [201, 201, 410]);
 

@@ -26,6 +26,8 @@ kube_job=$!
 grpcurl_job=$!
 "$INFRA_DIR/schemathesis.sh" install &
 schemathesis_job=$!
+"$INFRA_DIR/promtool.sh" install >/dev/null &
+promtool_job=$!
 
 failed=()
 wait "$kafka_job" || failed+=(kafka)
@@ -34,6 +36,7 @@ wait "$jaeger_job" || failed+=(jaeger)
 wait "$kube_job" || failed+=(kube)
 wait "$grpcurl_job" || failed+=(grpcurl)
 wait "$schemathesis_job" || failed+=(schemathesis)
+wait "$promtool_job" || failed+=(promtool)
 if ((${#failed[@]} > 0)); then
   die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
 fi
@@ -50,6 +53,7 @@ mapfile -t kube_env < <("$INFRA_DIR/kube.sh" env)
 env_lines+=("${kube_env[@]}")
 env_lines+=("$("$INFRA_DIR/grpcurl.sh" env)")
 env_lines+=("$("$INFRA_DIR/schemathesis.sh" env)")
+env_lines+=("$("$INFRA_DIR/promtool.sh" env)")
 tmp_env="$HERALD_RUN/env.tmp.$$"
 {
   echo "# written by test/infra/up.sh; removed by test/infra/down.sh"

@@ -429,6 +429,23 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       assert.equal(envValue(all, "HERALD_TRACE_SAMPLE_RATIO"), "0.5", name);
       assert.equal(env(pod(renders.defaults, name).containers[0]!).has("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), false, name);
       assert.deepEqual(pod(renders.all, name).imagePullSecrets, [{ name: "regcred" }], name);
+      // Resource attributes of every span: the pod's name, namespace and node (downward API,
+      // defined before the $(VAR) references to them) and the version.
+      for (const r of each()) {
+        const container = pod(r, name).containers[0]!;
+        const vars = env(container);
+        assert.deepEqual(vars.get("HERALD_K8S_POD_NAME")?.valueFrom, { fieldRef: { fieldPath: "metadata.name" } }, `${r.name} ${name}`);
+        assert.deepEqual(vars.get("HERALD_K8S_NAMESPACE")?.valueFrom, { fieldRef: { fieldPath: "metadata.namespace" } }, `${r.name} ${name}`);
+        assert.deepEqual(vars.get("HERALD_K8S_NODE_NAME")?.valueFrom, { fieldRef: { fieldPath: "spec.nodeName" } }, `${r.name} ${name}`);
+        assert.equal(envValue(container, "HERALD_VERSION"), container.image!.split(":").pop(), `${r.name} ${name}`);
+        assert.equal(
+          envValue(container, "OTEL_RESOURCE_ATTRIBUTES"),
+          "k8s.pod.name=$(HERALD_K8S_POD_NAME),k8s.namespace.name=$(HERALD_K8S_NAMESPACE),k8s.node.name=$(HERALD_K8S_NODE_NAME),service.version=$(HERALD_VERSION)",
+          `${r.name} ${name}`,
+        );
+        const order = (container.env ?? []).map((e) => e.name);
+        for (const v of ["HERALD_K8S_POD_NAME", "HERALD_K8S_NAMESPACE", "HERALD_K8S_NODE_NAME", "HERALD_VERSION"]) assert.ok(order.indexOf(v) < order.indexOf("OTEL_RESOURCE_ATTRIBUTES"), `${r.name} ${name}: ${v} first`);
+      }
     }
   });
 
@@ -465,6 +482,13 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
         assert.equal(envValue(senderEnv, "HERALD_MAX_ATTEMPTS"), "10");
         assert.equal(envValue(senderEnv, "HERALD_FCM_CONNECTIONS"), "4");
         assert.equal(envValue(senderEnv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), ALL_ON.tracing.otlpEndpoint);
+        // The senders' spans name their pod, app, provider and the chart's version.
+        assert.deepEqual(env(senderEnv).get("HERALD_K8S_POD_NAME")?.valueFrom, { fieldRef: { fieldPath: "metadata.name" } });
+        assert.deepEqual(env(senderEnv).get("HERALD_K8S_NODE_NAME")?.valueFrom, { fieldRef: { fieldPath: "spec.nodeName" } });
+        const attributes = envValue(senderEnv, "OTEL_RESOURCE_ATTRIBUTES") ?? "";
+        for (const a of ["k8s.pod.name=$(HERALD_K8S_POD_NAME)", "k8s.namespace.name=$(HERALD_K8S_NAMESPACE)", "k8s.node.name=$(HERALD_K8S_NODE_NAME)", "herald.app=demo", "herald.provider=fcm", `service.version=${container.image!.split(":").pop()}`]) {
+          assert.ok(attributes.split(",").includes(a), `sender OTEL_RESOURCE_ATTRIBUTES has ${a}: ${attributes}`);
+        }
         assert.equal(senderPod.spec.serviceAccountName, "herald-sender");
       }
     }

@@ -78,8 +78,29 @@ helm.sh/chart: {{ include "herald.chart" .root }}
       key: {{ index . 2 }}
 {{- end -}}
 
-{{/* Environment every component reads: log level and tracing. */}}
+{{/*
+Environment every component reads: log level and tracing. The pod's name, namespace and node
+(downward API) and Herald's version go into OTEL_RESOURCE_ATTRIBUTES, which the processes' resource
+detection reads (packages/platform/src/trace.tracing.ts): every span says which pod sent it.
+Kubernetes expands the $(VAR) references to the variables defined before it.
+*/}}
 {{- define "herald.commonEnv" -}}
+- name: HERALD_K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: HERALD_K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: HERALD_K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: HERALD_VERSION
+  value: {{ include "herald.version" . | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(HERALD_K8S_POD_NAME),k8s.namespace.name=$(HERALD_K8S_NAMESPACE),k8s.node.name=$(HERALD_K8S_NODE_NAME),service.version=$(HERALD_VERSION)"
 - name: HERALD_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: HERALD_TRACE_SAMPLE_RATIO

@@ -138,6 +138,7 @@ export class GrpcServer {
     const started = performance.now();
     let outcome: Status = Status.OK;
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+    // Handlers add what they learn (a publish's id) with trace.getActiveSpan()?.setAttribute.
     return tracer.startActiveSpan(method, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": method } }, parent, async (span) => {
       const controller = new AbortController();
       const clientDeadline = call.getDeadline();
@@ -171,7 +172,6 @@ export class GrpcServer {
       } catch (err) {
         const code = err instanceof HeraldError ? err.code : Status.INTERNAL;
         outcome = code;
-        span.setAttribute("rpc.grpc.status_code", code);
         if (code === Status.INTERNAL || code === Status.UNKNOWN) {
           span.recordException(err as Error);
           span.setStatus({ code: SpanStatusCode.ERROR });
@@ -183,6 +183,8 @@ export class GrpcServer {
       } finally {
         clearTimeout(timer);
         call.removeListener("cancelled", onCancel);
+        // 0 (OK) on success too, so Jaeger can filter on the code of every call.
+        span.setAttribute("rpc.grpc.status_code", outcome);
         span.end();
         this.options.onCall?.(method, outcome, (performance.now() - started) / 1000);
       }

@@ -13,3 +13,4 @@ export * from "./bus/index.js";
 export * from "./metrics.registry.js";
 export * from "./metrics.polled.js";
 export * from "./network.policy.js";
+export * from "./token.hash.js";

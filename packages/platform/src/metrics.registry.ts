@@ -12,8 +12,14 @@ export function createMetricsRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
+  // prom-client also exports the sums of nodejs_active_{handles,requests,resources} as gauges
+  // named *_total, which Prometheus reserves for counters (promtool check metrics flags them, and
+  // rate() over them would be wrong): dropped; sum the by-type gauges instead.
+  for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
   return registry;
 }
+
+export const DROPPED_DEFAULT_METRICS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 // GrpcServerOptions.onCall recording into `herald_grpc_server_duration_seconds` (method, code
 // name): request rates, error rates and latency per RPC.

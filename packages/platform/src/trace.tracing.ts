@@ -1,7 +1,7 @@
 import { context, propagation, SpanStatusCode, trace, type Attributes, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { resourceFromAttributes } from "@opentelemetry/resources";
+import { detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes, type Resource, type ResourceDetector } from "@opentelemetry/resources";
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 
@@ -14,6 +14,20 @@ export interface TracingOptions {
   sampleRatio?: number;
   // Tests add an in-memory exporter here.
   extraProcessors?: SpanProcessor[];
+  // Resource detectors (default: RESOURCE_DETECTORS); tests pass their own.
+  detectors?: ResourceDetector[];
+}
+
+// What every process says about itself in each span's resource: OTEL_RESOURCE_ATTRIBUTES (the
+// chart puts the pod, namespace, node, app, provider and version there), the host (host.name,
+// host.arch, host.id) and the process (process.pid, process.runtime.*, process.command, …).
+export const RESOURCE_DETECTORS: ResourceDetector[] = [envDetector, hostDetector, processDetector];
+
+// The resource of a process's spans: the detected attributes, with service.name set last so
+// the name the service was started with (or OTEL_SERVICE_NAME, see tracingOptions) wins over a
+// service.name in OTEL_RESOURCE_ATTRIBUTES.
+export function tracingResource(serviceName: string, detectors: ResourceDetector[] = RESOURCE_DETECTORS): Resource {
+  return detectResources({ detectors }).merge(resourceFromAttributes({ "service.name": serviceName }));
 }
 
 // The tracing settings every service reads from its environment (serviceEnv): the OTLP endpoint,
@@ -30,7 +44,7 @@ export function startTracing(options: TracingOptions): Tracing {
   const processors: SpanProcessor[] = [...(options.extraProcessors ?? [])];
   if (options.otlpEndpoint) processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint })));
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ "service.name": options.serviceName }),
+    resource: tracingResource(options.serviceName, options.detectors),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
     spanProcessors: processors,
   });
@@ -59,6 +73,12 @@ export function withSpan<T>(name: string, attributes: Attributes, work: (span: S
       span.end();
     }
   });
+}
+
+// Adds attributes to the current span (e.g. a gRPC handler naming the publish it created on the
+// call's SERVER span); a no-op outside a span.
+export function annotateSpan(attributes: Attributes): void {
+  trace.getActiveSpan()?.setAttributes(attributes);
 }
 
 // Carriers for trace context in plain string maps (bus headers) — gRPC metadata has its own.

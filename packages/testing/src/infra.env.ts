@@ -18,7 +18,9 @@ export type InfraEnvName =
   // grpcurl built by test/infra/grpcurl.sh (a tool, not a server).
   | "HERALD_GRPCURL"
   // schemathesis's `st`, installed into a virtualenv by test/infra/schemathesis.sh.
-  | "HERALD_SCHEMATHESIS";
+  | "HERALD_SCHEMATHESIS"
+  // promtool (Debian's prometheus package), installed by test/infra/promtool.sh.
+  | "HERALD_PROMTOOL";
 
 export function requireEnv(name: InfraEnvName): string {
   const value = process.env[name];

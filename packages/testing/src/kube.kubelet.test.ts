@@ -28,6 +28,7 @@ console.log("REPORT " + JSON.stringify({
   app: process.env.HERALD_APP,
   override: process.env.LOCAL_KUBELET_TEST_POD,
   leaked: process.env.HERALD_KUBECONFIG ?? null,
+  resource: process.env.OTEL_RESOURCE_ATTRIBUTES,
 }));
 const server = http.createServer((req, res) => { res.statusCode = req.url === "/healthz" ? 200 : 404; res.end(); });
 server.listen(Number(process.env.HERALD_HEALTH_PORT), "127.0.0.1");
@@ -56,6 +57,11 @@ function deployment(name: string, o: { replicas: number; command: string[]; secr
                 { name: "HERALD_APP", value: name },
                 { name: "HERALD_CREDENTIALS_DIR", value: "/etc/herald/credentials" },
                 { name: "HERALD_HEALTH_PORT", value: "8080" },
+                // The downward API fields Herald's pods read, and $(VAR) expansion ($$ escapes).
+                { name: "POD", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "NS", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+                { name: "NODE", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                { name: "OTEL_RESOURCE_ATTRIBUTES", value: "k8s.pod.name=$(POD),k8s.namespace.name=$(NS),k8s.node.name=$(NODE),x=$(UNDEFINED),y=$$(POD)" },
               ],
               readinessProbe: { httpGet: { path: "/healthz", port: 8080 } },
               volumeMounts: [{ name: "credentials", mountPath: "/etc/herald/credentials", readOnly: true }],
@@ -68,7 +74,7 @@ function deployment(name: string, o: { replicas: number; command: string[]; secr
   };
 }
 
-function report(output: string): { files: string[]; token: string; mode: string; app: string; override: string; leaked: string | null } {
+function report(output: string): { files: string[]; token: string; mode: string; app: string; override: string; leaked: string | null; resource?: string } {
   const line = output.split("\n").find((l) => l.startsWith("REPORT "));
   assert.ok(line, `no REPORT line in the process output:\n${output}`);
   return JSON.parse(line.slice("REPORT ".length));
@@ -135,6 +141,7 @@ describe("LocalKubelet against a real API server", () => {
       assert.equal(r.app, "probe");
       assert.equal(r.override, p.pod.name);
       assert.equal(r.leaked, null, "the test's environment must not leak into the pod's process");
+      assert.equal(r.resource, `k8s.pod.name=${p.pod.name},k8s.namespace.name=${namespace},k8s.node.name=${LOCAL_NODE_NAME},x=$(UNDEFINED),y=$(POD)`);
       const health = await fetch(p.healthUrl);
       assert.equal(health.status, 200);
     }
@@ -196,7 +203,8 @@ describe("LocalKubelet against a real API server", () => {
   it("reports a crash and an unrunnable pod on the pod instead of replacing it, and waits for a missing Secret", async () => {
     // Exits by itself: not restarted, and not marked Failed (the ReplicaSet would replace it).
     await apps.createNamespacedDeployment({ namespace, body: deployment("crash", { replicas: 1, command: ["node", "-e", "console.error('boom'); process.exit(3)"] }) });
-    // valueFrom: refused with a reason, like a kubelet's CreateContainerConfigError.
+    // valueFrom it cannot resolve (a Secret key): refused with a reason, like a kubelet's
+    // CreateContainerConfigError.
     await apps.createNamespacedDeployment({
       namespace,
       body: deployment("unrunnable", {
@@ -204,7 +212,7 @@ describe("LocalKubelet against a real API server", () => {
         command: ["node", "-e", PROBE_SCRIPT],
         env: [
           { name: "HERALD_CREDENTIALS_DIR", value: "/etc/herald/credentials" },
-          { name: "HERALD_APP", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+          { name: "HERALD_APP", valueFrom: { secretKeyRef: { name: "probe-credentials", key: "token.txt" } } },
         ],
       }),
     });

@@ -45,12 +45,13 @@ import { eventually } from "./poll.wait.js";
 //   container terminated (exit code, signal, reason) and Ready=False, which is what a kubelet
 //   shows between restarts. Marking it Failed would make the ReplicaSet controller create a
 //   replacement at once, and a sender that crashes at startup would loop without any backoff.
-// - A container this kubelet cannot run (env valueFrom/envFrom, no "node" command, an unknown
+// - A container this kubelet cannot run (env valueFrom other than the pod's name, namespace,
+//   node and service account fields, envFrom, no "node" command, an unknown
 //   volume type, init containers) stays Pending with its container waiting, reason
 //   CreateContainerConfigError and a message saying why (again: Failed would mean a
 //   replacement storm). A missing Secret (or Secret key) is retried every second, like a
 //   kubelet retrying a mount.
-// - No liveness probes, no $(VAR) expansion, no workingDir, no resource limits, no user ids;
+// - No liveness probes, no workingDir, no resource limits, no user ids;
 //   emptyDir volumes are not materialised (the process sees the host filesystem).
 // - stop() terminates the processes but leaves the pods as they are in the API server, like a
 //   kubelet that died.
@@ -158,9 +159,18 @@ function launchPlan(pod: V1Pod): LaunchPlan {
   }
   if (container.envFrom?.length) throw new PodConfigError(`container ${container.name}: envFrom is not supported by the local kubelet`);
   const env: Record<string, string> = {};
+  // The downward API's pod fields (what Herald's pods read: their name, namespace and node),
+  // and $(VAR) references to variables defined earlier in the list, as a kubelet expands them.
+  const fields: Record<string, string | undefined> = { "metadata.name": pod.metadata?.name, "metadata.namespace": pod.metadata?.namespace, "spec.nodeName": spec.nodeName ?? LOCAL_NODE_NAME, "spec.serviceAccountName": spec.serviceAccountName ?? "default" };
   for (const e of container.env ?? []) {
-    if (e.valueFrom) throw new PodConfigError(`container ${container.name}: env ${e.name} uses valueFrom, which the local kubelet does not resolve`);
-    env[e.name] = e.value ?? "";
+    if (e.valueFrom) {
+      const path = e.valueFrom.fieldRef?.fieldPath;
+      const value = path === undefined ? undefined : fields[path];
+      if (value === undefined) throw new PodConfigError(`container ${container.name}: env ${e.name} uses valueFrom${path ? ` fieldRef ${path}` : ""}, which the local kubelet does not resolve`);
+      env[e.name] = value;
+      continue;
+    }
+    env[e.name] = (e.value ?? "").replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (ref: string, name?: string) => (name === undefined ? "$" : (env[name] ?? ref)));
   }
   const volumes = new Map((spec.volumes ?? []).map((v) => [v.name, v]));
   const secretMounts: SecretMount[] = [];

@@ -78,7 +78,7 @@ export function createGateway(o: GatewayOptions): Gateway {
     ...rpcRoutes(catalog, upstream, auth),
     ...compat,
     { method: "GET", pattern: "/openapi.json", handle: async () => ({ body: document }) },
-    { method: "GET", pattern: "/healthz", handle: async () => ({ body: { status: "ok" } }) },
+    { method: "GET", pattern: "/healthz", probe: true, handle: async () => ({ body: { status: "ok" } }) },
   ];
   return {
     handler: createRouter({ routes, maxBodyBytes: o.maxBodyBytes, logger: o.logger, onRequest: o.onRequest }),

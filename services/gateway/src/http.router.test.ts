@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { createLogger } from "@herald/platform";
+import { createLogger, startTracing, type TracingOptions } from "@herald/platform";
 import { HttpError } from "./http.errors.js";
 import { startHttpServer, type HttpServer } from "./http.listen.js";
 import { createRouter, type Route } from "./http.router.js";
@@ -149,5 +149,44 @@ describe("HTTP router", () => {
     const big = await post('"0123456789abcde"');
     assert.equal(big.status, 413);
     assert.equal(big.json!.error, "PAYLOAD_TOO_LARGE");
+  });
+});
+
+// Kubernetes probes /healthz every few seconds per pod: a trace and a metric sample each time
+// would drown the real requests in Jaeger and in the request metrics.
+describe("HTTP router probes", () => {
+  type Processor = NonNullable<TracingOptions["extraProcessors"]>[number];
+  const spans: string[] = [];
+  const samples: string[] = [];
+  const processor: Processor = { onStart: () => {}, onEnd: (span) => void spans.push(span.name), forceFlush: async () => {}, shutdown: async () => {} };
+  let tracing: ReturnType<typeof startTracing>;
+  let server: HttpServer;
+
+  before(async () => {
+    tracing = startTracing({ serviceName: "herald-gateway", extraProcessors: [processor], detectors: [] });
+    const routes: Route[] = [
+      { method: "GET", pattern: "/healthz", probe: true, handle: async () => ({ body: { status: "ok" } }) },
+      { method: "GET", pattern: "/items/:id", handle: async (req) => ({ body: { id: req.params.id } }) },
+    ];
+    const onRequest = (route: string, method: string, status: number) => void samples.push(`${method} ${route} ${status}`);
+    server = await startHttpServer("127.0.0.1:0", createRouter({ routes, maxBodyBytes: 1024, logger: createLogger({ service: "t", level: "silent" }), onRequest }));
+  });
+  after(async () => {
+    await server?.close();
+    await tracing.shutdown();
+  });
+
+  it("makes no span and no metric sample for /healthz, and one of each for other routes", async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+      assert.deepEqual([res.status, await res.json()], [200, { status: "ok" }]);
+    }
+    const item = await fetch(`http://127.0.0.1:${server.port}/items/7`);
+    assert.equal(item.status, 200);
+    await item.text();
+    // A POST to the probe's path is no probe: it is refused (405) and recorded like any request.
+    assert.equal((await fetch(`http://127.0.0.1:${server.port}/healthz`, { method: "POST" })).status, 405);
+    assert.deepEqual(spans, ["HTTP GET /items/:id", "HTTP POST /healthz"]);
+    assert.deepEqual(samples, ["GET /items/:id 200", "POST /healthz 405"]);
   });
 });

@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, INVALID_SPAN_CONTEXT, propagation, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import type { Logger } from "@herald/platform";
 import { HttpError } from "./http.errors.js";
 import { fieldPath, MAX_BODY_DEPTH, tooDeepAt } from "./json.limits.js";
 
 // A small router over node:http: path patterns with :params, bodies read up to a limit and
 // parsed as JSON, every refusal a JSON {error, description}, NDJSON for streams, CORS for the
-// routes browsers call, one server span and one metric sample per request. Whatever a handler
+// routes browsers call, one server span and one metric sample per request (none for probes). Whatever a handler
 // throws ends here: an HttpError is the answer; anything else is a fault, logged once with the
 // error and answered 500 (as is an HttpError of 5xx, whose cause is logged).
 
@@ -51,6 +51,9 @@ export interface Route {
   maxBodyBytes?: number;
   // Its entry in the OpenAPI document (the RPC routes are described from the descriptors).
   doc?: { tag: string; summary: string; security?: "none" | "basic" };
+  // A probe (GET /healthz, which Kubernetes calls every few seconds): no span and no metric
+  // sample, so probes neither flood Jaeger with one-span traces nor skew the request metrics.
+  probe?: boolean;
 }
 
 export interface RouterOptions {
@@ -98,14 +101,15 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
     const match = candidates.find((c) => c.route.method === method);
     const label = match?.route.pattern ?? (candidates[0]?.route.pattern ?? "unmatched");
     const parent = propagation.extract(context.active(), req.headers, { keys: (h) => Object.keys(h), get: (h, k) => [h[k]].flat()[0] as string | undefined });
-    tracer.startActiveSpan(`HTTP ${method} ${label}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": label } }, parent, (span) => {
+    const probe = match?.route.probe === true;
+    const serve = (span: Span) => {
       const controller = new AbortController();
       res.on("close", () => controller.abort());
       const finish = (status: number) => {
         span.setAttribute("http.response.status_code", status);
         if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();
-        o.onRequest?.(label, method, status, (performance.now() - started) / 1000);
+        if (!probe) o.onRequest?.(label, method, status, (performance.now() - started) / 1000);
       };
       const fail = (err: unknown) => {
         const e = err instanceof HttpError ? err : new HttpError(500, "INTERNAL", "internal error", undefined, {}, err);
@@ -169,7 +173,10 @@ export function createRouter(o: RouterOptions): (req: IncomingMessage, res: Serv
           // Only the metrics hook can throw here; the request is already answered (closed).
         }
       });
-    });
+    };
+    // A probe runs with a span that records nothing (setAttribute, end: no-ops).
+    if (probe) serve(trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+    else tracer.startActiveSpan(`HTTP ${method} ${label}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": label } }, parent, serve);
   };
 }
 

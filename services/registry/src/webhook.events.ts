@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { dispatch, events, Provider, type WebhookEvent } from "@herald/proto";
 import { PROVIDER_NAMES } from "@herald/store";
+import { tokenHash } from "@herald/platform";
 
 // What each bus message means to an app's webhooks: its type, a stable id (receivers dedupe
 // by it: every source is at-least-once) and the data sent. Pure functions of the messages.
@@ -59,10 +59,10 @@ export function deliveryFailed(m: events.DeliveryResult): AppEvent | undefined {
 // herald.token-feedback: a provider declared a token dead (its device, if any, is removed).
 export function tokenInvalidated(m: events.TokenFeedback): AppEvent {
   const at = m.invalidSince ?? new Date();
-  const tokenHash = createHash("sha256").update(m.token).digest("hex").slice(0, 16);
+  const hash = tokenHash(m.token);
   return {
     app: m.app,
-    id: `token.invalidated:${providerName(m.provider)}:${tokenHash}:${at.getTime()}`,
+    id: `token.invalidated:${providerName(m.provider)}:${hash}:${at.getTime()}`,
     type: "token.invalidated",
     at,
     data: { provider: providerName(m.provider), token: m.token, deviceId: m.deviceId, reason: m.reason, publishId: m.publishId, invalidSince: at.toISOString() },

@@ -1,11 +1,12 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { consumerLagGauge, createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
+import { consumerLagGauge, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics } from "@herald/proto";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { createProvider, providerEnv } from "./provider.factory.js";
 import type { ProviderName } from "./provider.types.js";
 import { SenderWorker } from "./sender.consumer.js";
+import { senderLogger } from "./sender.logger.js";
 import { SenderMetrics } from "./sender.metrics.js";
 
 const { HERALD_MONGO_URL: _mongo, HERALD_GRPC_ADDRESS: _grpc, HERALD_ADMIN_KEY: _admin, HERALD_ADMIN_KEY_SHA256: _adminHash, HERALD_METRICS_PORT: _metrics, ...env } = serviceEnv;
@@ -26,7 +27,7 @@ const config = loadConfig(
   }),
 );
 const name = config.HERALD_PROVIDER as ProviderName;
-const logger = createLogger({ service: `herald-sender-${name}`, level: config.HERALD_LOG_LEVEL }).child({ app: config.HERALD_APP, provider: name });
+const logger = senderLogger({ app: config.HERALD_APP, provider: name, level: config.HERALD_LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 

@@ -8,6 +8,7 @@ import {
   type Attributes,
   type Span,
 } from "@opentelemetry/api";
+import { BusTopics } from "@herald/proto";
 import type { BusMessage, OutgoingMessage } from "./bus.types.js";
 
 // Shared by both bus implementations so a trace looks the same whether the bus is Kafka or
@@ -17,6 +18,21 @@ import type { BusMessage, OutgoingMessage } from "./bus.types.js";
 export const BUS_TRACER = "herald.bus";
 
 export type MessagingSystem = "kafka" | "memory";
+
+// The bounded part of a topic name that spans are named by (`<kind> publish`, `<kind> process`):
+// a per-app topic (herald.deliveries.<app>.<provider>, herald.retries.<app>.<provider>) is its
+// kind, herald.deliveries or herald.retries, and a namespace prefix (HERALD_KAFKA_NAMESPACE) is
+// dropped, so the operations Jaeger lists stay a fixed set however many apps, providers and
+// installations there are. The full name stays in messaging.destination.name. A topic that is
+// none of Herald's (a test's own) keeps its name.
+const PER_APP_TOPIC = /(herald\.(?:deliveries|retries))\.[^.]+\.[^.]+$/;
+const FIXED_TOPICS: string[] = Object.values(BusTopics).flatMap((t) => (typeof t === "string" ? [t] : []));
+
+export function topicKind(topic: string): string {
+  const perApp = PER_APP_TOPIC.exec(topic);
+  if (perApp) return perApp[1]!;
+  return FIXED_TOPICS.find((t) => topic === t || topic.endsWith(t)) ?? topic;
+}
 
 export type TracedMessage = OutgoingMessage & { headers: Record<string, string> };
 
@@ -34,7 +50,7 @@ export async function publishWithTrace<T>(
     "messaging.destination.name": topic,
     "messaging.batch.message_count": messages.length,
   };
-  return trace.getTracer(BUS_TRACER).startActiveSpan(`${topic} publish`, { kind: SpanKind.PRODUCER, attributes }, async (span) => {
+  return trace.getTracer(BUS_TRACER).startActiveSpan(`${topicKind(topic)} publish`, { kind: SpanKind.PRODUCER, attributes }, async (span) => {
     try {
       return await send(messages.map((m) => ({ ...m, headers: injectTraceContext(m.headers) })));
     } catch (err) {
@@ -64,7 +80,7 @@ export interface ProcessInfo {
 export async function processWithTrace(message: BusMessage, info: ProcessInfo, handle: () => Promise<void>): Promise<void> {
   const parent = propagation.extract(ROOT_CONTEXT, message.headers);
   const span = trace.getTracer(BUS_TRACER).startSpan(
-    `${message.topic} process`,
+    `${topicKind(message.topic)} process`,
     {
       kind: SpanKind.CONSUMER,
       attributes: {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { SpanKind } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { tokenHash } from "@herald/platform";
 import { generateApnsKey, randomDeviceToken, scenarioToken, startFakeApns, testTls, type FakeApns } from "@herald/testing";
 import type { Outcome, ProviderTarget, SendRequest } from "../provider.types.js";
 import { apnsHeaders } from "./apns.headers.js";
@@ -347,7 +347,7 @@ describe("ApnsProvider against the fake APNs over TLS + HTTP/2", () => {
     const spans = exporter.getFinishedSpans();
     assert.equal(spans.length, 2);
     const byHash = new Map(spans.map((s) => [s.attributes["herald.token_hash"], s]));
-    const hash = (token: string) => createHash("sha256").update(token).digest("hex").slice(0, 16);
+    const hash = tokenHash;
     const sent = byHash.get(hash(ok.token));
     const failed = byHash.get(hash(gone.token));
     assert.ok(sent && failed);

@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
 import { APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
 import { apnsHeaders, invalidHeader } from "./apns.headers.js";
@@ -123,7 +123,7 @@ export class ApnsProvider implements PushProvider {
           "http.request.method": "POST",
           "server.address": this.serverAddress,
           // A device token identifies a person's device: only a hash goes into traces.
-          "herald.token_hash": createHash("sha256").update(target.token).digest("hex").slice(0, 16),
+          "herald.token_hash": tokenHash(target.token),
           ...(resend ? { "herald.apns.resend": true } : {}),
         },
       },

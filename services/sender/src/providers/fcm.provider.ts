@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { serviceAccountTokens, type ServiceAccount } from "./fcm.auth.js";
 import { fcmErrorOf, outcomeOf } from "./fcm.outcome.js";
@@ -100,7 +100,7 @@ export class FcmProvider implements PushProvider {
           "herald.attempt": request.attempt,
           "http.request.method": "POST",
           // A registration token identifies a person's device: only a hash goes into traces.
-          "herald.token_hash": createHash("sha256").update(target.token).digest("hex").slice(0, 16),
+          "herald.token_hash": tokenHash(target.token),
         },
       },
       context.active(),

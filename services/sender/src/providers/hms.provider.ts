@@ -1,5 +1,6 @@
 import https from "node:https";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { AccessTokenCache, issuedToken, postForm, TokenEndpointError } from "./oauth.token.js";
 import { retryAfter } from "./retry.after.js";
@@ -109,6 +110,9 @@ export class HmsProvider implements PushProvider {
           "herald.attempt": request.attempt,
           "herald.targets": targets.length,
           "http.request.method": "POST",
+          // One request carries up to 1000 tokens: herald.token_hash when it carries one (as every
+          // other provider's span), and herald.token_hashes listing them all.
+          ...(native ? {} : targets.length === 1 ? { "herald.token_hash": tokenHash(targets[0]!.token) } : { "herald.token_hashes": targets.map((t) => tokenHash(t.token)) }),
         },
       },
       context.active(),

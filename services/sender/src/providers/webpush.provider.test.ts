@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import webPush from "web-push";
+import { tokenHash } from "@herald/platform";
 import { startFakeWebPush, testTls, type FakeSubscription, type FakeWebPush } from "@herald/testing";
 import type { ProviderTarget, SendRequest } from "../provider.types.js";
 import { MAX_PLAINTEXT, WebPushProvider, type WebPushProviderConfig } from "./webpush.provider.js";
@@ -264,7 +264,7 @@ describe("WebPushProvider against the fake push service over TLS", () => {
           "herald.attempt": 2,
           "http.request.method": "POST",
           "server.address": "127.0.0.1",
-          "herald.token_hash": createHash("sha256").update(ok.endpoint).digest("hex").slice(0, 16),
+          "herald.token_hash": tokenHash(ok.token),
           "http.response.status_code": 201,
           "herald.outcome": "sent",
         },

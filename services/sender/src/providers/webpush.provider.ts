@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
 import https from "node:https";
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { checkEndpoint, type TokenRules } from "@herald/store";
 import webPush from "web-push";
+import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { networkOutcome, outcomeOf } from "./webpush.outcome.js";
 import { pushOptions, type PushOptions } from "./webpush.options.js";
@@ -142,8 +142,9 @@ export class WebPushProvider implements PushProvider {
           "herald.attempt": request.attempt,
           "http.request.method": "POST",
           "server.address": url.hostname,
-          // The endpoint is a bearer capability for the device: only a hash goes into traces.
-          "herald.token_hash": createHash("sha256").update(subscription.endpoint).digest("hex").slice(0, 16),
+          // The subscription (its endpoint is a bearer capability for the device) stays out of
+          // traces: only its hash, the same as every provider's (tokenHash of the token as stored).
+          "herald.token_hash": tokenHash(target.token),
         },
       },
       context.active(),
