@@ -65,7 +65,9 @@ describe("distributed pipeline", () => {
     const body = `${label}-${randomUUID().slice(0, 8)}`;
     const started = Date.now();
     const { id } = await app.dispatch.publish({ recipients: { target: { $case: "topics", value: { values: ["all-fans"] } } }, notification: { alert: { title: "Goal", body } } });
-    let deadline = Date.now() + 120_000;
+    // Generous: on a loaded 2-core machine the fake push service and the sender's Web Push
+    // encryption share the CPU with the suites running beside this one (measured: 23 deliveries/s).
+    let deadline = Date.now() + 300_000;
     let at: dispatch.Publish | undefined;
     for (;;) {
       const p = await getPublish(id);
@@ -75,7 +77,7 @@ describe("distributed pipeline", () => {
       }
       if (p && p.state !== dispatch.PublishState.PUBLISH_STATE_FANNING_OUT && p.state !== dispatch.PublishState.PUBLISH_STATE_SENDING && p.state !== dispatch.PublishState.PUBLISH_STATE_QUEUED)
         assert.fail(`${label}: the publish ended before the kill: ${JSON.stringify(dispatch.Publish.toJSON(p))}`);
-      if (Date.now() > deadline) assert.fail(`${label}: kill point not reached within 120 s: ${JSON.stringify(p && dispatch.Publish.toJSON(p))}\n${sender.output().slice(-3000)}`);
+      if (Date.now() > deadline) assert.fail(`${label}: kill point not reached within 300 s: ${JSON.stringify(p && dispatch.Publish.toJSON(p))}\n${sender.output().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     const killedAt = Date.now();
@@ -83,7 +85,7 @@ describe("distributed pipeline", () => {
     await kill();
     const restartedAt = Date.now();
 
-    deadline = Date.now() + 180_000;
+    deadline = Date.now() + 300_000;
     let done: dispatch.Publish | undefined;
     for (;;) {
       const p = await getPublish(id);
@@ -92,7 +94,7 @@ describe("distributed pipeline", () => {
         break;
       }
       if (p && p.state !== dispatch.PublishState.PUBLISH_STATE_SENDING && p.state !== dispatch.PublishState.PUBLISH_STATE_FANNING_OUT) assert.fail(`${label}: publish ended ${JSON.stringify(dispatch.Publish.toJSON(p))}`);
-      if (Date.now() > deadline) assert.fail(`${label}: not DONE within 180 s after the restart: ${JSON.stringify(p && dispatch.Publish.toJSON(p))}\n${sender.output().slice(-3000)}`);
+      if (Date.now() > deadline) assert.fail(`${label}: not DONE within 300 s after the restart: ${JSON.stringify(p && dispatch.Publish.toJSON(p))}\n${sender.output().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const finished = Date.now();
@@ -122,11 +124,11 @@ describe("distributed pipeline", () => {
   });
 
   it("ends a broadcast exactly counted when the dispatcher is SIGKILLed while results stream in", async () => {
-    await broadcastThrough("dispatcher", sending(0.3), () => platform.restart("dispatcher", "SIGKILL"));
+    await broadcastThrough("dispatcher", sending(0.15), () => platform.restart("dispatcher", "SIGKILL"));
   });
 
   it("loses nothing and repeats almost nothing when the Kafka broker is SIGKILLed mid-broadcast and restarted on its data", async () => {
-    await broadcastThrough("broker", sending(0.4), async () => {
+    await broadcastThrough("broker", sending(0.15), async () => {
       await kafka.kill();
       await kafka.resume();
     });
