@@ -14,16 +14,272 @@ export interface ExtraOperation {
   security?: "none" | "basic";
 }
 
+// ---------------------------------------------------------------------------------------------
+// What the services refuse, as JSON Schema. The descriptors give the shape of proto3 JSON; what
+// the services check on top of it (packages/store/src/domain.rules.ts, the dispatcher's
+// recipients.schema.ts, notification.payload.ts and publish.service.ts, the registry's and the
+// topic service's *.service.ts) is in the two tables below, keyed by message and field, so a new
+// field is documented from its descriptor alone and a rule is written once for every request it
+// appears in. A rule the schema cannot say (a device that must exist: 404; a rule across
+// fields; an app's own limits and providers) is said in the field's description.
+// ---------------------------------------------------------------------------------------------
+
+interface FieldRule {
+  // The service refuses the field absent or empty (proto3 JSON cannot tell the two apart).
+  required?: boolean;
+  // Keywords for the field's own schema (minLength, maxItems, maxProperties, pattern, ...).
+  schema?: Schema;
+  // Keywords for each item of a list, or each value of a map.
+  items?: Schema;
+  // Enum values the service refuses (for an enum field, or each item of a list of enums).
+  refuse?: string[];
+  // For a message field: rules of the nested message's fields that hold in this place only (the
+  // message is inlined here), and keywords for the nested object itself (anyOf, ...).
+  fields?: Record<string, FieldRule>;
+  object?: Schema;
+  // For a list of messages: the items are decoded but validated one by one, each refusal
+  // reported in the answer (PublishBatch): only what decoding refuses applies to them.
+  unchecked?: boolean;
+  // What the service checks that the schema does not say.
+  note?: string;
+}
+
+interface MessageRule {
+  // This oneof must be set: exactly one of its fields.
+  exactlyOne?: string;
+  // Keywords for the message's object schema (anyOf / oneOf across fields).
+  schema?: Schema;
+  note?: string;
+}
+
+const UNSPECIFIED = {
+  provider: ["PROVIDER_UNSPECIFIED"],
+  platform: ["PLATFORM_UNSPECIFIED"],
+};
+
+// domain.rules.ts TOPIC_PATTERN.
+const TOPIC: Schema = { type: "string", pattern: "^[A-Za-z0-9_\\-=@,.;]{1,164}$" };
+// domain.rules.ts checkUserId: 1-164 characters without control characters.
+const USER: Schema = { type: "string", minLength: 1, maxLength: 164, pattern: "^[^\\u0000-\\u001f\\u007f]*$" };
+// An optional user: empty means none.
+const USER_OR_NONE: Schema = { type: "string", maxLength: 164, pattern: "^[^\\u0000-\\u001f\\u007f]*$" };
+// domain.rules.ts checkStringMap: at most 64 entries; keys 1-64 letters, digits, marks or _ . - :
+// (any script: the schema lists ASCII and the Latin letters, the service takes every letter);
+// values at most 1024 characters.
+const STRING_MAP: FieldRule = {
+  schema: { maxProperties: 64, propertyNames: { pattern: "^[A-Za-z0-9_.:\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u024f-]{1,64}$" } },
+  items: { maxLength: 1024 },
+  note: "At most 64 entries; keys are 1-64 letters (of any script), digits, marks or _ . - :; values at most 1024 characters.",
+};
+// domain.rules.ts checkLocale: a BCP 47 tag (the schema gives the common language[-Script][-REGION] form).
+const LOCALE: Schema = { type: "string", pattern: "^(([A-Za-z]{2,3}|[A-Za-z]{5,8})(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?)?$" };
+// domain.rules.ts checkTimezone: an IANA time zone this server knows (empty: none).
+const TIMEZONE: Schema = { type: "string", enum: ["", ...new Set(["UTC", ...Intl.supportedValuesOf("timeZone")])] };
+// domain.rules.ts pageLimit: 1..1000, 0 the default.
+const PAGE: FieldRule = { fields: { limit: { schema: { minimum: 0, maximum: 1000 } } } };
+
+// domain.rules.ts normalizeToken: a token is valid for its provider only. Web Push: the
+// PushSubscription JSON; the schema gives its compact form on the default allowed push services
+// (the service takes any spacing, and the hosts of its HERALD_WEBPUSH_ALLOWED_HOSTS instead:
+// 400 ENDPOINT_NOT_ALLOWED for another).
+const TOKEN: Record<string, Schema> = {
+  PROVIDER_APNS: { type: "string", pattern: "^[0-9a-fA-F]{64}$" },
+  PROVIDER_FCM: { type: "string", minLength: 1, maxLength: 4096, pattern: "^[^\\s\\ufeff]+$" },
+  PROVIDER_HMS: { type: "string", minLength: 1, maxLength: 4096, pattern: "^[^\\s\\ufeff]+$" },
+  PROVIDER_WEBPUSH: {
+    type: "string",
+    pattern: '^\\{"endpoint":"https://(fcm\\.googleapis\\.com|[a-z0-9-]{1,63}\\.push\\.services\\.mozilla\\.com|web\\.push\\.apple\\.com|[a-z0-9-]{1,63}\\.notify\\.windows\\.com)/[A-Za-z0-9_:/-]{1,200}","keys":\\{"p256dh":"[A-Za-z0-9_-]{87}","auth":"[A-Za-z0-9_-]{22}"\\}\\}$',
+  },
+};
+// By name or number (proto3 JSON takes both).
+const PROVIDER_NUMBER: Record<string, number> = { PROVIDER_APNS: 1, PROVIDER_FCM: 2, PROVIDER_HMS: 3, PROVIDER_WEBPUSH: 4 };
+const PLATFORMS_OF: Record<string, Array<string | number>> = {
+  PROVIDER_APNS: ["PLATFORM_IOS", 1],
+  PROVIDER_FCM: ["PLATFORM_ANDROID", "PLATFORM_IOS", "PLATFORM_WEB", 1, 2, 3],
+  PROVIDER_HMS: ["PLATFORM_ANDROID", 2],
+  PROVIDER_WEBPUSH: ["PLATFORM_WEB", 3],
+};
+const TOKEN_NOTE =
+  "APNs: 64 hexadecimal characters; FCM/HMS: 1-4096 characters without spaces; Web Push: the PushSubscription JSON {\"endpoint\": an https URL of an allowed push service, \"keys\": {\"p256dh\": 65 bytes base64url, \"auth\": 16 bytes base64url}}; the endpoint's host one the server allows (HERALD_WEBPUSH_ALLOWED_HOSTS, by default FCM's, Mozilla's, Apple's and Microsoft's push services; else 400 ENDPOINT_NOT_ALLOWED).";
+// One branch per provider: the token (or each token) as that provider's, and the platforms it runs on.
+const byProvider = (token: string, opts: { list?: { minItems: number; maxItems: number }; platform?: string } = {}): Schema => ({
+  oneOf: Object.keys(TOKEN).map((p) => ({
+    properties: {
+      provider: { enum: [p, PROVIDER_NUMBER[p]] },
+      [token]: opts.list ? { ...opts.list, items: TOKEN[p] } : TOKEN[p],
+      ...(opts.platform ? { [opts.platform]: { enum: PLATFORMS_OF[p] } } : {}),
+    },
+  })),
+});
+
+// A time that is in the future whenever the request is made (year 2100 on), and one before it.
+const TIME_REST = "-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+const FUTURE_TIME = `^(2[1-9][0-9]{2}|[3-9][0-9]{3})${TIME_REST}`;
+const PRESENT_TIME = `^(?!0000)([01][0-9]{3}|20[0-9]{2})${TIME_REST}`;
+
+// A raw FCM / HMS message carries no target: Herald sets it from the recipients.
+const NO_TARGET: Schema = { propertyNames: { not: { enum: ["token", "topic", "condition"] } } };
+
+// dispatcher recipients.schema.ts LIMITS.
+const RECIPIENT_LISTS = { deviceIds: 10_000, users: 1000, topics: 100, tokens: 1000, excluded: 10_000, tagConditions: 20 };
+
+const FIELD_RULES: Record<string, FieldRule> = {
+  // herald.common.v1
+  "herald.common.v1.ProviderToken.provider": { required: true, refuse: UNSPECIFIED.provider },
+  "herald.common.v1.ProviderToken.token": { required: true, note: TOKEN_NOTE },
+  "herald.common.v1.DeviceFilter.users": { items: USER },
+  "herald.common.v1.DeviceFilter.providers": { refuse: UNSPECIFIED.provider },
+  "herald.common.v1.DeviceFilter.platforms": { refuse: UNSPECIFIED.platform },
+  "herald.common.v1.TagMatch.key": { required: true },
+
+  // herald.registry.v1.RegistryService
+  "herald.registry.v1.RegisterDeviceRequest.provider": { required: true, refuse: UNSPECIFIED.provider, note: "A provider the app has credentials for (else 400 PROVIDER_NOT_CONFIGURED)." },
+  "herald.registry.v1.RegisterDeviceRequest.platform": { required: true, refuse: UNSPECIFIED.platform, note: "One the provider serves: APNs iOS; FCM Android, iOS or web; HMS Android; Web Push web." },
+  "herald.registry.v1.RegisterDeviceRequest.token": { required: true, note: TOKEN_NOTE },
+  "herald.registry.v1.RegisterDeviceRequest.user": { schema: USER_OR_NONE },
+  "herald.registry.v1.RegisterDeviceRequest.topics": { items: TOPIC, note: "At most the app's max_topics_per_device (429 TOO_MANY_TOPICS); private- topics with a SERVER key only (403)." },
+  "herald.registry.v1.RegisterDeviceRequest.tags": STRING_MAP,
+  "herald.registry.v1.RegisterDeviceRequest.meta": STRING_MAP,
+  "herald.registry.v1.RegisterDeviceRequest.locale": { schema: LOCALE },
+  "herald.registry.v1.RegisterDeviceRequest.timezone": { schema: TIMEZONE },
+  "herald.registry.v1.GetDeviceRequest.id": { required: true, note: "An id of the app's devices (else 404)." },
+  "herald.registry.v1.UpdateDevicesRequest.filter": {
+    required: true,
+    object: { anyOf: ["ids", "users", "providerTokens"].map((f) => ({ required: [f], properties: { [f]: { type: "array", minItems: 1 } } })) },
+    note: "Must name the devices with ids, users or provider_tokens (its topics are not used here).",
+  },
+  "herald.registry.v1.RemoveDevicesRequest.filter": {
+    required: true,
+    object: { anyOf: ["ids", "users", "providerTokens"].map((f) => ({ required: [f], properties: { [f]: { type: "array", minItems: 1 } } })) },
+    note: "Must name the devices with ids, users or provider_tokens (its topics are not used here).",
+  },
+  "herald.registry.v1.ListDevicesRequest.filter": { fields: { topics: { items: TOPIC } } },
+  "herald.registry.v1.ListDevicesRequest.page": PAGE,
+  "herald.registry.v1.UserUpdate.user": { schema: USER_OR_NONE },
+  "herald.registry.v1.MetaUpdate.meta": STRING_MAP,
+  "herald.registry.v1.TagsUpdate.tags": STRING_MAP,
+  "herald.registry.v1.TopicsUpdate.topics": { items: TOPIC },
+  "herald.registry.v1.BindUserRequest.device_id": { required: true, note: "An id of the app's devices (else 404)." },
+  "herald.registry.v1.BindUserRequest.user_token": { required: true, note: "A user token of the app that verifies (else 401)." },
+  "herald.registry.v1.UnbindUserRequest.device_id": { required: true, note: "An id of the app's devices (else 404)." },
+  "herald.registry.v1.DeleteUserRequest.user": { required: true, schema: USER },
+  "herald.registry.v1.CreateUserTokenRequest.user": { required: true, schema: USER },
+  "herald.registry.v1.CreateUserTokenRequest.ttl_seconds": { schema: { minimum: 0, maximum: 30 * 24 * 3600, pattern: "^(0|[1-9][0-9]{0,5}|1[0-9]{6}|2[0-4][0-9]{5}|25[0-8][0-9]{4}|259[01][0-9]{3}|2592000)$" } },
+  "herald.registry.v1.ListTokenFeedbackRequest.page": PAGE,
+
+  // herald.topic.v1.TopicService
+  "herald.topic.v1.UpdateDeviceTopicsRequest.device_id": { required: true, note: "An id of the app's devices (else 404)." },
+  "herald.topic.v1.UpdateDeviceTopicsRequest.op": { required: true, refuse: ["TOPIC_OP_UNSPECIFIED"] },
+  "herald.topic.v1.UpdateDeviceTopicsRequest.topics": { items: TOPIC, note: "At most the app's max_topics_per_device after the update (429); private- topics with a SERVER key only (403)." },
+  "herald.topic.v1.ListDeviceTopicsRequest.topics": { items: TOPIC },
+  "herald.topic.v1.ListDeviceTopicsRequest.page": PAGE,
+  "herald.topic.v1.UpdateUserTopicsRequest.user": { required: true, schema: USER },
+  "herald.topic.v1.UpdateUserTopicsRequest.op": { required: true, refuse: ["TOPIC_OP_UNSPECIFIED"] },
+  "herald.topic.v1.UpdateUserTopicsRequest.topics": { items: TOPIC, note: "At most the app's max_topics_per_device after the update (429)." },
+  "herald.topic.v1.ListUserTopicsRequest.users": { items: USER },
+  "herald.topic.v1.ListUserTopicsRequest.topics": { items: TOPIC },
+  "herald.topic.v1.ListUserTopicsRequest.page": PAGE,
+  "herald.topic.v1.GetTopicStatsRequest.topics": { required: true, items: TOPIC, schema: { maxItems: 100 }, note: "1-100 distinct topics (repeats count once)." },
+  "herald.topic.v1.ListTopicsRequest.page": PAGE,
+  "herald.topic.v1.ListTopicUsersRequest.topic": { required: true, schema: TOPIC },
+  "herald.topic.v1.ListTopicUsersRequest.page": PAGE,
+  "herald.topic.v1.StreamRecipientsRequest.device_ids": { fields: { values: { schema: { maxItems: 10_000 } } } },
+  "herald.topic.v1.StreamRecipientsRequest.users": { fields: { values: { required: true, items: USER } } },
+  "herald.topic.v1.StreamRecipientsRequest.topics": { fields: { values: { required: true, items: TOPIC } } },
+  "herald.topic.v1.StreamRecipientsRequest.tags": { fields: { all: { required: true } } },
+  "herald.topic.v1.StreamRecipientsRequest.providers": { refuse: UNSPECIFIED.provider },
+  "herald.topic.v1.StreamRecipientsRequest.platforms": { refuse: UNSPECIFIED.platform },
+  "herald.topic.v1.StreamRecipientsRequest.batch_size": { schema: { minimum: 0, maximum: 1000 } },
+
+  // herald.dispatch.v1.DispatchService
+  "herald.dispatch.v1.PublishRequest.recipients": { required: true },
+  "herald.dispatch.v1.PublishRequest.notification": {
+    required: true,
+    note: "Needs a payload for the providers the recipients reach (the alert serves every provider; a raw payload only its own): else 400 PAYLOAD_REQUIRED. Each provider's payload at most 4096 bytes (Web Push 3993, APNs VoIP 5120): else 400 PAYLOAD_TOO_LARGE. Raw payloads nest at most 30 levels.",
+  },
+  "herald.dispatch.v1.PublishRequest.uid": { schema: { maxLength: 128 } },
+  "herald.dispatch.v1.PublishRequest.expire_at": { schema: { pattern: FUTURE_TIME }, note: "Must be in the future (the schema says: from year 2100 on) and after send_at." },
+  "herald.dispatch.v1.PublishRequest.send_at": { schema: { pattern: PRESENT_TIME }, note: "Before expire_at (the schema says: before year 2100); a time past means now." },
+  "herald.dispatch.v1.PublishRequest.labels": STRING_MAP,
+  "herald.dispatch.v1.PublishBatchRequest.requests": {
+    required: true,
+    schema: { maxItems: 100 },
+    unchecked: true,
+    note: "1-100 publishes. Each is validated on its own, as Publish validates it: a refused one is an error in `results`, the others are accepted.",
+  },
+  "herald.dispatch.v1.Recipients.device_ids": { fields: { values: { required: true, schema: { maxItems: RECIPIENT_LISTS.deviceIds } } } },
+  "herald.dispatch.v1.Recipients.users": { fields: { values: { required: true, items: USER, schema: { maxItems: RECIPIENT_LISTS.users } } } },
+  "herald.dispatch.v1.Recipients.topics": { fields: { values: { required: true, items: TOPIC, schema: { maxItems: RECIPIENT_LISTS.topics } } } },
+  "herald.dispatch.v1.Recipients.tags": { fields: { all: { required: true, schema: { maxItems: RECIPIENT_LISTS.tagConditions } } } },
+  "herald.dispatch.v1.Recipients.tokens": { note: "Raw tokens of a provider the app has credentials for (else 400 PROVIDER_NOT_CONFIGURED)." },
+  "herald.dispatch.v1.Recipients.native": { note: "For a provider the app has credentials for (else 400 PROVIDER_NOT_CONFIGURED)." },
+  "herald.dispatch.v1.Recipients.exclude_device_ids": { schema: { maxItems: RECIPIENT_LISTS.excluded } },
+  "herald.dispatch.v1.Recipients.providers": { refuse: UNSPECIFIED.provider, note: "When set with tokens or native, must include their provider." },
+  "herald.dispatch.v1.Recipients.platforms": { refuse: UNSPECIFIED.platform },
+  "herald.dispatch.v1.RawTokens.provider": { required: true, refuse: UNSPECIFIED.provider },
+  "herald.dispatch.v1.RawTokens.tokens": { required: true, note: `1-${RECIPIENT_LISTS.tokens} tokens of the provider. ${TOKEN_NOTE}` },
+  "herald.dispatch.v1.NativeTarget.provider": { required: true, schema: { enum: ["PROVIDER_FCM", "PROVIDER_HMS", 2, 3] } },
+  "herald.dispatch.v1.NativeTarget.topic": { schema: { minLength: 1 } },
+  "herald.dispatch.v1.NativeTarget.condition": { schema: { minLength: 1 } },
+  "herald.dispatch.v1.FcmNotification.message": { schema: NO_TARGET },
+  "herald.dispatch.v1.HmsNotification.message": { schema: NO_TARGET },
+  "herald.dispatch.v1.GetPublishRequest.id": { required: true, note: "A publish of the app (else 404)." },
+  "herald.dispatch.v1.CancelPublishRequest.id": { required: true, note: "A publish of the app (else 404)." },
+  "herald.dispatch.v1.WatchPublishRequest.id": { required: true, note: "A publish of the app (else 404)." },
+  "herald.dispatch.v1.ListPublishesRequest.states": { refuse: ["PUBLISH_STATE_UNSPECIFIED"] },
+  "herald.dispatch.v1.ListPublishesRequest.page": PAGE,
+  "herald.dispatch.v1.ReportReceiptRequest.publish_id": { required: true, note: "A publish of the app (else 404)." },
+  "herald.dispatch.v1.ReportReceiptRequest.device_id": { required: true, schema: { maxLength: 64 }, note: "A device of the app among the publish's recipients (else 404)." },
+  "herald.dispatch.v1.ReportReceiptRequest.status": { required: true, refuse: ["RECEIPT_STATUS_UNSPECIFIED"] },
+};
+
+// A payload for some provider: the alert, or a raw payload.
+const SOME_PAYLOAD: Schema = {
+  anyOf: [
+    { required: ["alert"], properties: { alert: { type: "object" } } },
+    ...([["apns", "payload"], ["fcm", "message"], ["hms", "message"], ["webpush", "payload"]] as const).map(([provider, payload]) => ({
+      required: [provider],
+      properties: { [provider]: { type: "object", required: [payload], properties: { [payload]: { type: "object" } } } },
+    })),
+  ],
+};
+
+const MESSAGE_RULES: Record<string, MessageRule> = {
+  "herald.registry.v1.RegisterDeviceRequest": { schema: byProvider("token", { platform: "platform" }) },
+  "herald.common.v1.ProviderToken": { schema: byProvider("token") },
+  "herald.dispatch.v1.Recipients": { exactlyOne: "target" },
+  "herald.dispatch.v1.RawTokens": { schema: byProvider("tokens", { list: { minItems: 1, maxItems: RECIPIENT_LISTS.tokens } }) },
+  "herald.dispatch.v1.NativeTarget": { exactlyOne: "target" },
+  "herald.dispatch.v1.Notification": { schema: SOME_PAYLOAD },
+  "herald.topic.v1.StreamRecipientsRequest": { exactlyOne: "target" },
+};
+
+// How a message is described: `checked`, a request as the services validate it; `decoded`, a
+// request only as the gateway decodes it (PublishBatch's entries); `answer`, a response.
+type Mode = "checked" | "decoded" | "answer";
+
 // The OpenAPI 3.1 document of the gateway, built from the same descriptor set as its routes:
 // every mapped RPC with its request and response schemas (proto3 JSON) and the comments of the
 // .proto files as descriptions, plus the compatibility routes, which describe themselves.
+// Requests carry what the services refuse (the tables above); responses are plain proto3 JSON.
+// A message described differently as a request and as a response has two schemas, the
+// response's named `<type>.Answer` (and `<type>.Decoded` for an entry validated on its own).
 export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], version: string): Schema {
   const schemas: Record<string, Schema> = {};
-  const ref = (desc: DescMessage | DescEnum): Schema => {
-    const name = desc.typeName;
+  // One component per message and mode: a request's under its type name, a response's too when
+  // the type is in no request (else `<type>.Answer`), a PublishBatch entry's `<type>.Decoded`
+  // when rules of the services apply below it (else it is the request's).
+  const { ruled, inputs } = requestTypes(catalog);
+  const nameOf = (mode: Mode, typeName: string): string => {
+    if (mode === "checked") return typeName;
+    if (mode === "decoded") return ruled.has(typeName) ? `${typeName}.Decoded` : typeName;
+    return inputs.has(typeName) ? `${typeName}.Answer` : typeName;
+  };
+  const ref = (desc: DescMessage | DescEnum, mode: Mode): Schema => {
+    const name = desc.kind === "enum" ? desc.typeName : nameOf(mode, desc.typeName);
     if (!schemas[name]) {
       schemas[name] = {};
-      schemas[name] = desc.kind === "enum" ? enumSchema(desc) : messageSchema(desc, ref);
+      schemas[name] = desc.kind === "enum" ? enumSchema(desc) : messageSchema(desc, mode, ref);
     }
     return { $ref: `#/components/schemas/${name}` };
   };
@@ -31,34 +287,43 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
   const paths: Record<string, Schema> = {};
   for (const m of catalog.methods) {
     const description = commentOf(m.method);
+    const input = ref(m.method.input, "checked");
+    const inputSchema = schemas[m.method.input.typeName]!;
     paths[`/v1${m.path}`] = {
       post: {
         operationId: `${m.service.name}_${m.method.name}`,
         tags: [m.service.name],
         summary: description.split("\n")[0] || m.method.name,
         ...(description ? { description } : {}),
-        requestBody: { required: true, content: { "application/json": { schema: ref(m.method.input) } } },
+        // No body is the empty message: required when the empty message is refused.
+        requestBody: { required: refusesEmpty(inputSchema), content: { "application/json": { schema: input } } },
         responses: {
           "200": m.serverStreaming
-            ? { description: "One JSON message per line, as the server sends them", content: { "application/x-ndjson": { schema: ref(m.method.output) } } }
-            : { description: "OK", content: { "application/json": { schema: ref(m.method.output) } } },
+            ? { description: "One JSON message per line, as the server sends them", content: { "application/x-ndjson": { schema: ref(m.method.output, "answer") } } }
+            : { description: "OK", content: { "application/json": { schema: ref(m.method.output, "answer") } } },
           default: { $ref: "#/components/responses/Error" },
         },
       },
     };
   }
+
   for (const op of extra) {
     const params = [...op.pattern.matchAll(/:(\w+)/g)].map((m) => m[1]!);
     const path = op.pattern.replace(/:(\w+)/g, "{$1}");
     const method = op.method.toLowerCase();
     const entry = (paths[path] ??= {}) as Record<string, unknown>;
+    const body = COMPAT_BODIES[`${op.method} ${op.pattern}`];
+    const bodySchema = body?.schema ?? { type: "object" };
     entry[method] = {
       operationId: `${op.tag}_${method}_${path.replace(/[^a-zA-Z0-9]+/g, "_")}`.replace(/_+$/, ""),
       tags: [op.tag],
       summary: op.summary,
+      ...(body?.note ? { description: body.note } : {}),
       security: op.security === "basic" ? [{ basic: [] }] : op.security === "none" ? [] : [{ bearer: [] }],
       ...(params.length ? { parameters: params.map((name) => ({ name, in: "path", required: true, schema: { type: "string" } })) } : {}),
-      ...(method === "get" || method === "delete" ? {} : { requestBody: { content: { "application/json": { schema: { type: "object" } }, "application/x-www-form-urlencoded": { schema: { type: "object" } } } } }),
+      ...(method === "get" || method === "delete"
+        ? {}
+        : { requestBody: { ...(refusesEmpty(bodySchema) ? { required: true } : {}), content: { "application/json": { schema: bodySchema }, ...(body?.json ? {} : { "application/x-www-form-urlencoded": { schema: bodySchema } }) } } }),
       responses: {
         "2XX": { description: "Done; the body, if any, is the compatible API's own" },
         default: { description: "A refusal in the compatible API's own error shape", content: { "application/json": { schema: { type: "object" } } } },
@@ -72,7 +337,7 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
       title: "Herald HTTP API",
       version,
       description:
-        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`.",
+        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`. Request schemas say what the services refuse (400); what depends on stored state (an id that must exist: 404; an app's providers and limits) is in the descriptions.",
     },
     security: [{ bearer: [] }],
     paths,
@@ -99,41 +364,162 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
   };
 }
 
+// The request bodies of the compatibility routes that have one worth describing, keyed by
+// "METHOD pattern" as the routes declare them (pushlet.routes.ts, beams.routes.ts).
+const COMPAT_BODIES: Record<string, { schema: Schema; note?: string; json?: boolean }> = {
+  "POST /send_notification": {
+    schema: {
+      type: "object",
+      required: ["application_id"],
+      properties: {
+        application_id: { type: "string", minLength: 1, description: "The app (with Bearer credentials; with basic auth the user names it, and this must match)." },
+        type: { type: "string", enum: ["apns", "gcm", "fcm", "hms", "webpush"] },
+        device_token: { type: "string", minLength: 1 },
+        alert: { type: "string" },
+        badge: { type: ["integer", "string"] },
+        sound: { type: "string" },
+        data: { type: ["object", "string"] },
+      },
+    },
+    note: "Pushlet's send_notification. The app must exist (404 application_not_found) and the credentials be its own (401); then device_token is required, valid for its provider, and the notification must carry an alert, badge, sound or data.",
+  },
+  "POST /application_feedback": {
+    schema: {
+      type: "object",
+      required: ["application_id"],
+      properties: {
+        application_id: { type: "string", minLength: 1, description: "The app (with Bearer credentials; with basic auth the user names it, and this must match)." },
+        since: { type: "string", format: "date-time" },
+      },
+    },
+    note: "Pushlet's application_feedback. The app must exist (404 application_not_found) and the credentials be its own (401).",
+  },
+  "POST /register_application": {
+    schema: { type: "object" },
+    note: "Always refused (400 unsupported): Herald's apps are PushApps, described with kubectl.",
+  },
+};
+
+// The messages of requests, and those with a rule of the services in them or below them.
+function requestTypes(catalog: RpcCatalog): { ruled: Set<string>; inputs: Set<string> } {
+  const ruled = new Set<string>();
+  const seen = new Map<string, boolean>();
+  const visit = (desc: DescMessage): boolean => {
+    const known = seen.get(desc.typeName);
+    if (known !== undefined) return known;
+    seen.set(desc.typeName, false);
+    let has = !!MESSAGE_RULES[desc.typeName] || desc.fields.some((f) => FIELD_RULES[`${desc.typeName}.${f.name}`]);
+    for (const f of desc.fields) if ((f.fieldKind === "message" || (f.fieldKind === "list" && f.listKind === "message") || (f.fieldKind === "map" && f.mapKind === "message")) && visit(f.message)) has = true;
+    seen.set(desc.typeName, has);
+    if (has) ruled.add(desc.typeName);
+    return has;
+  };
+  for (const m of catalog.methods) visit(m.method.input);
+  return { ruled, inputs: new Set(seen.keys()) };
+}
+
+// Whether the empty object is refused by the schema (so a request without a body is).
+function refusesEmpty(schema: Schema): boolean {
+  return (Array.isArray(schema.required) && schema.required.length > 0) || !!schema.oneOf || !!schema.anyOf;
+}
+
+// By name; proto3 JSON takes the numbers too (responses carry names).
 function enumSchema(desc: DescEnum): Schema {
   const description = commentOf(desc);
-  return { type: "string", enum: desc.values.map((v) => v.name), ...(description ? { description } : {}) };
+  return { type: ["string", "integer"], enum: [...desc.values.map((v) => v.name), ...desc.values.map((v) => v.number)], ...(description ? { description } : {}) };
 }
 
-function messageSchema(desc: DescMessage, ref: (d: DescMessage | DescEnum) => Schema): Schema {
+type Ref = (d: DescMessage | DescEnum, mode: Mode) => Schema;
+
+// A message's object schema; `here` are rules of its fields that hold in one place only, `extra`
+// keywords for the object there.
+function messageSchema(desc: DescMessage, mode: Mode, ref: Ref, here: Record<string, FieldRule> = {}, extra: Schema = {}): Schema {
   const wkt = WELL_KNOWN[desc.typeName];
-  if (wkt) return wkt;
+  if (wkt) return mode === "answer" ? wkt : (WELL_KNOWN_REQUEST[desc.typeName] ?? wkt);
+  const checked = mode === "checked";
   const properties: Record<string, Schema> = {};
+  const required: string[] = [];
   for (const field of desc.fields) {
+    const rule = checked ? merge(FIELD_RULES[`${desc.typeName}.${field.name}`], here[field.name]) : undefined;
     const comment = commentOf(field);
     const oneof = field.oneof ? `One of ${field.oneof.name}: ${field.oneof.fields.map((f) => f.jsonName).join(", ")}.` : "";
-    const description = [comment, oneof].filter(Boolean).join("\n");
-    properties[field.jsonName] = { ...fieldSchema(field, ref), ...(description ? { description } : {}) };
+    const description = [comment, oneof, rule?.note ?? ""].filter(Boolean).join("\n");
+    const own = fieldSchema(field, mode, ref, rule);
+    // proto3 JSON: null is the field's default (a oneof member's null leaves the oneof unset).
+    const value = mode !== "answer" && !rule?.required && !field.oneof ? nullable(own) : own;
+    properties[field.jsonName] = { ...value, ...(description ? { description } : {}) };
+    if (rule?.required) required.push(field.jsonName);
   }
-  const description = commentOf(desc);
-  return { type: "object", additionalProperties: false, properties, ...(description ? { description } : {}) };
+  const description = [commentOf(desc), checked ? (MESSAGE_RULES[desc.typeName]?.note ?? "") : ""].filter(Boolean).join("\n");
+  const schema: Schema = { type: "object", additionalProperties: false, properties, ...(required.length ? { required } : {}), ...(description ? { description } : {}) };
+  if (mode === "answer") return schema;
+  const combined: Schema[] = [];
+  // Two members of a oneof do not decode; with the rule `exactlyOne`, one is required too.
+  const rule = checked ? MESSAGE_RULES[desc.typeName] : undefined;
+  for (const o of desc.oneofs) {
+    if (rule?.exactlyOne === o.name || o.fields.length < 2) continue;
+    const pairs = o.fields.flatMap((f, i) => o.fields.slice(i + 1).map((g) => ({ required: [f.jsonName, g.jsonName] })));
+    combined.push({ not: { anyOf: pairs } });
+  }
+  if (rule?.exactlyOne) {
+    const oneof = desc.oneofs.find((o) => o.name === rule.exactlyOne)!;
+    combined.push({ oneOf: oneof.fields.map((f) => ({ required: [f.jsonName] })) });
+  }
+  if (rule?.schema) combined.push(rule.schema);
+  if (Object.keys(extra).length) combined.push(extra);
+  if (combined.length === 1) Object.assign(schema, combined[0]);
+  else if (combined.length > 1) schema.allOf = combined;
+  return schema;
 }
 
-function fieldSchema(field: DescField, ref: (d: DescMessage | DescEnum) => Schema): Schema {
+function nullable(s: Schema): Schema {
+  if (typeof s.type === "string" && !s.enum && !s.const && !s.$ref && !s.not && !s.oneOf && !s.anyOf && !s.allOf) return { ...s, type: [s.type, "null"] };
+  if (Array.isArray(s.type) && !s.enum && !s.$ref && !s.not && !s.oneOf && !s.anyOf && !s.allOf) return { ...s, type: [...s.type, "null"] };
+  return { anyOf: [s, { type: "null" }] };
+}
+
+function merge(a: FieldRule | undefined, b: FieldRule | undefined): FieldRule | undefined {
+  if (!a || !b) return a ?? b;
+  return { ...a, ...b, schema: { ...a.schema, ...b.schema }, items: { ...a.items, ...b.items }, fields: { ...a.fields, ...b.fields }, object: { ...a.object, ...b.object }, note: [a.note, b.note].filter(Boolean).join(" ") };
+}
+
+function fieldSchema(field: DescField, mode: Mode, ref: Ref, rule: FieldRule | undefined): Schema {
+  const request = mode !== "answer";
+  const nested = (message: DescMessage): Schema => {
+    const childMode: Mode = rule?.unchecked ? "decoded" : mode;
+    // A rule for this place only: the message is described inline.
+    if (rule?.fields || rule?.object) return messageSchema(message, childMode, ref, rule.fields, rule.object);
+    // A well-known type with keywords of its own here (a time in the future) is inlined too.
+    if (rule?.schema && WELL_KNOWN[message.typeName]) return messageSchema(message, childMode, ref);
+    return ref(message, childMode);
+  };
+  const numbers = (names: string[]) => (field.enum ? names.map((n) => field.enum!.values.find((v) => v.name === n)?.number).filter((n) => n !== undefined) : []);
+  const refused = (s: Schema) => (rule?.refuse?.length ? { ...s, not: { enum: [...rule.refuse, ...numbers(rule.refuse)] } } : s);
+  const required = rule?.required ? 1 : undefined;
   switch (field.fieldKind) {
-    case "scalar":
-      return scalarSchema(field.scalar);
+    case "scalar": {
+      const s = { ...scalarSchema(field.scalar, request), ...rule?.schema };
+      if (required && s.type === "string" && s.minLength === undefined) s.minLength = 1;
+      return s;
+    }
     case "enum":
-      return ref(field.enum);
+      return { ...refused(ref(field.enum, mode)), ...rule?.schema };
     case "message":
-      return ref(field.message);
-    case "list":
-      return { type: "array", items: field.listKind === "scalar" ? scalarSchema(field.scalar) : field.listKind === "enum" ? ref(field.enum) : ref(field.message) };
-    case "map":
-      return { type: "object", additionalProperties: field.mapKind === "scalar" ? scalarSchema(field.scalar) : field.mapKind === "enum" ? ref(field.enum) : ref(field.message) };
+      return { ...nested(field.message), ...rule?.schema };
+    case "list": {
+      const items = field.listKind === "scalar" ? { ...scalarSchema(field.scalar, request), ...rule?.items } : field.listKind === "enum" ? refused(ref(field.enum, mode)) : nested(field.message);
+      return { type: "array", items, ...(required ? { minItems: 1 } : {}), ...rule?.schema };
+    }
+    case "map": {
+      const values = field.mapKind === "scalar" ? { ...scalarSchema(field.scalar, request), ...rule?.items } : field.mapKind === "enum" ? ref(field.enum, mode) : ref(field.message, mode);
+      return { type: "object", additionalProperties: values, ...rule?.schema };
+    }
   }
 }
 
-function scalarSchema(scalar: ScalarType): Schema {
+// A request's numbers as the gateway decodes them (protobuf-es fromJson): 64-bit integers as
+// decimal strings or numbers JSON keeps exact; 32-bit ones in their range.
+function scalarSchema(scalar: ScalarType, request = false): Schema {
   switch (scalar) {
     case ScalarType.STRING:
       return { type: "string" };
@@ -145,16 +531,28 @@ function scalarSchema(scalar: ScalarType): Schema {
     case ScalarType.FLOAT:
       return { type: "number" };
     case ScalarType.INT64:
-    case ScalarType.UINT64:
     case ScalarType.SINT64:
-    case ScalarType.FIXED64:
     case ScalarType.SFIXED64:
       // proto3 JSON: 64-bit integers are strings (numbers are accepted on input).
-      return { type: ["string", "integer"], format: "int64" };
+      return request ? { type: ["string", "integer"], format: "int64", pattern: "^-?(0|[1-9][0-9]{0,17})$", minimum: -SAFE, maximum: SAFE } : { type: ["string", "integer"], format: "int64" };
+    case ScalarType.UINT64:
+    case ScalarType.FIXED64:
+      return request ? { type: ["string", "integer"], format: "int64", pattern: "^(0|[1-9][0-9]{0,18})$", minimum: 0, maximum: SAFE } : { type: ["string", "integer"], format: "int64" };
+    case ScalarType.UINT32:
+    case ScalarType.FIXED32:
+      return request ? { type: "integer", format: "int64", minimum: 0, maximum: 4294967295 } : { type: "integer", format: "int64" };
     default:
-      return { type: "integer", format: "int32" };
+      return request ? { type: "integer", format: "int32", minimum: -2147483648, maximum: 2147483647 } : { type: "integer", format: "int32" };
   }
 }
+
+// Integers a JSON number carries exactly.
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+// RFC 3339 as protobuf-es decodes it: years 0001-9999, seconds 00-59, upper-case T and Z.
+const WELL_KNOWN_REQUEST: Record<string, Schema> = {
+  "google.protobuf.Timestamp": { type: "string", format: "date-time", pattern: `^(?!0000)[0-9]{4}${TIME_REST}` },
+};
 
 const WELL_KNOWN: Record<string, Schema> = {
   "google.protobuf.Timestamp": { type: "string", format: "date-time" },
