@@ -84,6 +84,8 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       assert.deepEqual(by.news, { topic: "news", deviceCount: 4, userCount: 2, userTopicCount: 1 });
       assert.deepEqual(by.sport, { topic: "sport", deviceCount: 1, userCount: 1, userTopicCount: 0 });
       assert.equal(by.none?.deviceCount ?? 0, 0);
+      // The limit counts the list as sent, as the OpenAPI document says: 101 repeats are refused.
+      await expectError(c.topic.getTopicStats({ topics: Array(101).fill("news") }), Status.INVALID_ARGUMENT, undefined, "topics");
       const first = await c.topic.listTopics({ page: { limit: 1 } });
       assert.equal(first.topics[0]?.topic, "news");
       assert.equal(first.hasMore, true);

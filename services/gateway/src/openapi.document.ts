@@ -179,7 +179,7 @@ const FIELD_RULES: Record<string, FieldRule> = {
   "herald.topic.v1.ListUserTopicsRequest.users": { items: USER },
   "herald.topic.v1.ListUserTopicsRequest.topics": { items: TOPIC },
   "herald.topic.v1.ListUserTopicsRequest.page": PAGE,
-  "herald.topic.v1.GetTopicStatsRequest.topics": { required: true, items: TOPIC, schema: { maxItems: 100 }, note: "1-100 distinct topics (repeats count once)." },
+  "herald.topic.v1.GetTopicStatsRequest.topics": { required: true, items: TOPIC, schema: { maxItems: 100 }, note: "1-100 topics (repeats count towards the limit, and are answered once)." },
   "herald.topic.v1.ListTopicsRequest.page": PAGE,
   "herald.topic.v1.ListTopicUsersRequest.topic": { required: true, schema: TOPIC },
   "herald.topic.v1.ListTopicUsersRequest.page": PAGE,

@@ -55,8 +55,9 @@ export async function streamRecipients(
       break;
     }
     case "deviceIds": {
+      // Counted as sent, repeats included (the OpenAPI document's maxItems).
+      if (target.value.values.length > MAX_IDS) throw invalidArgument("device_ids", `at most ${MAX_IDS} device ids`);
       const ids = [...new Set(target.value.values)].sort(compareStrings);
-      if (ids.length > MAX_IDS) throw invalidArgument("device_ids", `at most ${MAX_IDS} device ids`);
       for await (const devices of store.devices.join(ctx.app, batchesOf(ids, batchSize), query, after ? { after } : {})) {
         ctx.signal.throwIfAborted();
         await emit(devices);

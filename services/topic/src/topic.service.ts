@@ -143,9 +143,10 @@ export class TopicService {
   }
 
   async stats(req: topic.GetTopicStatsRequest, ctx: CallContext): Promise<topic.GetTopicStatsResponse> {
+    // The limit counts the list as sent, repeats included, as the OpenAPI document's maxItems does.
+    if (req.topics.length > MAX_STATS_TOPICS) throw invalidArgument("topics", `at most ${MAX_STATS_TOPICS} topics per call`);
     const topics = checkTopics(req.topics, "topics");
     if (topics.length === 0) throw invalidArgument("topics", "name at least one topic");
-    if (topics.length > MAX_STATS_TOPICS) throw invalidArgument("topics", `at most ${MAX_STATS_TOPICS} topics per call`);
     return { stats: (await this.deps.store.subscriptions.stats(ctx.app, topics)).map(toStats) };
   }
 
