@@ -74,7 +74,12 @@ describe("one trace per publish in Jaeger", () => {
     assert.equal(dispatch.publishStateToJSON((await watchToEnd(app, id)).state), "PUBLISH_STATE_DONE");
 
     const sends = (t: JaegerTrace) => t.spans.filter((s) => s.operationName === "webpush send");
-    const complete = (t: JaegerTrace) => sends(t).length === 3 && t.spans.some((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish");
+    // The registry handles the dead token's feedback after the sends, so its span can reach
+    // Jaeger later than theirs: wait for it too.
+    const complete = (t: JaegerTrace) =>
+      sends(t).length === 3 &&
+      t.spans.some((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish") &&
+      t.spans.some((s) => t.processes[s.processID]?.serviceName === "herald-registry" && /herald\.token-feedback process$/.test(s.operationName));
     const traces = await findTraces(jaeger, "herald-sender-webpush", id, (ts) => ts.some(complete));
     const trace = traces.find(complete)!;
     assert.equal(traces.filter((t) => sends(t).length > 0).length, 1, "every provider request of the publish is in one trace");
