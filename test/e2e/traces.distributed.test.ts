@@ -76,10 +76,9 @@ describe("one trace per publish in Jaeger", () => {
     const sends = (t: JaegerTrace) => t.spans.filter((s) => s.operationName === "webpush send");
     // The registry handles the dead token's feedback after the sends, so its span can reach
     // Jaeger later than theirs: wait for it too.
+    const feedback = (t: JaegerTrace) => t.spans.find((s) => t.processes[s.processID]?.serviceName === "herald-registry" && /herald\.token-feedback process$/.test(s.operationName));
     const complete = (t: JaegerTrace) =>
-      sends(t).length === 3 &&
-      t.spans.some((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish") &&
-      t.spans.some((s) => t.processes[s.processID]?.serviceName === "herald-registry" && /herald\.token-feedback process$/.test(s.operationName));
+      sends(t).length === 3 && t.spans.some((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish") && feedback(t) !== undefined;
     const traces = await findTraces(jaeger, "herald-sender-webpush", id, (ts) => ts.some(complete));
     const trace = traces.find(complete)!;
     assert.equal(traces.filter((t) => sends(t).length > 0).length, 1, "every provider request of the publish is in one trace");
@@ -144,7 +143,7 @@ describe("one trace per publish in Jaeger", () => {
     assert.ok(ancestry(stream).includes("herald-dispatcher: fanout"), ancestry(stream).join("\n"));
 
     // The dead subscription's removal happens in the registry, in the same trace.
-    const removal = trace.spans.find((s) => service(s) === "herald-registry" && /herald\.token-feedback process$/.test(s.operationName));
+    const removal = feedback(trace);
     assert.ok(removal, "the registry's token-feedback handling is in the trace");
     assert.ok(ancestry(removal).includes("herald-sender-webpush: deliver job"), ancestry(removal).join("\n"));
 
