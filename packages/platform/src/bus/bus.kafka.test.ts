@@ -134,6 +134,40 @@ if (brokers.length === 0) {
       }
     });
 
+    it("a deleted topic stays deleted: neither a running consumer nor a late publish recreates it on a broker that auto-creates", { timeout: 120_000 }, async () => {
+      // test/infra's broker keeps Kafka's default auto.create.topics.enable=true, as most clusters do.
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const topic = `herald-test.bus.deleted.${suffix}`;
+      const bus = await makeBus();
+      const admin = new kafkajs.Kafka({ brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+      await admin.connect();
+      try {
+        await bus.ensureTopics([{ name: topic, partitions: 2 }]);
+        let seen = 0;
+        const sub = await bus.subscribe({ group: `herald-test.bus.deleted-g.${suffix}`, topics: [topic], handler: async () => void seen++ });
+        await bus.publish(topic, [{ key: "k", value: new TextEncoder().encode("before") }]);
+        const deadline = Date.now() + 30_000;
+        while (seen < 1) {
+          if (Date.now() > deadline) assert.fail("the message published before the deletion was not consumed");
+          await delay(10);
+        }
+        await bus.deleteTopics([topic]);
+        await assert.rejects(bus.publish(topic, [{ key: "k", value: new TextEncoder().encode("late") }]), "a publish to a deleted topic fails instead of recreating it");
+        // The consumer keeps fetching (every 500 ms) and refreshing metadata meanwhile; with
+        // auto-creation allowed it would have brought the topic back by now.
+        const watchUntil = Date.now() + 3_000;
+        while (Date.now() < watchUntil) {
+          assert.ok(!(await admin.listTopics()).includes(topic), "the deleted topic came back");
+          await delay(250);
+        }
+        await sub.stop();
+      } finally {
+        await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+        await admin.disconnect();
+        await bus.close();
+      }
+    });
+
     it("several processes ensuring overlapping topics at once all succeed, and the largest count wins", { timeout: 120_000 }, async () => {
       // What every service does as it starts: the same topics, at the same moment, from separate clients.
       const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;

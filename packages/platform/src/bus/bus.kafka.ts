@@ -258,7 +258,10 @@ export class KafkaBus implements Bus {
           maxInFlightRequests: 1,
           // Explicit, which also silences kafkajs' warning about the v2 default partitioner.
           createPartitioner: Partitioners.DefaultPartitioner,
-          allowAutoTopicCreation: true,
+          // Topics are made by ensureTopics only, with their partition count. A broker's default
+          // auto.create.topics.enable=true would otherwise bring back a deleted app's topics
+          // (with the broker's partition count) the moment a late message is sent to them.
+          allowAutoTopicCreation: false,
         }),
       );
       handle.ready.catch(() => {
@@ -452,6 +455,8 @@ class KafkaSubscription implements Subscription {
       sessionTimeout: tuning.sessionTimeoutMs,
       heartbeatInterval: tuning.heartbeatIntervalMs,
       maxWaitTimeInMs: tuning.maxWaitTimeMs,
+      // As for the producer: subscribing to a deleted topic must not recreate it.
+      allowAutoTopicCreation: false,
       retry: { restartOnFailure: async () => !this.stopping },
     });
     this.consumer = consumer;
