@@ -34,7 +34,6 @@ const store = await createMongoStore(mongo.db);
 const publishes = await createMongoPublishRepository(mongo.db);
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: "herald-dispatcher", logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
-await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.publishEvents, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
 const recipients = grpcRecipients(config.HERALD_TOPIC_ADDRESS, config.HERALD_ADMIN_KEY);
 lifecycle.add("topic client", async () => recipients.close());
 
@@ -50,7 +49,6 @@ consumerLagGauge({
 });
 stalledPublishesGauge({ registry, publishes, stallSeconds: config.HERALD_PUBLISH_STALL_SECONDS, logger });
 const dispatcher = createDispatcherModule({ publishes, directory: store, bus, recipients, tokenRules: tokenRulesFrom(config), logger, metrics: new DispatcherMetrics(registry), defaultPublishRate: config.HERALD_DEFAULT_PUBLISH_RATE });
-lifecycle.add("workers", await dispatcher.start());
 const server = new GrpcServer({
   logger,
   authenticator: new ApiKeyAuthenticator({ adminKey: config.HERALD_ADMIN_KEY, adminKeySha256: config.HERALD_ADMIN_KEY_SHA256, lookup: apiKeyLookup(store) }),
@@ -58,7 +56,15 @@ const server = new GrpcServer({
   descriptorSetPath,
   onCall: grpcCallMetrics(registry),
 });
+// Listening before Kafka is awaited: a restarted dispatcher answers GetPublish (and refuses a
+// Publish it cannot queue with UNAVAILABLE) at once, instead of after its consumer groups' join,
+// which waits out a crashed predecessor's session timeout.
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
+logger.info({ port }, "dispatcher listening");
+await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.publishEvents, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
+const workers = await dispatcher.start();
+lifecycle.add("workers", workers);
+// Added last, so it stops first: no call is accepted after the workers and the bus are gone.
 lifecycle.add("grpc", () => server.stop());
 await serveMetrics({ port: config.HERALD_METRICS_PORT, registry, lifecycle, logger });
 logger.info({ port }, "dispatcher serving");
