@@ -106,6 +106,15 @@ describe("validateCredentials", () => {
     assert.match(message("webpush"), /publicKey does not belong to privateKey/);
   });
 
+  test("an FCM service account of another project than spec.providers.fcm.projectId is ProjectIdMismatch", () => {
+    const found = problems(validateCredentials(app({ providers: { fcm: { ...allProviders.fcm, projectId: "other-project" } } }), read));
+    assert.deepEqual(
+      found.map((p) => [p.provider, p.reason]),
+      [["fcm", "ProjectIdMismatch"]],
+    );
+    assert.match(found[0]!.message, /belongs to project "shop-project", but spec\.providers\.fcm\.projectId is "other-project"/);
+  });
+
   describe("APNs certificates", () => {
     const tls = testTls();
     const client = tls.issueClient("com.example.shop");

@@ -30,7 +30,7 @@ export interface ValidCredentials {
 
 export interface CredentialProblem {
   provider: PushAppProvider;
-  reason: "SecretNotFound" | "SecretKeyMissing" | "InvalidCredentials";
+  reason: "SecretNotFound" | "SecretKeyMissing" | "InvalidCredentials" | "ProjectIdMismatch";
   message: string;
 }
 
@@ -107,7 +107,13 @@ export function validateCredentials(app: PushApp, readSecret: SecretReader, now:
       case "fcm": {
         const fcm = providers.fcm!;
         const json = read(fcm.serviceAccountSecretRef, "service account JSON");
-        if (json && check(fcm.serviceAccountSecretRef, "service account JSON", () => serviceAccountProblem(json))) own[CREDENTIAL_FILES.fcmServiceAccount] = json;
+        if (json && check(fcm.serviceAccountSecretRef, "service account JSON", () => serviceAccountProblem(json))) {
+          // FCM sends to projects/<projectId>; a key of another project is refused there (403)
+          // on every send, so it is refused here, before any sender runs with it.
+          const project = parseServiceAccount(json.toString("utf8")).project_id;
+          if (project === fcm.projectId) own[CREDENTIAL_FILES.fcmServiceAccount] = json;
+          else fail("ProjectIdMismatch", `Secret "${fcm.serviceAccountSecretRef.name}" key "${fcm.serviceAccountSecretRef.key}" (service account JSON): the service account belongs to project "${project}", but spec.providers.fcm.projectId is "${fcm.projectId}"`);
+        }
         env.fcm = { HERALD_FCM_PROJECT_ID: fcm.projectId };
         break;
       }

@@ -1,9 +1,11 @@
 // The operator's parts, for tests that run them against a real API server.
 export { grpcAppRegistry, type AppRegistry } from "./app.registry.js";
 export { validateCredentials, type CredentialsResult } from "./credentials.validator.js";
+export { EventRecorder } from "./event.recorder.js";
 export { Informer } from "./informer.watch.js";
 export { FIELD_MANAGER, KubeClient, loadKubeConfig } from "./kube.client.js";
 export { LeaderElection } from "./leader.election.js";
+export { FencedError, LeaderFence } from "./leader.fence.js";
 export { operatorEnv, type OperatorConfig } from "./operator.config.js";
 export { OperatorMetrics } from "./operator.metrics.js";
 export { CONDITION, Conditions } from "./pushapp.conditions.js";

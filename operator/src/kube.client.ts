@@ -1,16 +1,24 @@
 import {
   ApiException,
   CoordinationV1Api,
+  CoreV1Api,
+  createConfiguration,
   CustomObjectsApi,
+  HttpMethod,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
+  ServerConfiguration,
   setHeaderOptions,
+  type CoreV1Event,
   type KubernetesObject,
+  type RequestContext,
   type V1Lease,
   type V1Secret,
 } from "@kubernetes/client-node";
+import { withSpan } from "@herald/platform";
 import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
+import { LeaderFence } from "./leader.fence.js";
 
 export const FIELD_MANAGER = "herald-operator";
 
@@ -32,17 +40,47 @@ export function isStatus(err: unknown, code: number): boolean {
   return err instanceof ApiException && err.code === code;
 }
 
+// An API client configuration whose requests run under the fence: a write is refused unless the
+// leader's term is valid at the moment it leaves, and every request (reads too) is aborted
+// when the term is revoked.
+function fencedConfiguration(kc: KubeConfig, fence: LeaderFence) {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  return createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [
+      {
+        pre: async (ctx: RequestContext) => {
+          if (ctx.getHttpMethod() !== HttpMethod.GET) fence.check();
+          ctx.setSignal(fence.signal);
+          return ctx;
+        },
+        post: async (response) => response,
+      },
+    ],
+  });
+}
+
 // What the operator does to the API server, in one place: server-side apply of the objects it
 // owns, merge patches of the PushApp (finalizers, status) with the resourceVersion as a
-// precondition, and Leases for leader election.
+// precondition, Events, and Leases for leader election. Everything but the Lease calls goes
+// through the leader fence; each call is a child span of the reconcile that makes it.
 export class KubeClient {
   private readonly objects: KubernetesObjectApi;
   private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
   private readonly coordination: CoordinationV1Api;
 
-  constructor(readonly config: KubeConfig) {
-    this.objects = KubernetesObjectApi.makeApiClient(config);
-    this.custom = config.makeApiClient(CustomObjectsApi);
+  constructor(
+    readonly config: KubeConfig,
+    readonly fence: LeaderFence = new LeaderFence(true),
+  ) {
+    const fenced = fencedConfiguration(config, fence);
+    this.objects = new KubernetesObjectApi(fenced);
+    this.custom = new CustomObjectsApi(fenced);
+    this.core = new CoreV1Api(fenced);
+    // The election itself must keep talking to the Lease while the fence is closed.
     this.coordination = config.makeApiClient(CoordinationV1Api);
   }
 
@@ -50,44 +88,62 @@ export class KubeClient {
   // HPA's replicas, a human's annotation) are left alone, and conflicts are taken over (force),
   // since these objects are the operator's to define.
   apply<T extends KubernetesObject>(object: T): Promise<T> {
-    return this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    return withSpan(`kube apply ${object.kind}`, { "k8s.object.name": object.metadata?.name ?? "" }, () =>
+      this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
+    );
   }
 
   // A fresh read, past the informer cache: for state the operator must not act on twice (the
   // API key Secret, whose absence means "create keys").
-  async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
-    try {
-      return await this.objects.read<V1Secret>({ apiVersion: "v1", kind: "Secret", metadata: { namespace, name } });
-    } catch (err) {
-      if (isStatus(err, 404)) return undefined;
-      throw err;
-    }
+  readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    return withSpan("kube get Secret", { "k8s.object.name": name }, async () => {
+      try {
+        return await this.objects.read<V1Secret>({ apiVersion: "v1", kind: "Secret", metadata: { namespace, name } });
+      } catch (err) {
+        if (isStatus(err, 404)) return undefined;
+        throw err;
+      }
+    });
   }
 
-  async delete(object: KubernetesObject): Promise<boolean> {
-    try {
-      await this.objects.delete(object, undefined, undefined, undefined, undefined, "Background");
-      return true;
-    } catch (err) {
-      if (isStatus(err, 404)) return false;
-      throw err;
-    }
+  delete(object: KubernetesObject): Promise<boolean> {
+    return withSpan(`kube delete ${object.kind}`, { "k8s.object.name": object.metadata?.name ?? "" }, async () => {
+      try {
+        await this.objects.delete(object, undefined, undefined, undefined, undefined, "Background");
+        return true;
+      } catch (err) {
+        if (isStatus(err, 404)) return false;
+        throw err;
+      }
+    });
   }
 
   // A merge patch of the PushApp itself (metadata.finalizers); include metadata.resourceVersion
   // to make it conditional.
   async patchPushApp(namespace: string, name: string, patch: Record<string, unknown>): Promise<void> {
-    await this.custom.patchNamespacedCustomObject(
-      { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: patch, fieldManager: FIELD_MANAGER },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    await withSpan("kube patch PushApp", { "k8s.object.name": name }, () =>
+      this.custom.patchNamespacedCustomObject(
+        { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: patch, fieldManager: FIELD_MANAGER },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
     );
   }
 
   async patchPushAppStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
-    await this.custom.patchNamespacedCustomObjectStatus(
-      { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    await withSpan("kube patch PushApp status", { "k8s.object.name": name }, () =>
+      this.custom.patchNamespacedCustomObjectStatus(
+        { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, namespace, plural: PUSHAPP_PLURAL, name, body: { status }, fieldManager: FIELD_MANAGER },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
     );
+  }
+
+  createEvent(namespace: string, event: CoreV1Event): Promise<CoreV1Event> {
+    return this.core.createNamespacedEvent({ namespace, body: event });
+  }
+
+  patchEvent(namespace: string, name: string, patch: Record<string, unknown>): Promise<CoreV1Event> {
+    return this.core.patchNamespacedEvent({ namespace, name, body: patch }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
   }
 
   listPushApps(namespace: string): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {

@@ -1,6 +1,8 @@
+import { performance } from "node:perf_hooks";
 import type { V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "@herald/platform";
 import { isStatus, microTime, type KubeClient } from "./kube.client.js";
+import type { LeaderFence } from "./leader.fence.js";
 
 export interface LeaderElectionOptions {
   kube: KubeClient;
@@ -8,37 +10,54 @@ export interface LeaderElectionOptions {
   name: string;
   identity: string;
   leaseDurationMs: number;
-  // How often the leader renews and a candidate retries.
+  // How often the leader renews and a candidate retries; must be shorter than the lease.
   renewMs: number;
+  // Opened for each renewed term, revoked the moment leadership is in doubt.
+  fence: LeaderFence;
   logger: Logger;
   now?: () => number;
+  // The monotonic clock the fence runs on.
+  monotonic?: () => number;
 }
+
+type Attempt = "held" | "other" | "failed";
 
 // Lease-based leader election (coordination.k8s.io/v1), as client-go does it: the holder renews
 // the Lease every renewMs; a candidate takes it over once it has seen the same record unchanged
 // for a whole lease duration by its own clock (so clocks of different machines never have to
 // agree); every write is conditional on the resourceVersion read, so two candidates cannot both
-// win. A leader that cannot renew within the lease duration stops leading.
+// win.
+//
+// Writes are fenced: a renewal that started at t opens the fence until t + (lease + renew) / 2
+// on this process's monotonic clock — before any candidate, which counts the full lease from
+// when it first saw that renewal, can take over. The fence closes (in-flight requests aborted,
+// later writes refused) when that deadline passes without a renewal, when another holder is
+// seen, or on stop, and only then is onStopped called. A process frozen past its lease (SIGSTOP,
+// a suspended VM) therefore finds its term expired the moment it runs again.
 export class LeaderElection {
   private leading = false;
   private stopped = false;
   private timer?: NodeJS.Timeout;
+  private expiry?: NodeJS.Timeout;
   private observed?: { record: string; at: number };
-  private lastRenew = 0;
   private startedHandler?: () => void;
   private stoppedHandler?: () => void;
   private readonly now: () => number;
+  private readonly monotonic: () => number;
 
   constructor(private readonly o: LeaderElectionOptions) {
+    if (o.renewMs >= o.leaseDurationMs) throw new Error(`leader election: the renew interval (${o.renewMs} ms) must be shorter than the lease duration (${o.leaseDurationMs} ms)`);
     this.now = o.now ?? Date.now;
+    this.monotonic = o.monotonic ?? (() => performance.now());
   }
 
   get isLeader(): boolean {
     return this.leading;
   }
 
-  // Runs until stop(): onStarted when this process becomes the leader, onStopped if it loses
-  // the Lease (the caller should stop working at once; exiting is the simplest safe answer).
+  // Runs until stop(): onStarted when this process becomes the leader, onStopped once it has
+  // lost the Lease and the fence is closed (the caller should stop working at once; exiting is
+  // the simplest safe answer).
   run(onStarted: () => void, onStopped: () => void): void {
     this.startedHandler = onStarted;
     this.stoppedHandler = onStopped;
@@ -49,6 +68,8 @@ export class LeaderElection {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.expiry);
+    this.o.fence.revoke("the operator is stopping");
     if (!this.leading) return;
     this.leading = false;
     try {
@@ -65,31 +86,53 @@ export class LeaderElection {
     }
   }
 
+  // Final: a replica that lost the Lease does not run for it again (it exits and comes back).
+  private lose(why: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.expiry);
+    // First the fence, so nothing more leaves this process; then whoever stops the work.
+    this.o.fence.revoke(why);
+    this.o.logger.error({ lease: this.o.name, why }, "leader election: lost the lease");
+    this.stoppedHandler?.();
+  }
+
   private async tick(): Promise<void> {
     if (this.stopped) return;
-    let held = false;
+    // A term that ran out while this process was not running ends before anything else happens.
+    if (this.leading && !this.o.fence.valid) return this.lose("the lease term expired before it was renewed");
+    const startedAt = this.monotonic();
+    let attempt: Attempt = "failed";
     try {
-      held = await this.tryAcquireOrRenew();
+      attempt = await this.tryAcquireOrRenew();
     } catch (err) {
       this.o.logger.warn({ err, lease: this.o.name }, "leader election: lease request failed");
     }
     if (this.stopped) return;
-    if (held) {
-      this.lastRenew = this.now();
+    const validUntil = startedAt + (this.o.leaseDurationMs + this.o.renewMs) / 2;
+    if (attempt === "held" && this.monotonic() < validUntil) {
+      this.o.fence.grant(validUntil);
+      clearTimeout(this.expiry);
+      this.expiry = setTimeout(() => {
+        if (!this.o.fence.valid) this.lose("the lease term expired before it was renewed");
+      }, validUntil - this.monotonic() + 1);
+      this.expiry.unref();
       if (!this.leading) {
         this.leading = true;
         this.o.logger.info({ lease: this.o.name, identity: this.o.identity }, "leader election: became the leader");
         this.startedHandler?.();
       }
-    } else if (this.leading && this.now() - this.lastRenew >= this.o.leaseDurationMs) {
-      this.leading = false;
-      this.o.logger.error({ lease: this.o.name }, "leader election: lost the lease");
-      this.stoppedHandler?.();
+    } else if (attempt === "other") {
+      this.lose("another replica holds the lease");
+    } else if (this.leading && !this.o.fence.valid) {
+      this.lose("the lease term expired before it was renewed");
     }
-    this.timer = setTimeout(() => void this.tick(), this.o.renewMs);
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.o.renewMs);
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(): Promise<Attempt> {
     const { kube, namespace, name, identity } = this.o;
     const now = microTime(this.now());
     const durationS = Math.ceil(this.o.leaseDurationMs / 1000);
@@ -100,9 +143,9 @@ export class LeaderElection {
           metadata: { name, namespace },
           spec: { holderIdentity: identity, leaseDurationSeconds: durationS, acquireTime: now, renewTime: now, leaseTransitions: 0 },
         });
-        return true;
+        return "held";
       } catch (err) {
-        if (isStatus(err, 409)) return false;
+        if (isStatus(err, 409)) return "failed";
         throw err;
       }
     }
@@ -111,8 +154,9 @@ export class LeaderElection {
     const record = `${holder}|${String(spec.renewTime)}|${spec.leaseDurationSeconds}`;
     if (this.observed?.record !== record) this.observed = { record, at: this.now() };
     if (holder && holder !== identity) {
+      if (this.leading) return "other";
       const expiresAt = this.observed.at + (spec.leaseDurationSeconds ?? durationS) * 1000;
-      if (this.now() < expiresAt) return false;
+      if (this.now() < expiresAt) return "failed";
     }
     const next: V1Lease = {
       ...lease,
@@ -127,9 +171,9 @@ export class LeaderElection {
     };
     try {
       await kube.replaceLease(namespace, next);
-      return true;
+      return "held";
     } catch (err) {
-      if (isStatus(err, 409)) return false;
+      if (isStatus(err, 409)) return "failed";
       throw err;
     }
   }

@@ -2,17 +2,19 @@
 // controller → leader election → ops server. Every replica keeps its informers warm; only the
 // Lease holder reconciles.
 import { hostname } from "node:os";
-import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
+import type { V1Deployment } from "@kubernetes/client-node";
 import { AppsV1Api, CoreV1Api } from "@kubernetes/client-node";
 import { createLogger, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
 import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
 import { grpcAppRegistry } from "./app.registry.js";
-import { Informer } from "./informer.watch.js";
+import { EventRecorder } from "./event.recorder.js";
+import { Informer, SecretCache } from "./informer.watch.js";
 import { KubeClient, loadKubeConfig } from "./kube.client.js";
 import { LeaderElection } from "./leader.election.js";
+import { LeaderFence } from "./leader.fence.js";
 import { operatorEnv } from "./operator.config.js";
 import { OperatorMetrics } from "./operator.metrics.js";
-import { PushAppController } from "./pushapp.controller.js";
+import { PushAppController, referencedSecrets } from "./pushapp.controller.js";
 import { PushAppReconciler, type PushAppObject } from "./pushapp.reconciler.js";
 import { ScaleStabilizer } from "./sender.autoscaler.js";
 import { LABELS, MANAGED_BY } from "./sender.deployment.js";
@@ -27,26 +29,33 @@ const tracing = startTracing(tracingOptions(config, "herald-operator"));
 lifecycle.add("tracing", () => tracing.shutdown());
 
 const kc = loadKubeConfig();
-const kube = new KubeClient(kc);
+// Without leader election this replica is the only writer: its fence never closes.
+const fence = new LeaderFence(!config.HERALD_LEADER_ELECTION);
+const kube = new KubeClient(kc, fence);
+const events = new EventRecorder({ kube, component: "herald-operator", instance: identity, logger });
 const core = kc.makeApiClient(CoreV1Api);
 const appsApi = kc.makeApiClient(AppsV1Api);
 const ns = config.HERALD_WATCH_NAMESPACE;
 const scope = ns ? `/namespaces/${ns}` : "";
 const managed = `${LABELS.managedBy}=${MANAGED_BY}`;
 
+// Only the Secrets the operator writes (by label) and the ones a PushApp references (by name):
+// never every Secret of the cluster. A PushApp's change reaches the controller once the Secrets
+// it references are cached.
+const secrets = new SecretCache(kc, {
+  namespace: ns,
+  ownedSelector: managed,
+  list: (namespace, selector) => (namespace ? core.listNamespacedSecret({ namespace, ...selector }) : core.listSecretForAllNamespaces(selector)),
+  logger,
+});
 const pushApps = new Informer<PushAppObject>(kc, {
   name: "pushapps",
   path: `/apis/${PUSHAPP_GROUP}/${PUSHAPP_VERSION}${scope}/${PUSHAPP_PLURAL}`,
   list: () => kube.listPushApps(ns) as never,
+  beforeChange: (o) => secrets.track(`${o.metadata.namespace}/${o.metadata.name}`, o.metadata.namespace, referencedSecrets(o.spec)),
   logger,
 });
-// Every Secret of the watched namespace(s): a referenced credential can be any of them.
-const secrets = new Informer<V1Secret>(kc, {
-  name: "secrets",
-  path: `/api/v1${scope}/secrets`,
-  list: () => (ns ? core.listNamespacedSecret({ namespace: ns }) : core.listSecretForAllNamespaces()),
-  logger,
-});
+pushApps.onDelete((o) => void secrets.untrack(`${o.metadata.namespace}/${o.metadata.name}`));
 const deployments = new Informer<V1Deployment>(kc, {
   name: "deployments",
   path: `/apis/apps/v1${scope}/deployments`,
@@ -73,10 +82,12 @@ const reconciler = new PushAppReconciler({
   config,
   stabilizer: new ScaleStabilizer(config.HERALD_SCALE_DOWN_STABILIZATION_SECONDS * 1000),
   metrics,
+  events,
+  fence,
   logger,
   now: () => new Date(),
 });
-controller = new PushAppController({ pushApps, secrets, deployments, reconciler, metrics, logger, concurrency: config.HERALD_RECONCILE_CONCURRENCY, resyncMs: config.HERALD_RESYNC_SECONDS * 1000 });
+controller = new PushAppController({ pushApps, secrets, deployments, reconciler, metrics, events, logger, concurrency: config.HERALD_RECONCILE_CONCURRENCY, resyncMs: config.HERALD_RESYNC_SECONDS * 1000 });
 lifecycle.add("informers", async () => {
   await Promise.all([pushApps.stop(), secrets.stop(), deployments.stop()]);
 });
@@ -107,6 +118,7 @@ if (!config.HERALD_LEADER_ELECTION) {
     identity,
     leaseDurationMs: config.HERALD_LEASE_DURATION_SECONDS * 1000,
     renewMs: config.HERALD_LEASE_RENEW_SECONDS * 1000,
+    fence,
     logger,
   });
   // Stoppers run in reverse order: the controller (added below) stops first, so the Lease is

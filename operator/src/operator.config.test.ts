@@ -6,6 +6,11 @@ import { operatorEnv } from "./operator.config.js";
 const minimal = { HERALD_KAFKA_BROKERS: "kafka:9092", HERALD_ADMIN_KEY: "admin-key-0123456789abcdef", HERALD_REGISTRY_ADDRESS: "registry:50051" };
 
 describe("operator configuration", () => {
+  it("refuses a lease renew interval that is not shorter than the lease", () => {
+    assert.throws(() => loadConfig(operatorEnv, { ...minimal, HERALD_LEASE_DURATION_SECONDS: "10", HERALD_LEASE_RENEW_SECONDS: "10" }), (err: Error) => err instanceof ConfigError && /HERALD_LEASE_RENEW_SECONDS \("10"\): must be shorter than HERALD_LEASE_DURATION_SECONDS \(10\)/.test(err.message));
+    assert.equal(loadConfig(operatorEnv, { ...minimal, HERALD_LEADER_ELECTION: "false", HERALD_LEASE_DURATION_SECONDS: "10", HERALD_LEASE_RENEW_SECONDS: "10" }).HERALD_LEADER_ELECTION, false);
+  });
+
   it("starts with only the required variables", () => {
     const config = loadConfig(operatorEnv, minimal);
     assert.deepEqual(config.HERALD_SENDER_EXTRA_ENV, {});

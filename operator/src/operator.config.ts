@@ -57,6 +57,11 @@ export const operatorEnv = z.object({
   HERALD_VERSION: z.string().default(""),
   // GET /healthz, /readyz and /metrics.
   HERALD_HEALTH_PORT: env.port(8080),
+}).superRefine((c, ctx) => {
+  // A leader renewing less often than its Lease lasts would lose it between renewals.
+  if (c.HERALD_LEADER_ELECTION && c.HERALD_LEASE_RENEW_SECONDS >= c.HERALD_LEASE_DURATION_SECONDS) {
+    ctx.addIssue({ code: "custom", path: ["HERALD_LEASE_RENEW_SECONDS"], message: `must be shorter than HERALD_LEASE_DURATION_SECONDS (${c.HERALD_LEASE_DURATION_SECONDS})` });
+  }
 });
 
 export type OperatorConfig = z.infer<typeof operatorEnv>;

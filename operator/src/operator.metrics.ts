@@ -38,4 +38,13 @@ export class OperatorMetrics {
     this.senderLag = new Gauge({ name: "herald_operator_sender_lag", help: "Deliveries waiting for a provider's senders (Kafka consumer lag)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
     this.leader = new Gauge({ name: "herald_operator_leader", help: "1 while this replica holds the leader Lease", registers: [registry] });
   }
+
+  // Drops every series of a PushApp that is gone, so dashboards and alerts do not keep a deleted
+  // app's last readiness or lag forever.
+  // (prom-client removes a series by its exact label set, so every reason and provider is named.)
+  forgetApp(namespace: string, app: string): void {
+    this.ready.remove({ namespace, app });
+    for (const reason of ["SecretNotFound", "SecretKeyMissing", "InvalidCredentials", "ProjectIdMismatch"]) this.credentialFailures.remove({ namespace, app, reason });
+    for (const provider of ["apns", "fcm", "hms", "webpush"]) this.senderLag.remove({ namespace, app, provider });
+  }
 }

@@ -1,8 +1,10 @@
 import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
-import type { Logger } from "@herald/platform";
+import { withSpan, type Logger } from "@herald/platform";
+import type { EventRecorder } from "./event.recorder.js";
 import type { Informer } from "./informer.watch.js";
+import { FencedError } from "./leader.fence.js";
 import type { OperatorMetrics } from "./operator.metrics.js";
-import { pushAppKey, type PushAppObject, type PushAppReconciler } from "./pushapp.reconciler.js";
+import { pushAppKey, ReportedError, type PushAppObject, type PushAppReconciler } from "./pushapp.reconciler.js";
 import { LABELS, MANAGED_BY } from "./sender.deployment.js";
 import { WorkQueue } from "./work.queue.js";
 
@@ -12,6 +14,7 @@ export interface ControllerDeps {
   deployments: Informer<V1Deployment>;
   reconciler: PushAppReconciler;
   metrics: OperatorMetrics;
+  events: EventRecorder;
   logger: Logger;
   concurrency: number;
   resyncMs: number;
@@ -21,13 +24,25 @@ export interface ControllerDeps {
 // any Secret it references (a rotated credential), and a change of what it owns (a Deployment
 // becoming available, a Secret edited by hand). The informers run on every replica, so a new
 // leader starts with a warm cache; only the leader's queue runs reconciles.
+//
+// A PushApp update that changes neither its generation (the spec), its deletion, nor a
+// herald.dev/ annotation is not queued: it is a status or finalizer write, most often the
+// operator's own, and reconciling on it would make every status write wake the next reconcile.
 export class PushAppController {
   private queue?: WorkQueue;
   private resync?: NodeJS.Timeout;
+  // Key → what of the PushApp a reconcile depends on, as last queued.
+  private readonly seen = new Map<string, string>();
 
   constructor(private readonly d: ControllerDeps) {
-    d.pushApps.onChange((o) => this.enqueue(pushAppKey(o.metadata.namespace, o.metadata.name)));
-    d.pushApps.onDelete((o) => this.queue?.forget(pushAppKey(o.metadata.namespace, o.metadata.name)));
+    d.pushApps.onChange((o) => this.pushAppChanged(o));
+    d.pushApps.onDelete((o) => {
+      const key = pushAppKey(o.metadata.namespace, o.metadata.name);
+      this.queue?.forget(key);
+      this.seen.delete(key);
+      d.metrics.forgetApp(o.metadata.namespace, o.metadata.name);
+      d.events.forget(o.metadata.uid);
+    });
     d.secrets.onChange((s) => this.secretChanged(s));
     d.secrets.onDelete((s) => this.secretChanged(s));
     d.deployments.onChange((dep) => this.ownedChanged(dep.metadata?.namespace, dep.metadata?.labels));
@@ -70,6 +85,17 @@ export class PushAppController {
     this.queue?.add(key);
   }
 
+  private pushAppChanged(o: PushAppObject): void {
+    const key = pushAppKey(o.metadata.namespace, o.metadata.name);
+    const annotations = Object.entries(o.metadata.annotations ?? {})
+      .filter(([k]) => k.startsWith("herald.dev/"))
+      .sort(([a], [b]) => a.localeCompare(b));
+    const fingerprint = JSON.stringify([o.metadata.uid, o.metadata.generation ?? 0, Boolean(o.metadata.deletionTimestamp), annotations]);
+    if (this.seen.get(key) === fingerprint) return;
+    this.seen.set(key, fingerprint);
+    this.enqueue(key);
+  }
+
   private enqueueAll(): void {
     for (const o of this.d.pushApps.list()) this.enqueue(pushAppKey(o.metadata.namespace, o.metadata.name));
   }
@@ -90,19 +116,35 @@ export class PushAppController {
     if (namespace && app && labels?.[LABELS.managedBy] === MANAGED_BY) this.enqueue(pushAppKey(namespace, app));
   }
 
-  private async reconcile(key: string): Promise<void> {
-    const started = process.hrtime.bigint();
-    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    try {
-      const result = await this.d.reconciler.reconcile(key);
-      this.d.metrics.reconciles.inc({ result: "success" });
-      this.d.metrics.duration.observe({ result: "success" }, seconds());
-      if (result.requeueAfterMs) this.queue?.addAfter(key, result.requeueAfterMs);
-    } catch (err) {
-      this.d.metrics.reconciles.inc({ result: "error" });
-      this.d.metrics.duration.observe({ result: "error" }, seconds());
-      throw err;
-    }
+  // One span per reconcile (the root of its trace): the app, its namespace, the outcome
+  // (success, backoff, error) and why it comes back (autoscaling, or the failure's reason).
+  private reconcile(key: string): Promise<void | "backoff"> {
+    const [namespace, name] = key.split("/") as [string, string];
+    return withSpan("reconcile PushApp", { "herald.app": name, "k8s.namespace.name": namespace }, async (span) => {
+      const started = process.hrtime.bigint();
+      const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+      const count = (result: "success" | "backoff" | "error") => {
+        this.d.metrics.reconciles.inc({ result });
+        this.d.metrics.duration.observe({ result }, seconds());
+        span.setAttribute("herald.reconcile.outcome", result);
+      };
+      try {
+        const result = await this.d.reconciler.reconcile(key);
+        count(result.backoff ? "backoff" : "success");
+        const requeue = result.backoff ?? (result.requeueAfterMs ? "autoscaling" : undefined);
+        if (requeue) span.setAttribute("herald.reconcile.requeue_reason", requeue);
+        if (result.requeueAfterMs) this.queue?.addAfter(key, result.requeueAfterMs);
+        return result.backoff ? "backoff" : undefined;
+      } catch (err) {
+        count("error");
+        const reason = err instanceof ReportedError ? err.reason : err instanceof FencedError || (err as Error).name === "AbortError" || (err as { cause?: unknown }).cause instanceof FencedError ? "NotLeader" : "ReconcileError";
+        span.setAttribute("herald.reconcile.requeue_reason", reason);
+        // A step's failure is already in the status and its Events; anything else gets one here.
+        const object = this.d.pushApps.get(name, namespace);
+        if (reason === "ReconcileError" && object) await this.d.events.record(object, "Warning", reason, (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 500));
+        throw err;
+      }
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { ApiException, type V1Deployment, type V1Secret } from "@kubernetes/client-node";
-import type { Bus, Logger } from "@herald/platform";
-import { BusGroups, BusTopics } from "@herald/proto";
+import { withSpan, type Bus, type Logger } from "@herald/platform";
+import { BusTopics, deliveryTopicsOf } from "@herald/proto";
 import { enabledProviders, pushAppOwner, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
 import type { AppRegistry } from "./app.registry.js";
 import { validateCredentials } from "./credentials.validator.js";
@@ -9,6 +9,8 @@ import type { Informer } from "./informer.watch.js";
 import type { KubeClient } from "./kube.client.js";
 import type { OperatorConfig } from "./operator.config.js";
 import type { OperatorMetrics } from "./operator.metrics.js";
+import type { EventRecorder } from "./event.recorder.js";
+import type { LeaderFence } from "./leader.fence.js";
 import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
@@ -21,7 +23,17 @@ const MIN_PARTITIONS = 8;
 export interface PushAppObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace: string; uid: string; generation?: number; resourceVersion?: string; deletionTimestamp?: Date; finalizers?: string[]; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    generation?: number;
+    resourceVersion?: string;
+    deletionTimestamp?: Date;
+    finalizers?: string[];
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: unknown;
   status?: PushAppStatus;
 }
@@ -36,6 +48,10 @@ export interface ReconcilerDeps {
   config: OperatorConfig;
   stabilizer: ScaleStabilizer;
   metrics: OperatorMetrics;
+  events: EventRecorder;
+  // Writes to the registry and Kafka are made only while this replica's leader term is valid
+  // (the API server calls are fenced inside the KubeClient).
+  fence: LeaderFence;
   logger: Logger;
   now: () => Date;
 }
@@ -43,11 +59,25 @@ export interface ReconcilerDeps {
 export interface ReconcileResult {
   // Come back after this long even if nothing changes (lag-based scaling reads the lag again).
   requeueAfterMs?: number;
+  // The reconcile could not finish for this reason (a condition reason): retry with backoff.
+  backoff?: string;
+}
+
+// A failure already reported in the status and as an Event: the controller only retries it.
+export class ReportedError extends Error {
+  constructor(
+    readonly reason: string,
+    cause: unknown,
+  ) {
+    super(`${reason}: ${describe(cause)}`, { cause });
+    this.name = "ReportedError";
+  }
 }
 
 export const pushAppKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
-const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [BusTopics.deliveries(app, p), BusTopics.retries(app, p)]);
+// Both lanes' delivery topics (see deliveryTopicsOf) and the shared retry topic.
+const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [...deliveryTopicsOf(app, p).map((l) => l.topic), BusTopics.retries(app, p)]);
 
 // Why a step failed, for the condition: the API server's own message for a refused request
 // (the client's error message starts with "HTTP-Code: 422"), else the error's first line.
@@ -62,7 +92,12 @@ function describe(err: unknown): string {
     }
     return `${message ?? body} (HTTP ${err.code})`.slice(0, 500);
   }
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 500);
+  // A timestamp in an error message would make every retry of the same failure look new: it is
+  // dropped, so the condition's message (and its Event) stays the same while the failure does.
+  return (err instanceof Error ? err.message : String(err))
+    .split("\n")[0]!
+    .replace(/\s*\(\d{4}-\d{2}-\d{2}T[\d:.]+Z\)/g, "")
+    .slice(0, 500);
 }
 
 // One reconcile of one PushApp: validate the referenced credentials (and stop there, changing
@@ -81,6 +116,7 @@ export class PushAppReconciler {
       await this.finalize(object);
       return {};
     }
+    this.d.fence.check();
     const finalizers = object.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) {
       await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: [...finalizers, FINALIZER], resourceVersion: object.metadata.resourceVersion } });
@@ -93,7 +129,7 @@ export class PushAppReconciler {
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
       conditions.set(CONDITION.credentialsValid, "Unknown", "InvalidSpec", `the spec does not validate: ${problems}`);
-      return this.finish(object, status, conditions, {});
+      return this.finish(object, status, conditions, { backoff: "InvalidSpec" }, CONDITION.credentialsValid);
     }
     const app: PushApp = parsed.data;
     app.metadata.namespace = namespace;
@@ -108,34 +144,41 @@ export class PushAppReconciler {
       const first = credentials.problems[0]!;
       conditions.set(CONDITION.credentialsValid, "False", first.reason, credentials.problems.map((p) => p.message).join("; "));
       this.d.metrics.credentialFailures.inc({ namespace, app: name, reason: first.reason });
-      return this.finish(object, status, conditions, {});
+      return this.finish(object, status, conditions, { backoff: first.reason }, CONDITION.credentialsValid);
     }
-    conditions.set(CONDITION.credentialsValid, "True", "Valid", providers.length ? `valid credentials for ${providers.join(", ")}` : "no provider is enabled");
 
+    // A step that throws sets its condition False, writes the status (and its Event), and fails
+    // the reconcile, which the work queue retries with backoff. A condition is set True only once
+    // its step has succeeded, so a failing pass never flips it back and forth.
     const step = async <T>(condition: string, reason: string, work: () => Promise<T>): Promise<T> => {
       try {
+        this.d.fence.check();
         return await work();
       } catch (err) {
-        conditions.set(condition, "False", reason, describe(err));
-        await this.finish(object, status, conditions, {}).catch((statusErr: unknown) => this.d.logger.warn({ err: statusErr, key }, "status write failed"));
+        if (this.d.fence.valid) {
+          conditions.set(condition, "False", reason, describe(err));
+          await this.finish(object, status, conditions, {}, condition).catch((statusErr: unknown) => this.d.logger.warn({ err: statusErr, key }, "status write failed"));
+          throw new ReportedError(reason, err);
+        }
         throw err;
       }
     };
 
     await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, credentials.files)));
     status.credentialsSecretName = names.credentials(name);
+    conditions.set(CONDITION.credentialsValid, "True", "Valid", providers.length ? `valid credentials for ${providers.join(", ")}` : "no provider is enabled");
 
     // 2. The app and its API keys in the registry. An app of the same id that another PushApp
     // (another namespace) or an admin created is not taken over: nothing more is written.
     const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid, credentials.env.webpush?.HERALD_VAPID_PUBLIC_KEY));
     if ("conflict" in keys) {
       conditions.set(CONDITION.appRegistered, "False", "AppIdConflict", `${keys.conflict}; rename this PushApp (its name is the app id)`);
-      return this.finish(object, status, conditions, {});
+      return this.finish(object, status, conditions, { backoff: "AppIdConflict" }, CONDITION.appRegistered);
     }
     // Retrying cannot fix it: the next edit of the spec reconciles again.
     if ("refused" in keys) {
       conditions.set(CONDITION.appRegistered, "False", "RegistryRefused", keys.refused);
-      return this.finish(object, status, conditions, {});
+      return this.finish(object, status, conditions, { backoff: "RegistryRefused" }, CONDITION.appRegistered);
     }
     status.apiKeySecretName = names.apiKeys(name);
     status.apiKeyRotation = keys.rotation;
@@ -186,24 +229,45 @@ export class PushAppReconciler {
     if (short.length === 0) conditions.set(CONDITION.sendersAvailable, "True", "Available", providers.length ? `every sender is available (${available}/${wanted})` : "no provider is enabled");
     else conditions.set(CONDITION.sendersAvailable, "False", "SendersUnavailable", short.map((p) => `${p.name} ${p.availableReplicas}/${p.desiredReplicas} available`).join(", "));
 
-    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {});
+    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {}, undefined, providers.length === 0);
   }
 
   // Deletion: the external state owner references cannot reach (Kafka topics, the registry's
   // app), then the finalizer. The Secrets and Deployments go with the PushApp by garbage collection.
+  // While a step fails the PushApp stays Terminating, and says so: Ready turns False with reason
+  // DeletionBlocked and what is in the way (a Warning Event too); the work queue retries.
   private async finalize(object: PushAppObject): Promise<void> {
     const { namespace, name } = object.metadata;
     const finalizers = object.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) return;
     const spec = (object.spec ?? {}) as { dataDeletionPolicy?: string };
     const owner = pushAppOwner(namespace, name);
-    // Another PushApp's (or the API's) app of the same id is left alone: topics and data alike.
-    if ((await this.d.registry.ownedBy(name, owner)) !== "other") {
-      await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
-      await this.d.registry.deleteApp(name, owner, spec.dataDeletionPolicy === "Delete");
+    let stage = "cannot look up the registry app";
+    try {
+      this.d.fence.check();
+      // Another PushApp's (or the API's) app of the same id is left alone: topics and data alike.
+      if ((await this.d.registry.ownedBy(name, owner)) !== "other") {
+        stage = "cannot delete the app's Kafka topics";
+        this.d.fence.check();
+        await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
+        stage = "cannot delete the registry app";
+        this.d.fence.check();
+        await this.d.registry.deleteApp(name, owner, spec.dataDeletionPolicy === "Delete");
+      }
+      stage = "cannot remove the finalizer";
+      await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: finalizers.filter((f) => f !== FINALIZER), resourceVersion: object.metadata.resourceVersion } });
+    } catch (err) {
+      if (!this.d.fence.valid) throw err;
+      const conditions = new Conditions(object.status?.conditions, object.metadata.generation ?? 0, this.d.now());
+      conditions.set(CONDITION.ready, "False", "DeletionBlocked", `deletion is blocked: ${stage}: ${describe(err)}; the finalizer ${FINALIZER} stays until it succeeds (retried with backoff)`);
+      await this.finish(object, { ...object.status }, conditions, {}, CONDITION.ready, false, false).catch((statusErr: unknown) =>
+        this.d.logger.warn({ err: statusErr, namespace, app: name }, "status write failed"),
+      );
+      throw new ReportedError("DeletionBlocked", err);
     }
-    await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: finalizers.filter((f) => f !== FINALIZER), resourceVersion: object.metadata.resourceVersion } });
     for (const provider of ALL_PROVIDERS) this.d.stabilizer.forget(`${pushAppKey(namespace, name)}/${provider}`);
+    this.d.metrics.forgetApp(namespace, name);
+    this.d.events.forget(object.metadata.uid);
     this.d.logger.info({ namespace, app: name, dataDeletionPolicy: spec.dataDeletionPolicy ?? "Retain" }, "PushApp deleted: topics removed, app unregistered");
   }
 
@@ -213,18 +277,20 @@ export class PushAppReconciler {
   // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
   private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string } | { refused: string }> {
     const { name: id, namespace } = app.metadata;
-    const ensured = await this.d.registry.ensureApp(app, vapidPublicKey);
+    const ensured = await withSpan("registry ensure app", { "herald.app": id }, () => this.d.registry.ensureApp(app, vapidPublicKey));
     if ("conflict" in ensured || "refused" in ensured) return ensured;
     const { created, userTokenSecret } = ensured;
     const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);
     const rotation = app.spec.apiKeyRotation ?? 0;
     if (current && !created && current.rotation === rotation) return current;
+    this.d.fence.check();
     const server = await this.d.registry.createKey(id, "server", `operator: server key (rotation ${rotation})`);
     const client = await this.d.registry.createKey(id, "client", `operator: client key (rotation ${rotation})`);
     const tokenSecret = userTokenSecret ?? (created ? undefined : current?.userTokenSecret) ?? (await this.d.registry.rotateUserTokenSecret(id));
     const next: ApiKeySecretData = { serverKey: server.secret, serverKeyId: server.id, clientKey: client.secret, clientKeyId: client.id, userTokenSecret: tokenSecret, rotation };
     await this.d.kube.apply(apiKeySecret(app, next));
     if (current && !created) {
+      this.d.fence.check();
       for (const keyId of [current.serverKeyId, current.clientKeyId]) if (keyId) await this.d.registry.revokeKey(id, keyId);
     }
     this.d.logger.info({ app: id, rotation, created }, current ? "API keys rotated" : "API keys created");
@@ -234,16 +300,34 @@ export class PushAppReconciler {
   // Pending first attempts. Retries waiting out their backoff are left out: more replicas would
   // not send them sooner.
   private async lagOf(app: string, provider: PushAppProvider): Promise<number> {
-    const lags = await this.d.bus.lag(BusGroups.sender(app, provider), [BusTopics.deliveries(app, provider)]);
-    return lags.reduce((n, l) => n + l.lag, 0);
+    // Both lanes: every replica consumes both, so the jobs waiting on either are what it scales on.
+    const lags = await Promise.all(deliveryTopicsOf(app, provider).map((l) => this.d.bus.lag(l.group, [l.topic])));
+    return lags.flat().reduce((n, l) => n + l.lag, 0);
   }
 
-  private async finish(object: PushAppObject, status: PushAppStatus, conditions: Conditions, result: ReconcileResult): Promise<ReconcileResult> {
-    conditions.summarize();
+  // Writes the status when it differs from the object's, and an Event for every condition whose
+  // status, reason or message changed (Ready=False only repeats a prerequisite's, so it gets none
+  // unless it is the failing one). `failing` names the condition of a failure: its Warning is
+  // recorded again even when unchanged, which bumps the count of the Event already written.
+  private async finish(
+    object: PushAppObject,
+    status: PushAppStatus,
+    conditions: Conditions,
+    result: ReconcileResult,
+    failing?: string,
+    noProviders = false,
+    summarize = true,
+  ): Promise<ReconcileResult> {
+    if (summarize) conditions.summarize(noProviders);
     const next: PushAppStatus = { ...status, conditions: conditions.list() };
     if (!isDeepStrictEqual(normalize(object.status), normalize(next))) {
       await this.d.kube.patchPushAppStatus(object.metadata.namespace, object.metadata.name, next as Record<string, unknown>);
     }
+    const changed = conditions.changed();
+    const events = changed.filter((c) => c.type !== CONDITION.ready || c.status === "True" || c.type === failing);
+    const failed = failing ? conditions.get(failing) : undefined;
+    if (failed && !events.some((c) => c.type === failing)) events.push(failed);
+    for (const c of events) await this.d.events.record(object, c.status === "True" ? "Normal" : "Warning", c.reason, `${c.type}: ${c.message}`);
     const ready = next.conditions?.find((c: PushAppCondition) => c.type === CONDITION.ready);
     this.d.metrics.ready.set({ namespace: object.metadata.namespace, app: object.metadata.name }, ready?.status === "True" ? 1 : 0);
     return result;

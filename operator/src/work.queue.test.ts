@@ -95,6 +95,25 @@ describe("WorkQueue", () => {
     await queue.stop();
   });
 
+  test("a handler that returns backoff is retried on the failure schedule, capped, and reset by a success", async () => {
+    const attempts: number[] = [];
+    const done = gate();
+    const queue = new WorkQueue(
+      async () => {
+        attempts.push(performance.now());
+        if (attempts.length < 5) return "backoff";
+        done.open();
+      },
+      { concurrency: 1, baseMs: 20, maxMs: 40 },
+    );
+    queue.add("k");
+    await done.opened;
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    // 20, 40, 40, 40 (capped): the timers never fire early.
+    assert.deepEqual(gaps.map((g, i) => g >= [20, 40, 40, 40][i]! - 1), [true, true, true, true], JSON.stringify(gaps));
+    await queue.stop();
+  });
+
   test("addAfter keeps the earliest of two delayed adds; stop drops delayed work", async () => {
     const runs: string[] = [];
     const queue = new WorkQueue(async (key) => void runs.push(key), { concurrency: 1 });
@@ -143,6 +162,26 @@ describe("lag-based scaling", () => {
 });
 
 describe("Conditions", () => {
+  test("a pass that sets a condition True and then False again changes nothing when it was False", () => {
+    const t0 = new Date("2026-01-01T00:00:00Z");
+    const first = new Conditions(undefined, 1, t0);
+    first.set("CredentialsValid", "False", "ApplyFailed", "the credentials Secret was refused");
+    first.summarize();
+    const second = new Conditions(first.list(), 1, new Date("2026-01-01T00:00:01Z"));
+    second.set("CredentialsValid", "True", "Valid", "ok");
+    second.set("CredentialsValid", "False", "ApplyFailed", "the credentials Secret was refused");
+    second.summarize();
+    assert.deepEqual(second.list(), first.list());
+    assert.deepEqual(second.changed(), []);
+  });
+
+  test("an app without providers is Ready with reason NoProviders", () => {
+    const c = new Conditions(undefined, 1, new Date());
+    for (const type of ["CredentialsValid", "AppRegistered", "TopicsReady", "SendersAvailable"]) c.set(type, "True", "Ok", "ok");
+    c.summarize(true);
+    assert.deepEqual([c.get("Ready")?.status, c.get("Ready")?.reason], ["True", "NoProviders"]);
+  });
+
   test("lastTransitionTime moves only when the status changes; Ready summarises the first failing prerequisite", () => {
     const t0 = new Date("2026-01-01T00:00:00Z");
     const first = new Conditions(undefined, 1, t0);

@@ -1,7 +1,9 @@
 // A keyed work queue in the client-go manner: a key added many times before it is processed is
 // processed once; a key is never processed by two workers at once (an add while it runs marks
 // it dirty and it runs again after); failures are retried with per-key exponential backoff; an
-// add after a delay serves periodic work (autoscaling) without timers per caller.
+// add after a delay serves periodic work (autoscaling) without timers per caller. A handler that
+// did not throw but could not finish either (a credential that is missing, a name the registry
+// refuses) returns "backoff" and is retried on the same schedule as a failure.
 
 export interface WorkQueueOptions {
   concurrency: number;
@@ -11,7 +13,7 @@ export interface WorkQueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
 }
 
-export type KeyHandler = (key: string) => Promise<void>;
+export type KeyHandler = (key: string) => Promise<void | "backoff">;
 
 export class WorkQueue {
   private readonly pending: string[] = [];
@@ -83,6 +85,15 @@ export class WorkQueue {
     await this.idle();
   }
 
+  // Schedules the next attempt of a failing key; returns the delay.
+  private retryLater(key: string): number {
+    const failures = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, failures);
+    const delay = Math.min((this.options.baseMs ?? 200) * 2 ** (failures - 1), this.options.maxMs ?? 300_000);
+    this.addAfter(key, delay);
+    return delay;
+  }
+
   private pump(): void {
     while (!this.stopped && this.workers < this.options.concurrency && this.pending.length > 0) {
       const key = this.pending.shift()!;
@@ -96,14 +107,10 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     try {
-      await this.handler(key);
-      this.failures.delete(key);
+      if ((await this.handler(key)) === "backoff") this.retryLater(key);
+      else this.failures.delete(key);
     } catch (err) {
-      const failures = (this.failures.get(key) ?? 0) + 1;
-      this.failures.set(key, failures);
-      const delay = Math.min((this.options.baseMs ?? 200) * 2 ** (failures - 1), this.options.maxMs ?? 300_000);
-      this.options.onError?.(key, err, delay);
-      this.addAfter(key, delay);
+      this.options.onError?.(key, err, this.retryLater(key));
     } finally {
       this.running.delete(key);
       this.workers--;

@@ -2,7 +2,7 @@
 // calls it makes. herald.ts parses the command line against these and prints the result.
 import * as grpc from "@grpc/grpc-js";
 import { errorReason } from "@herald/platform";
-import { apps as appsApi, common, registry, topic } from "@herald/proto";
+import { APP_ID_PATTERN, apps as appsApi, common, registry, topic } from "@herald/proto";
 import {
   checkHealth,
   collectPages,
@@ -135,8 +135,9 @@ function deviceFilter(v: Values): common.DeviceFilter {
 
 // The app and role an app key belongs to, from the key's readable prefix (hk_s_<app>_...).
 // Authority comes from the server; this only labels what the server accepted.
+const KEY_LABEL = new RegExp(`^hk_([sc])_(${APP_ID_PATTERN.source.slice(1, -1)})_`);
 function keyLabel(key: string): { role: string; app: string } | undefined {
-  const m = /^hk_([sc])_([a-z][a-z0-9-]{0,63})_/.exec(key);
+  const m = KEY_LABEL.exec(key);
   return m ? { role: m[1] === "s" ? "server" : "client", app: m[2]! } : undefined;
 }
 

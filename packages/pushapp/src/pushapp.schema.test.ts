@@ -37,6 +37,18 @@ describe("PushApp samples", () => {
   });
 });
 
+describe("PushApp rules", () => {
+  const app = (name: string, spec: Record<string, unknown> = {}) => ({ apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name }, spec });
+  test("an app id fits a label value: at most 63 characters, ending with a letter or digit", () => {
+    assert.ok("app" in parsePushApp(app(`a${"b".repeat(62)}`)));
+    for (const bad of [`a${"b".repeat(63)}`, "shop-", "1shop"]) assert.ok("problems" in parsePushApp(app(bad)), bad);
+  });
+  test("a webhook lists an event at most once", () => {
+    const result = parsePushApp(app("hooks", { webhooks: [{ url: "https://example.com/h", events: ["delivery.failed", "delivery.failed"] }] }));
+    assert.ok("problems" in result && /webhooks\[0\]\.events\[1\]: "delivery.failed" is listed twice/.test(result.problems.join("\n")), JSON.stringify(result));
+  });
+});
+
 describe("loadPushApps", () => {
   let dir: string;
   before(async () => {

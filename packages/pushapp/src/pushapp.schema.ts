@@ -1,7 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from "yaml";
-import { WEBHOOK_EVENTS } from "@herald/proto";
+import { APP_ID_PATTERN, APP_ID_RULE, WEBHOOK_EVENTS } from "@herald/proto";
 import { z } from "zod";
 
 // The PushApp custom resource (group herald.dev, version v1alpha1): one mobile/web application,
@@ -14,7 +14,9 @@ import { z } from "zod";
 export const PUSHAPP_API_VERSION = "herald.dev/v1alpha1";
 export const PUSHAPP_KIND = "PushApp";
 
-export const APP_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+// The app id syntax lives in @herald/proto (every component checks it); re-exported for the
+// PushApp's users.
+export { APP_ID_PATTERN };
 
 const secretKeyRef = (what: string) =>
   z
@@ -128,7 +130,9 @@ export const ProvidersSchema = z
     hms: HmsSchema.optional(),
     webpush: WebPushSchema.optional(),
   })
-  .describe("Provider settings; credentials are referenced by Secret, never inline. A provider that is absent or disabled gets no sender.");
+  .describe(
+    "Provider settings; credentials are referenced by Secret, never inline. A provider that is absent or disabled gets no sender. With no provider enabled (absent or {}) the app is still registered and its API keys work (devices can register, publishes are accepted) but nothing is delivered: Ready is True with reason NoProviders.",
+  );
 
 export const LimitsSchema = z
   .strictObject({
@@ -201,8 +205,16 @@ export const WebhookSchema = z
     events: z
       .array(z.enum(WEBHOOK_EVENTS))
       .max(WEBHOOK_EVENTS.length)
-      .optional()
-      .describe(`Event types to send (${WEBHOOK_EVENTS.join(", ")}); absent or empty: all of them.`),
+      .superRefine((events, ctx) => {
+        const seen = new Set<string>();
+        events.forEach((e, i) => {
+          if (seen.has(e)) ctx.addIssue({ code: "custom", message: `"${e}" is listed twice`, path: [i] });
+          seen.add(e);
+        });
+      })
+      // A set: the API server refuses a repeated event name itself.
+      .meta({ description: `Event types to send (${WEBHOOK_EVENTS.join(", ")}), each at most once; absent or empty: all of them.`, "x-kubernetes-list-type": "set" })
+      .optional(),
   })
   .describe("An endpoint of the app's backend that receives Herald's events.");
 
@@ -219,7 +231,9 @@ export const PushAppSpecSchema = z
     dataDeletionPolicy: z
       .enum(["Retain", "Delete"])
       .optional()
-      .describe("What deleting the PushApp does to the app's stored data (devices, users, topics, API keys): Retain keeps it (default), Delete removes it. The app's Kafka topics are always deleted."),
+      .describe(
+        "What deleting the PushApp does to the app's stored data. Always deleted: the registry app, its API keys (and the API key Secret) and its Kafka topics. Retain (default) keeps the devices, users and topic subscriptions, for a PushApp of the same name created later; Delete erases them too.",
+      ),
   })
   .describe("Desired state of the app.");
 
@@ -231,8 +245,8 @@ export const PushAppSchema = z
       .looseObject({
         name: z
           .string()
-          .regex(APP_ID_PATTERN, "must be an app id: 1-64 characters of a-z 0-9 -, starting with a letter")
-          .describe("The app id: 1-64 characters of a-z 0-9 -, starting with a letter."),
+          .regex(APP_ID_PATTERN, `must be an app id: ${APP_ID_RULE}`)
+          .describe(`The app id: ${APP_ID_RULE} (it becomes a label value and part of object and Kafka topic names).`),
         namespace: z.string().optional(),
         labels: z.record(z.string(), z.string()).optional(),
         annotations: z.record(z.string(), z.string()).optional(),

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { AsyncClient } from "@herald/platform";
 import type { apps, common, dispatch, registry, topic } from "@herald/proto";
+import { isAppId as isAppIdSyntax } from "@herald/proto";
 import { fromGrpcError, HttpError } from "./http.errors.js";
 
 // The clients the compatibility APIs (Beams, Kinvey, Pushlet) call the services with: the admin
@@ -28,8 +29,7 @@ export async function rpc<T>(call: Promise<T>): Promise<T> {
 // The registry's app id syntax. Compatibility APIs put the app named by a path or a credential
 // into gRPC metadata, which throws on non-ASCII: anything else cannot be an app, so it is
 // refused (as unknown) before a call is made.
-const APP_ID = /^[a-z][a-z0-9-]{0,63}$/;
-export const isAppId = (value: string) => APP_ID.test(value);
+export const isAppId = (value: string) => isAppIdSyntax(value);
 
 // What gRPC metadata accepts as a text value.
 export const isMetadataValue = (value: string) => /^[ -~]*$/.test(value);

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { AsyncClient } from "@herald/platform";
-import type { apps } from "@herald/proto";
+import { APP_ID_RULE, type apps } from "@herald/proto";
 import { isAppId, isMetadataValue } from "./admin.clients.js";
 import { fromGrpcError, HttpError } from "./http.errors.js";
 import type { HttpRequest } from "./http.router.js";
@@ -82,7 +82,7 @@ export function requestAuth(appsClient: AsyncClient<typeof apps.AppServiceServic
   };
 }
 
-const badAppHeader = () => new HttpError(400, "INVALID_APP_ID", "X-Herald-App must be an app id: 1-64 characters of a-z 0-9 -, starting with a letter", "x-herald-app");
+const badAppHeader = () => new HttpError(400, "INVALID_APP_ID", `X-Herald-App must be an app id: ${APP_ID_RULE}`, "x-herald-app");
 
 const SIGNATURE_REFUSALS: Record<string, string> = {
   BAD_SIGNATURE: "the signature does not match the request and the app's secret",

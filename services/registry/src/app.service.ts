@@ -9,7 +9,7 @@ import {
   type NetworkPolicy,
   type ServiceBinding,
 } from "@herald/platform";
-import { apps, type common } from "@herald/proto";
+import { APP_ID_PATTERN, APP_ID_RULE, apps, type common } from "@herald/proto";
 import {
   checkWebhooks,
   DEFAULT_LIMITS,
@@ -31,7 +31,6 @@ export interface AppServiceDeps {
   now: () => Date;
 }
 
-const APP_ID = /^[a-z][a-z0-9-]{0,63}$/;
 // A signed request is accepted this long either side of its timestamp (Pusher: 600 s).
 export const SIGNATURE_WINDOW_MS = 300_000;
 
@@ -60,7 +59,7 @@ export class AppService {
   }
 
   async create(req: apps.CreateAppRequest): Promise<apps.CreateAppResponse> {
-    if (!APP_ID.test(req.id)) throw invalidArgument("id", "1-64 characters of a-z 0-9 -, starting with a letter", "INVALID_APP_ID");
+    if (!APP_ID_PATTERN.test(req.id)) throw invalidArgument("id", APP_ID_RULE, "INVALID_APP_ID");
     const now = this.deps.now();
     const record: AppRecord = {
       id: req.id,
@@ -99,7 +98,7 @@ export class AppService {
     return { app: toAppProto(updated) };
   }
 
-  private webhooks(webhooks: apps.Webhook[]): Array<{ url: string; events: string[] }> {
+  private webhooks(webhooks: apps.Webhook[]): Array<{ url: string; events: string[]; format?: "pusher" }> {
     const checked = checkWebhooks(webhooks, "webhooks");
     checked.forEach((w, i) => {
       try {
@@ -236,7 +235,7 @@ export function toAppProto(app: AppRecord): apps.App {
     providers: app.providers.map(providerEnum),
     owner: app.owner,
     vapidPublicKey: app.vapidPublicKey,
-    webhooks: app.webhooks.map((w) => ({ url: w.url, events: [...w.events] })),
+    webhooks: app.webhooks.map((w) => ({ url: w.url, events: [...w.events], format: w.format ?? "" })),
     createdAt: app.createdAt,
     updatedAt: app.updatedAt,
     userTokenSecretVersion: app.secretVersion,
