@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, type BusMessage, type DeepPartial } from "@herald/platform";
-import { dispatch, events, Provider } from "@herald/proto";
+import { BusTopics, dispatch, events, Provider, type Lane } from "@herald/proto";
 import { createMemoryPublishRepository, createMemoryStore, DEFAULT_LIMITS, DEFAULT_WEBPUSH_HOSTS, type ProviderName, type PublishRepository, type Store } from "@herald/store";
 import { FanoutWorker } from "./fanout.consumer.js";
 import { PublishScheduler } from "./publish.scheduler.js";
@@ -39,9 +39,9 @@ describe("fan-out and results", () => {
     await store.subscriptions.add(APP, d.id, "", topics, "device");
     return d;
   };
-  const jobsOn = async (provider: ProviderName) => {
+  const jobsOn = async (provider: ProviderName, lane: Lane = "bulk") => {
     const got: events.DeliveryJob[] = [];
-    await bus.subscribe({ group: `g-${provider}-${Math.random()}`, topics: [`herald.deliveries.${APP}.${provider}`], handler: async (m: BusMessage) => void got.push(events.DeliveryJob.decode(m.value)) });
+    await bus.subscribe({ group: `g-${provider}-${Math.random()}`, topics: [BusTopics.deliveries(APP, provider, lane)], handler: async (m: BusMessage) => void got.push(events.DeliveryJob.decode(m.value)) });
     return got;
   };
   const publishAndFanOut = async (r: DeepPartial<dispatch.PublishRequest>) => {
@@ -89,7 +89,8 @@ describe("fan-out and results", () => {
 
   it("sends raw tokens without the registry and native targets as one job", async () => {
     const hms = await jobsOn("hms");
-    const fcm = await jobsOn("fcm");
+    // A native target is one provider request: the urgent lane.
+    const fcm = await jobsOn("fcm", "urgent");
     await publishAndFanOut({ recipients: { target: { $case: "tokens", value: { provider: Provider.PROVIDER_HMS, tokens: Array.from({ length: 1000 }, (_, i) => `h${i}`) } } }, notification: { alert: { body: "x" } } });
     await publishAndFanOut({ recipients: { target: { $case: "native", value: { provider: Provider.PROVIDER_FCM, target: { $case: "condition", value: "'a' in topics" } } } }, notification: { alert: { body: "x" } } });
     await settle(() => hms.length + fcm.length, 2);
@@ -193,6 +194,32 @@ describe("fan-out and results", () => {
   it("finishes a publish that reached nobody", async () => {
     const id = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["empty"] } } }, notification: { alert: { body: "x" } } });
     assert.equal((await publishes.get(APP, id))?.state, "done");
+  });
+
+  it("carries a small or high-priority publish and its jobs on the urgent lane, a broadcast on bulk", async () => {
+    const one = await device("fcm", ["news"]);
+    for (let i = 0; i < 3; i++) await device("fcm", ["news"]);
+    const accepted = { bulk: [] as string[], urgent: [] as string[] };
+    for (const lane of ["bulk", "urgent"] as const) {
+      await bus.subscribe({ group: `accepted-${lane}`, topics: [BusTopics.publishesOf(lane)], handler: async (m) => void accepted[lane].push(events.PublishAccepted.decode(m.value).publishId) });
+    }
+    const bulk = await jobsOn("fcm", "bulk");
+    const urgent = await jobsOn("fcm", "urgent");
+    // The subscriptions of both lanes, as the dispatcher runs them.
+    const running = await fanout.start();
+    try {
+      const notification = { alert: { body: "x" } };
+      const broadcast = (await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["news"] } } }, notification }), APP, "")).id;
+      const single = (await service.publish(req({ recipients: { target: { $case: "deviceIds", value: { values: [one.id] } } }, notification }), APP, "")).id;
+      const loud = (await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["news"] } } }, notification, priority: dispatch.Priority.PRIORITY_HIGH }), APP, "")).id;
+      await settle(() => bulk.length + urgent.length, 3);
+      assert.deepEqual(accepted, { bulk: [broadcast], urgent: [single, loud] });
+      assert.deepEqual(bulk.map((j) => [j.publishId, j.targets.length]), [[broadcast, 4]]);
+      assert.deepEqual(urgent.map((j) => [j.publishId, j.targets.length]).sort(), [[loud, 4], [single, 1]].sort());
+      for (const id of [broadcast, single, loud]) assert.equal((await publishes.get(APP, id))?.state, "sending");
+    } finally {
+      await running.stop();
+    }
   });
 
   it("hands on due scheduled publishes and re-hands stale queued ones", async () => {

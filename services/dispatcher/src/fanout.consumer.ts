@@ -1,5 +1,5 @@
 import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
-import { BusGroups, BusTopics, dispatch, events, type topic } from "@herald/proto";
+import { BusGroups, BusTopics, dispatch, events, LANES, type Lane, type topic } from "@herald/proto";
 import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
 import { hasPlaceholders, renderTemplate } from "./notification.template.js";
@@ -7,6 +7,7 @@ import { announceFinished, completeIfSettled } from "./publish.progress.js";
 import type { RecipientSource } from "./recipient.source.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { unconfiguredReason, type Directory } from "./publish.directory.js";
+import { laneOf } from "./publish.lane.js";
 import { countRecipients, streamRequest } from "./publish.recipients.js";
 
 // Targets per delivery job: FCM sends one request per token anyway, HMS takes 1000 per request,
@@ -26,28 +27,47 @@ export interface FanoutDeps {
 
 class Cancelled extends Error {}
 
-// Publishes fanned out at once by one worker (one per partition of herald.publishes at most).
+// Publishes fanned out at once by one worker and lane (one per partition of the lane's
+// publishes topic at most).
 const FANOUT_CONCURRENCY = 4;
 
-// Turns an accepted publish into delivery jobs on herald.deliveries.<app>.<provider>. Streams the
+// Turns an accepted publish into delivery jobs on herald.deliveries.<app>.<provider> (".urgent"
+// appended on the urgent lane). Streams the
 // recipients (never a whole topic in memory), and records its position after every batch whose
 // jobs are on the bus, so a restarted worker resumes there: at most one batch is handed on twice,
 // and the duplicate job results are counted.
 export class FanoutWorker {
   constructor(private readonly deps: FanoutDeps) {}
 
-  start(): Promise<Subscription> {
-    return this.deps.bus.subscribe({
-      group: BusGroups.fanout,
-      topics: [BusTopics.publishes],
-      // Publishes are independent: a broadcast must not hold up the single-device publishes that
-      // land on other partitions behind it.
-      partitionsConcurrently: FANOUT_CONCURRENCY,
-      handler: (m: BusMessage) => {
-        const accepted = events.PublishAccepted.decode(m.value);
-        return this.run(accepted.app, accepted.publishId);
-      },
-    });
+  // One subscription per lane, each its own consumer group (and Kafka consumer): the urgent
+  // lane's fan-outs never wait for a fetch, a partition or a fan-out slot of the bulk lane.
+  async start(): Promise<Subscription> {
+    const subs: Subscription[] = [];
+    try {
+      for (const lane of LANES) {
+        subs.push(
+          await this.deps.bus.subscribe({
+            group: BusGroups.fanoutOf(lane),
+            topics: [BusTopics.publishesOf(lane)],
+            // Publishes are independent: a broadcast must not hold up the publishes that land on
+            // other partitions behind it.
+            partitionsConcurrently: FANOUT_CONCURRENCY,
+            handler: (m: BusMessage) => {
+              const accepted = events.PublishAccepted.decode(m.value);
+              return this.run(accepted.app, accepted.publishId);
+            },
+          }),
+        );
+      }
+    } catch (err) {
+      await Promise.all(subs.map((s) => s.stop()));
+      throw err;
+    }
+    return {
+      pause: () => subs.forEach((s) => s.pause()),
+      resume: () => subs.forEach((s) => s.resume()),
+      stop: async () => void (await Promise.all(subs.map((s) => s.stop()))),
+    };
   }
 
   async run(app: string, id: string): Promise<void> {
@@ -103,12 +123,12 @@ export class FanoutWorker {
     if (target.$case === "tokens") {
       const provider = PROVIDER_NAMES[target.value.provider]!;
       const recipients = target.value.tokens.map((token) => ({ deviceId: "", token, provider: target.value.provider }));
-      return this.handOn(publish, planner.jobs(provider, recipients, "t"), recipients.length, "");
+      return this.handOn(publish, planner.lane, planner.jobs(provider, recipients, "t"), recipients.length, "");
     }
     if (target.$case === "native") {
       const provider = PROVIDER_NAMES[target.value.provider]!;
       const job = planner.nativeJob(provider, target.value.target);
-      return this.handOn(publish, job ? [job] : [], job ? 1 : 0, "");
+      return this.handOn(publish, planner.lane, job ? [job] : [], job ? 1 : 0, "");
     }
     const controller = new AbortController();
     let batches = 0;
@@ -142,14 +162,15 @@ export class FanoutWorker {
       // fan-out does not count them twice.
       const failed = Object.values(unconfigured).reduce((a, b) => a + b, 0);
       if (failed) await this.deps.publishes.countResult(publish.app, publish.id, `fanout:unconfigured:${cursor}`, { targeted: failed, failed, failedByReason: unconfigured }, this.deps.now());
-      await this.handOn(publish, jobs, targeted, cursor);
+      await this.handOn(publish, planner.lane, jobs, targeted, cursor);
     });
   }
 
-  private async handOn(publish: PublishRecord, jobs: events.DeliveryJob[], targeted: number, cursor: string): Promise<void> {
+  // The jobs travel on the publish's lane, as the publish did.
+  private async handOn(publish: PublishRecord, lane: Lane, jobs: events.DeliveryJob[], targeted: number, cursor: string): Promise<void> {
     const byTopic = new Map<string, events.DeliveryJob[]>();
     for (const job of jobs) {
-      const name = BusTopics.deliveries(job.app, PROVIDER_NAMES[job.provider]!);
+      const name = BusTopics.deliveries(job.app, PROVIDER_NAMES[job.provider]!, lane);
       byTopic.set(name, [...(byTopic.get(name) ?? []), job]);
     }
     for (const [name, list] of byTopic) {
@@ -163,13 +184,17 @@ export class FanoutWorker {
 // Builds each provider's payload once per publish, and per device only when templated.
 class JobPlanner {
   private readonly payloads = new Map<ProviderName, { payload?: ProviderPayload; bytes?: Buffer; templated: boolean }>();
+  // Derived from the request alone, so a resumed fan-out keeps the lane the publish was put on.
+  readonly lane: Lane;
 
   constructor(
     private readonly publish: PublishRecord,
     private readonly request: dispatch.PublishRequest,
     // The providers the app has senders for.
     readonly configured: ReadonlySet<ProviderName>,
-  ) {}
+  ) {
+    this.lane = laneOf(request);
+  }
 
   hasPayload(provider: ProviderName): boolean {
     return this.payloadFor(provider).payload !== undefined;

@@ -19,6 +19,7 @@ import { announceFinished } from "./publish.progress.js";
 import { checkRecipients } from "./recipients.schema.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { appOf, isRecipient, notARecipient, type Directory } from "./publish.directory.js";
+import { laneOf } from "./publish.lane.js";
 import { countRecipients } from "./publish.recipients.js";
 import { PUBLISH_RATE_EXCEEDED, PublishRateLimiter } from "./publish.ratelimit.js";
 import type { RecipientSource } from "./recipient.source.js";
@@ -122,12 +123,14 @@ export class PublishService {
     }
   }
 
-  // Puts an accepted publish on herald.publishes for the fan-out. If the bus refuses, the publish
+  // Puts an accepted publish on its lane's publishes topic (herald.publishes, or
+  // herald.publishes.urgent: publish.lane.ts) for the fan-out. If the bus refuses, the publish
   // is marked failed (so nothing reported as failed is delivered later) and the caller is told.
   async handOn(publish: PublishRecord): Promise<void> {
     try {
-      await this.deps.bus.publish(BusTopics.publishes, [
-        { key: publish.id, value: events.PublishAccepted.encode({ app: publish.app, publishId: publish.id, request: dispatch.PublishRequest.decode(publish.request), acceptedAt: this.deps.now() }).finish() },
+      const request = dispatch.PublishRequest.decode(publish.request);
+      await this.deps.bus.publish(BusTopics.publishesOf(laneOf(request)), [
+        { key: publish.id, value: events.PublishAccepted.encode({ app: publish.app, publishId: publish.id, request, acceptedAt: this.deps.now() }).finish() },
       ]);
     } catch (err) {
       this.deps.logger.error({ err, publish: publish.id }, "could not hand the publish to the bus");

@@ -3,6 +3,8 @@ import { BusGroups, BusTopics, events } from "@herald/proto";
 import type { PublishRepository } from "@herald/store";
 import { completeIfSettled } from "./publish.progress.js";
 
+const RESULT_PARTITIONS_AT_ONCE = 4;
+
 // Adds the senders' job results to their publish's counts (herald.results, keyed by publish id,
 // so one consumer at a time writes a publish's counts) and closes the publish when everything
 // is settled. Each job attempt's result is added once, whatever is redelivered; the same attempt
@@ -16,7 +18,14 @@ export class ResultAggregator {
   ) {}
 
   start(): Promise<Subscription> {
-    return this.bus.subscribe({ group: BusGroups.results, topics: [BusTopics.results], handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value)) });
+    return this.bus.subscribe({
+      group: BusGroups.results,
+      topics: [BusTopics.results],
+      // Results are keyed by publish, so a broadcast's hundreds of results queue on one partition:
+      // the results of a lone publish on another one are counted beside them, not after them.
+      partitionsConcurrently: RESULT_PARTITIONS_AT_ONCE,
+      handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value)),
+    });
   }
 
   async handle(r: events.DeliveryResult): Promise<void> {

@@ -1,6 +1,6 @@
 // One sender process: one app and one provider (the operator runs a Deployment per pair).
 import { consumerLagGauge, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
-import { BusGroups, BusTopics } from "@herald/proto";
+import { APP_ID_PATTERN, BusGroups, BusTopics, deliveryTopicsOf } from "@herald/proto";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { createProvider, providerEnv } from "./provider.factory.js";
@@ -15,7 +15,7 @@ const config = loadConfig(
     ...env,
     ...providerEnv,
     ...tokenRulesEnv,
-    HERALD_APP: z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, "an app id"),
+    HERALD_APP: z.string().regex(APP_ID_PATTERN, "an app id"),
     HERALD_PROVIDER: z.enum(["apns", "fcm", "hms", "webpush"]),
     HERALD_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     // Exponential backoff with jitter between attempts, raised by a provider's Retry-After.
@@ -42,12 +42,14 @@ lifecycle.add("provider", () => provider.close());
 
 const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger }), config.HERALD_KAFKA_NAMESPACE);
 lifecycle.add("bus", () => bus.close());
-await bus.ensureTopics([BusTopics.deliveries(config.HERALD_APP, name), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
+const lanes = deliveryTopicsOf(config.HERALD_APP, name);
+await bus.ensureTopics([...lanes.map((l) => l.topic), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
 consumerLagGauge({
   registry,
   bus,
   groups: [
-    { group: BusGroups.sender(config.HERALD_APP, name), topics: [BusTopics.deliveries(config.HERALD_APP, name)] },
+    // One series per lane (its group and topic labels): lag per lane.
+    ...lanes.map((l) => ({ group: l.group, topics: [l.topic] })),
     { group: BusGroups.senderRetries(config.HERALD_APP, name), topics: [BusTopics.retries(config.HERALD_APP, name)] },
   ],
   logger,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, type BusMessage } from "@herald/platform";
-import { BusTopics, events, Provider } from "@herald/proto";
+import { BusTopics, events, Provider, type Lane } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import { backoffMs, SenderWorker } from "./sender.consumer.js";
 
@@ -12,8 +12,11 @@ class ScriptedProvider implements PushProvider {
   readonly name = "fcm" as const;
   calls: SendRequest[] = [];
   private seen = new Map<string, number>();
+  // A job with a "hold" token is answered only once this resolves (a provider slow to answer).
+  held: Promise<void> = Promise.resolve();
   async send(request: SendRequest): Promise<TargetResult[]> {
     this.calls.push(request);
+    if (request.targets.some((t) => t.token.startsWith("hold:"))) await this.held;
     return request.targets.map((target) => {
       const n = (this.seen.get(target.token) ?? 0) + 1;
       this.seen.set(target.token, n);
@@ -60,7 +63,7 @@ describe("SenderWorker", () => {
 
   const job = (tokens: string[], extra: Partial<events.DeliveryJob> = {}) =>
     events.DeliveryJob.fromPartial({ jobId: `j-${Math.random()}`, app: APP, publishId: "p1", provider: Provider.PROVIDER_FCM, targets: tokens.map((token, i) => ({ deviceId: `d${i}`, token })), payload: Buffer.from("{}"), ...extra });
-  const put = (j: events.DeliveryJob) => bus.publish(BusTopics.deliveries(APP, "fcm"), [{ key: j.jobId, value: events.DeliveryJob.encode(j).finish() }]);
+  const put = (j: events.DeliveryJob, lane: Lane = "bulk") => bus.publish(BusTopics.deliveries(APP, "fcm", lane), [{ key: j.jobId, value: events.DeliveryJob.encode(j).finish() }]);
   const total = (k: keyof events.DeliveryResult) => results.reduce((n, r) => n + (r[k] as number), 0);
   const until = async (cond: () => boolean, what: string) => {
     const deadline = Date.now() + 5000;
@@ -77,6 +80,21 @@ describe("SenderWorker", () => {
     assert.deepEqual(results[0]!.failedByReason, { "fcm:INVALID_ARGUMENT": 1, "fcm:UNREGISTERED": 1 });
     assert.equal(feedback[0]!.token, "invalid:1");
     assert.equal(feedback[0]!.deviceId, "d3");
+  });
+
+  it("sends a job of the urgent lane while the bulk lane is stuck on a slow job", async () => {
+    let release!: () => void;
+    provider.held = new Promise((r) => (release = r));
+    // One job held at the provider, one queued behind it on the same (bulk) topic.
+    await put(job(["hold:1"], { publishId: "broadcast" }));
+    await put(job(["ok:queued"], { publishId: "broadcast" }));
+    await until(() => provider.calls.length === 1, "the held bulk job");
+    await put(job(["ok:urgent"], { publishId: "reset" }), "urgent");
+    await until(() => results.some((r) => r.publishId === "reset"), "the urgent job's result");
+    assert.deepEqual(results.map((r) => [r.publishId, r.sent]), [["reset", 1]], "nothing of the bulk lane finished before it");
+    release();
+    await until(() => total("sent") === 3, "the bulk jobs after the release");
+    assert.deepEqual(provider.calls.map((c) => c.targets[0]!.token), ["hold:1", "ok:urgent", "ok:queued"]);
   });
 
   it("retries transient failures with backoff until they are sent", async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { backoffDelay, withSpan, type Bus, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
-import { BusGroups, BusTopics, dispatch, events } from "@herald/proto";
+import { BusGroups, BusTopics, deliveryTopicsOf, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
 
@@ -79,9 +79,15 @@ export class SenderWorker {
         },
       }),
     );
-    const deliveries = await this.o.bus.subscribe({ group, topics: [BusTopics.deliveries(this.o.app, name)], handler: (m) => this.handle(m) });
+    // Each lane its own group (and Kafka consumer), started urgent first: a broadcast's jobs
+    // queued on the bulk topic never delay a job of the urgent one, which is fetched and sent
+    // beside them. Both share the provider's connections; a lane's subscription sends one step
+    // (at most checkpointEvery targets) at a time, so the urgent lane always finds room.
+    for (const { topic, group: laneGroup } of [...deliveryTopicsOf(this.o.app, name)].reverse()) {
+      this.subscriptions.push(await this.o.bus.subscribe({ group: laneGroup, topics: [topic], handler: (m) => this.handle(m) }));
+    }
     const retries = await this.o.bus.subscribe({ group: BusGroups.senderRetries(this.o.app, name), topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
-    this.subscriptions.push(deliveries, retries);
+    this.subscriptions.push(retries);
   }
 
   // The job subscriptions (not the control one) pause while credentials are refused.

@@ -24,6 +24,8 @@ describe("bus span names", () => {
     assert.equal(topicKind(`staging.${BusTopics.deliveries("shop-2", "webpush")}`), "herald.deliveries");
     assert.equal(topicKind(`ns-${BusTopics.retries("shop", "fcm")}`), "herald.retries");
     assert.equal(topicKind(BusTopics.publishes), "herald.publishes");
+    assert.equal(topicKind(`staging.${BusTopics.deliveries("shop", "fcm", "urgent")}`), "herald.deliveries.urgent", "the urgent lane stays one kind");
+    assert.equal(topicKind(`staging.${BusTopics.urgentPublishes}`), "herald.publishes.urgent");
     assert.equal(topicKind(`prod.${BusTopics.tokenFeedback}`), "herald.token-feedback");
     assert.equal(topicKind(`prod.${BusTopics.webhookDeadLetter}`), "herald.webhook-deadletter");
     assert.equal(topicKind("some-test-topic"), "some-test-topic", "a topic that is none of Herald's keeps its name");

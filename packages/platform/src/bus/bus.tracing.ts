@@ -25,12 +25,13 @@ export type MessagingSystem = "kafka" | "memory";
 // dropped, so the operations Jaeger lists stay a fixed set however many apps, providers and
 // installations there are. The full name stays in messaging.destination.name. A topic that is
 // none of Herald's (a test's own) keeps its name.
-const PER_APP_TOPIC = /(herald\.(?:deliveries|retries))\.[^.]+\.[^.]+$/;
+// The urgent lane's herald.deliveries.<app>.<provider>.urgent is herald.deliveries.urgent.
+const PER_APP_TOPIC = /(herald\.(?:deliveries|retries))\.[^.]+\.[^.]+(\.urgent)?$/;
 const FIXED_TOPICS: string[] = Object.values(BusTopics).flatMap((t) => (typeof t === "string" ? [t] : []));
 
 export function topicKind(topic: string): string {
   const perApp = PER_APP_TOPIC.exec(topic);
-  if (perApp) return perApp[1]!;
+  if (perApp) return perApp[1]! + (perApp[2] ?? "");
   return FIXED_TOPICS.find((t) => topic === t || topic.endsWith(t)) ?? topic;
 }
 

@@ -50,6 +50,9 @@ export interface FakeFcmOptions {
   latencyMs?: number;
   now?: () => number;
   record?: boolean;
+  // A send whose answer should wait (a provider stuck answering, for as long as a test wants):
+  // answered once the promise returned for its record resolves; undefined answers as usual.
+  hold?: (record: FcmRecord) => Promise<void> | undefined;
   // Called with every answered send, e.g. to show deliveries as they happen (npm start --fakes).
   onRecord?: (record: FcmRecord) => void;
 }
@@ -114,8 +117,10 @@ export async function startFakeFcm(options: FakeFcmOptions = {}): Promise<FakeFc
       options.onRecord?.(entry);
       for (const wake of waiters) wake();
       const reply = () => send(res, status, json, headers);
-      if (options.latencyMs) setTimeout(reply, options.latencyMs);
-      else reply();
+      const answerNow = () => (options.latencyMs ? void setTimeout(reply, options.latencyMs) : reply());
+      const held = options.hold?.(entry);
+      if (held) void held.then(answerNow);
+      else answerNow();
     };
     const fail = (status: number, grpcStatus: string, text: string, errorCode?: string, headers?: Record<string, string>) => answer(status, googleError(status, grpcStatus, text, errorCode), errorCode ?? grpcStatus, headers);
 
