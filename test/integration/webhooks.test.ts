@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startEmbedded, startFakeProviders, type EmbeddedApp, type EmbeddedServer, type FakeProviders } from "@herald/cli";
-import { createClient, createLogger, DEFAULT_DENIED_NETWORKS, type Subscription } from "@herald/platform";
+import { createClient, createLogger, DEFAULT_DENIED_NETWORKS, startTracing, type Subscription, type Tracing } from "@herald/platform";
 import { apps, BusTopics, dispatch, events, Platform, Provider, registry } from "@herald/proto";
-import { eventually, scenarioToken } from "@herald/testing";
+import { eventually, requireEnv, scenarioToken } from "@herald/testing";
 import { expectError, fcmToken, Status } from "./fixtures.js";
 
 // Signed webhooks, end to end on the embedded server: real publishes through the fake providers
@@ -270,5 +270,161 @@ describe("webhook network guard", () => {
       devices.close();
       publishes.close();
     }
+  });
+});
+
+// Jaeger's query API, as much of it as the check below reads.
+interface JaegerSpan {
+  traceID: string;
+  spanID: string;
+  operationName: string;
+  references: Array<{ refType: string; spanID: string }>;
+  tags: Array<{ key: string; value: unknown }>;
+}
+interface JaegerTrace {
+  traceID: string;
+  spans: JaegerSpan[];
+}
+
+// Each webhook attempt is a CLIENT span in the trace of what caused the event (here the publish
+// call), exported over OTLP to the real Jaeger of test/infra and read back from its query API.
+describe("webhook calls in Jaeger", () => {
+  const jaeger = requireEnv("HERALD_JAEGER_QUERY_URL");
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const appId = `traced-${suffix}`;
+  // Its own service name, so the search finds this run's spans only.
+  const service = `herald-webhooks-test-${suffix}`;
+  const pod = `herald-registry-${suffix}-x7k2p`;
+  let tracing: Tracing;
+  let server: EmbeddedServer;
+  let fakes: FakeProviders;
+  let receiver: Server;
+  const answers = new Map<string, number[]>([["/flaky", [503]]]);
+
+  before(async () => {
+    // Export within a fraction of a second instead of the SDK's 5 s; the pod name as the chart
+    // passes it (OTEL_RESOURCE_ATTRIBUTES), for README's "one pod's spans" recipe.
+    process.env.OTEL_BSP_SCHEDULE_DELAY = "100";
+    process.env.OTEL_RESOURCE_ATTRIBUTES = `k8s.pod.name=${pod},k8s.namespace.name=herald`;
+    tracing = startTracing({ serviceName: service, otlpEndpoint: requireEnv("HERALD_OTLP_TRACES_URL") });
+    delete process.env.OTEL_RESOURCE_ATTRIBUTES;
+    receiver = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const path = req.url!.split("?")[0]!;
+        const status = answers.get(path)?.shift() ?? 200;
+        res.writeHead(status, status === 503 ? { "retry-after": "0" } : {}).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), "herald-webhook-traces-"));
+    writeFileSync(
+      join(dir, `${appId}.pushapp.yaml`),
+      JSON.stringify({
+        apiVersion: "herald.dev/v1alpha1",
+        kind: "PushApp",
+        metadata: { name: appId },
+        spec: {
+          providers: { fcm: { projectId: "traced-project", serviceAccountSecretRef: { name: "s", key: "k" } } },
+          webhooks: [
+            // The query is the receiver's secret: it must not reach the trace.
+            { url: `${base}/ok?token=query-secret-${suffix}`, events: ["publish.completed"] },
+            { url: `${base}/flaky`, events: ["publish.completed"] },
+          ],
+        },
+      }),
+    );
+    fakes = await startFakeProviders(createLogger({ service: "t", level: "silent" }));
+    server = await startEmbedded({ port: 0, appsDir: dir, devFile: false, providerFor: fakes.providerFor, tokenRules: fakes.tokenRules, webhooks: { maxAttempts: 3, retryInitialMs: 20, retryMaxMs: 100, timeoutMs: 2000 }, logger: createLogger({ service: "t", level: "silent" }) });
+  });
+  after(async () => {
+    await server?.stop();
+    await fakes?.close();
+    await tracing?.shutdown();
+    delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+    receiver?.closeAllConnections();
+    await new Promise((r) => receiver?.close(r));
+  });
+
+  it("traces every attempt as a CLIENT span under the publish: method, URL without its query, status, app, event; failures marked", async () => {
+    const app = server.apps.find((a) => a.id === appId)!;
+    const devices = createClient(registry.RegistryServiceService, registry, server.address, { apiKey: app.serverKey });
+    const publishes = createClient(dispatch.DispatchServiceService, dispatch, server.address, { apiKey: app.serverKey });
+    let id: string;
+    try {
+      await devices.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["traced"] });
+      ({ id } = await publishes.publish({ recipients: { target: { $case: "topics", value: { values: ["traced"] } } }, notification: { alert: { title: "x" } } }));
+    } finally {
+      devices.close();
+      publishes.close();
+    }
+
+    const tag = (s: JaegerSpan, key: string) => s.tags.find((t) => t.key === key)?.value;
+    // Three attempts: /ok once, /flaky twice (503, then 200); then the whole trace they are in.
+    const sends = await eventually(async () => {
+      const query = new URLSearchParams({ service, operation: "webhook send", tags: JSON.stringify({ "herald.app": appId }), lookback: "1h", limit: "20" });
+      const res = await fetch(`${jaeger}/api/traces?${query}`);
+      if (res.status !== 200) return undefined;
+      const found = (((await res.json()) as { data: JaegerTrace[] | null }).data ?? []).flatMap((t) => t.spans.filter((s) => s.operationName === "webhook send"));
+      return found.length >= 3 ? found : undefined;
+    }, "three webhook send spans in Jaeger");
+    assert.equal(sends.length, 3);
+    assert.equal(new Set(sends.map((s) => s.traceID)).size, 1, "every attempt is in one trace");
+    const trace = await eventually(async () => {
+      const res = await fetch(`${jaeger}/api/traces/${sends[0]!.traceID}`);
+      const [t] = res.status === 200 ? (((await res.json()) as { data: JaegerTrace[] }).data ?? []) : [];
+      return t?.spans.some((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish") ? t : undefined;
+    }, "the publish call in the webhooks' trace");
+
+    const byId = new Map(trace.spans.map((s) => [s.spanID, s]));
+    const ancestry = (s: JaegerSpan) => {
+      const chain: string[] = [];
+      for (let p = byId.get(s.references.find((r) => r.refType === "CHILD_OF")?.spanID ?? ""); p; p = byId.get(p.references.find((r) => r.refType === "CHILD_OF")?.spanID ?? "")) chain.push(p.operationName);
+      return chain;
+    };
+    const root = trace.spans.find((s) => s.operationName === "herald.dispatch.v1.DispatchService/Publish")!;
+    assert.equal(tag(root, "herald.publish_id"), id);
+
+    const attempts = sends.map((s) => ({ path: String(tag(s, "url.full")).replace(/^http:\/\/127\.0\.0\.1:\d+/, ""), attempt: Number(tag(s, "herald.attempt")), status: Number(tag(s, "http.response.status_code")), error: tag(s, "error") === true }));
+    attempts.sort((a, b) => a.path.localeCompare(b.path) || a.attempt - b.attempt);
+    assert.deepEqual(attempts, [
+      { path: "/flaky", attempt: 1, status: 503, error: true },
+      { path: "/flaky", attempt: 2, status: 200, error: false },
+      { path: "/ok", attempt: 1, status: 200, error: false },
+    ]);
+    for (const s of sends) {
+      assert.equal(tag(s, "span.kind"), "client");
+      assert.equal(tag(s, "http.request.method"), "POST");
+      assert.equal(tag(s, "herald.app"), appId);
+      assert.equal(tag(s, "herald.webhook.event"), "publish.completed");
+      assert.equal(tag(s, "herald.webhook.id"), `publish.completed:${id}`);
+      assert.equal(tag(s, "server.address"), "127.0.0.1");
+      const chain = ancestry(s);
+      assert.ok(chain.includes("herald.dispatch.v1.DispatchService/Publish"), `under the publish call; got:\n${chain.join("\n")}`);
+      assert.ok(chain.includes("herald.webhooks process") || chain.includes("herald.webhook-retries process"), chain.join("\n"));
+    }
+    const failed = sends.find((s) => tag(s, "error") === true)!;
+    assert.equal(tag(failed, "otel.status_code"), "ERROR");
+    assert.equal(tag(failed, "error.type"), "503");
+    // The retry is a child of the failed attempt's bus message, not a new trace.
+    const retry = sends.find((s) => Number(tag(s, "herald.attempt")) === 2)!;
+    assert.ok(ancestry(retry).includes("herald.webhook-retries process"), ancestry(retry).join("\n"));
+    assert.ok(!JSON.stringify(trace).includes(`query-secret-${suffix}`), "the URL's query is not in the trace");
+  });
+
+  it("finds one pod's spans by its k8s.pod.name process tag, as README's recipe does", async () => {
+    const search = async (tags: Record<string, string>) => {
+      const query = new URLSearchParams({ service, operation: "webhook send", tags: JSON.stringify(tags), lookback: "1h", limit: "20" });
+      const res = await fetch(`${jaeger}/api/traces?${query}`);
+      assert.equal(res.status, 200);
+      return (((await res.json()) as { data: Array<JaegerTrace & { processes: Record<string, { tags: Array<{ key: string; value: unknown }> }> }> | null }).data ?? []);
+    };
+    const traces = await eventually(async () => {
+      const found = await search({ "k8s.pod.name": pod });
+      return found.length > 0 ? found : undefined;
+    }, `traces of pod ${pod}`);
+    for (const t of traces) assert.ok(Object.values(t.processes).some((p) => p.tags.some((x) => x.key === "k8s.pod.name" && x.value === pod)));
+    assert.deepEqual(await search({ "k8s.pod.name": `${pod}-other` }), [], "another pod's name finds nothing");
   });
 });

@@ -19,9 +19,13 @@ export interface GrpcServerOptions {
   maxUnaryMs?: number;
   // Request size limit (bytes).
   maxReceiveBytes?: number;
-  // Told of every finished call: method, status code and duration (metrics).
-  onCall?: (method: string, code: Status, seconds: number) => void;
+  // Told of every finished call: method, status code, duration and whether it streamed (metrics).
+  onCall?: (method: string, code: Status, seconds: number, type: GrpcCallType) => void;
 }
+
+// A streaming call lasts as long as its stream (a WatchPublish for minutes): its duration is no
+// latency, so dashboards keep the two apart.
+export type GrpcCallType = "unary" | "server_stream";
 
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
   keys: (m) => Object.keys(m.getMap()),
@@ -91,7 +95,7 @@ export class GrpcServer {
   private adaptUnary(path: string, access: Access, handle: UnaryHandler<unknown, unknown>): grpc.handleUnaryCall<unknown, unknown> {
     return (call, callback) => {
       const maxMs = this.options.maxUnaryMs ?? 30_000;
-      this.run(path, access, call, maxMs, async (ctx) => handle(decoded(call.request), ctx))
+      this.run(path, access, "unary", call, maxMs, async (ctx) => handle(decoded(call.request), ctx))
         .then(
           (response) => callback(null, response),
           (err) => callback(toServiceError(err)),
@@ -109,7 +113,7 @@ export class GrpcServer {
           if (call.write(response)) resolve();
           else call.once("drain", () => resolve());
         });
-      this.run(path, access, call, undefined, (ctx) => handle(decoded(call.request), ctx, send))
+      this.run(path, access, "server_stream", call, undefined, (ctx) => handle(decoded(call.request), ctx, send))
         .then(
           () => call.end(),
           (err) => {
@@ -130,6 +134,7 @@ export class GrpcServer {
   private async run<T>(
     path: string,
     access: Access,
+    type: GrpcCallType,
     call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
     maxMs: number | undefined,
     body: (ctx: CallContext) => Promise<T>,
@@ -186,7 +191,7 @@ export class GrpcServer {
         // 0 (OK) on success too, so Jaeger can filter on the code of every call.
         span.setAttribute("rpc.grpc.status_code", outcome);
         span.end();
-        this.options.onCall?.(method, outcome, (performance.now() - started) / 1000);
+        this.options.onCall?.(method, outcome, (performance.now() - started) / 1000, type);
       }
     });
   }

@@ -12,5 +12,6 @@ export * from "./mongo.client.js";
 export * from "./bus/index.js";
 export * from "./metrics.registry.js";
 export * from "./metrics.polled.js";
+export * from "./metrics.apps.js";
 export * from "./network.policy.js";
 export * from "./token.hash.js";

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { Status } from "./errors.js";
+import type { GrpcCallType } from "./grpc.server.js";
 import type { Lifecycle } from "./lifecycle.shutdown.js";
 import type { Logger } from "./log.logger.js";
 
@@ -22,16 +23,18 @@ export function createMetricsRegistry(service: string): Registry {
 export const DROPPED_DEFAULT_METRICS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 // GrpcServerOptions.onCall recording into `herald_grpc_server_duration_seconds` (method, code
-// name): request rates, error rates and latency per RPC.
-export function grpcCallMetrics(registry: Registry): (method: string, code: Status, seconds: number) => void {
+// name, grpc_type unary or server_stream): request rates, error rates and latency per RPC. A
+// stream's duration is how long the client kept it open, so latency panels take
+// grpc_type="unary" only.
+export function grpcCallMetrics(registry: Registry): (method: string, code: Status, seconds: number, type?: GrpcCallType) => void {
   const calls = new Histogram({
     name: "herald_grpc_server_duration_seconds",
-    help: "gRPC calls served, by method and status code",
-    labelNames: ["method", "code"],
+    help: "gRPC calls served, by method, status code and type (unary, server_stream: the whole stream)",
+    labelNames: ["method", "code", "grpc_type"],
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
     registers: [registry],
   });
-  return (method, code, seconds) => calls.observe({ method, code: Status[code] ?? String(code) }, seconds);
+  return (method, code, seconds, type = "unary") => calls.observe({ method, code: Status[code] ?? String(code), grpc_type: type }, seconds);
 }
 
 export interface OpsServer {

@@ -1,6 +1,6 @@
 // The dispatcher as its own process: the publish API, the fan-out, result aggregation and the
 // scheduler, on MongoDB and Kafka, reading recipients from the topic service.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, createLogger, createMetricsRegistry, dropDeletedAppSeries, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoPublishRepository, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -20,6 +20,8 @@ const config = loadConfig(
     HERALD_DEFAULT_PUBLISH_RATE: z.coerce.number().int().min(0).default(0),
     // A publish queued, fanning out or sending without progress for this long counts as stalled.
     HERALD_PUBLISH_STALL_SECONDS: z.coerce.number().int().min(30).default(300),
+    // How often the /metrics series of deleted apps are looked for and dropped.
+    HERALD_APP_SERIES_SWEEP_SECONDS: z.coerce.number().int().min(1).default(60),
   }),
 );
 const logger = createLogger({ service: "herald-dispatcher", level: config.HERALD_LOG_LEVEL });
@@ -43,6 +45,7 @@ consumerLagGauge({
   bus,
   groups: [
     { group: BusGroups.fanout, topics: [BusTopics.publishes] },
+    { group: BusGroups.urgentFanout, topics: [BusTopics.urgentPublishes] },
     { group: BusGroups.results, topics: [BusTopics.results] },
   ],
   logger,
@@ -61,10 +64,13 @@ const server = new GrpcServer({
 // which waits out a crashed predecessor's session timeout.
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
 logger.info({ port }, "dispatcher listening");
-await bus.ensureTopics([BusTopics.publishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.publishEvents, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
+await bus.ensureTopics([BusTopics.publishes, BusTopics.urgentPublishes, BusTopics.results, BusTopics.control, BusTopics.receipts, BusTopics.publishEvents, BusTopics.deadLetter].map((name) => ({ name, partitions: 8 })));
 const workers = await dispatcher.start();
 lifecycle.add("workers", workers);
 // Added last, so it stops first: no call is accepted after the workers and the bus are gone.
 lifecycle.add("grpc", () => server.stop());
+// The per-app series (publishes, fan-outs) of apps deleted since.
+const appSeries = dropDeletedAppSeries({ registry, exists: async (app) => (await store.apps.get(app)) !== null, intervalMs: config.HERALD_APP_SERIES_SWEEP_SECONDS * 1000, logger });
+lifecycle.add("app series", async () => appSeries.stop());
 await serveMetrics({ port: config.HERALD_METRICS_PORT, registry, lifecycle, logger });
 logger.info({ port }, "dispatcher serving");

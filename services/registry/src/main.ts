@@ -1,5 +1,5 @@
 // The registry as its own process (distributed mode): config → infrastructure → module → server.
-import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, DEFAULT_DENIED_NETWORKS, env, NetworkPolicy, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
+import { ApiKeyAuthenticator, connectMongo, consumerLagGauge, DEFAULT_DENIED_NETWORKS, dropDeletedAppSeries, env, NetworkPolicy, createLogger, createMetricsRegistry, GrpcServer, grpcCallMetrics, KafkaBus, Lifecycle, loadConfig, namespacedBus, serveMetrics, serviceEnv, startTracing, tracingOptions } from "@herald/platform";
 import { BusGroups, BusTopics, descriptorSetPath } from "@herald/proto";
 import { apiKeyLookup, createMongoStore, tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { z } from "zod";
@@ -13,6 +13,8 @@ const config = loadConfig(
     ...tokenRulesEnv,
     HERALD_SECRET: z.string().min(16, "use at least 16 random characters"),
     HERALD_SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(3600),
+    // How often the /metrics series of deleted apps are looked for and dropped.
+    HERALD_APP_SERIES_SWEEP_SECONDS: env.int(60, 1),
     // Webhook calls: attempts before the dead-letter topic, backoff between them, answer timeout.
     HERALD_WEBHOOK_MAX_ATTEMPTS: env.int(8, 1),
     HERALD_WEBHOOK_RETRY_INITIAL_MS: env.int(1000, 1),
@@ -83,5 +85,8 @@ const server = new GrpcServer({
 });
 const port = await server.listen(config.HERALD_GRPC_ADDRESS);
 lifecycle.add("grpc", () => server.stop());
+// The per-app series (device events, webhook calls) of apps deleted since, on every replica.
+const appSeries = dropDeletedAppSeries({ registry: metrics, exists: async (app) => (await store.apps.get(app)) !== null, intervalMs: config.HERALD_APP_SERIES_SWEEP_SECONDS * 1000, logger });
+lifecycle.add("app series", async () => appSeries.stop());
 await serveMetrics({ port: config.HERALD_METRICS_PORT, registry: metrics, lifecycle, logger });
 logger.info({ port }, "registry serving");

@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { backoffDelay, DEFAULT_DENIED_NETWORKS, DeniedAddressError, NetworkPolicy, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, events } from "@herald/proto";
@@ -53,6 +54,8 @@ interface Outcome {
 
 const APP_CACHE_MS = 10_000;
 
+export const WEBHOOK_TRACER = "herald.webhooks";
+
 export class WebhookWorker {
   private readonly apps = new Map<string, { app: AppRecord | null; until: number }>();
   private readonly subscriptions: Subscription[] = [];
@@ -93,10 +96,12 @@ export class WebhookWorker {
     const endpoints = (app?.webhooks ?? []).filter((w) => w.events.length === 0 || w.events.includes(event.type));
     if (endpoints.length === 0) return;
     const body = JSON.stringify({ id: event.id, type: event.type, app: event.app, createdAt: event.at.toISOString(), data: event.data });
+    // Pusher Channels' envelope: the event as one of `events`, named by its type.
+    const pusherBody = JSON.stringify({ time_ms: event.at.getTime(), events: [{ ...event.data, name: event.type, id: event.id }] });
     const createdAt = this.d.now();
     await this.d.bus.publish(
       BusTopics.webhooks,
-      endpoints.map((w) => ({ key: callKey(event.app, w.url), value: events.WebhookDelivery.encode({ app: event.app, eventId: event.id, type: event.type, url: w.url, body, attempt: 0, createdAt, lastError: "" }).finish() })),
+      endpoints.map((w) => ({ key: callKey(event.app, w.url), value: events.WebhookDelivery.encode({ app: event.app, eventId: event.id, type: event.type, url: w.url, body: w.format === "pusher" ? pusherBody : body, attempt: 0, createdAt, lastError: "" }).finish() })),
     );
   }
 
@@ -110,7 +115,10 @@ export class WebhookWorker {
       this.d.logger.info({ app: call.app, event: call.eventId }, "webhook dropped: the endpoint is no longer configured");
       return;
     }
-    const outcome = await this.post(call, this.d.userTokens.secretFor(app.id, app.secretVersion));
+    // The endpoint's format as it is now: a call enqueued before a change keeps its body, and is
+    // signed for the format it is sent in.
+    const format = app.webhooks.find((w) => w.url === call.url)?.format;
+    const outcome = await this.post(call, this.d.userTokens.secretFor(app.id, app.secretVersion), format);
     const labels = { app: call.app, type: call.type };
     if (outcome.ok) {
       this.d.metrics?.deliveries.inc({ ...labels, result: "delivered" });
@@ -130,31 +138,60 @@ export class WebhookWorker {
     this.d.metrics?.deliveries.inc({ ...labels, result: "retrying" });
   }
 
-  private async post(call: events.WebhookDelivery, secret: string): Promise<Outcome> {
+  private async post(call: events.WebhookDelivery, secret: string, format?: "pusher"): Promise<Outcome> {
     const timestamp = String(Math.floor(this.d.now().getTime() / 1000));
     const signature = createHmac("sha256", secret).update(`${timestamp}.${call.body}`).digest("hex");
+    // Pusher's validators check X-Pusher-Key against the app's key (the app id) and
+    // X-Pusher-Signature, the HMAC of the body alone (its format has no timestamp).
+    const signing: Record<string, string> =
+      format === "pusher"
+        ? { "x-pusher-key": call.app, "x-pusher-signature": createHmac("sha256", secret).update(call.body).digest("hex") }
+        : { "x-herald-timestamp": timestamp, "x-herald-signature": `v1=${signature}` };
     const started = performance.now();
     let status = 0;
+    // One CLIENT span per attempt, a child of the bus message's context: the trace of whatever
+    // caused the event (the publish, the delivery, the receipt), retries included.
+    const span = trace.getTracer(WEBHOOK_TRACER).startSpan("webhook send", {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        "herald.app": call.app,
+        "herald.webhook.event": call.type,
+        "herald.webhook.id": call.eventId,
+        "herald.attempt": call.attempt + 1,
+        "http.request.method": "POST",
+        ...urlAttributes(call.url),
+      },
+    });
+    const settle = (outcome: Outcome, errorType = String(status)): Outcome => {
+      if (status > 0) span.setAttribute("http.response.status_code", status);
+      if (!outcome.ok) {
+        span.setAttribute("error.type", errorType);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
+      }
+      return outcome;
+    };
     try {
       const answer = await this.request(call, {
         "content-type": "application/json",
         "user-agent": "Herald-Webhooks/0.1",
         "x-herald-webhook-id": call.eventId,
         "x-herald-event": call.type,
-        "x-herald-timestamp": timestamp,
-        "x-herald-signature": `v1=${signature}`,
+        ...signing,
         "x-herald-attempt": String(call.attempt + 1),
       });
       status = answer.status;
-      if (status >= 200 && status < 300) return { ok: true, permanent: false, retryAfterMs: 0, error: "" };
+      if (status >= 200 && status < 300) return settle({ ok: true, permanent: false, retryAfterMs: 0, error: "" });
       const retryAfter = Number(answer.retryAfter);
       const permanent = status >= 400 && status < 500 && status !== 408 && status !== 429;
-      return { ok: false, permanent, retryAfterMs: answer.retryAfter && Number.isFinite(retryAfter) ? retryAfter * 1000 : 0, error: `HTTP ${status}` };
+      return settle({ ok: false, permanent, retryAfterMs: answer.retryAfter && Number.isFinite(retryAfter) ? retryAfter * 1000 : 0, error: `HTTP ${status}` });
     } catch (err) {
+      span.recordException(err instanceof Error ? err : new Error(String(err)));
       // The address is checked again on every attempt, so a later answer of the name cannot help.
-      if (err instanceof DeniedAddressError) return { ok: false, permanent: true, retryAfterMs: 0, error: `refused: ${err.message}` };
-      return { ok: false, permanent: false, retryAfterMs: 0, error: (err as Error).name === "TimeoutError" ? `no answer within ${this.d.options.timeoutMs} ms` : (err as Error).message };
+      if (err instanceof DeniedAddressError) return settle({ ok: false, permanent: true, retryAfterMs: 0, error: `refused: ${err.message}` }, "denied_address");
+      const timedOut = (err as Error).name === "TimeoutError";
+      return settle({ ok: false, permanent: false, retryAfterMs: 0, error: timedOut ? `no answer within ${this.d.options.timeoutMs} ms` : (err as Error).message }, timedOut ? "timeout" : ((err as NodeJS.ErrnoException).code ?? (err as Error).name));
     } finally {
+      span.end();
       this.d.metrics?.requests.observe({ status: String(status) }, (performance.now() - started) / 1000);
     }
   }
@@ -194,3 +231,11 @@ function callKey(app: string, url: string): string {
   return `${app}\n${url}`;
 }
 
+// The endpoint as a span may show it: scheme, host, port and path. The query (receivers put
+// tokens there) and any user:password (refused at configuration, dropped here all the same) stay
+// out of traces.
+export function urlAttributes(raw: string): Record<string, string | number> {
+  const url = new URL(raw);
+  const port = url.port ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  return { "url.full": `${url.protocol}//${url.host}${url.pathname}`, "server.address": url.hostname, "server.port": port };
+}

@@ -27,6 +27,9 @@ export class SenderMetrics {
       registers: [registry],
     });
     this.inflight = new Gauge({ name: "herald_sender_inflight_jobs", help: "Delivery jobs being sent right now", labelNames: ["app", "provider"], registers: [registry] });
+    // Exported from the start, at 0: the series that says this app's sender is there at all (the
+    // HeraldSenderMissing alert looks for it), before and between deliveries.
+    this.inflight.set(this.labels, 0);
   }
 
   delivery(result: DeliveryResultLabel, reason: string, n = 1): void {
