@@ -7,11 +7,11 @@ import { describeBytes, encodeJson, fuzzSettings, generateRequest, HOSTILE_ATOMS
 import { checkStillDelivers, OTHER_APP, PRIMARY_APP, seedPools, startHeraldChild, type HeraldChild } from "./herald.fixture.js";
 
 // Every HTTP route of the gateway (the native RPC routes from the descriptor set, the Beams,
-// Kinvey and Pushlet routes from the OpenAPI document the gateway serves), with hostile path
-// parameters, headers and bodies, sent as raw bytes over TCP (node's http client refuses to send
-// a non-ASCII path or header, which is exactly what a hostile client sends). Invariants: the
-// process never exits; no 5xx; every 4xx is a JSON body naming the error; nothing hangs; and
-// afterwards a publish is still delivered.
+// Channels, gorush, Kinvey and Pushlet routes from the OpenAPI document the gateway serves), with
+// hostile path parameters, headers and bodies, sent as raw bytes over TCP (node's http client
+// refuses to send a non-ASCII path or header, which is exactly what a hostile client sends).
+// Invariants: the process never exits; no 5xx; every 4xx is a JSON body naming the error;
+// nothing hangs; and afterwards a publish is still delivered.
 //   HERALD_FUZZ_SEED, HERALD_FUZZ_RUNS (default 2000), HERALD_FUZZ_ONLY=<index,...>
 
 const TEST_FILE = "test/fuzz/http.fuzz.test.ts";
@@ -86,6 +86,10 @@ function validParam(name: string, rng: Rng, pools: ValuePools): string {
       return rng.pick(pools.users);
     case "interest":
       return rng.pick(pools.topics);
+    case "app_id":
+      return rng.chance(0.85) ? PRIMARY_APP : OTHER_APP;
+    case "channel_name":
+      return rng.pick([...pools.topics, "presence-room", "private-room", "x".repeat(200)]);
     default:
       return "x";
   }
@@ -107,6 +111,10 @@ function compatTemplate(op: Operation, rng: Rng, pools: ValuePools): Record<stri
   if (p.endsWith("/send_notification")) return { type: rng.pick(["apns", "gcm", "fcm", "hms", "webpush"]), application_id: PRIMARY_APP, device_token: rng.pick(["d".repeat(64), "pushlet-fcm-1"]), alert: "Hello", badge: 1, sound: "default", data: { k: "v" } };
   if (p.endsWith("/application_feedback")) return { application_id: PRIMARY_APP, since: new Date(Date.now() - 86_400_000).toISOString() };
   if (p.endsWith("/register_application")) return { application_id: PRIMARY_APP, gcm_api_key: "AIza" };
+  if (p.endsWith("/apps/{app_id}/events")) return { name: "e", data: JSON.stringify({ title: "Hi" }), channels: [rng.pick(pools.topics)], socket_id: "1.1", info: "subscription_count" };
+  if (p.endsWith("/batch_events")) return { batch: [{ channel: rng.pick(pools.topics), name: "e", data: "d", info: "user_count" }] };
+  if (p === "/api/push") return { notifications: [{ tokens: [rng.pick(["d".repeat(64), "gorush-fcm-1"])], platform: rng.pick([1, 2, 3]), message: "Hello", title: "Hi", data: { k: "v" }, badge: 1 }] };
+  if (p.endsWith("/subscribe") || p.endsWith("/unsubscribe")) return { socket_id: "1.1", channel: rng.pick([...pools.topics, "private-room", "presence-room"]), auth: "demo:" + "0".repeat(64), channel_data: '{"user_id":"u"}' };
   return {};
 }
 

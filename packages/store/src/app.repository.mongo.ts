@@ -18,6 +18,9 @@ export interface AppDoc {
   updatedAt: Date;
 }
 
+// A format only when it is not Herald's, so apps stored before formats existed read the same.
+const webhookOf = (w: WebhookRecord): WebhookRecord => ({ url: w.url, events: [...w.events], ...(w.format === "pusher" ? { format: w.format } : {}) });
+
 const toAppRecord = (d: AppDoc): AppRecord => ({
   id: d._id,
   name: d.name,
@@ -26,7 +29,7 @@ const toAppRecord = (d: AppDoc): AppRecord => ({
   secretVersion: d.secretVersion,
   owner: d.owner ?? "",
   vapidPublicKey: d.vapidPublicKey ?? "",
-  webhooks: (d.webhooks ?? []).map((w) => ({ url: w.url, events: [...w.events] })),
+  webhooks: (d.webhooks ?? []).map(webhookOf),
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });
@@ -62,7 +65,7 @@ export class MongoApps implements AppRepository {
     if (patch.limits !== undefined) set.limits = { ...patch.limits };
     if (patch.providers !== undefined) set.providers = [...patch.providers];
     if (patch.vapidPublicKey !== undefined) set.vapidPublicKey = patch.vapidPublicKey;
-    if (patch.webhooks !== undefined) set.webhooks = patch.webhooks.map((w) => ({ url: w.url, events: [...w.events] }));
+    if (patch.webhooks !== undefined) set.webhooks = patch.webhooks.map(webhookOf);
     const doc = await this.col.findOneAndUpdate({ _id: id }, { $set: set }, { returnDocument: "after" });
     return doc ? toAppRecord(doc) : null;
   }

@@ -175,7 +175,7 @@ const MAX_WEBHOOKS = 10;
 
 // Webhook endpoints are set by the app's operators (PushApp, admin key), so any http(s) URL is
 // allowed; one with credentials in it would leak them into logs and is refused.
-export function checkWebhooks(webhooks: Array<{ url: string; events: string[] }>, field: string): Array<{ url: string; events: string[] }> {
+export function checkWebhooks(webhooks: Array<{ url: string; events: string[]; format?: string }>, field: string): Array<{ url: string; events: string[]; format?: "pusher" }> {
   if (webhooks.length > MAX_WEBHOOKS) throw invalidArgument(field, `at most ${MAX_WEBHOOKS} webhooks per app`, "TOO_MANY_WEBHOOKS");
   return webhooks.map((w, i) => {
     let url: URL;
@@ -190,7 +190,8 @@ export function checkWebhooks(webhooks: Array<{ url: string; events: string[] }>
     w.events.forEach((e, j) => {
       if (!(WEBHOOK_EVENTS as readonly string[]).includes(e)) throw invalidArgument(`${field}[${i}].events[${j}]`, `"${e.slice(0, 40)}" is not one of ${WEBHOOK_EVENTS.join(", ")}`, "INVALID_WEBHOOK");
     });
-    return { url: w.url, events: [...new Set(w.events)] };
+    if (w.format && w.format !== "herald" && w.format !== "pusher") throw invalidArgument(`${field}[${i}].format`, `"${w.format.slice(0, 40)}" is not herald or pusher`, "INVALID_WEBHOOK");
+    return { url: w.url, events: [...new Set(w.events)], ...(w.format === "pusher" ? { format: "pusher" as const } : {}) };
   });
 }
 

@@ -214,6 +214,8 @@ export interface WebhookRecord {
   url: string;
   // Event types; empty: every type.
   events: string[];
+  // Pusher Channels' webhook format instead of Herald's (absent: Herald's).
+  format?: "pusher";
 }
 
 export interface AppRecord {

@@ -337,7 +337,7 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
       title: "Herald HTTP API",
       version,
       description:
-        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`. Request schemas say what the services refuse (400); what depends on stored state (an id that must exist: 404; an app's providers and limits) is in the descriptions.",
+        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Pusher Channels, gorush, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`. Request schemas say what the services refuse (400); what depends on stored state (an id that must exist: 404; an app's providers and limits) is in the descriptions.",
     },
     security: [{ bearer: [] }],
     paths,
@@ -393,6 +393,92 @@ const COMPAT_BODIES: Record<string, { schema: Schema; note?: string; json?: bool
       },
     },
     note: "Pushlet's application_feedback. The app must exist (404 application_not_found) and the credentials be its own (401).",
+  },
+  "POST /apps/:app_id/events": {
+    schema: {
+      type: "object",
+      required: ["name", "data"],
+      properties: {
+        name: { type: "string", minLength: 1, maxLength: 200 },
+        data: { type: "string", description: "At most 10 KiB (413 above), usually JSON; a JSON object with a title or body string is shown as a notification, anything else is delivered as a data message." },
+        channels: { type: "array", minItems: 1, maxItems: 100, items: { type: "string", minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9_\\-=@,.;]+$|^#server-to-user-.+$" } },
+        channel: { type: "string", minLength: 1, maxLength: 200 },
+        socket_id: { type: "string", pattern: "^\\d+\\.\\d+$", description: "The device tagged pusher_socket_id with it is excluded." },
+        info: { type: "string", description: "Comma-separated: user_count (presence- channels), subscription_count." },
+      },
+    },
+    note: "Pusher Channels' trigger. Signed as Channels signs: auth_key (the app id), auth_timestamp (within 300 s), auth_version=1.0, body_md5 and auth_signature (HMAC-SHA256 with the app's secret) in the query; refusals are {error: <Channels' message>} with Channels' statuses (401 signature, 404 unknown app, 400 input, 413 data).",
+    json: true,
+  },
+  "POST /apps/:app_id/batch_events": {
+    schema: {
+      type: "object",
+      required: ["batch"],
+      properties: {
+        batch: {
+          type: "array",
+          minItems: 1,
+          maxItems: 10,
+          items: { type: "object", required: ["channel", "name", "data"], properties: { channel: { type: "string", minLength: 1, maxLength: 200 }, name: { type: "string", minLength: 1, maxLength: 200 }, data: { type: "string" }, socket_id: { type: "string" }, info: { type: "string" } } },
+        },
+      },
+    },
+    note: "Pusher Channels' batch trigger, signed like POST /apps/{app_id}/events; every event is checked before the first is sent.",
+    json: true,
+  },
+  "POST /apps/:app_id/subscribe": {
+    schema: {
+      type: "object",
+      required: ["socket_id", "channel"],
+      properties: {
+        socket_id: { type: "string", pattern: "^\\d+\\.\\d+$", description: "The device's pusher_socket_id tag." },
+        channel: { type: "string", minLength: 1, maxLength: 200 },
+        auth: { type: "string", description: "For private- and presence- channels: what pusher.authorizeChannel(socket_id, channel, channel_data) returned." },
+        channel_data: { type: "string", description: "For presence- channels: the JSON member data the auth signed; its user_id must be the device's user." },
+      },
+    },
+    note: "The device side of Pusher Channels (its WebSocket pusher:subscribe): no key; 404 when no device has the socket_id, 403 for a missing or wrong auth.",
+    json: true,
+  },
+  "POST /apps/:app_id/unsubscribe": {
+    schema: { type: "object", required: ["socket_id", "channel"], properties: { socket_id: { type: "string" }, channel: { type: "string", minLength: 1, maxLength: 200 } } },
+    note: "The device side of Pusher Channels (pusher:unsubscribe).",
+    json: true,
+  },
+  "POST /api/push": {
+    schema: {
+      type: "object",
+      required: ["notifications"],
+      properties: {
+        notifications: {
+          type: "array",
+          minItems: 1,
+          maxItems: 100,
+          items: {
+            type: "object",
+            required: ["platform"],
+            properties: {
+              tokens: { type: "array", items: { type: "string" } },
+              platform: { type: "integer", enum: [1, 2, 3], description: "1 iOS (APNs), 2 Android (FCM), 3 Huawei (HMS)" },
+              message: { type: "string" },
+              title: { type: "string" },
+              topic: { type: "string", description: "iOS: the apns-topic; Android/Huawei: an FCM/HMS topic (sent instead of tokens)" },
+              condition: { type: "string" },
+              to: { type: "string" },
+              data: { type: "object" },
+              priority: { type: "string", enum: ["normal", "high"] },
+              badge: { type: "integer" },
+              sound: { type: ["string", "object"] },
+              content_available: { type: "boolean" },
+              mutable_content: { type: "boolean" },
+              notif_id: { type: "string" },
+            },
+          },
+        },
+      },
+    },
+    note: "gorush's push API. The credentials are the app's (gorush has none): Bearer <SERVER key>, or Basic <app>:<secret>. A notification Herald refuses (platform, tokens, payload) is a failed-push entry of logs; the others are still sent.",
+    json: true,
   },
   "POST /register_application": {
     schema: { type: "object" },

@@ -162,6 +162,14 @@ export interface Webhook {
    * device.acknowledged, device.opened; empty means all.
    */
   events: string[];
+  /**
+   * How the calls look: "" (or "herald"): Herald's body and X-Herald-* headers. "pusher": Pusher
+   * Channels' webhook format, for receivers that check calls with a Pusher library
+   * (pusher.webhook(req).isValid()): the body {"time_ms", "events": [{"name": <event type>,
+   * "id", ...data}]}, X-Pusher-Key (the app id) and X-Pusher-Signature (hex HMAC-SHA256 of the
+   * body with the app's secret).
+   */
+  format: string;
 }
 
 export interface CreateAppRequest {
@@ -735,7 +743,7 @@ export const App: MessageFns<App> = {
 };
 
 function createBaseWebhook(): Webhook {
-  return { url: "", events: [] };
+  return { url: "", events: [], format: "" };
 }
 
 export const Webhook: MessageFns<Webhook> = {
@@ -745,6 +753,9 @@ export const Webhook: MessageFns<Webhook> = {
     }
     for (const v of message.events) {
       writer.uint32(18).string(v!);
+    }
+    if (message.format !== "") {
+      writer.uint32(26).string(message.format);
     }
     return writer;
   },
@@ -778,6 +789,14 @@ export const Webhook: MessageFns<Webhook> = {
             message.events.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -794,6 +813,7 @@ export const Webhook: MessageFns<Webhook> = {
     return {
       url: isSet(object.url) ? globalThis.String(object.url) : "",
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => globalThis.String(e)) : [],
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
     };
   },
 
@@ -805,6 +825,9 @@ export const Webhook: MessageFns<Webhook> = {
     if (message.events?.length) {
       obj.events = message.events;
     }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
     return obj;
   },
 
@@ -815,6 +838,7 @@ export const Webhook: MessageFns<Webhook> = {
     const message = createBaseWebhook();
     message.url = object.url ?? "";
     message.events = object.events?.map((e) => e) || [];
+    message.format = object.format ?? "";
     return message;
   },
 };
