@@ -20,7 +20,7 @@ import {
   type FakeWebPush,
 } from "@herald/testing";
 import { Platform as DevicePlatform, Provider } from "../integration/fixtures.js";
-import { ALLOW_FAKES, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
+import { ALLOW_FAKES, importDevices, registerMany, startPlatform, testCaFile, watchToEnd, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
 
 const BUNDLE = "com.herald.e2e";
 const state = (p: dispatch.Publish) => dispatch.publishStateToJSON(p.state);
@@ -123,11 +123,18 @@ describe("delivery through the providers (distributed)", () => {
     const apnsTokens = Array.from({ length: 500 }, () => randomDeviceToken());
     const fcmTokens = Array.from({ length: 150 }, () => randomFcmToken());
     const hmsTokens = Array.from({ length: 100 }, () => randomHmsToken());
+    // Ada's two devices through RegisterDevice (the user binding as an app does it); the crowd
+    // written in bulk, as a thousand RegisterDevice calls take most of the suite's time on FerretDB.
     await registerMany(app, [
-      ...apnsTokens.map((token, i) => ({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token, topics: ["crowd"], tags: { tier: i % 2 ? "gold" : "silver" }, ...(i === 0 ? { user: "ada" } : {}) })),
-      ...subs.map((s, i) => ({ provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: s.token, topics: ["crowd"], ...(i === 0 ? { user: "ada" } : {}) })),
-      ...fcmTokens.map((token) => ({ provider: Provider.PROVIDER_FCM, platform: DevicePlatform.PLATFORM_ANDROID, token, topics: ["crowd"] })),
-      ...hmsTokens.map((token) => ({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token, topics: ["crowd"] })),
+      { provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: apnsTokens[0]!, topics: ["crowd"], tags: { tier: "silver" }, user: "ada" },
+      { provider: Provider.PROVIDER_WEBPUSH, platform: DevicePlatform.PLATFORM_WEB, token: subs[0]!.token, topics: ["crowd"], user: "ada" },
+    ]);
+    const crowd = (provider: "apns" | "webpush" | "fcm" | "hms", token: string, tags: Record<string, string> = {}) => ({ provider, platform: provider === "apns" ? ("ios" as const) : provider === "webpush" ? ("web" as const) : ("android" as const), token, user: "", tags, meta: {}, locale: "", timezone: "", topics: ["crowd"] });
+    await importDevices(platform, appId, [
+      ...apnsTokens.slice(1).map((token, i) => crowd("apns", token, { tier: (i + 1) % 2 ? "gold" : "silver" })),
+      ...subs.slice(1).map((s) => crowd("webpush", s.token)),
+      ...fcmTokens.map((token) => crowd("fcm", token)),
+      ...hmsTokens.map((token) => crowd("hms", token)),
     ]);
     const alert = { title: "Full time", body: "2-1" };
     const topicPub = await watchToEnd(app, (await app.dispatch.publish({ recipients: { target: { $case: "topics", value: { values: ["crowd"] } } }, notification: { alert } })).id);
