@@ -41,7 +41,9 @@ export function dropDeletedAppSeries(o: { registry: Registry; exists: (app: stri
         if (seen.has(key) || own.app === undefined) continue;
         seen.add(key);
         const app = String(own.app);
-        byApp.set(app, [...(byApp.get(app) ?? []), { metric, labels: own }]);
+        let series = byApp.get(app);
+        if (!series) byApp.set(app, (series = []));
+        series.push({ metric, labels: own });
       }
     }
     const dropped: string[] = [];
