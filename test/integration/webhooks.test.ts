@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import Pusher from "pusher";
 import { startEmbedded, startFakeProviders, type EmbeddedApp, type EmbeddedServer, type FakeProviders } from "@herald/cli";
 import { createClient, createLogger, DEFAULT_DENIED_NETWORKS, startTracing, type Subscription, type Tracing } from "@herald/platform";
 import { apps, BusTopics, dispatch, events, Platform, Provider, registry } from "@herald/proto";
@@ -21,7 +22,7 @@ interface Received {
   path: string;
   headers: IncomingHttpHeaders;
   body: string;
-  json: { id: string; type: string; app: string; createdAt: string; data: Record<string, any> };
+  json: { id: string; type: string; app: string; createdAt: string; data: Record<string, any>; events?: Array<Record<string, any>> };
 }
 
 // The README's verification recipe.
@@ -74,6 +75,7 @@ describe("signed webhooks", () => {
             { url: `${base}/down`, events: ["device.acknowledged"] },
             { url: `${base}/refuses`, events: ["device.acknowledged"] },
             { url: `${base}/hangs`, events: ["device.acknowledged"] },
+            { url: `${base}/pusher`, events: ["publish.completed", "device.opened"], format: "pusher" },
           ],
         },
       }),
@@ -185,6 +187,41 @@ describe("signed webhooks", () => {
       assert.equal(at("/hangs").length, 3);
       assert.ok(at("/all", "device.acknowledged").some((r) => r.json.data.deviceId === device!.id));
       assert.ok(at("/all", "device.opened").some((r) => r.json.data.deviceId === device!.id));
+    } finally {
+      devices.close();
+      publishes.close();
+    }
+  });
+
+  // A receiver written for Pusher Channels checks calls with Pusher's own library (after the
+  // receipts test, whose /flaky endpoint answers its first device.opened with 503).
+  const validator = (key: string, secret: string) => new Pusher({ appId: key, key, secret, host: "127.0.0.1" });
+  it("sends Pusher-format calls that Pusher's webhook validator accepts, to endpoints that ask for them", async () => {
+    const { devices, publishes } = clients();
+    try {
+      const { device } = await devices.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken(), topics: ["pusher-hooks"] });
+      const { id } = await publishes.publish({ recipients: { target: { $case: "topics", value: { values: ["pusher-hooks"] } } }, notification: { alert: { title: "Go" } } });
+      await done(publishes, id);
+      await publishes.reportReceipt({ publishId: id, deviceId: device!.id, status: dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED });
+      const pusher = validator("hooks", app.userTokenSecret);
+      const completed = await eventually(() => at("/pusher").find((r) => r.json.events?.[0]?.publishId === id), "publish.completed at /pusher");
+      const hook = pusher.webhook({ headers: completed.headers, rawBody: completed.body });
+      assert.ok(hook.isValid(), "Pusher's validator accepts the call");
+      const [event] = hook.getEvents() as Array<Record<string, any>>;
+      assert.equal(event!.name, "publish.completed");
+      assert.equal(event!.id, `publish.completed:${id}`);
+      assert.equal(event!.state, "done");
+      assert.ok(Math.abs(hook.getTime().getTime() - Date.now()) < 60_000, "time_ms is the event's time");
+      assert.equal(completed.headers["x-herald-signature"], undefined, "no Herald signature on a Pusher-format call");
+      assert.equal(completed.headers["x-herald-webhook-id"], `publish.completed:${id}`, "the dedupe id is still sent");
+
+      const opened = await eventually(() => at("/pusher").find((r) => r.json.events?.[0]?.name === "device.opened" && r.json.events[0].deviceId === device!.id), "device.opened at /pusher");
+      assert.ok(pusher.webhook({ headers: opened.headers, rawBody: opened.body }).isValid());
+      // Another app's secret, or a changed body, does not validate.
+      assert.equal(validator("hooks", "someone-elses-secret").webhook({ headers: opened.headers, rawBody: opened.body }).isValid(), false);
+      assert.equal(pusher.webhook({ headers: opened.headers, rawBody: opened.body.replace("device.opened", "device.opened ") }).isValid(), false);
+      assert.equal(validator("other", app.userTokenSecret).webhook({ headers: opened.headers, rawBody: opened.body }).isValid(), false, "X-Pusher-Key names the app");
+      assert.equal(at("/pusher").filter((r) => r.json.events?.[0]?.name === "device.acknowledged").length, 0, "only the event types asked for");
     } finally {
       devices.close();
       publishes.close();

@@ -21,7 +21,7 @@ export function toCreateAppRequest(pushApp: PushApp, extra: { owner?: string; va
     id: pushApp.metadata.name,
     owner: extra.owner ?? "",
     vapidPublicKey: extra.vapidPublicKey ?? "",
-    webhooks: (pushApp.spec.webhooks ?? []).map((w) => ({ url: w.url, events: [...(w.events ?? [])], format: "" })),
+    webhooks: (pushApp.spec.webhooks ?? []).map((w) => ({ url: w.url, events: [...(w.events ?? [])], format: w.format === "pusher" ? "pusher" : "" })),
     name: pushApp.spec.displayName ?? pushApp.metadata.name,
     limits: {
       maxDevicesPerUser: limits.maxDevicesPerUser ?? 0,

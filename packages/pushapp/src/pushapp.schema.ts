@@ -215,6 +215,10 @@ export const WebhookSchema = z
       // A set: the API server refuses a repeated event name itself.
       .meta({ description: `Event types to send (${WEBHOOK_EVENTS.join(", ")}), each at most once; absent or empty: all of them.`, "x-kubernetes-list-type": "set" })
       .optional(),
+    format: z
+      .enum(["herald", "pusher"])
+      .optional()
+      .describe("How the calls look: herald (the default: Herald's body, X-Herald-Signature) or pusher (Pusher Channels' webhook body and X-Pusher-Key / X-Pusher-Signature, for receivers that check calls with a Pusher library)."),
   })
   .describe("An endpoint of the app's backend that receives Herald's events.");
 
