@@ -35,6 +35,50 @@ if (brokers.length === 0) {
   busContract("KafkaBus", makeBus, { topicPrefix: "herald-test.bus." });
 
   describe("KafkaBus specifics", () => {
+    // A retry waiting for its time, or a slow provider, keeps a handler busy for longer than the
+    // session timeout: the member must keep heartbeating, not be evicted and have its partition
+    // (and the message in progress) handed to another member.
+    it("a handler that runs longer than the session timeout keeps its partition: no rebalance, no repeat", { timeout: 120_000 }, async () => {
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const topic = `herald-test.bus.slow.${suffix}`;
+      const joins: unknown[] = [];
+      const bus = new KafkaBus({
+        brokers,
+        clientId: "herald-bus-test-slow",
+        logger: { ...logger, info: (o: unknown, msg?: string) => void (msg === "bus: consumer joined its group" && joins.push(o)) },
+        consumer: { heartbeatIntervalMs: 500, sessionTimeoutMs: 6000 },
+      });
+      try {
+        await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+        const handled: string[] = [];
+        let slowDone!: () => void;
+        const slow = new Promise<void>((r) => (slowDone = r));
+        await bus.subscribe({
+          group: `herald-test.bus.slow-g.${suffix}`,
+          topics: [topic],
+          handler: async (m) => {
+            const v = new TextDecoder().decode(m.value);
+            handled.push(v);
+            // The slowness is what is under test: 9 s, half as long again as the session.
+            if (v === "slow") await delay(9000);
+            if (v === "slow") slowDone();
+          },
+        });
+        await bus.publish(topic, [{ key: "k", value: new TextEncoder().encode("slow") }, { key: "k", value: new TextEncoder().encode("next") }]);
+        await slow;
+        const deadline = Date.now() + 30_000;
+        while (!handled.includes("next")) {
+          if (Date.now() > deadline) assert.fail(`"next" never handled: ${JSON.stringify(handled)}`);
+          await delay(20);
+        }
+        assert.deepEqual(handled, ["slow", "next"], "each message handled once");
+        assert.equal(joins.length, 1, "the member joined once: it was never evicted");
+      } finally {
+        await bus.deleteTopics([topic]).catch(() => {});
+        await bus.close();
+      }
+    });
+
     it("a consumer of a new bus instance resumes the group at its committed offset", { timeout: 120_000 }, async () => {
       const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
       const topic = `herald-test.bus.resume.${suffix}`;
