@@ -10,6 +10,8 @@ export interface BenchOptions {
   mix: Partial<Record<ProviderName, number>>;
   latencyRate: number;
   latencyCount: number;
+  // Single-device publishes sent while the broadcast runs (the lone publish behind a broadcast).
+  busyLatencyCount: number;
   // How long probes are waited for after the last was sent; the rest count as not arrived.
   latencyWaitMs: number;
   ceiling: boolean;
@@ -40,6 +42,8 @@ export const USAGE = `npm run bench -- [flags]
   --latency-rate R     single-device publishes per second (default 20)
   --latency-count N    single-device publishes (default 200)
   --latency-wait-s N   wait for their deliveries at most N s after the last publish (default 60)
+  --busy-latency-count N  single-device publishes at the same rate while the broadcast runs
+                       (default 100; 0: none)
   --skip-ceiling       do not measure the fake APNs's rate with h2load
   --skip-raw           do not repeat the volume as raw-token publishes (sending without store reads)
   --ceiling-requests N h2load -n (default 100000)
@@ -63,6 +67,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
       "latency-rate": { type: "string" },
       "latency-count": { type: "string" },
       "latency-wait-s": { type: "string" },
+      "busy-latency-count": { type: "string" },
       "broadcast-budget-s": { type: "string" },
       "skip-ceiling": { type: "boolean" },
       "skip-raw": { type: "boolean" },
@@ -94,6 +99,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
     latencyRate: int("latency-rate", values["latency-rate"], 20),
     latencyCount: int("latency-count", values["latency-count"], 200, 0),
     latencyWaitMs: int("latency-wait-s", values["latency-wait-s"], 60) * 1000,
+    busyLatencyCount: int("busy-latency-count", values["busy-latency-count"], 100, 0),
     ceiling: !values["skip-ceiling"],
     rawTokens: !values["skip-raw"],
     ceilingRequests: int("ceiling-requests", values["ceiling-requests"], 100_000),

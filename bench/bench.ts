@@ -15,7 +15,7 @@ import { runBroadcast, runRawTokens } from "./broadcast.scenario.js";
 import { measureCeiling } from "./ceiling.h2load.js";
 import { startFakes } from "./fakes.client.js";
 import type { FakesOptions } from "./fakes.protocol.js";
-import { runLatency } from "./latency.scenario.js";
+import { runLatency, type LatencyResult } from "./latency.scenario.js";
 import { startDistributed } from "./platform.distributed.js";
 import { startEmbeddedTarget } from "./platform.embedded.js";
 import { BENCH_TOPIC, type Mode, type Target } from "./platform.types.js";
@@ -57,7 +57,7 @@ async function runMode(mode: Mode, o: BenchOptions, fakesOptions: FakesOptions, 
     running.add(target.stop);
 
     const devices = splitDevices(o.devices, o.mix);
-    const probesEach = Math.ceil(o.latencyCount / providers.length) + WARMUP_PROBES;
+    const probesEach = Math.ceil((o.latencyCount + o.busyLatencyCount) / providers.length) + WARMUP_PROBES;
     log(`${mode}: importing ${o.devices} devices (${Object.entries(devices).map(([p, n]) => `${p} ${n}`).join(", ")}) and ${probesEach * providers.length} latency probes`);
     const { probes, ...seed } = await target.seed({ app: target.app, topic: BENCH_TOPIC, devices, probes: Object.fromEntries(providers.map((p) => [p, probesEach])) });
     log(`${mode}: imported in ${seed.seconds} s (${seed.devicesPerSecond} devices/s)`);
@@ -66,7 +66,9 @@ async function runMode(mode: Mode, o: BenchOptions, fakesOptions: FakesOptions, 
     // Interleave the providers so the steady rate reaches each of them evenly.
     const byProvider = providers.map((p) => probes.filter((x) => x.provider === p));
     const warmup = byProvider.flatMap((list) => list.slice(0, WARMUP_PROBES));
-    const measured = Array.from({ length: probesEach - WARMUP_PROBES }, (_, i) => byProvider.map((list) => list[WARMUP_PROBES + i]!)).flat().slice(0, o.latencyCount);
+    const unwarmed = Array.from({ length: probesEach - WARMUP_PROBES }, (_, i) => byProvider.map((list) => list[WARMUP_PROBES + i]!)).flat();
+    const measured = unwarmed.slice(0, o.latencyCount);
+    const busyProbes = unwarmed.slice(o.latencyCount, o.latencyCount + o.busyLatencyCount);
     let latency = null;
     if (o.latencyCount > 0) {
       log(`${mode}: warm-up, then ${measured.length} single-device publishes at ${o.latencyRate}/s`);
@@ -78,8 +80,17 @@ async function runMode(mode: Mode, o: BenchOptions, fakesOptions: FakesOptions, 
 
     const loadBefore = round(loadavg()[0] ?? 0, 2);
     log(`${mode}: broadcasting to ${o.devices} devices (load average ${loadBefore})`);
-    const broadcast = await runBroadcast(target, fakes, devices, { stallTimeoutMs: o.stallTimeoutMs, budgetMs: o.broadcastBudgetMs, log });
+    // Lone publishes beside the broadcast: what a password reset waits while a campaign goes out.
+    let busy: Promise<LatencyResult> | undefined;
+    const startBusy = () => {
+      if (busyProbes.length === 0) return;
+      log(`${mode}: ${busyProbes.length} single-device publishes at ${o.latencyRate}/s while the broadcast runs`);
+      busy = runLatency(target!, fakes, busyProbes, o.latencyRate, o.latencyWaitMs, log, { reset: false });
+    };
+    const broadcast = await runBroadcast(target, fakes, devices, { stallTimeoutMs: o.stallTimeoutMs, budgetMs: o.broadcastBudgetMs, log, onAccepted: startBusy });
     log(`${mode}: ${broadcast.delivered} delivered in ${broadcast.timeToLastMs} ms: ${broadcast.deliveriesPerSecond}/s; publish ${broadcast.publishState}`);
+    const busyLatency = (await busy) ?? null;
+    if (busyLatency) log(`${mode}: during the broadcast, latency p50 ${busyLatency.all.p50} ms, p99 ${busyLatency.all.p99} ms (${busyLatency.received} of ${busyLatency.sent} arrived)`);
     let rawTokens = null;
     if (o.rawTokens) {
       log(`${mode}: the same ${o.devices} deliveries as publishes to raw APNs tokens`);
@@ -94,6 +105,7 @@ async function runMode(mode: Mode, o: BenchOptions, fakesOptions: FakesOptions, 
       seed,
       broadcast,
       latency,
+      busyLatency,
       rawTokens,
       ofCeiling,
       loadBefore,

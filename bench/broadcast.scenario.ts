@@ -44,6 +44,8 @@ export interface BroadcastOptions {
   // ...or when the whole broadcast takes longer than this (the publish is then cancelled).
   budgetMs: number;
   log: (line: string) => void;
+  // Called once the broadcast is accepted (to send lone publishes beside it).
+  onAccepted?: () => void;
 }
 
 const POLL_MS = 100;
@@ -64,6 +66,7 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
     { deadlineMs: 600_000 },
   );
   const accepted = wallNow();
+  o.onAccepted?.();
 
   const timeline: BroadcastResult["timeline"] = [];
   let stats: FakesStats = { providers: {}, watched: {} };
@@ -75,7 +78,8 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
   for (;;) {
     stats = await fakes.stats();
     const now = delivered;
-    delivered = Object.values(stats.providers).reduce((n, c) => n + c.ok, 0);
+    // Watched deliveries are lone-publish probes sent beside the broadcast, not part of it.
+    delivered = Object.values(stats.providers).reduce((n, c) => n + c.ok, 0) - Object.keys(stats.watched).length;
     if (delivered !== now) lastProgress = performance.now();
     if (wallNow() >= nextSample) {
       timeline.push({ ms: Math.round(wallNow() - accepted), delivered });
@@ -126,7 +130,9 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
   for (const [provider, n] of Object.entries(expected) as Array<[ProviderName, number]>) {
     const c = stats.providers[provider];
     const ttl = c && c.lastOkAt > 0 ? c.lastOkAt - accepted : NaN;
-    perProvider[provider] = { devices: n, delivered: c?.ok ?? 0, failed: c?.failed ?? 0, timeToLastMs: round(ttl), deliveriesPerSecond: Math.round((c?.ok ?? 0) / (ttl / 1000)) };
+    const probes = Object.keys(stats.watched).filter((k) => k.startsWith(`${provider}:`)).length;
+    const ok = (c?.ok ?? 0) - probes;
+    perProvider[provider] = { devices: n, delivered: ok, failed: c?.failed ?? 0, timeToLastMs: round(ttl), deliveriesPerSecond: Math.round(ok / (ttl / 1000)) };
   }
   return {
     devices,

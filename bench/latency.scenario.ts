@@ -36,8 +36,9 @@ export interface LatencyResult {
   stages: { queuedMs: Percentiles; fanoutToDeliveryMs: Percentiles };
 }
 
-export async function runLatency(target: Target, fakes: FakesControl, probes: LatencyProbe[], rate: number, waitMs: number, log: (line: string) => void): Promise<LatencyResult> {
-  await fakes.reset();
+// `reset: false` keeps the fakes' counts (probes sent while a broadcast is being counted).
+export async function runLatency(target: Target, fakes: FakesControl, probes: LatencyProbe[], rate: number, waitMs: number, log: (line: string) => void, o: { reset?: boolean } = {}): Promise<LatencyResult> {
+  if (o.reset !== false) await fakes.reset();
   await fakes.watch(probes.map((p) => p.watch));
   const calls: Array<{ probe: LatencyProbe; at: number; acceptMs?: number; id?: string }> = [];
   const failures: string[] = [];

@@ -17,6 +17,8 @@ export interface ModeResult {
   seed: Omit<SeedResult, "probes">;
   broadcast: BroadcastResult;
   latency: LatencyResult | null;
+  // The same probes sent while the broadcast ran.
+  busyLatency: LatencyResult | null;
   rawTokens: RawTokensResult | null;
   // Broadcast deliveries/s as a share of the ceiling (null without a ceiling).
   ofCeiling: number | null;
@@ -125,6 +127,18 @@ export function formatRun(run: RunResult): string {
   });
   if (stageRows.length) {
     out.push(table(["latency p50 / p99", "publish RPC", "accepted→fan-out", "fan-out→delivered", "broadcast accepted→fan-out"], stageRows));
+    out.push("");
+  }
+
+  // Lone publishes at rest and while the broadcast ran, side by side.
+  const busyRows = run.modes.flatMap((r) => {
+    const b = r.busyLatency;
+    if (!b) return [];
+    const rest = r.latency;
+    return [[r.mode, rest ? `${ms(rest.all.p50, rest.waitMs)} / ${ms(rest.all.p99, rest.waitMs)}` : "-", `${ms(b.all.p50, b.waitMs)} / ${ms(b.all.p99, b.waitMs)}`, ms(b.all.max, b.waitMs), `${b.received} of ${b.sent}`, `${fixed(b.stages.queuedMs.p99)} ms`]];
+  });
+  if (busyRows.length) {
+    out.push(table(["lone publish p50 / p99", "at rest", "during the broadcast", "max", "arrived", "accepted→fan-out p99"], busyRows));
     out.push("");
   }
 

@@ -84,10 +84,14 @@ describe("distributed pipeline", () => {
     const deliveredBefore = countDeliveries(fake, body).total;
     await kill();
     const restartedAt = Date.now();
+    // Deliveries resume when the fake counts one more than it had once the restart was done.
+    const deliveredAtRestart = countDeliveries(fake, body).total;
+    let resumedAt: number | undefined;
 
     deadline = Date.now() + 300_000;
     let done: dispatch.Publish | undefined;
     for (;;) {
+      if (resumedAt === undefined && countDeliveries(fake, body).total > deliveredAtRestart) resumedAt = Date.now();
       const p = await getPublish(id);
       if (p?.state === dispatch.PublishState.PUBLISH_STATE_DONE) {
         done = p;
@@ -104,6 +108,7 @@ describe("distributed pipeline", () => {
     const counted = done.counts?.duplicates ?? 0;
     console.log(
       `[${label}] devices ${BROADCAST}, killed at sent ${at.counts?.sent ?? 0} (${deliveredBefore} delivered), restart took ${((restartedAt - killedAt) / 1000).toFixed(1)} s, ` +
+        `deliveries resumed ${resumedAt === undefined ? "-" : ((resumedAt - restartedAt) / 1000).toFixed(1)} s after the restart, ` +
         `DONE ${((finished - restartedAt) / 1000).toFixed(1)} s after the restart (${((finished - started) / 1000).toFixed(1)} s in all); ` +
         `real duplicates ${realDuplicates} (${((100 * realDuplicates) / BROADCAST).toFixed(2)} %), counted duplicates ${counted}, sent ${done.counts?.sent}, targeted ${done.counts?.targeted}`,
     );

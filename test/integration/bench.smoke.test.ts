@@ -14,6 +14,7 @@ interface SmokeRun {
     mode: string;
     broadcast: { devices: number; delivered: number; complete: boolean; publishState: string; perProvider: Record<string, { devices: number; delivered: number; failed: number }> };
     latency: { sent: number; received: number } | null;
+    busyLatency: { sent: number; received: number } | null;
     rawTokens: { deliveries: number; delivered: number; complete: boolean } | null;
   }>;
   failures: unknown[];
@@ -27,7 +28,7 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
     requireEnv("HERALD_KAFKA_BROKERS");
     requireEnv("HERALD_MONGO_URL");
     const out = mkdtempSync(join(tmpdir(), "herald-bench-smoke-"));
-    const args = ["--import", "tsx", "bench/bench.ts", "--devices", "400", "--skip-ceiling", "--latency-count", "6", "--latency-rate", "10", "--out", out];
+    const args = ["--import", "tsx", "bench/bench.ts", "--devices", "400", "--skip-ceiling", "--latency-count", "6", "--busy-latency-count", "6", "--latency-rate", "10", "--out", out];
     const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (d: Buffer) => (output += d.toString()));
@@ -48,6 +49,7 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
         assert.equal(p.failed, 0, `${m.mode} ${provider}`);
       }
       assert.deepEqual(m.latency && { sent: m.latency.sent, received: m.latency.received }, { sent: 6, received: 6 }, m.mode);
+      assert.deepEqual(m.busyLatency && { sent: m.busyLatency.sent, received: m.busyLatency.received }, { sent: 6, received: 6 }, `${m.mode}: lone publishes beside the broadcast`);
       assert.equal(m.rawTokens?.complete, true, m.mode);
       assert.equal(m.rawTokens?.delivered, 400, m.mode);
     }
