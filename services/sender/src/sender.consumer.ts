@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { backoffDelay, withSpan, type Bus, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
-import { BusGroups, BusTopics, deliveryTopicsOf, dispatch, events, type Lane } from "@herald/proto";
-import { LaneGate } from "./lane.gate.js";
+import { BusGroups, BusTopics, deliveryTopicsOf, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
 
@@ -24,8 +23,6 @@ export interface SenderOptions {
   // Backoff of a hand-off to the bus that failed (the broker unreachable): the outcomes are
   // handed on again until they are on the bus; the notifications are never sent again for it.
   handOffRetry?: { initialMs: number; maxMs: number };
-  // The longest a bulk step waits for the urgent lane's steps in flight (default 250 ms).
-  maxBulkWaitMs?: number;
 }
 
 // What the Kafka bus adds to a message (see CheckpointedBusMessage in @herald/platform's
@@ -60,14 +57,12 @@ export class SenderWorker {
   private readonly step: number;
   private readonly handOffRetry: { initialMs: number; maxMs: number };
   private stopping = false;
-  private readonly gate: LaneGate;
 
   constructor(private readonly o: SenderOptions) {
     this.maxAttempts = o.maxAttempts ?? 8;
     this.backoff = o.backoff ?? { initialMs: 1000, maxMs: 300_000 };
     this.step = Math.max(1, o.checkpointEvery ?? 25);
     this.handOffRetry = o.handOffRetry ?? { initialMs: 200, maxMs: 5000 };
-    this.gate = new LaneGate(o.maxBulkWaitMs ?? 250);
   }
 
   async start(): Promise<void> {
@@ -87,10 +82,9 @@ export class SenderWorker {
     // Each lane its own group (and Kafka consumer), started urgent first: a broadcast's jobs
     // queued on the bulk topic never delay a job of the urgent one, which is fetched and sent
     // beside them. Both share the provider's connections; a lane's subscription sends one step
-    // (at most checkpointEvery targets) at a time, and a bulk step waits for the urgent lane's
-    // steps in flight (see LaneGate), so the urgent lane always finds room.
-    for (const { lane, topic, group: laneGroup } of [...deliveryTopicsOf(this.o.app, name)].reverse()) {
-      this.subscriptions.push(await this.o.bus.subscribe({ group: laneGroup, topics: [topic], handler: (m) => this.handle(m, lane) }));
+    // (at most checkpointEvery targets) at a time, so the urgent lane always finds room.
+    for (const { topic, group: laneGroup } of [...deliveryTopicsOf(this.o.app, name)].reverse()) {
+      this.subscriptions.push(await this.o.bus.subscribe({ group: laneGroup, topics: [topic], handler: (m) => this.handle(m) }));
     }
     const retries = await this.o.bus.subscribe({ group: BusGroups.senderRetries(this.o.app, name), topics: [BusTopics.retries(this.o.app, name)], handler: (m) => this.handle(m) });
     this.subscriptions.push(retries);
@@ -117,8 +111,7 @@ export class SenderWorker {
     this.cancelled.add(publishId);
   }
 
-  // Retries go through the bulk turn: they have waited out a backoff already.
-  async handle(message: CheckpointedMessage, lane: Lane = "bulk"): Promise<void> {
+  async handle(message: CheckpointedMessage): Promise<void> {
     const job = events.DeliveryJob.decode(message.value);
     // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
@@ -131,11 +124,7 @@ export class SenderWorker {
     if (start > 0) this.o.logger.info({ app: job.app, publish: job.publishId, job: job.jobId, attempt: job.attempt, from: start }, "resuming a job at its checkpoint");
     do {
       const part = stepped ? { ...job, jobId: `${job.jobId}/${start}`, targets: job.targets.slice(start, start + this.step) } : job;
-      if (lane === "urgent") await this.gate.urgentStep(() => this.deliver(part));
-      else {
-        await this.gate.bulkTurn();
-        await this.deliver(part);
-      }
+      await this.deliver(part);
       start += this.step;
       if (stepped && start < job.targets.length) await message.checkpoint?.(`${mark}${start}`);
     } while (stepped && start < job.targets.length);
