@@ -26,6 +26,8 @@ kube_job=$!
 grpcurl_job=$!
 "$INFRA_DIR/schemathesis.sh" install &
 schemathesis_job=$!
+"$INFRA_DIR/cent.sh" install &
+cent_job=$!
 "$INFRA_DIR/promtool.sh" install >/dev/null &
 promtool_job=$!
 
@@ -36,6 +38,7 @@ wait "$jaeger_job" || failed+=(jaeger)
 wait "$kube_job" || failed+=(kube)
 wait "$grpcurl_job" || failed+=(grpcurl)
 wait "$schemathesis_job" || failed+=(schemathesis)
+wait "$cent_job" || failed+=(cent)
 wait "$promtool_job" || failed+=(promtool)
 if ((${#failed[@]} > 0)); then
   die "could not start: ${failed[*]} (see the messages above; logs in $HERALD_RUN/<server>/). Servers that did start are left running; test/infra/down.sh stops them."
@@ -53,6 +56,7 @@ mapfile -t kube_env < <("$INFRA_DIR/kube.sh" env)
 env_lines+=("${kube_env[@]}")
 env_lines+=("$("$INFRA_DIR/grpcurl.sh" env)")
 env_lines+=("$("$INFRA_DIR/schemathesis.sh" env)")
+env_lines+=("$("$INFRA_DIR/cent.sh" env)")
 env_lines+=("$("$INFRA_DIR/promtool.sh" env)")
 tmp_env="$HERALD_RUN/env.tmp.$$"
 {

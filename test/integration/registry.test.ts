@@ -166,8 +166,11 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       const admin = stack.clients(stack.adminKey);
       const d = (await c.registry.registerDevice({ provider: Provider.PROVIDER_FCM, platform: Platform.PLATFORM_ANDROID, token: fcmToken() })).device!;
       const old = userToken(app, "bob");
+      assert.deepEqual(await admin.apps.getUserTokenSecret({ appId: app.id }), { userTokenSecret: app.userTokenSecret, version: 1 }, "reading the secret does not rotate it");
       const rotated = await admin.apps.rotateUserTokenSecret({ appId: app.id });
       assert.equal(rotated.version, 2);
+      assert.deepEqual(await admin.apps.getUserTokenSecret({ appId: app.id }), { userTokenSecret: rotated.userTokenSecret, version: 2 });
+      await expectError(admin.apps.getUserTokenSecret({ appId: "no-such-app" }), Status.NOT_FOUND);
       await expectError(c.registry.bindUser({ deviceId: d.id, userToken: old }), Status.UNAUTHENTICATED, "BAD_USER_TOKEN_SIGNATURE");
       const fresh = signUserToken(rotated.userTokenSecret, { sub: "bob", iss: `herald:${app.id}`, exp: nowSeconds() + 60 });
       assert.equal((await c.registry.bindUser({ deviceId: d.id, userToken: fresh })).device?.user, "bob");

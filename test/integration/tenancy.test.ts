@@ -103,6 +103,7 @@ describe("tenancy matrix (mongo store)", () => {
     listApiKeys: () => B.apps.listApiKeys({ appId: a.id }),
     revokeApiKey: () => B.apps.revokeApiKey({ appId: a.id, keyId: "x" }),
     rotateUserTokenSecret: () => B.apps.rotateUserTokenSecret({ appId: a.id }),
+    getUserTokenSecret: () => B.apps.getUserTokenSecret({ appId: a.id }),
     verifyAppSecret: () => B.apps.verifyAppSecret({ appId: a.id, secret: a.userTokenSecret }),
     verifyRequestSignature: () => B.apps.verifyRequestSignature({ appId: a.id, stringToSign: "x", signature: "00", timestamp: 0 }),
     verifyUserToken: () => B.apps.verifyUserToken({ appId: a.id, userToken: "x.y.z" }),

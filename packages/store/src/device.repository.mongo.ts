@@ -290,6 +290,8 @@ export class MongoDevices implements DeviceRepository {
     if (patch.user !== undefined) set.user = patch.user;
     if (patch.meta !== undefined) set.meta = metaDoc(patch.meta);
     if (patch.tags !== undefined) set.tagPairs = tagPairsOf(patch.tags);
+    if (patch.locale !== undefined) set.locale = patch.locale;
+    if (patch.timezone !== undefined) set.timezone = patch.timezone;
     if (patch.lastSeenAt !== undefined) set.lastSeenAt = patch.lastSeenAt;
     const result = await this.col.updateMany({ app, _id: { $in: [...new Set(ids)] } }, { $set: set });
     return result.matchedCount;

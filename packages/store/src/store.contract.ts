@@ -468,6 +468,13 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal(await store.devices.update(app, [], { user: "z", now: at(11) }), 0);
         assert.equal(await store.devices.update(other, [d.a!.id], { user: "mallory", now: at(11) }), 0);
         assert.equal((await store.devices.get(app, d.a!.id))?.user, "carol");
+        // Locale and time zone are patched alone, and "" clears them.
+        assert.equal(await store.devices.update(app, [d.a!.id], { locale: "fr-FR", timezone: "Europe/Paris", now: at(12) }), 1);
+        assert.deepEqual(await store.devices.get(app, d.a!.id), { ...d.a!, user: "carol", tags: { tier: "bronze", new: "yes" }, meta: { m: "2" }, locale: "fr-FR", timezone: "Europe/Paris", lastSeenAt: at(7), updatedAt: at(12) });
+        assert.equal(await store.devices.update(app, [d.a!.id], { locale: "", now: at(13) }), 1);
+        const cleared = await store.devices.get(app, d.a!.id);
+        assert.equal(cleared?.locale, "");
+        assert.equal(cleared?.timezone, "Europe/Paris");
       });
 
       it("remove deletes the listed devices of the app only and frees their tokens", async () => {
@@ -751,6 +758,12 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           "dev-c\nnews.tech",
         ]);
         assert.deepEqual(await subs.list(app, { prefix: "nothing" }, { limit: 100 }), []);
+        // count reads the same rows as list, over every page.
+        assert.equal(await subs.count(app, {}), all.length);
+        assert.equal(await subs.count(app, { deviceIds: ["dev-b"] }), 2);
+        assert.equal(await subs.count(app, { deviceIds: ["dev-a", "dev-c"], topics: ["news", "news.tech", "offers"], prefix: "news" }), 3);
+        assert.equal(await subs.count(app, { prefix: "nothing" }), 0);
+        assert.equal(await subs.count(newApp(), {}), 0);
         // Pages of 3 with the `${deviceId}\n${topic}` cursor.
         const seen: string[] = [];
         let cursor: string | undefined;
@@ -944,6 +957,10 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           cursor = key(page.at(-1)!);
         }
         assert.deepEqual(seen, all.map(key));
+        assert.equal(await subs.countUserTopics(app, {}), 6);
+        assert.equal(await subs.countUserTopics(app, { users: ["carol", "bob"] }), 3);
+        assert.equal(await subs.countUserTopics(app, { users: ["alice"], topics: ["news", "news.sport", "alerts"], prefix: "news." }), 1);
+        assert.equal(await subs.countUserTopics(newApp(), {}), 0);
         await subs.removeUserTopics(app, "bob", ["news", "missing"]);
         assert.deepEqual(await subs.userTopicsOf(app, "bob"), ["alerts"]);
         await subs.removeUserTopics(app, "bob", []);

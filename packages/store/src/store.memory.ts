@@ -222,6 +222,8 @@ class MemoryDevices implements DeviceRepository {
       if (patch.user !== undefined) d.user = patch.user;
       if (patch.meta !== undefined) d.meta = copy(patch.meta);
       if (patch.tags !== undefined) d.tags = copy(patch.tags);
+      if (patch.locale !== undefined) d.locale = patch.locale;
+      if (patch.timezone !== undefined) d.timezone = patch.timezone;
       if (patch.lastSeenAt !== undefined) d.lastSeenAt = new Date(patch.lastSeenAt);
       d.updatedAt = new Date(patch.now);
     }
@@ -415,6 +417,14 @@ class MemorySubscriptions implements SubscriptionRepository {
     return out.sort((a, b) => compareTuples([a.deviceId, a.topic], [b.deviceId, b.topic])).slice(0, page.limit);
   }
 
+  async count(app: string, query: SubscriptionQuery): Promise<number> {
+    return (await this.list(app, query, { limit: Number.MAX_SAFE_INTEGER })).length;
+  }
+
+  async countUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }): Promise<number> {
+    return (await this.listUserTopics(app, query, { limit: Number.MAX_SAFE_INTEGER })).length;
+  }
+
   async setUser(app: string, deviceId: string, user: string): Promise<void> {
     const rows = this.spaces.get(app)?.byDevice.get(deviceId);
     if (rows) for (const row of rows.values()) row.user = user;
@@ -441,7 +451,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     for (let i = 0; i < sorted.length; i += batchSize) yield sorted.slice(i, i + batchSize);
   }
 
-  private count(space: SubSpace | undefined, topic: string): TopicCount {
+  private topicCount(space: SubSpace | undefined, topic: string): TopicCount {
     const ids = space?.byTopic.get(topic);
     const users = new Set<string>();
     for (const id of ids ?? []) {
@@ -453,7 +463,7 @@ class MemorySubscriptions implements SubscriptionRepository {
 
   async stats(app: string, topics: string[]): Promise<TopicCount[]> {
     const space = this.spaces.get(app);
-    return [...new Set(topics)].map((topic) => this.count(space, topic));
+    return [...new Set(topics)].map((topic) => this.topicCount(space, topic));
   }
 
   async listTopics(app: string, prefix: string, page: PageQuery): Promise<TopicCount[]> {
@@ -465,7 +475,7 @@ class MemorySubscriptions implements SubscriptionRepository {
       .filter((t) => hasPrefix(prefix)(t) && (after === undefined || compareStrings(t, after) > 0))
       .sort(compareStrings)
       .slice(0, page.limit)
-      .map((t) => this.count(space, t));
+      .map((t) => this.topicCount(space, t));
   }
 
   async listTopicUsers(app: string, topic: string, page: PageQuery): Promise<string[]> {

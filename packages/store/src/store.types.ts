@@ -81,6 +81,9 @@ export interface DevicePatch {
   user?: string;
   meta?: Record<string, string>;
   tags?: Record<string, string>;
+  // "" clears it (Centrifugo's locale_update / timezone_update).
+  locale?: string;
+  timezone?: string;
   lastSeenAt?: Date;
   now: Date;
 }
@@ -166,6 +169,8 @@ export interface SubscriptionRepository {
   countForDevice(app: string, deviceId: string): Promise<number>;
   // Sorted by (deviceId, topic); the page cursor is `${deviceId}\n${topic}`.
   list(app: string, query: SubscriptionQuery, page: PageQuery): Promise<SubscriptionRecord[]>;
+  // How many subscriptions `list` would yield over all its pages.
+  count(app: string, query: SubscriptionQuery): Promise<number>;
   setUser(app: string, deviceId: string, user: string): Promise<void>;
   removeDevices(app: string, deviceIds: string[]): Promise<void>;
   // Distinct device ids subscribed to any of the topics, ascending, streamed from a cursor.
@@ -182,6 +187,8 @@ export interface SubscriptionRepository {
   userTopicsOf(app: string, user: string): Promise<string[]>;
   // Sorted by (user, topic); the page cursor is `${user}\n${topic}`.
   listUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }, page: PageQuery): Promise<UserTopicRecord[]>;
+  // How many user topics `listUserTopics` would yield over all its pages.
+  countUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }): Promise<number>;
   removeUser(app: string, user: string): Promise<number>;
   removeApp(app: string): Promise<void>;
   // Distinct topics held by devices and device-topic subscriptions per app, for the size metrics.

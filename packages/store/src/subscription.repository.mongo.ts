@@ -125,13 +125,14 @@ export class MongoSubscriptions implements SubscriptionRepository {
 
   async list(app: string, query: SubscriptionQuery, page: PageQuery): Promise<SubscriptionRecord[]> {
     if (page.limit <= 0) return [];
-    const and: Document[] = [LIVE];
-    if (given(query.deviceIds)) and.push({ deviceId: { $in: dedupe(query.deviceIds) } });
-    if (given(query.topics)) and.push({ topic: { $in: dedupe(query.topics) } });
-    if (query.prefix) and.push({ topic: prefixMatch(query.prefix) });
+    const and = subscriptionFilter(query);
     if (page.after !== undefined) and.push(after2("deviceId", "topic", page.after));
     const docs = await this.subs.find({ app, $and: and }).sort({ deviceId: 1, topic: 1 }).limit(page.limit).toArray();
     return docs.map((d) => ({ app: d.app, deviceId: d.deviceId, topic: d.topic, fromDevice: d.fromDevice, fromUser: d.fromUser, user: d.user }));
+  }
+
+  async count(app: string, query: SubscriptionQuery): Promise<number> {
+    return this.subs.countDocuments({ app, $and: subscriptionFilter(query) });
   }
 
   async setUser(app: string, deviceId: string, user: string): Promise<void> {
@@ -272,10 +273,7 @@ export class MongoSubscriptions implements SubscriptionRepository {
 
   async listUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }, page: PageQuery): Promise<UserTopicRecord[]> {
     if (page.limit <= 0) return [];
-    const and: Document[] = [];
-    if (given(query.users)) and.push({ user: { $in: dedupe(query.users) } });
-    if (given(query.topics)) and.push({ topic: { $in: dedupe(query.topics) } });
-    if (query.prefix) and.push({ topic: prefixMatch(query.prefix) });
+    const and = userTopicFilter(query);
     if (page.after !== undefined) and.push(after2("user", "topic", page.after));
     const docs = await this.userTopics
       .find({ app, ...(and.length ? { $and: and } : {}) })
@@ -283,6 +281,11 @@ export class MongoSubscriptions implements SubscriptionRepository {
       .limit(page.limit)
       .toArray();
     return docs.map((d) => ({ app: d.app, user: d.user, topic: d.topic }));
+  }
+
+  async countUserTopics(app: string, query: { users?: string[]; topics?: string[]; prefix?: string }): Promise<number> {
+    const and = userTopicFilter(query);
+    return this.userTopics.countDocuments({ app, ...(and.length ? { $and: and } : {}) });
   }
 
   async removeUser(app: string, user: string): Promise<number> {
@@ -304,4 +307,21 @@ export class MongoSubscriptions implements SubscriptionRepository {
     const topicsOfApp = new Map(topics.map((r) => [r._id, r.n]));
     return subscriptions.map((r) => ({ app: r._id, topics: topicsOfApp.get(r._id) ?? 0, subscriptions: r.n }));
   }
+}
+
+// The conditions of a subscription listing (list and count read the same rows).
+function subscriptionFilter(query: SubscriptionQuery): Document[] {
+  const and: Document[] = [LIVE];
+  if (given(query.deviceIds)) and.push({ deviceId: { $in: dedupe(query.deviceIds) } });
+  if (given(query.topics)) and.push({ topic: { $in: dedupe(query.topics) } });
+  if (query.prefix) and.push({ topic: prefixMatch(query.prefix) });
+  return and;
+}
+
+function userTopicFilter(query: { users?: string[]; topics?: string[]; prefix?: string }): Document[] {
+  const and: Document[] = [];
+  if (given(query.users)) and.push({ user: { $in: dedupe(query.users) } });
+  if (given(query.topics)) and.push({ topic: { $in: dedupe(query.topics) } });
+  if (query.prefix) and.push({ topic: prefixMatch(query.prefix) });
+  return and;
 }

@@ -20,7 +20,9 @@ export type InfraEnvName =
   // schemathesis's `st`, installed into a virtualenv by test/infra/schemathesis.sh.
   | "HERALD_SCHEMATHESIS"
   // promtool (Debian's prometheus package), installed by test/infra/promtool.sh.
-  | "HERALD_PROMTOOL";
+  | "HERALD_PROMTOOL"
+  // The python of the virtualenv test/infra/cent.sh installs the cent client into.
+  | "HERALD_CENT_PYTHON";
 
 export function requireEnv(name: InfraEnvName): string {
   const value = process.env[name];

@@ -78,6 +78,9 @@ export class PublishService {
     wrapField(field, () => checkNotification(req.notification, providers, priority));
     if (req.uid.length > MAX_UID) throw invalidArgument(at("uid"), `at most ${MAX_UID} characters`);
     if (req.expireAt && req.expireAt.getTime() <= now.getTime()) throw invalidArgument(at("expire_at"), "must be in the future", "EXPIRED");
+    // A past send_at means now, but one before 1970 would be stored and then fail every answer
+    // that shows it (a Timestamp before the epoch with a fraction has negative nanos).
+    if (req.sendAt && !(req.sendAt.getTime() >= 0)) throw invalidArgument(at("send_at"), "must be a time after 1970-01-01");
     if (req.sendAt && req.expireAt && req.sendAt.getTime() >= req.expireAt.getTime()) throw invalidArgument(at("send_at"), "must be before expire_at");
     const labels = wrapField(field, () => checkStringMap(req.labels, "labels"));
     const target = recipients.target;
@@ -169,7 +172,8 @@ export class PublishService {
     return { publishes: page.map(toPublishProto), nextCursor: found.length > limit ? (page.at(-1)?.id ?? "") : "", hasMore: found.length > limit };
   }
 
-  async cancel(req: dispatch.CancelPublishRequest, ctx: CallContext): Promise<dispatch.CancelPublishResponse> {
+  async cancel(input: dispatch.CancelPublishRequest, ctx: CallContext): Promise<dispatch.CancelPublishResponse> {
+    const req = { id: input.id || (await this.idOfUid(ctx.app, input.uid, "uid")) };
     const current = await this.get(ctx.app, req.id);
     // Cancelling again re-sends the messages a failed earlier attempt may not have sent.
     if (FINAL_STATES.includes(current.state) && current.state !== "cancelled") return { publish: toPublishProto(current) };
@@ -205,7 +209,8 @@ export class PublishService {
 
   // Receipts come from app SDKs with a CLIENT key, which anyone can pull out of an app: one counts
   // only for a device of the app that is among the publish's recipients, once per kind.
-  async receipt(req: dispatch.ReportReceiptRequest, ctx: CallContext): Promise<dispatch.ReportReceiptResponse> {
+  async receipt(input: dispatch.ReportReceiptRequest, ctx: CallContext): Promise<dispatch.ReportReceiptResponse> {
+    const req = { ...input, publishId: input.publishId || (await this.idOfUid(ctx.app, input.publishUid, "publish_uid")) };
     if (!req.deviceId) throw invalidArgument("device_id", "is required");
     if (req.deviceId.length > MAX_DEVICE_ID) throw invalidArgument("device_id", `at most ${MAX_DEVICE_ID} characters`, "INVALID_DEVICE_ID");
     const kind = req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_DELIVERED ? "deliveredReceipts" : req.status === dispatch.ReceiptStatus.RECEIPT_STATUS_OPENED ? "openedReceipts" : undefined;
@@ -220,6 +225,16 @@ export class PublishService {
       await this.deps.bus.publish(BusTopics.receipts, [{ key: req.publishId, value: events.Receipt.encode({ app: ctx.app, publishId: req.publishId, deviceId: req.deviceId, status: req.status, at: req.at ?? this.deps.now() }).finish() }]);
     }
     return {};
+  }
+
+  // The publish a uid (the idempotency key, Centrifugo's uid) was accepted as; "" without a uid,
+  // which get() then refuses as a missing id.
+  private async idOfUid(app: string, uid: string | undefined, field: string): Promise<string> {
+    if (!uid) return "";
+    if (uid.length > MAX_UID) throw invalidArgument(field, `at most ${MAX_UID} characters`);
+    const [found] = await this.deps.publishes.list(app, { uid }, { limit: 1 });
+    if (!found) throw notFound("publish", uid);
+    return found.id;
   }
 
   private async get(app: string, id: string, field = "id"): Promise<PublishRecord> {

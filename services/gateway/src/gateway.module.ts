@@ -4,6 +4,7 @@ import { createClient, type Logger } from "@herald/platform";
 import { apps, descriptorSetPath, dispatch, registry, topic } from "@herald/proto";
 import { AppSecrets, type AdminClients } from "./admin.clients.js";
 import { beamsRoutes } from "./beams.routes.js";
+import { centrifugoRoutes } from "./centrifugo.routes.js";
 import { channelsRoutes } from "./channels.routes.js";
 import { gorushRoutes } from "./gorush.routes.js";
 import { kinveyRoutes } from "./kinvey.routes.js";
@@ -71,7 +72,7 @@ export function createGateway(o: GatewayOptions): Gateway {
     };
     opened.push(clients.registry, clients.topic, clients.dispatch);
     const secrets = new AppSecrets(clients);
-    compat.push(...beamsRoutes(clients, secrets), ...kinveyRoutes(clients, secrets), ...pushletRoutes(clients, secrets), ...channelsRoutes(clients, secrets), ...gorushRoutes(clients, secrets, o.version));
+    compat.push(...beamsRoutes(clients, secrets), ...kinveyRoutes(clients, secrets), ...pushletRoutes(clients, secrets), ...channelsRoutes(clients, secrets), ...gorushRoutes(clients, secrets, o.version), ...centrifugoRoutes(clients, secrets, o.logger));
   } else {
     o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");
   }

@@ -320,7 +320,7 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
       summary: op.summary,
       ...(body?.note ? { description: body.note } : {}),
       security: op.security === "basic" ? [{ basic: [] }] : op.security === "none" ? [] : [{ bearer: [] }],
-      ...(params.length ? { parameters: params.map((name) => ({ name, in: "path", required: true, schema: { type: "string" } })) } : {}),
+      ...(params.length ? { parameters: params.map((name) => ({ name, in: "path", required: true, schema: body?.params?.[name] ?? { type: "string" } })) } : {}),
       ...(method === "get" || method === "delete"
         ? {}
         : { requestBody: { ...(refusesEmpty(bodySchema) ? { required: true } : {}), content: { "application/json": { schema: bodySchema }, ...(body?.json ? {} : { "application/x-www-form-urlencoded": { schema: bodySchema } }) } } }),
@@ -337,7 +337,7 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
       title: "Herald HTTP API",
       version,
       description:
-        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Pusher Channels, gorush, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`. Request schemas say what the services refuse (400); what depends on stored state (an id that must exist: 404; an app's providers and limits) is in the descriptions.",
+        "Every gRPC method of Herald as POST /v1/<package>.<Service>/<Method> with proto3 JSON bodies, plus the Pusher Beams, Pusher Channels, gorush, Centrifugo PRO push, Kinvey and Pushlet compatible routes. Authenticate with `Authorization: Bearer <api key>`; the admin key names the app in `x-herald-app`. Request schemas say what the services refuse (400); what depends on stored state (an id that must exist: 404; an app's providers and limits) is in the descriptions.",
     },
     security: [{ bearer: [] }],
     paths,
@@ -366,7 +366,9 @@ export function openApiDocument(catalog: RpcCatalog, extra: ExtraOperation[], ve
 
 // The request bodies of the compatibility routes that have one worth describing, keyed by
 // "METHOD pattern" as the routes declare them (pushlet.routes.ts, beams.routes.ts).
-const COMPAT_BODIES: Record<string, { schema: Schema; note?: string; json?: boolean }> = {
+// `params`: schemas of path parameters that take only some values (Centrifugo's method names).
+const CENTRIFUGO_METHODS = ["device_register", "device_update", "device_remove", "device_list", "device_topic_list", "device_topic_update", "user_topic_list", "user_topic_update", "send_push_notification", "cancel_push", "update_push_status", "batch"];
+const COMPAT_BODIES: Record<string, { schema: Schema; note?: string; json?: boolean; params?: Record<string, Schema> }> = {
   "POST /send_notification": {
     schema: {
       type: "object",
@@ -478,6 +480,26 @@ const COMPAT_BODIES: Record<string, { schema: Schema; note?: string; json?: bool
       },
     },
     note: "gorush's push API. The credentials are the app's (gorush has none): Bearer <SERVER key>, or Basic <app>:<secret>. A notification Herald refuses (platform, tokens, payload) is a failed-push entry of logs; the others are still sent.",
+    json: true,
+  },
+  "POST /api": {
+    schema: {
+      type: "object",
+      properties: {
+        method: { type: "string", enum: CENTRIFUGO_METHODS },
+        params: { type: "object", description: "The method's request, as on POST /api/{method}." },
+      },
+    },
+    note: "Centrifugo PRO's single-endpoint form of the push API. The app's SERVER key as X-API-Key or Authorization: apikey <key>; a wrong one is HTTP 401, every other refusal HTTP 200 {error: {code, message}} with Centrifugo's codes (100 internal, 103 permission denied, 104 method not found, 106 limit exceeded, 107 bad request, 108 not available, 111 too many requests).",
+    json: true,
+  },
+  "POST /api/:method": {
+    schema: {
+      type: "object",
+      description: "The method's params, as the cent clients send them (cent/dto.py): device_register {id, provider, token, platform, user, timezone, locale, meta, tags, topics}; device_update {ids, users, provider_tokens, user_update, meta_update, tags_update, topics_update {op, topics}, locale_update, timezone_update}; device_remove {ids, users, provider_tokens}; device_list {filter, include_total_count, include_meta, include_topics, include_tags, cursor, limit}; device_topic_list {filter, include_device, include_total_count, cursor, limit}; device_topic_update / user_topic_update {device_id | user, op, topics}; user_topic_list {filter, include_total_count, cursor, limit}; send_push_notification {recipient, notification {fcm, hms, apns, expire_at}, uid, send_at, analytics_uid, use_templating}; cancel_push {uid}; update_push_status {analytics_uid, status, device_id, msg_id}; batch {commands: [{<method>: params}]}.",
+    },
+    params: { method: { type: "string", enum: CENTRIFUGO_METHODS } },
+    note: "Centrifugo PRO's push API, as its cent clients call it. The app's SERVER key as X-API-Key or Authorization: apikey <key>; a wrong one is HTTP 401, every other refusal (an unknown method: 104) HTTP 200 {error: {code, message}}; a result is {result: {...}}.",
     json: true,
   },
   "POST /register_application": {

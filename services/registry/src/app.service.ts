@@ -49,6 +49,10 @@ export class AppService {
       listApiKeys: { access: "admin", handle: (req) => this.listKeys(req) },
       revokeApiKey: { access: "admin", handle: (req) => this.revokeKey(req) },
       rotateUserTokenSecret: { access: "admin", handle: (req) => this.rotate(req) },
+      getUserTokenSecret: { access: "admin", handle: async (req) => {
+        const app = await this.app(req.appId, "app_id");
+        return { userTokenSecret: this.deps.userTokens.secretFor(app.id, app.secretVersion), version: app.secretVersion };
+      } },
       verifyAppSecret: { access: "admin", handle: (req) => this.verifySecret(req) },
       verifyRequestSignature: { access: "admin", handle: (req) => this.verifySignature(req) },
       verifyUserToken: { access: "admin", handle: async (req) => {

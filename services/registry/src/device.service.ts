@@ -148,22 +148,33 @@ export class DeviceService {
     const newUser = req.userUpdate ? (req.userUpdate.user ? checkUserId(req.userUpdate.user, "user_update.user") : "") : undefined;
     const meta = req.metaUpdate ? checkStringMap(req.metaUpdate.meta, "meta_update.meta") : undefined;
     const tags = req.tagsUpdate ? checkStringMap(req.tagsUpdate.tags, "tags_update.tags") : undefined;
+    const topicsOp = req.topicsUpdate?.op ?? registry.TopicsUpdateOp.TOPICS_UPDATE_OP_UNSPECIFIED;
+    if (![registry.TopicsUpdateOp.TOPICS_UPDATE_OP_UNSPECIFIED, registry.TopicsUpdateOp.TOPICS_UPDATE_OP_SET, registry.TopicsUpdateOp.TOPICS_UPDATE_OP_ADD, registry.TopicsUpdateOp.TOPICS_UPDATE_OP_REMOVE].includes(topicsOp)) {
+      throw invalidArgument("topics_update.op", "must be TOPICS_UPDATE_OP_SET, TOPICS_UPDATE_OP_ADD or TOPICS_UPDATE_OP_REMOVE", "INVALID_OP");
+    }
     const topics = req.topicsUpdate ? this.checkDeviceTopics(req.topicsUpdate.topics, "topics_update.topics", app, !isClient(ctx)) : undefined;
+    const locale = req.localeUpdate ? checkLocale(req.localeUpdate.locale, "locale_update.locale") : undefined;
+    const timezone = req.timezoneUpdate ? checkTimezone(req.timezoneUpdate.timezone, "timezone_update.timezone") : undefined;
+    const patched = meta !== undefined || tags !== undefined || locale !== undefined || timezone !== undefined;
     let matched = 0;
     const evicted: string[] = [];
     for await (const batch of this.deps.store.devices.scan(app.id, query, { batchSize: SCAN_BATCH })) {
       matched += batch.length;
       const ids = batch.map((d) => d.id);
-      if (meta || tags) await this.deps.store.devices.update(app.id, ids, { ...(meta ? { meta } : {}), ...(tags ? { tags } : {}), now: this.deps.now() });
+      if (patched) {
+        await this.deps.store.devices.update(app.id, ids, {
+          ...(meta ? { meta } : {}), ...(tags ? { tags } : {}), ...(locale !== undefined ? { locale } : {}), ...(timezone !== undefined ? { timezone } : {}), now: this.deps.now(),
+        });
+      }
       for (const device of batch) {
-        if (topics) await this.deps.store.subscriptions.set(app.id, device.id, newUser ?? device.user, topics, "device");
+        if (topics) await this.updateOwnTopics(app, device, newUser ?? device.user, topics, topicsOp);
         if (newUser !== undefined && newUser !== device.user) {
           if (newUser) await this.refuseOverCap(app, newUser, device.platform, { id: device.id });
           await this.changeUser(app.id, device, newUser);
           if (newUser) evicted.push(...(await this.evictOverCap(app, newUser, device.platform, device.id)));
         }
       }
-      if (meta || tags || topics) await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_UPDATED, batch);
+      if (patched || topics) await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_UPDATED, batch);
     }
     return { matched, evictedDeviceIds: evicted };
   }
@@ -171,6 +182,21 @@ export class DeviceService {
   async removeMany(req: registry.RemoveDevicesRequest, ctx: CallContext): Promise<registry.RemoveDevicesResponse> {
     const query = this.targetQuery(req.filter);
     return { removed: await this.removeMatching(ctx.app, query, "api") };
+  }
+
+  // A device's own topics after a TopicsUpdate: set (the default) replaces them, add and remove
+  // change only the named ones, within the app's per-device topic cap.
+  private async updateOwnTopics(app: AppRecord, device: DeviceRecord, user: string, topics: string[], op: registry.TopicsUpdateOp): Promise<void> {
+    const subs = this.deps.store.subscriptions;
+    if (op === registry.TopicsUpdateOp.TOPICS_UPDATE_OP_REMOVE) return subs.removeSource(app.id, device.id, topics, "device");
+    if (op === registry.TopicsUpdateOp.TOPICS_UPDATE_OP_ADD) {
+      const current = new Set((await subs.topicsOf(app.id, [device.id])).get(device.id) ?? []);
+      if (current.size + topics.filter((t) => !current.has(t)).length > app.limits.maxTopicsPerDevice) {
+        throw resourceExhausted("TOO_MANY_TOPICS", `at most ${app.limits.maxTopicsPerDevice} topics per device`, "topics_update.topics");
+      }
+      return subs.add(app.id, device.id, user, topics, "device");
+    }
+    return subs.set(app.id, device.id, user, topics, "device");
   }
 
   async list(req: registry.ListDevicesRequest, ctx: CallContext): Promise<registry.ListDevicesResponse> {
@@ -182,6 +208,7 @@ export class DeviceService {
       ? await this.listBySubscription(ctx.app, topics, query, after, limit + 1)
       : await this.deps.store.devices.list(ctx.app, query, { ...(after ? { after } : {}), limit: limit + 1 });
     const page = found.slice(0, limit);
+    const totalCount = req.includeTotalCount ? await this.countMatching(ctx.app, topics, query) : undefined;
     const topicMap = req.includeTopics ? await this.deps.store.subscriptions.topicsOf(ctx.app, page.map((d) => d.id)) : undefined;
     return {
       devices: page.map((d) =>
@@ -189,7 +216,20 @@ export class DeviceService {
       ),
       nextCursor: found.length > limit ? (page.at(-1)?.id ?? "") : "",
       hasMore: found.length > limit,
+      ...(totalCount !== undefined ? { totalCount } : {}),
     };
+  }
+
+  // Devices a list matches over all its pages; with topics, counted batch by batch from the
+  // subscription index (never the whole set in memory).
+  private async countMatching(app: string, topics: string[], query: DeviceQuery): Promise<number> {
+    if (!topics.length) return this.deps.store.devices.count(app, query);
+    let n = 0;
+    for await (const ids of this.deps.store.subscriptions.scanDeviceIds(app, topics, { batchSize: SCAN_BATCH })) {
+      const allowed = query.ids ? ids.filter((id) => query.ids!.includes(id)) : ids;
+      if (allowed.length) n += await this.deps.store.devices.count(app, { ...query, ids: allowed });
+    }
+    return n;
   }
 
   async deleteUser(req: registry.DeleteUserRequest, ctx: CallContext): Promise<registry.DeleteUserResponse> {

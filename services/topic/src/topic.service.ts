@@ -7,14 +7,17 @@ import {
   type CallContext,
   type ServiceBinding,
 } from "@herald/platform";
-import { topic } from "@herald/proto";
+import { topic, type common } from "@herald/proto";
 import {
   checkTopics,
   checkUserId,
   pageLimit,
+  parseProvider,
+  PLATFORM_NAMES,
   PRIVATE_TOPIC_PREFIX,
   toDeviceProto,
   type AppRecord,
+  type DeviceQuery,
   type Store,
   type TopicCount,
 } from "@herald/store";
@@ -26,6 +29,8 @@ export interface TopicDeps {
 }
 
 const MAX_STATS_TOPICS = 100;
+// Devices a ListDeviceTopics device_filter may match (it is resolved to their ids).
+export const MAX_FILTER_DEVICES = 10_000;
 
 // Device and user subscriptions. A device holds a topic through its own list ("device" source)
 // or through its bound user's topics ("user" source); see SubscriptionRepository.
@@ -71,15 +76,19 @@ export class TopicService {
 
   async listDeviceTopics(req: topic.ListDeviceTopicsRequest, ctx: CallContext): Promise<topic.ListDeviceTopicsResponse> {
     const limit = pageLimit(req.page?.limit);
-    const found = await this.deps.store.subscriptions.list(
-      ctx.app,
-      {
-        ...(req.deviceIds.length ? { deviceIds: req.deviceIds } : {}),
-        ...(req.topics.length ? { topics: checkTopics(req.topics, "topics") } : {}),
-        ...(req.topicPrefix ? { prefix: req.topicPrefix } : {}),
-      },
-      { ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 },
-    );
+    const query = {
+      ...(req.deviceIds.length ? { deviceIds: req.deviceIds } : {}),
+      ...(req.topics.length ? { topics: checkTopics(req.topics, "topics") } : {}),
+      ...(req.topicPrefix ? { prefix: req.topicPrefix } : {}),
+    };
+    const filtered = await this.filterDevices(ctx.app, req.deviceFilter, req.deviceIds);
+    if (filtered) {
+      // No device matches: nothing to list (an empty id list would mean "every device").
+      if (!filtered.length) return { items: [], nextCursor: "", hasMore: false, ...(req.includeTotalCount ? { totalCount: 0 } : {}) };
+      query.deviceIds = filtered;
+    }
+    const found = await this.deps.store.subscriptions.list(ctx.app, query, { ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 });
+    const totalCount = req.includeTotalCount ? await this.deps.store.subscriptions.count(ctx.app, query) : undefined;
     const page = found.slice(0, limit);
     const devices = req.includeDevice ? await this.deps.store.devices.getMany(ctx.app, [...new Set(page.map((s) => s.deviceId))]) : [];
     const byId = new Map(devices.map((d) => [d.id, d]));
@@ -91,7 +100,34 @@ export class TopicService {
       }),
       nextCursor: found.length > limit && last ? `${last.deviceId}\n${last.topic}` : "",
       hasMore: found.length > limit,
+      ...(totalCount !== undefined ? { totalCount } : {}),
     };
+  }
+
+  // The ids of the devices a device_filter matches (within device_ids when given), or undefined
+  // without a filter.
+  private async filterDevices(app: string, filter: common.DeviceFilter | undefined, within: string[]): Promise<string[] | undefined> {
+    const empty = !filter || (!filter.ids.length && !filter.users.length && !filter.providers.length && !filter.platforms.length && !filter.tags?.all.length && !filter.topics.length && !filter.providerTokens.length);
+    if (!filter || empty) return undefined;
+    const query: DeviceQuery = {};
+    const ids = filter.ids.length && within.length ? filter.ids.filter((id) => within.includes(id)) : filter.ids.length ? filter.ids : within;
+    if (filter.ids.length && within.length && !ids.length) return [];
+    if (ids.length) query.ids = ids;
+    if (filter.users.length) query.users = filter.users.map((u, i) => checkUserId(u, `device_filter.users[${i}]`));
+    if (filter.providers.length) query.providers = filter.providers.map((p, i) => parseProvider(p, `device_filter.providers[${i}]`));
+    if (filter.platforms.length) {
+      query.platforms = filter.platforms.map((p, i) => {
+        const name = PLATFORM_NAMES[p];
+        if (!name) throw invalidArgument(`device_filter.platforms[${i}]`, "unknown platform", "INVALID_PLATFORM");
+        return name;
+      });
+    }
+    if (filter.tags?.all.length) query.tags = filter.tags.all.map((m) => ({ key: m.key.normalize("NFC"), values: m.values }));
+    if (filter.topics.length) throw invalidArgument("device_filter.topics", "filter subscriptions by topic with `topics`");
+    if (filter.providerTokens.length) throw invalidArgument("device_filter.provider_tokens", "is not supported here; filter by device ids");
+    const found = await this.deps.store.devices.list(app, query, { limit: MAX_FILTER_DEVICES + 1 });
+    if (found.length > MAX_FILTER_DEVICES) throw invalidArgument("device_filter", `matches more than ${MAX_FILTER_DEVICES} devices; narrow it`, "FILTER_TOO_BROAD");
+    return found.map((d) => d.id);
   }
 
   // The user's topics change first, then each of the user's devices follows; a crash in between is
@@ -124,21 +160,20 @@ export class TopicService {
 
   async listUserTopics(req: topic.ListUserTopicsRequest, ctx: CallContext): Promise<topic.ListUserTopicsResponse> {
     const limit = pageLimit(req.page?.limit);
-    const found = await this.deps.store.subscriptions.listUserTopics(
-      ctx.app,
-      {
-        ...(req.users.length ? { users: req.users.map((u, i) => checkUserId(u, `users[${i}]`)) } : {}),
-        ...(req.topics.length ? { topics: checkTopics(req.topics, "topics") } : {}),
-        ...(req.topicPrefix ? { prefix: req.topicPrefix } : {}),
-      },
-      { ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 },
-    );
+    const query = {
+      ...(req.users.length ? { users: req.users.map((u, i) => checkUserId(u, `users[${i}]`)) } : {}),
+      ...(req.topics.length ? { topics: checkTopics(req.topics, "topics") } : {}),
+      ...(req.topicPrefix ? { prefix: req.topicPrefix } : {}),
+    };
+    const found = await this.deps.store.subscriptions.listUserTopics(ctx.app, query, { ...(req.page?.cursor ? { after: req.page.cursor } : {}), limit: limit + 1 });
+    const totalCount = req.includeTotalCount ? await this.deps.store.subscriptions.countUserTopics(ctx.app, query) : undefined;
     const page = found.slice(0, limit);
     const last = page.at(-1);
     return {
       items: page.map((u) => ({ user: u.user, topic: u.topic })),
       nextCursor: found.length > limit && last ? `${last.user}\n${last.topic}` : "",
       hasMore: found.length > limit,
+      ...(totalCount !== undefined ? { totalCount } : {}),
     };
   }
 

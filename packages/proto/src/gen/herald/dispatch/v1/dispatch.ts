@@ -439,7 +439,9 @@ export interface ListPublishesResponse {
 }
 
 export interface CancelPublishRequest {
+  /** The publish id, or (when empty) the publish's uid (its idempotency key). */
   id: string;
+  uid?: string | undefined;
 }
 
 export interface CancelPublishResponse {
@@ -458,7 +460,11 @@ export interface ReportReceiptRequest {
   publishId: string;
   deviceId: string;
   status: ReceiptStatus;
-  at?: Date | undefined;
+  at?:
+    | Date
+    | undefined;
+  /** When publish_id is empty: the publish with this uid (Centrifugo's analytics uid). */
+  publishUid?: string | undefined;
 }
 
 export interface ReportReceiptResponse {
@@ -4085,13 +4091,16 @@ export const ListPublishesResponse: MessageFns<ListPublishesResponse> = {
 };
 
 function createBaseCancelPublishRequest(): CancelPublishRequest {
-  return { id: "" };
+  return { id: "", uid: undefined };
 }
 
 export const CancelPublishRequest: MessageFns<CancelPublishRequest> = {
   encode(message: CancelPublishRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.uid !== undefined) {
+      writer.uint32(18).string(message.uid);
     }
     return writer;
   },
@@ -4117,6 +4126,14 @@ export const CancelPublishRequest: MessageFns<CancelPublishRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.uid = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4130,13 +4147,19 @@ export const CancelPublishRequest: MessageFns<CancelPublishRequest> = {
   },
 
   fromJSON(object: any): CancelPublishRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      uid: isSet(object.uid) ? globalThis.String(object.uid) : undefined,
+    };
   },
 
   toJSON(message: CancelPublishRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.uid !== undefined) {
+      obj.uid = message.uid;
     }
     return obj;
   },
@@ -4147,6 +4170,7 @@ export const CancelPublishRequest: MessageFns<CancelPublishRequest> = {
   fromPartial(object: DeepPartial<CancelPublishRequest>): CancelPublishRequest {
     const message = createBaseCancelPublishRequest();
     message.id = object.id ?? "";
+    message.uid = object.uid ?? undefined;
     return message;
   },
 };
@@ -4357,7 +4381,7 @@ export const WatchPublishResponse: MessageFns<WatchPublishResponse> = {
 };
 
 function createBaseReportReceiptRequest(): ReportReceiptRequest {
-  return { publishId: "", deviceId: "", status: 0, at: undefined };
+  return { publishId: "", deviceId: "", status: 0, at: undefined, publishUid: undefined };
 }
 
 export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
@@ -4373,6 +4397,9 @@ export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
     }
     if (message.at !== undefined) {
       Timestamp.encode(toTimestamp(message.at), writer.uint32(34).fork()).join();
+    }
+    if (message.publishUid !== undefined) {
+      writer.uint32(42).string(message.publishUid);
     }
     return writer;
   },
@@ -4422,6 +4449,14 @@ export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
             message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.publishUid = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4448,6 +4483,11 @@ export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
         : "",
       status: isSet(object.status) ? receiptStatusFromJSON(object.status) : 0,
       at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      publishUid: isSet(object.publishUid)
+        ? globalThis.String(object.publishUid)
+        : isSet(object.publish_uid)
+        ? globalThis.String(object.publish_uid)
+        : undefined,
     };
   },
 
@@ -4465,6 +4505,9 @@ export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
     if (message.at !== undefined) {
       obj.at = message.at.toISOString();
     }
+    if (message.publishUid !== undefined) {
+      obj.publishUid = message.publishUid;
+    }
     return obj;
   },
 
@@ -4477,6 +4520,7 @@ export const ReportReceiptRequest: MessageFns<ReportReceiptRequest> = {
     message.deviceId = object.deviceId ?? "";
     message.status = object.status ?? 0;
     message.at = object.at ?? undefined;
+    message.publishUid = object.publishUid ?? undefined;
     return message;
   },
 };

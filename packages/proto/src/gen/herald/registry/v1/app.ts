@@ -173,7 +173,7 @@ export interface Webhook {
 }
 
 export interface CreateAppRequest {
-  /** 1-64 characters of [a-z0-9-], starting with a letter. */
+  /** 1-63 characters of [a-z0-9-], starting with a letter and not ending with '-' (a label value). */
   id: string;
   name: string;
   limits?: AppLimits | undefined;
@@ -284,6 +284,15 @@ export interface RotateUserTokenSecretRequest {
 }
 
 export interface RotateUserTokenSecretResponse {
+  userTokenSecret: string;
+  version: number;
+}
+
+export interface GetUserTokenSecretRequest {
+  appId: string;
+}
+
+export interface GetUserTokenSecretResponse {
   userTokenSecret: string;
   version: number;
 }
@@ -2692,6 +2701,168 @@ export const RotateUserTokenSecretResponse: MessageFns<RotateUserTokenSecretResp
   },
 };
 
+function createBaseGetUserTokenSecretRequest(): GetUserTokenSecretRequest {
+  return { appId: "" };
+}
+
+export const GetUserTokenSecretRequest: MessageFns<GetUserTokenSecretRequest> = {
+  encode(message: GetUserTokenSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUserTokenSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUserTokenSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUserTokenSecretRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetUserTokenSecretRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetUserTokenSecretRequest>): GetUserTokenSecretRequest {
+    return GetUserTokenSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetUserTokenSecretRequest>): GetUserTokenSecretRequest {
+    const message = createBaseGetUserTokenSecretRequest();
+    message.appId = object.appId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetUserTokenSecretResponse(): GetUserTokenSecretResponse {
+  return { userTokenSecret: "", version: 0 };
+}
+
+export const GetUserTokenSecretResponse: MessageFns<GetUserTokenSecretResponse> = {
+  encode(message: GetUserTokenSecretResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userTokenSecret !== "") {
+      writer.uint32(10).string(message.userTokenSecret);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int32(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUserTokenSecretResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUserTokenSecretResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userTokenSecret = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUserTokenSecretResponse {
+    return {
+      userTokenSecret: isSet(object.userTokenSecret)
+        ? globalThis.String(object.userTokenSecret)
+        : isSet(object.user_token_secret)
+        ? globalThis.String(object.user_token_secret)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+    };
+  },
+
+  toJSON(message: GetUserTokenSecretResponse): unknown {
+    const obj: any = {};
+    if (message.userTokenSecret !== "") {
+      obj.userTokenSecret = message.userTokenSecret;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetUserTokenSecretResponse>): GetUserTokenSecretResponse {
+    return GetUserTokenSecretResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetUserTokenSecretResponse>): GetUserTokenSecretResponse {
+    const message = createBaseGetUserTokenSecretResponse();
+    message.userTokenSecret = object.userTokenSecret ?? "";
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
 function createBaseVerifyAppSecretRequest(): VerifyAppSecretRequest {
   return { appId: "", secret: "" };
 }
@@ -3330,6 +3501,21 @@ export const AppServiceService = {
     responseDeserialize: (value: Buffer): RotateUserTokenSecretResponse => RotateUserTokenSecretResponse.decode(value),
   },
   /**
+   * The current user token secret, unchanged: what the operator writes into an API key Secret
+   * that was deleted, so user tokens already issued stay valid (admin key only, as rotation).
+   */
+  getUserTokenSecret: {
+    path: "/herald.registry.v1.AppService/GetUserTokenSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetUserTokenSecretRequest): Buffer =>
+      Buffer.from(GetUserTokenSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetUserTokenSecretRequest => GetUserTokenSecretRequest.decode(value),
+    responseSerialize: (value: GetUserTokenSecretResponse): Buffer =>
+      Buffer.from(GetUserTokenSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetUserTokenSecretResponse => GetUserTokenSecretResponse.decode(value),
+  },
+  /**
    * Whether a secret is the app's current user token secret: the "secret key" of the Pusher
    * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
    */
@@ -3394,6 +3580,11 @@ export interface AppServiceServer extends UntypedServiceImplementation {
   revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, RevokeApiKeyResponse>;
   /** Invalidates every user token signed with the old secret. */
   rotateUserTokenSecret: handleUnaryCall<RotateUserTokenSecretRequest, RotateUserTokenSecretResponse>;
+  /**
+   * The current user token secret, unchanged: what the operator writes into an API key Secret
+   * that was deleted, so user tokens already issued stay valid (admin key only, as rotation).
+   */
+  getUserTokenSecret: handleUnaryCall<GetUserTokenSecretRequest, GetUserTokenSecretResponse>;
   /**
    * Whether a secret is the app's current user token secret: the "secret key" of the Pusher
    * Beams-compatible HTTP API, which signs Beams tokens and authenticates server calls.
@@ -3553,6 +3744,25 @@ export interface AppServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RotateUserTokenSecretResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The current user token secret, unchanged: what the operator writes into an API key Secret
+   * that was deleted, so user tokens already issued stay valid (admin key only, as rotation).
+   */
+  getUserTokenSecret(
+    request: GetUserTokenSecretRequest,
+    callback: (error: ServiceError | null, response: GetUserTokenSecretResponse) => void,
+  ): ClientUnaryCall;
+  getUserTokenSecret(
+    request: GetUserTokenSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetUserTokenSecretResponse) => void,
+  ): ClientUnaryCall;
+  getUserTokenSecret(
+    request: GetUserTokenSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetUserTokenSecretResponse) => void,
   ): ClientUnaryCall;
   /**
    * Whether a secret is the app's current user token secret: the "secret key" of the Pusher

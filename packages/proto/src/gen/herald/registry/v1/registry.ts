@@ -35,6 +35,53 @@ export const protobufPackage = "herald.registry.v1";
 
 export const protobufFileName = "herald/registry/v1/registry.proto";
 
+/** How a TopicsUpdate applies its topics to the device topics (user topics stay either way). */
+export enum TopicsUpdateOp {
+  /** TOPICS_UPDATE_OP_UNSPECIFIED - Replaces the device topics, as SET (what TopicsUpdate did before it had an op). */
+  TOPICS_UPDATE_OP_UNSPECIFIED = 0,
+  TOPICS_UPDATE_OP_ADD = 1,
+  TOPICS_UPDATE_OP_REMOVE = 2,
+  TOPICS_UPDATE_OP_SET = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function topicsUpdateOpFromJSON(object: any): TopicsUpdateOp {
+  switch (object) {
+    case 0:
+    case "TOPICS_UPDATE_OP_UNSPECIFIED":
+      return TopicsUpdateOp.TOPICS_UPDATE_OP_UNSPECIFIED;
+    case 1:
+    case "TOPICS_UPDATE_OP_ADD":
+      return TopicsUpdateOp.TOPICS_UPDATE_OP_ADD;
+    case 2:
+    case "TOPICS_UPDATE_OP_REMOVE":
+      return TopicsUpdateOp.TOPICS_UPDATE_OP_REMOVE;
+    case 3:
+    case "TOPICS_UPDATE_OP_SET":
+      return TopicsUpdateOp.TOPICS_UPDATE_OP_SET;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TopicsUpdateOp.UNRECOGNIZED;
+  }
+}
+
+export function topicsUpdateOpToJSON(object: TopicsUpdateOp): string {
+  switch (object) {
+    case TopicsUpdateOp.TOPICS_UPDATE_OP_UNSPECIFIED:
+      return "TOPICS_UPDATE_OP_UNSPECIFIED";
+    case TopicsUpdateOp.TOPICS_UPDATE_OP_ADD:
+      return "TOPICS_UPDATE_OP_ADD";
+    case TopicsUpdateOp.TOPICS_UPDATE_OP_REMOVE:
+      return "TOPICS_UPDATE_OP_REMOVE";
+    case TopicsUpdateOp.TOPICS_UPDATE_OP_SET:
+      return "TOPICS_UPDATE_OP_SET";
+    case TopicsUpdateOp.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface RegisterDeviceRequest {
   /** Optional: an existing device id whose token changed (FCM token refresh). */
   id: string;
@@ -103,8 +150,18 @@ export interface TagsUpdate_TagsEntry {
 }
 
 export interface TopicsUpdate {
-  /** Replaces the device topics (user topics stay). */
   topics: string[];
+  op?: TopicsUpdateOp | undefined;
+}
+
+export interface LocaleUpdate {
+  /** BCP 47 language tag; empty clears it. */
+  locale: string;
+}
+
+export interface TimezoneUpdate {
+  /** IANA time zone; empty clears it. */
+  timezone: string;
 }
 
 export interface UpdateDevicesRequest {
@@ -113,6 +170,8 @@ export interface UpdateDevicesRequest {
   metaUpdate?: MetaUpdate | undefined;
   tagsUpdate?: TagsUpdate | undefined;
   topicsUpdate?: TopicsUpdate | undefined;
+  localeUpdate?: LocaleUpdate | undefined;
+  timezoneUpdate?: TimezoneUpdate | undefined;
 }
 
 export interface UpdateDevicesResponse {
@@ -134,12 +193,16 @@ export interface ListDevicesRequest {
   includeTopics: boolean;
   includeTags: boolean;
   includeMeta: boolean;
+  /** Count every device matching the filter (total_count), an extra query. */
+  includeTotalCount?: boolean | undefined;
 }
 
 export interface ListDevicesResponse {
   devices: Device[];
   nextCursor: string;
   hasMore: boolean;
+  /** When include_total_count: devices matching the filter, across all pages. */
+  totalCount?: number | undefined;
 }
 
 export interface BindUserRequest {
@@ -1336,13 +1399,16 @@ export const TagsUpdate_TagsEntry: MessageFns<TagsUpdate_TagsEntry> = {
 };
 
 function createBaseTopicsUpdate(): TopicsUpdate {
-  return { topics: [] };
+  return { topics: [], op: undefined };
 }
 
 export const TopicsUpdate: MessageFns<TopicsUpdate> = {
   encode(message: TopicsUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.topics) {
       writer.uint32(10).string(v!);
+    }
+    if (message.op !== undefined) {
+      writer.uint32(16).int32(message.op);
     }
     return writer;
   },
@@ -1368,6 +1434,14 @@ export const TopicsUpdate: MessageFns<TopicsUpdate> = {
             message.topics.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.op = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1383,6 +1457,7 @@ export const TopicsUpdate: MessageFns<TopicsUpdate> = {
   fromJSON(object: any): TopicsUpdate {
     return {
       topics: globalThis.Array.isArray(object?.topics) ? object.topics.map((e: any) => globalThis.String(e)) : [],
+      op: isSet(object.op) ? topicsUpdateOpFromJSON(object.op) : undefined,
     };
   },
 
@@ -1390,6 +1465,9 @@ export const TopicsUpdate: MessageFns<TopicsUpdate> = {
     const obj: any = {};
     if (message.topics?.length) {
       obj.topics = message.topics;
+    }
+    if (message.op !== undefined) {
+      obj.op = topicsUpdateOpToJSON(message.op);
     }
     return obj;
   },
@@ -1400,6 +1478,141 @@ export const TopicsUpdate: MessageFns<TopicsUpdate> = {
   fromPartial(object: DeepPartial<TopicsUpdate>): TopicsUpdate {
     const message = createBaseTopicsUpdate();
     message.topics = object.topics?.map((e) => e) || [];
+    message.op = object.op ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLocaleUpdate(): LocaleUpdate {
+  return { locale: "" };
+}
+
+export const LocaleUpdate: MessageFns<LocaleUpdate> = {
+  encode(message: LocaleUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.locale !== "") {
+      writer.uint32(10).string(message.locale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocaleUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocaleUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.locale = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocaleUpdate {
+    return { locale: isSet(object.locale) ? globalThis.String(object.locale) : "" };
+  },
+
+  toJSON(message: LocaleUpdate): unknown {
+    const obj: any = {};
+    if (message.locale !== "") {
+      obj.locale = message.locale;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocaleUpdate>): LocaleUpdate {
+    return LocaleUpdate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocaleUpdate>): LocaleUpdate {
+    const message = createBaseLocaleUpdate();
+    message.locale = object.locale ?? "";
+    return message;
+  },
+};
+
+function createBaseTimezoneUpdate(): TimezoneUpdate {
+  return { timezone: "" };
+}
+
+export const TimezoneUpdate: MessageFns<TimezoneUpdate> = {
+  encode(message: TimezoneUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.timezone !== "") {
+      writer.uint32(10).string(message.timezone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TimezoneUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTimezoneUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TimezoneUpdate {
+    return { timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "" };
+  },
+
+  toJSON(message: TimezoneUpdate): unknown {
+    const obj: any = {};
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TimezoneUpdate>): TimezoneUpdate {
+    return TimezoneUpdate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TimezoneUpdate>): TimezoneUpdate {
+    const message = createBaseTimezoneUpdate();
+    message.timezone = object.timezone ?? "";
     return message;
   },
 };
@@ -1411,6 +1624,8 @@ function createBaseUpdateDevicesRequest(): UpdateDevicesRequest {
     metaUpdate: undefined,
     tagsUpdate: undefined,
     topicsUpdate: undefined,
+    localeUpdate: undefined,
+    timezoneUpdate: undefined,
   };
 }
 
@@ -1430,6 +1645,12 @@ export const UpdateDevicesRequest: MessageFns<UpdateDevicesRequest> = {
     }
     if (message.topicsUpdate !== undefined) {
       TopicsUpdate.encode(message.topicsUpdate, writer.uint32(42).fork()).join();
+    }
+    if (message.localeUpdate !== undefined) {
+      LocaleUpdate.encode(message.localeUpdate, writer.uint32(50).fork()).join();
+    }
+    if (message.timezoneUpdate !== undefined) {
+      TimezoneUpdate.encode(message.timezoneUpdate, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1487,6 +1708,22 @@ export const UpdateDevicesRequest: MessageFns<UpdateDevicesRequest> = {
             message.topicsUpdate = TopicsUpdate.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.localeUpdate = LocaleUpdate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.timezoneUpdate = TimezoneUpdate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1522,6 +1759,16 @@ export const UpdateDevicesRequest: MessageFns<UpdateDevicesRequest> = {
         : isSet(object.topics_update)
         ? TopicsUpdate.fromJSON(object.topics_update)
         : undefined,
+      localeUpdate: isSet(object.localeUpdate)
+        ? LocaleUpdate.fromJSON(object.localeUpdate)
+        : isSet(object.locale_update)
+        ? LocaleUpdate.fromJSON(object.locale_update)
+        : undefined,
+      timezoneUpdate: isSet(object.timezoneUpdate)
+        ? TimezoneUpdate.fromJSON(object.timezoneUpdate)
+        : isSet(object.timezone_update)
+        ? TimezoneUpdate.fromJSON(object.timezone_update)
+        : undefined,
     };
   },
 
@@ -1541,6 +1788,12 @@ export const UpdateDevicesRequest: MessageFns<UpdateDevicesRequest> = {
     }
     if (message.topicsUpdate !== undefined) {
       obj.topicsUpdate = TopicsUpdate.toJSON(message.topicsUpdate);
+    }
+    if (message.localeUpdate !== undefined) {
+      obj.localeUpdate = LocaleUpdate.toJSON(message.localeUpdate);
+    }
+    if (message.timezoneUpdate !== undefined) {
+      obj.timezoneUpdate = TimezoneUpdate.toJSON(message.timezoneUpdate);
     }
     return obj;
   },
@@ -1564,6 +1817,12 @@ export const UpdateDevicesRequest: MessageFns<UpdateDevicesRequest> = {
       : undefined;
     message.topicsUpdate = (object.topicsUpdate !== undefined && object.topicsUpdate !== null)
       ? TopicsUpdate.fromPartial(object.topicsUpdate)
+      : undefined;
+    message.localeUpdate = (object.localeUpdate !== undefined && object.localeUpdate !== null)
+      ? LocaleUpdate.fromPartial(object.localeUpdate)
+      : undefined;
+    message.timezoneUpdate = (object.timezoneUpdate !== undefined && object.timezoneUpdate !== null)
+      ? TimezoneUpdate.fromPartial(object.timezoneUpdate)
       : undefined;
     return message;
   },
@@ -1795,7 +2054,14 @@ export const RemoveDevicesResponse: MessageFns<RemoveDevicesResponse> = {
 };
 
 function createBaseListDevicesRequest(): ListDevicesRequest {
-  return { filter: undefined, page: undefined, includeTopics: false, includeTags: false, includeMeta: false };
+  return {
+    filter: undefined,
+    page: undefined,
+    includeTopics: false,
+    includeTags: false,
+    includeMeta: false,
+    includeTotalCount: undefined,
+  };
 }
 
 export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
@@ -1814,6 +2080,9 @@ export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
     }
     if (message.includeMeta !== false) {
       writer.uint32(40).bool(message.includeMeta);
+    }
+    if (message.includeTotalCount !== undefined) {
+      writer.uint32(48).bool(message.includeTotalCount);
     }
     return writer;
   },
@@ -1871,6 +2140,14 @@ export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
             message.includeMeta = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.includeTotalCount = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1902,6 +2179,11 @@ export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
         : isSet(object.include_meta)
         ? globalThis.Boolean(object.include_meta)
         : false,
+      includeTotalCount: isSet(object.includeTotalCount)
+        ? globalThis.Boolean(object.includeTotalCount)
+        : isSet(object.include_total_count)
+        ? globalThis.Boolean(object.include_total_count)
+        : undefined,
     };
   },
 
@@ -1922,6 +2204,9 @@ export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
     if (message.includeMeta !== false) {
       obj.includeMeta = message.includeMeta;
     }
+    if (message.includeTotalCount !== undefined) {
+      obj.includeTotalCount = message.includeTotalCount;
+    }
     return obj;
   },
 
@@ -1939,12 +2224,13 @@ export const ListDevicesRequest: MessageFns<ListDevicesRequest> = {
     message.includeTopics = object.includeTopics ?? false;
     message.includeTags = object.includeTags ?? false;
     message.includeMeta = object.includeMeta ?? false;
+    message.includeTotalCount = object.includeTotalCount ?? undefined;
     return message;
   },
 };
 
 function createBaseListDevicesResponse(): ListDevicesResponse {
-  return { devices: [], nextCursor: "", hasMore: false };
+  return { devices: [], nextCursor: "", hasMore: false, totalCount: undefined };
 }
 
 export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
@@ -1957,6 +2243,9 @@ export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
     }
     if (message.hasMore !== false) {
       writer.uint32(24).bool(message.hasMore);
+    }
+    if (message.totalCount !== undefined) {
+      writer.uint32(32).int64(message.totalCount);
     }
     return writer;
   },
@@ -1998,6 +2287,14 @@ export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
             message.hasMore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2023,6 +2320,11 @@ export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
         : isSet(object.has_more)
         ? globalThis.Boolean(object.has_more)
         : false,
+      totalCount: isSet(object.totalCount)
+        ? globalThis.Number(object.totalCount)
+        : isSet(object.total_count)
+        ? globalThis.Number(object.total_count)
+        : undefined,
     };
   },
 
@@ -2037,6 +2339,9 @@ export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
     if (message.hasMore !== false) {
       obj.hasMore = message.hasMore;
     }
+    if (message.totalCount !== undefined) {
+      obj.totalCount = Math.round(message.totalCount);
+    }
     return obj;
   },
 
@@ -2048,6 +2353,7 @@ export const ListDevicesResponse: MessageFns<ListDevicesResponse> = {
     message.devices = object.devices?.map((e) => Device.fromPartial(e)) || [];
     message.nextCursor = object.nextCursor ?? "";
     message.hasMore = object.hasMore ?? false;
+    message.totalCount = object.totalCount ?? undefined;
     return message;
   },
 };

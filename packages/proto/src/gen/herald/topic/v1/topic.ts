@@ -22,6 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import {
   Device,
+  DeviceFilter,
   PageRequest,
   Platform,
   platformFromJSON,
@@ -109,12 +110,23 @@ export interface ListDeviceTopicsRequest {
   topicPrefix: string;
   page?: PageRequest | undefined;
   includeDevice: boolean;
+  /**
+   * Only subscriptions of devices matching this filter (its users, providers, platforms, ids and
+   * tags; AND with the fields above). Resolved to device ids first: at most 10000 devices.
+   */
+  deviceFilter?:
+    | DeviceFilter
+    | undefined;
+  /** Count every subscription matching the request (total_count), an extra query. */
+  includeTotalCount?: boolean | undefined;
 }
 
 export interface ListDeviceTopicsResponse {
   items: DeviceTopic[];
   nextCursor: string;
   hasMore: boolean;
+  /** When include_total_count: subscriptions matching the request, across all pages. */
+  totalCount?: number | undefined;
 }
 
 export interface UpdateUserTopicsRequest {
@@ -138,13 +150,19 @@ export interface ListUserTopicsRequest {
   users: string[];
   topics: string[];
   topicPrefix: string;
-  page?: PageRequest | undefined;
+  page?:
+    | PageRequest
+    | undefined;
+  /** Count every user topic matching the request (total_count), an extra query. */
+  includeTotalCount?: boolean | undefined;
 }
 
 export interface ListUserTopicsResponse {
   items: UserTopic[];
   nextCursor: string;
   hasMore: boolean;
+  /** When include_total_count: user topics matching the request, across all pages. */
+  totalCount?: number | undefined;
 }
 
 export interface TopicStats {
@@ -559,7 +577,15 @@ export const DeviceTopic: MessageFns<DeviceTopic> = {
 };
 
 function createBaseListDeviceTopicsRequest(): ListDeviceTopicsRequest {
-  return { deviceIds: [], topics: [], topicPrefix: "", page: undefined, includeDevice: false };
+  return {
+    deviceIds: [],
+    topics: [],
+    topicPrefix: "",
+    page: undefined,
+    includeDevice: false,
+    deviceFilter: undefined,
+    includeTotalCount: undefined,
+  };
 }
 
 export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
@@ -578,6 +604,12 @@ export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
     }
     if (message.includeDevice !== false) {
       writer.uint32(40).bool(message.includeDevice);
+    }
+    if (message.deviceFilter !== undefined) {
+      DeviceFilter.encode(message.deviceFilter, writer.uint32(50).fork()).join();
+    }
+    if (message.includeTotalCount !== undefined) {
+      writer.uint32(56).bool(message.includeTotalCount);
     }
     return writer;
   },
@@ -635,6 +667,22 @@ export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
             message.includeDevice = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.deviceFilter = DeviceFilter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.includeTotalCount = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -666,6 +714,16 @@ export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
         : isSet(object.include_device)
         ? globalThis.Boolean(object.include_device)
         : false,
+      deviceFilter: isSet(object.deviceFilter)
+        ? DeviceFilter.fromJSON(object.deviceFilter)
+        : isSet(object.device_filter)
+        ? DeviceFilter.fromJSON(object.device_filter)
+        : undefined,
+      includeTotalCount: isSet(object.includeTotalCount)
+        ? globalThis.Boolean(object.includeTotalCount)
+        : isSet(object.include_total_count)
+        ? globalThis.Boolean(object.include_total_count)
+        : undefined,
     };
   },
 
@@ -686,6 +744,12 @@ export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
     if (message.includeDevice !== false) {
       obj.includeDevice = message.includeDevice;
     }
+    if (message.deviceFilter !== undefined) {
+      obj.deviceFilter = DeviceFilter.toJSON(message.deviceFilter);
+    }
+    if (message.includeTotalCount !== undefined) {
+      obj.includeTotalCount = message.includeTotalCount;
+    }
     return obj;
   },
 
@@ -701,12 +765,16 @@ export const ListDeviceTopicsRequest: MessageFns<ListDeviceTopicsRequest> = {
       ? PageRequest.fromPartial(object.page)
       : undefined;
     message.includeDevice = object.includeDevice ?? false;
+    message.deviceFilter = (object.deviceFilter !== undefined && object.deviceFilter !== null)
+      ? DeviceFilter.fromPartial(object.deviceFilter)
+      : undefined;
+    message.includeTotalCount = object.includeTotalCount ?? undefined;
     return message;
   },
 };
 
 function createBaseListDeviceTopicsResponse(): ListDeviceTopicsResponse {
-  return { items: [], nextCursor: "", hasMore: false };
+  return { items: [], nextCursor: "", hasMore: false, totalCount: undefined };
 }
 
 export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
@@ -719,6 +787,9 @@ export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
     }
     if (message.hasMore !== false) {
       writer.uint32(24).bool(message.hasMore);
+    }
+    if (message.totalCount !== undefined) {
+      writer.uint32(32).int64(message.totalCount);
     }
     return writer;
   },
@@ -760,6 +831,14 @@ export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
             message.hasMore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -785,6 +864,11 @@ export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
         : isSet(object.has_more)
         ? globalThis.Boolean(object.has_more)
         : false,
+      totalCount: isSet(object.totalCount)
+        ? globalThis.Number(object.totalCount)
+        : isSet(object.total_count)
+        ? globalThis.Number(object.total_count)
+        : undefined,
     };
   },
 
@@ -799,6 +883,9 @@ export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
     if (message.hasMore !== false) {
       obj.hasMore = message.hasMore;
     }
+    if (message.totalCount !== undefined) {
+      obj.totalCount = Math.round(message.totalCount);
+    }
     return obj;
   },
 
@@ -810,6 +897,7 @@ export const ListDeviceTopicsResponse: MessageFns<ListDeviceTopicsResponse> = {
     message.items = object.items?.map((e) => DeviceTopic.fromPartial(e)) || [];
     message.nextCursor = object.nextCursor ?? "";
     message.hasMore = object.hasMore ?? false;
+    message.totalCount = object.totalCount ?? undefined;
     return message;
   },
 };
@@ -1090,7 +1178,7 @@ export const UserTopic: MessageFns<UserTopic> = {
 };
 
 function createBaseListUserTopicsRequest(): ListUserTopicsRequest {
-  return { users: [], topics: [], topicPrefix: "", page: undefined };
+  return { users: [], topics: [], topicPrefix: "", page: undefined, includeTotalCount: undefined };
 }
 
 export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
@@ -1106,6 +1194,9 @@ export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
     }
     if (message.page !== undefined) {
       PageRequest.encode(message.page, writer.uint32(34).fork()).join();
+    }
+    if (message.includeTotalCount !== undefined) {
+      writer.uint32(40).bool(message.includeTotalCount);
     }
     return writer;
   },
@@ -1155,6 +1246,14 @@ export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
             message.page = PageRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.includeTotalCount = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1177,6 +1276,11 @@ export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
         ? globalThis.String(object.topic_prefix)
         : "",
       page: isSet(object.page) ? PageRequest.fromJSON(object.page) : undefined,
+      includeTotalCount: isSet(object.includeTotalCount)
+        ? globalThis.Boolean(object.includeTotalCount)
+        : isSet(object.include_total_count)
+        ? globalThis.Boolean(object.include_total_count)
+        : undefined,
     };
   },
 
@@ -1194,6 +1298,9 @@ export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
     if (message.page !== undefined) {
       obj.page = PageRequest.toJSON(message.page);
     }
+    if (message.includeTotalCount !== undefined) {
+      obj.includeTotalCount = message.includeTotalCount;
+    }
     return obj;
   },
 
@@ -1208,12 +1315,13 @@ export const ListUserTopicsRequest: MessageFns<ListUserTopicsRequest> = {
     message.page = (object.page !== undefined && object.page !== null)
       ? PageRequest.fromPartial(object.page)
       : undefined;
+    message.includeTotalCount = object.includeTotalCount ?? undefined;
     return message;
   },
 };
 
 function createBaseListUserTopicsResponse(): ListUserTopicsResponse {
-  return { items: [], nextCursor: "", hasMore: false };
+  return { items: [], nextCursor: "", hasMore: false, totalCount: undefined };
 }
 
 export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
@@ -1226,6 +1334,9 @@ export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
     }
     if (message.hasMore !== false) {
       writer.uint32(24).bool(message.hasMore);
+    }
+    if (message.totalCount !== undefined) {
+      writer.uint32(32).int64(message.totalCount);
     }
     return writer;
   },
@@ -1267,6 +1378,14 @@ export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
             message.hasMore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1292,6 +1411,11 @@ export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
         : isSet(object.has_more)
         ? globalThis.Boolean(object.has_more)
         : false,
+      totalCount: isSet(object.totalCount)
+        ? globalThis.Number(object.totalCount)
+        : isSet(object.total_count)
+        ? globalThis.Number(object.total_count)
+        : undefined,
     };
   },
 
@@ -1306,6 +1430,9 @@ export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
     if (message.hasMore !== false) {
       obj.hasMore = message.hasMore;
     }
+    if (message.totalCount !== undefined) {
+      obj.totalCount = Math.round(message.totalCount);
+    }
     return obj;
   },
 
@@ -1317,6 +1444,7 @@ export const ListUserTopicsResponse: MessageFns<ListUserTopicsResponse> = {
     message.items = object.items?.map((e) => UserTopic.fromPartial(e)) || [];
     message.nextCursor = object.nextCursor ?? "";
     message.hasMore = object.hasMore ?? false;
+    message.totalCount = object.totalCount ?? undefined;
     return message;
   },
 };
