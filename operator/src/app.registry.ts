@@ -17,7 +17,11 @@ export interface AppRegistry {
   ownedBy(appId: string, owner: string): Promise<"owned" | "missing" | "other">;
   createKey(appId: string, role: "server" | "client", name: string): Promise<{ id: string; secret: string }>;
   revokeKey(appId: string, keyId: string): Promise<void>;
+  // Every key of the app, revoked ones included.
+  listKeys(appId: string): Promise<Array<{ id: string; name: string; revoked: boolean }>>;
   rotateUserTokenSecret(appId: string): Promise<string>;
+  // The current user token secret, unchanged (for an API key Secret written anew).
+  userTokenSecret(appId: string): Promise<string>;
   // Removes the app and its API keys (only if the owner matches); purgeData also removes its
   // devices, users and topics.
   deleteApp(appId: string, owner: string, purgeData: boolean): Promise<void>;
@@ -68,6 +72,13 @@ export function grpcAppRegistry(address: string, adminKey: string): AppRegistry 
         // Already gone (revoked by hand, or the app was recreated): nothing left to revoke.
         if (code(err) !== grpcStatus.NOT_FOUND) throw err;
       }
+    },
+    async listKeys(appId) {
+      const { keys } = await client.listApiKeys({ appId });
+      return keys.map((k) => ({ id: k.id, name: k.name, revoked: k.revokedAt !== undefined }));
+    },
+    async userTokenSecret(appId) {
+      return (await client.getUserTokenSecret({ appId })).userTokenSecret;
     },
     async rotateUserTokenSecret(appId) {
       return (await client.rotateUserTokenSecret({ appId })).userTokenSecret;

@@ -106,10 +106,12 @@ export class KubeClient {
     });
   }
 
-  delete(object: KubernetesObject): Promise<boolean> {
+  // Background: the object goes at once, its dependents after. Foreground: it stays (with a
+  // deletionTimestamp) until its dependents are gone — a Deployment until its pods have stopped.
+  delete(object: KubernetesObject, propagation: "Background" | "Foreground" = "Background"): Promise<boolean> {
     return withSpan(`kube delete ${object.kind}`, { "k8s.object.name": object.metadata?.name ?? "" }, async () => {
       try {
-        await this.objects.delete(object, undefined, undefined, undefined, undefined, "Background");
+        await this.objects.delete(object, undefined, undefined, undefined, undefined, propagation);
         return true;
       } catch (err) {
         if (isStatus(err, 404)) return false;

@@ -33,6 +33,14 @@ export const operatorEnv = z.object({
   HERALD_REGISTRY_ADDRESS: z.string().min(1, "the registry service's host:port"),
   // Namespace whose PushApps are reconciled; empty: every namespace.
   HERALD_WATCH_NAMESPACE: z.string().default(""),
+  // The installation this operator is (the chart's release): it reconciles the PushApps whose
+  // spec.installation names it, and, with HERALD_CLAIM_UNASSIGNED, claims those that name none.
+  HERALD_INSTALLATION: z
+    .string()
+    .max(63)
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a lowercase DNS label (what spec.installation holds)")
+    .default("herald"),
+  HERALD_CLAIM_UNASSIGNED: env.bool(true),
   // Where the leader-election Lease lives (the operator's own namespace).
   HERALD_OPERATOR_NAMESPACE: z.string().min(1).default("herald-system"),
   HERALD_OPERATOR_IDENTITY: z.string().optional(),

@@ -42,6 +42,7 @@ export class PushAppController {
       this.seen.delete(key);
       d.metrics.forgetApp(o.metadata.namespace, o.metadata.name);
       d.events.forget(o.metadata.uid);
+      d.reconciler.forget(o.metadata.uid);
     });
     d.secrets.onChange((s) => this.secretChanged(s));
     d.secrets.onDelete((s) => this.secretChanged(s));

@@ -12,12 +12,18 @@ import type { OperatorMetrics } from "./operator.metrics.js";
 import type { EventRecorder } from "./event.recorder.js";
 import type { LeaderFence } from "./leader.fence.js";
 import { CONDITION, Conditions } from "./pushapp.conditions.js";
+import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
 export const FINALIZER = "herald.dev/cleanup";
+// The names of the API keys the operator issues start with this: the keys it may revoke.
+export const OPERATOR_KEY_PREFIX = "operator: ";
 const ALL_PROVIDERS: PushAppProvider[] = ["apns", "fcm", "hms", "webpush"];
 const MIN_PARTITIONS = 8;
+// How long a deletion waits for the app's senders to stop before deleting its topics anyway (a
+// node that is gone never reports its pods stopped).
+const SENDER_STOP_WAIT_MS = 120_000;
 
 // A PushApp as the API server returns it (the informer's cache holds these).
 export interface PushAppObject {
@@ -106,20 +112,50 @@ function describe(err: unknown): string {
 // delete the ones of disabled providers, then write the status. Every step is idempotent, so a
 // reconcile interrupted anywhere (a crash, a lost leadership) is finished by the next one.
 export class PushAppReconciler {
+  // uid → why this installation leaves the PushApp alone, as last said in an Event.
+  private readonly notOwned = new Map<string, string>();
+
   constructor(private readonly d: ReconcilerDeps) {}
+
+  // The PushApp is gone.
+  forget(uid: string): void {
+    this.notOwned.delete(uid);
+  }
+
+  // Another installation's PushApp: nothing is written but one Event saying so (again only when
+  // the reason changes), so two installations never fight and kubectl describe tells why.
+  private async leaveAlone(object: PushAppObject, why: string): Promise<void> {
+    if (this.notOwned.get(object.metadata.uid) === why) return;
+    this.notOwned.set(object.metadata.uid, why);
+    await this.d.events.record(object, "Normal", "NotOwned", `installation "${this.d.config.HERALD_INSTALLATION}" leaves this PushApp alone: ${why}`);
+  }
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split("/") as [string, string];
     const object = this.d.pushApps.get(name, namespace);
     if (!object) return {};
+    const installation = this.d.config.HERALD_INSTALLATION;
+    const ownership = ownershipOf(object, installation, this.d.config.HERALD_CLAIM_UNASSIGNED);
+    if (ownership.owner === "other") {
+      await this.leaveAlone(object, ownership.why);
+      return {};
+    }
+    this.notOwned.delete(object.metadata.uid);
     if (object.metadata.deletionTimestamp) {
+      // An app that was never claimed has nothing of this installation's to clean up, unless an
+      // operator from before installations existed put the finalizer on it.
       await this.finalize(object);
       return {};
     }
     this.d.fence.check();
     const finalizers = object.metadata.finalizers ?? [];
-    if (!finalizers.includes(FINALIZER)) {
-      await this.d.kube.patchPushApp(namespace, name, { metadata: { finalizers: [...finalizers, FINALIZER], resourceVersion: object.metadata.resourceVersion } });
+    if (!finalizers.includes(FINALIZER) || ownership.owner === "claim") {
+      // The resourceVersion makes the claim conditional: of two installations claiming at once,
+      // the second gets 409 Conflict and, retrying, finds the first one's annotation.
+      await this.d.kube.patchPushApp(namespace, name, {
+        metadata: { finalizers: [...new Set([...finalizers, FINALIZER])], annotations: { [INSTALLATION_ANNOTATION]: installation }, resourceVersion: object.metadata.resourceVersion },
+      });
+      if (ownership.owner === "claim") await this.d.events.record(object, "Normal", "Claimed", `installation "${installation}" owns this PushApp (annotation ${INSTALLATION_ANNOTATION})`);
     }
 
     const generation = object.metadata.generation ?? 0;
@@ -170,7 +206,7 @@ export class PushAppReconciler {
 
     // 2. The app and its API keys in the registry. An app of the same id that another PushApp
     // (another namespace) or an admin created is not taken over: nothing more is written.
-    const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(withUid, credentials.env.webpush?.HERALD_VAPID_PUBLIC_KEY));
+    const keys = await step(CONDITION.appRegistered, "RegistryUnavailable", () => this.ensureApiKeys(object, withUid, credentials.env.webpush?.HERALD_VAPID_PUBLIC_KEY));
     if ("conflict" in keys) {
       conditions.set(CONDITION.appRegistered, "False", "AppIdConflict", `${keys.conflict}; rename this PushApp (its name is the app id)`);
       return this.finish(object, status, conditions, { backoff: "AppIdConflict" }, CONDITION.appRegistered);
@@ -182,6 +218,7 @@ export class PushAppReconciler {
     }
     status.apiKeySecretName = names.apiKeys(name);
     status.apiKeyRotation = keys.rotation;
+    status.userTokenSecretRotation = keys.userTokenRotation;
     conditions.set(CONDITION.appRegistered, "True", "Registered", `app "${name}" is registered; API keys in Secret ${names.apiKeys(name)}`);
 
     // 3. Kafka topics, with a partition for every replica the senders may run.
@@ -242,10 +279,26 @@ export class PushAppReconciler {
     if (!finalizers.includes(FINALIZER)) return;
     const spec = (object.spec ?? {}) as { dataDeletionPolicy?: string };
     const owner = pushAppOwner(namespace, name);
-    let stage = "cannot look up the registry app";
+    let stage = "";
     try {
       this.d.fence.check();
+      // The senders stop first, so no consumer of the app's topics is running when they are
+      // deleted: each sender Deployment is deleted in the foreground (it stays until its pods are
+      // gone) and the finalizer waits for it, up to SENDER_STOP_WAIT_MS from the deletion.
+      stage = "the app's senders are stopping";
+      const senders = this.d.deployments.list(namespace).filter((d) => d.metadata?.labels?.[LABELS.app] === name && d.metadata?.labels?.[LABELS.component] === "sender");
+      const deletedFor = this.d.now().getTime() - new Date(object.metadata.deletionTimestamp ?? this.d.now()).getTime();
+      if (senders.length > 0 && deletedFor < SENDER_STOP_WAIT_MS) {
+        for (const d of senders) {
+          if (d.metadata?.deletionTimestamp) continue;
+          this.d.fence.check();
+          await this.d.kube.delete({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: d.metadata!.name!, namespace } }, "Foreground");
+        }
+        throw new Error(`waiting for ${senders.length} sender Deployment(s) to stop: ${senders.map((d) => d.metadata?.name).join(", ")}`);
+      }
+      if (senders.length > 0) this.d.logger.warn({ namespace, app: name, senders: senders.map((d) => d.metadata?.name) }, "senders did not stop in time; deleting the app's topics anyway");
       // Another PushApp's (or the API's) app of the same id is left alone: topics and data alike.
+      stage = "cannot look up the registry app";
       if ((await this.d.registry.ownedBy(name, owner)) !== "other") {
         stage = "cannot delete the app's Kafka topics";
         this.d.fence.check();
@@ -271,29 +324,55 @@ export class PushAppReconciler {
     this.d.logger.info({ namespace, app: name, dataDeletionPolicy: spec.dataDeletionPolicy ?? "Retain" }, "PushApp deleted: topics removed, app unregistered");
   }
 
-  // Keys are created when the Secret is missing, the app was (re)created, or spec.apiKeyRotation
-  // moved; the new Secret is written before the old keys are revoked, so clients reading the
-  // Secret are never left with only revoked keys. A crash between creating and writing leaves
-  // unused keys behind (never shown to anyone); the next reconcile creates a fresh pair.
-  private async ensureApiKeys(app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string } | { refused: string }> {
+  // Key lifecycle. API keys are issued when the Secret is missing, the app was (re)created, or
+  // spec.apiKeyRotation moved; the new Secret is written first, then every other key this
+  // operator issued for the app is revoked (listed from the registry, so keys whose ids were lost
+  // with a hand-deleted Secret are revoked too), and clients reading the Secret are never left
+  // with only revoked keys. Keys an admin made through the API are left alone. The user token
+  // secret changes only when spec.userTokenSecretRotation moves: a lost Secret gets the current
+  // one back from the registry, so user tokens already issued stay valid. A crash between issuing
+  // and writing leaves unused keys behind (never shown to anyone); the next pass revokes them.
+  private async ensureApiKeys(object: PushAppObject, app: PushApp & { metadata: { uid: string } }, vapidPublicKey: string | undefined): Promise<ApiKeySecretData | { conflict: string } | { refused: string }> {
     const { name: id, namespace } = app.metadata;
     const ensured = await withSpan("registry ensure app", { "herald.app": id }, () => this.d.registry.ensureApp(app, vapidPublicKey));
     if ("conflict" in ensured || "refused" in ensured) return ensured;
-    const { created, userTokenSecret } = ensured;
+    const { created } = ensured;
     const current = readApiKeySecret((await this.d.kube.readSecret(namespace!, names.apiKeys(id)))?.data);
     const rotation = app.spec.apiKeyRotation ?? 0;
-    if (current && !created && current.rotation === rotation) return current;
+    const tokenRotation = app.spec.userTokenSecretRotation ?? 0;
+    // What the current secret was issued for: the Secret says, else the status (the Secret was
+    // deleted), else it is taken to be this spec's.
+    const issuedFor = current?.userTokenRotation ?? object.status?.userTokenSecretRotation ?? tokenRotation;
+    const rotateToken = !created && issuedFor !== tokenRotation;
+    const renewKeys = !current || created || current.rotation !== rotation;
+    if (!renewKeys && !rotateToken && current.userTokenSecret && current.userTokenRotation === tokenRotation) return current;
     this.d.fence.check();
-    const server = await this.d.registry.createKey(id, "server", `operator: server key (rotation ${rotation})`);
-    const client = await this.d.registry.createKey(id, "client", `operator: client key (rotation ${rotation})`);
-    const tokenSecret = userTokenSecret ?? (created ? undefined : current?.userTokenSecret) ?? (await this.d.registry.rotateUserTokenSecret(id));
-    const next: ApiKeySecretData = { serverKey: server.secret, serverKeyId: server.id, clientKey: client.secret, clientKeyId: client.id, userTokenSecret: tokenSecret, rotation };
+    let userTokenSecret: string;
+    if (created && ensured.userTokenSecret) userTokenSecret = ensured.userTokenSecret;
+    else if (rotateToken) userTokenSecret = await this.d.registry.rotateUserTokenSecret(id);
+    else userTokenSecret = current?.userTokenSecret ?? (await this.d.registry.userTokenSecret(id));
+    const keys = renewKeys
+      ? {
+          server: await this.d.registry.createKey(id, "server", `${OPERATOR_KEY_PREFIX}server key (rotation ${rotation})`),
+          client: await this.d.registry.createKey(id, "client", `${OPERATOR_KEY_PREFIX}client key (rotation ${rotation})`),
+        }
+      : { server: { id: current!.serverKeyId, secret: current!.serverKey }, client: { id: current!.clientKeyId, secret: current!.clientKey } };
+    const next: ApiKeySecretData = { serverKey: keys.server.secret, serverKeyId: keys.server.id, clientKey: keys.client.secret, clientKeyId: keys.client.id, userTokenSecret, rotation, userTokenRotation: tokenRotation };
     await this.d.kube.apply(apiKeySecret(app, next));
-    if (current && !created) {
+    if (renewKeys && !created) {
+      const keep = new Set([keys.server.id, keys.client.id]);
       this.d.fence.check();
-      for (const keyId of [current.serverKeyId, current.clientKeyId]) if (keyId) await this.d.registry.revokeKey(id, keyId);
+      const revoked: string[] = [];
+      for (const key of await this.d.registry.listKeys(id)) {
+        if (keep.has(key.id) || key.revoked || !key.name.startsWith(OPERATOR_KEY_PREFIX)) continue;
+        await this.d.registry.revokeKey(id, key.id);
+        revoked.push(key.id);
+      }
+      const why = current ? `spec.apiKeyRotation is ${rotation}` : `the Secret ${names.apiKeys(id)} was missing`;
+      await this.d.events.record(object, "Normal", "ApiKeysRotated", `new server and client keys in Secret ${names.apiKeys(id)} (${why}); revoked ${revoked.length} previous key(s)`);
     }
-    this.d.logger.info({ app: id, rotation, created }, current ? "API keys rotated" : "API keys created");
+    if (rotateToken) await this.d.events.record(object, "Normal", "UserTokenSecretRotated", `spec.userTokenSecretRotation is ${tokenRotation}: user tokens signed with the previous secret no longer verify`);
+    this.d.logger.info({ app: id, rotation, tokenRotation, created, renewKeys, rotateToken }, current ? "API keys updated" : "API keys created");
     return next;
   }
 

@@ -48,6 +48,9 @@ export interface ApiKeySecretData {
   clientKeyId: string;
   userTokenSecret?: string;
   rotation: number;
+  // The spec.userTokenSecretRotation the user token secret was issued for (absent in Secrets
+  // written before it existed).
+  userTokenRotation?: number;
 }
 
 export const API_KEY_FIELDS = {
@@ -57,6 +60,7 @@ export const API_KEY_FIELDS = {
   clientKeyId: "client-key-id",
   userTokenSecret: "user-token-secret",
   rotation: "rotation",
+  userTokenRotation: "user-token-rotation",
 } as const;
 
 export function apiKeySecret(app: PushApp, keys: ApiKeySecretData): V1Secret {
@@ -84,6 +88,7 @@ export function readApiKeySecret(data: Record<string, string> | undefined): ApiK
     clientKeyId: get(API_KEY_FIELDS.clientKeyId) ?? "",
     ...(userTokenSecret ? { userTokenSecret } : {}),
     rotation: Number(get(API_KEY_FIELDS.rotation) ?? 0),
+    ...(get(API_KEY_FIELDS.userTokenRotation) !== undefined ? { userTokenRotation: Number(get(API_KEY_FIELDS.userTokenRotation)) } : {}),
   };
 }
 

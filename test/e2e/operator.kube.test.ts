@@ -293,6 +293,9 @@ describe("operator on a real API server", () => {
     await waitCondition(name, "TopicsReady", "True");
     await eventually(() => deployment("gone-herald-hms-sender"), "gone sender");
     await kubectlOk(["delete", "pushapp", name, "-n", namespace, "--wait=true", "--timeout=60s"]);
+    // The finalizer stopped the senders (a foreground delete of their Deployment, waited for)
+    // before it deleted the topics: the Deployment is gone when the PushApp is, not after.
+    assert.equal(await deployment("gone-herald-hms-sender"), undefined, "the sender was stopped before the PushApp went");
     assert.deepEqual(await bus.lag("nobody", [BusTopics.deliveries(name, "hms")]), [], "topics deleted");
     const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
     try {

@@ -36,6 +36,7 @@ export interface PushAppStatus {
   apiKeySecretName?: string;
   credentialsSecretName?: string;
   apiKeyRotation?: number;
+  userTokenSecretRotation?: number;
 }
 
 const str = (description: string) => ({ type: "string", description });
@@ -88,6 +89,7 @@ const statusSchema = {
     apiKeySecretName: str("Secret holding the app's API keys (server-key, client-key)."),
     credentialsSecretName: str("Secret holding the normalized provider credentials mounted by the senders."),
     apiKeyRotation: int("The spec.apiKeyRotation the current keys were created for."),
+    userTokenSecretRotation: int("The spec.userTokenSecretRotation the current user token secret was issued for."),
   },
 };
 
@@ -122,6 +124,7 @@ export function pushAppCrd(): Record<string, unknown> {
             { name: "Providers", type: "string", jsonPath: ".status.providerList", description: "Enabled providers." },
             { name: "Senders", type: "string", jsonPath: ".status.senders", description: "Available / desired sender replicas." },
             { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1, description: "Why the app is (not) ready." },
+            { name: "Installation", type: "string", jsonPath: '.metadata.annotations.herald\\.dev/installation', priority: 1, description: "The Herald installation that owns the app." },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
           ],
           schema: { openAPIV3Schema: { ...schema, properties, required: ["spec"] } },

@@ -232,6 +232,19 @@ export const PushAppSpecSchema = z
     apiKeyRotation: nonNegativeInt(1_000_000_000)
       .optional()
       .describe("Increase to rotate the app's API keys: new server and client keys are written to the API key Secret, then the previous ones are revoked."),
+    userTokenSecretRotation: nonNegativeInt(1_000_000_000)
+      .optional()
+      .describe(
+        "Increase to rotate the app's user token secret (the secret of Pusher-style signing and of webhook signatures): every user token signed with the old one stops working. It changes only when this field moves, never because the API key Secret was deleted.",
+      ),
+    installation: z
+      .string()
+      .max(63)
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be an installation name (lowercase DNS label)")
+      .optional()
+      .describe(
+        "The Herald installation (its operator's HERALD_INSTALLATION, the chart's operator.installation) that owns this PushApp, as an IngressClass picks a controller. Absent: the installation that claims unassigned PushApps (operator.claimUnassigned) and records itself in the herald.dev/installation annotation. Other installations leave the PushApp alone. Immutable: to move an app, delete and recreate it.",
+      ),
     dataDeletionPolicy: z
       .enum(["Retain", "Delete"])
       .optional()
@@ -239,7 +252,11 @@ export const PushAppSpecSchema = z
         "What deleting the PushApp does to the app's stored data. Always deleted: the registry app, its API keys (and the API key Secret) and its Kafka topics. Retain (default) keeps the devices, users and topic subscriptions, for a PushApp of the same name created later; Delete erases them too.",
       ),
   })
-  .describe("Desired state of the app.");
+  .meta({
+    description: "Desired state of the app.",
+    // Transition rule: the owning installation never changes under a running app.
+    "x-kubernetes-validations": [{ rule: "(has(self.installation) ? self.installation : '') == (has(oldSelf.installation) ? oldSelf.installation : '')", message: "installation is immutable: delete and recreate the PushApp to move it" }],
+  });
 
 export const PushAppSchema = z
   .object({
