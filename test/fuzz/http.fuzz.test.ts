@@ -7,9 +7,10 @@ import { describeBytes, encodeJson, fuzzSettings, generateRequest, HOSTILE_ATOMS
 import { checkStillDelivers, OTHER_APP, PRIMARY_APP, seedPools, startHeraldChild, type HeraldChild } from "./herald.fixture.js";
 
 // Every HTTP route of the gateway (the native RPC routes from the descriptor set, the Beams,
-// Channels, gorush, Kinvey and Pushlet routes from the OpenAPI document the gateway serves), with
-// hostile path parameters, headers and bodies, sent as raw bytes over TCP (node's http client
-// refuses to send a non-ASCII path or header, which is exactly what a hostile client sends).
+// Channels, gorush, Centrifugo, Kinvey and Pushlet routes from the OpenAPI document the gateway
+// serves), with hostile path parameters, headers and bodies, sent as raw bytes over TCP (node's
+// http client refuses to send a non-ASCII path or header, which is exactly what a hostile client
+// sends).
 // Invariants: the process never exits; no 5xx; every 4xx is a JSON body naming the error;
 // nothing hangs; and afterwards a publish is still delivered.
 //   HERALD_FUZZ_SEED, HERALD_FUZZ_RUNS (default 2000), HERALD_FUZZ_ONLY=<index,...>
@@ -398,7 +399,11 @@ test("HTTP fuzz: every gateway route keeps its contract under hostile input", { 
       } catch {
         parsed = undefined;
       }
-      const named = parsed !== null && typeof parsed === "object" && ["error", "reason"].some((k) => typeof (parsed as Record<string, unknown>)[k] === "string" && (parsed as Record<string, string>)[k]!.length > 0);
+      // Herald's and most compat APIs' {error: "...", ...}, or Centrifugo's {error: {code, message}}.
+      const body = parsed !== null && typeof parsed === "object" ? (parsed as Record<string, unknown>) : undefined;
+      const isText = (v: unknown) => typeof v === "string" && v.length > 0;
+      const nested = body?.error !== null && typeof body?.error === "object" ? (body.error as Record<string, unknown>) : undefined;
+      const named = body !== undefined && (["error", "reason"].some((k) => isText(body[k])) || (nested !== undefined && isText(nested.message) && typeof nested.code === "number"));
       if (!named) return findings.add({ ...base, invariant: "4xx without a JSON body naming the error" }, `${a.status} ${text.slice(0, 80)}`, c.raw);
     }
     if (a.status === 200 && (a.headers["content-type"] ?? "").includes("ndjson")) {
