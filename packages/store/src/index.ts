@@ -1,5 +1,6 @@
 export * from "./store.types.js";
 export * from "./domain.rules.js";
+export * from "./device.filter.js";
 export * from "./device.mapper.js";
 export * from "./apikey.lookup.js";
 export { createMemoryStore } from "./store.memory.js";

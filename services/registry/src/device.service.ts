@@ -15,13 +15,13 @@ import {
   checkTimezone,
   checkTopics,
   checkUserId,
+  deviceQueryOf,
   normalizeToken,
   pageLimit,
   parsePlatform,
   providerEnum,
   tokenFeedbackCursor,
   parseProvider,
-  PLATFORM_NAMES,
   PRIVATE_TOPIC_PREFIX,
   toDeviceProto,
   type AppRecord,
@@ -340,32 +340,7 @@ export class DeviceService {
   }
 
   private query(filter: common.DeviceFilter | undefined): DeviceQuery {
-    if (!filter) return {};
-    const query: DeviceQuery = {};
-    if (filter.ids.length) query.ids = filter.ids;
-    if (filter.users.length) query.users = filter.users.map((u, i) => checkUserId(u, `filter.users[${i}]`));
-    if (filter.providerTokens.length) {
-      query.tokens = filter.providerTokens.map((pt, i) => {
-        const provider = parseProvider(pt.provider, `filter.provider_tokens[${i}].provider`);
-        return { provider, token: normalizeToken(provider, pt.token, this.deps.tokenRules, `filter.provider_tokens[${i}].token`) };
-      });
-    }
-    if (filter.providers.length) query.providers = filter.providers.map((p, i) => parseProvider(p, `filter.providers[${i}]`));
-    if (filter.platforms.length) {
-      query.platforms = filter.platforms.map((p, i) => {
-        const name = PLATFORM_NAMES[p];
-        if (!name) throw invalidArgument(`filter.platforms[${i}]`, "unknown platform", "INVALID_PLATFORM");
-        return name;
-      });
-    }
-    if (filter.tags?.all.length) {
-      query.tags = filter.tags.all.map((m, i) => {
-        if (!m.key) throw invalidArgument(`filter.tags.all[${i}].key`, "is required");
-        // Stored keys are NFC (checkStringMap), so a query in another spelling still matches.
-        return { key: m.key.normalize("NFC"), values: m.values };
-      });
-    }
-    return query;
+    return filter ? deviceQueryOf(filter, "filter", this.deps.tokenRules) : {};
   }
 
   // Devices subscribed to the topics, walked in id order from the subscription index.

@@ -11,13 +11,11 @@ import { topic, type common } from "@herald/proto";
 import {
   checkTopics,
   checkUserId,
+  deviceQueryOf,
   pageLimit,
-  parseProvider,
-  PLATFORM_NAMES,
   PRIVATE_TOPIC_PREFIX,
   toDeviceProto,
   type AppRecord,
-  type DeviceQuery,
   type Store,
   type TopicCount,
 } from "@herald/store";
@@ -107,24 +105,11 @@ export class TopicService {
   // The ids of the devices a device_filter matches (within device_ids when given), or undefined
   // without a filter.
   private async filterDevices(app: string, filter: common.DeviceFilter | undefined, within: string[]): Promise<string[] | undefined> {
-    const empty = !filter || (!filter.ids.length && !filter.users.length && !filter.providers.length && !filter.platforms.length && !filter.tags?.all.length && !filter.topics.length && !filter.providerTokens.length);
-    if (!filter || empty) return undefined;
-    const query: DeviceQuery = {};
+    if (!filter || (!filter.ids.length && !filter.users.length && !filter.providers.length && !filter.platforms.length && !filter.tags?.all.length && !filter.topics.length && !filter.providerTokens.length)) return undefined;
+    if (filter.topics.length) throw invalidArgument("device_filter.topics", "filter subscriptions by topic with `topics`");
     const ids = filter.ids.length && within.length ? filter.ids.filter((id) => within.includes(id)) : filter.ids.length ? filter.ids : within;
     if (filter.ids.length && within.length && !ids.length) return [];
-    if (ids.length) query.ids = ids;
-    if (filter.users.length) query.users = filter.users.map((u, i) => checkUserId(u, `device_filter.users[${i}]`));
-    if (filter.providers.length) query.providers = filter.providers.map((p, i) => parseProvider(p, `device_filter.providers[${i}]`));
-    if (filter.platforms.length) {
-      query.platforms = filter.platforms.map((p, i) => {
-        const name = PLATFORM_NAMES[p];
-        if (!name) throw invalidArgument(`device_filter.platforms[${i}]`, "unknown platform", "INVALID_PLATFORM");
-        return name;
-      });
-    }
-    if (filter.tags?.all.length) query.tags = filter.tags.all.map((m) => ({ key: m.key.normalize("NFC"), values: m.values }));
-    if (filter.topics.length) throw invalidArgument("device_filter.topics", "filter subscriptions by topic with `topics`");
-    if (filter.providerTokens.length) throw invalidArgument("device_filter.provider_tokens", "is not supported here; filter by device ids");
+    const query = deviceQueryOf({ ...filter, ids }, "device_filter");
     const found = await this.deps.store.devices.list(app, query, { limit: MAX_FILTER_DEVICES + 1 });
     if (found.length > MAX_FILTER_DEVICES) throw invalidArgument("device_filter", `matches more than ${MAX_FILTER_DEVICES} devices; narrow it`, "FILTER_TOO_BROAD");
     return found.map((d) => d.id);
