@@ -492,9 +492,21 @@ class KafkaSubscription implements Subscription {
     }
   }
 
+  // kafkajs heartbeats only when asked: a handler that runs longer than the session timeout (a
+  // retry waiting for its time, a slow provider) would get this member evicted and its
+  // partitions moved mid-message. Heartbeats go on while the batch is worked on; a rebalance they
+  // report is acted on by the heartbeat before the next message, once the handler is done.
   private async eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+    const beating = setInterval(() => void payload.heartbeat().catch(() => {}), this.deps.tuning.heartbeatIntervalMs);
+    try {
+      await this.workBatch(consumer, payload);
+    } finally {
+      clearInterval(beating);
+    }
+  }
+
+  private async workBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, uncommittedOffsets, isRunning, isStale } = payload;
-    const { tuning } = this.deps;
     const { topic, partition } = batch;
     const key = partitionKey(topic, partition);
     const { group } = this.options;
@@ -537,11 +549,6 @@ class KafkaSubscription implements Subscription {
       const attempt = previous?.offset === raw.offset ? previous.attempts + 1 : 1;
       const running = processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
       memory.running = running;
-      // kafkajs heartbeats only when asked: a handler that runs longer than the session timeout
-      // (a retry waiting for its time, a slow provider) would get this member evicted and its
-      // partitions moved mid-message. Heartbeats go on while it runs; a rebalance they report is
-      // acted on by the heartbeat before the next message, once the handler is done.
-      const beating = setInterval(() => void heartbeat().catch(() => {}), tuning.heartbeatIntervalMs);
       try {
         await running;
       } catch (err) {
@@ -555,7 +562,6 @@ class KafkaSubscription implements Subscription {
         this.retryLater(consumer, topic, partition, delay);
         return;
       } finally {
-        clearInterval(beating);
         if (memory.running === running) memory.running = undefined;
       }
       this.failures.delete(key);
