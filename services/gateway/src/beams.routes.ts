@@ -1,5 +1,6 @@
 import { dispatch, Platform, Provider, topic } from "@herald/proto";
-import { AppSecrets, deviceByToken, deviceOwnTopics, reRegister, rpc as call, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
+import { AppSecrets, deviceByToken, deviceOwnTopics, reRegister, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
+import { compatRoutes, jsonObject, type CompatCall, type CompatEndpoint, type CompatSystem, type JsonObject } from "./compat.api.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 import { MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
@@ -54,15 +55,17 @@ const fail = (status: number, description: string, field?: string) => new HttpEr
 // over APNs' size, a malformed token, a device over its user's cap) is Beams' 422. A publish
 // over the app's max_publish_rate stays 429 (Beams' answer over its own rate limit), with the
 // Retry-After header fromGrpcError set, in Beams' body: {error: "Too Many Requests", description}.
-async function rpc<T>(p: Promise<T>): Promise<T> {
+const fromService = (e: HttpError) => (e.status === 400 || e.error === "TOO_MANY_DEVICES" ? new HttpError(422, e.error, e.message, e.field) : e);
+
+// Bodies are JSON objects; what breaks Beams' schema, nesting included, is its 422.
+function decode(req: HttpRequest): JsonObject {
   try {
-    return await call(p);
+    return jsonObject((why) => fail(422, why))(req);
   } catch (err) {
-    if (!(err instanceof HttpError)) throw err;
-    throw err.status === 400 || err.error === "TOO_MANY_DEVICES" ? new HttpError(422, err.error, err.message, err.field) : err;
+    if (err instanceof HttpError && err.error === "NESTING_TOO_DEEP") throw fail(422, err.message, err.field);
+    throw err;
   }
 }
-
 
 export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The instance of the path, which must exist (an id no app can have, non-ASCII included, is
@@ -73,33 +76,29 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return app;
   };
 
-  // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
-  const serverAuth = async (req: HttpRequest): Promise<CallScope> => {
-    const app = await instance(req);
-    const secret = schemeToken(req.headers.authorization, "Bearer");
-    if (!secret) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
-    return secrets.check(app, secret, () => fail(401, "Incorrect API Key"));
+  const system: CompatSystem<CallScope, "secret" | "device"> = {
+    tag: "PusherBeams",
+    errorBody: beamsError,
+    fromService,
+    decode,
+    auth: {
+      // Server calls: `Authorization: Bearer <secret key>` for the instance in the path.
+      secret: async (req) => {
+        const app = await instance(req);
+        const secret = schemeToken(req.headers.authorization, "Bearer");
+        if (!secret) throw fail(401, "Missing or malformed Authorization header: send `Authorization: Bearer <secret key>`");
+        return secrets.check(app, secret, () => fail(401, "Incorrect API Key"));
+      },
+      // The device API is public, as in Beams: the instance of the path, called for as a CLIENT
+      // where the services distinguish.
+      device: async (req) => ({ app: await instance(req) }),
+    },
   };
 
-  const json = (req: HttpRequest): Record<string, unknown> => {
-    let body: unknown;
-    try {
-      body = req.json();
-    } catch (err) {
-      // Nesting is a rule of the schema, not of JSON: Beams' 422.
-      if (err instanceof HttpError && err.error === "NESTING_TOO_DEEP") throw fail(422, err.message, err.field);
-      throw err;
-    }
-    if (body === null || typeof body !== "object" || Array.isArray(body)) throw fail(422, "The request body must be a JSON object");
-    return body as Record<string, unknown>;
-  };
-
-  const publish = async (req: HttpRequest, target: "interests" | "users") => {
-    const as = await serverAuth(req);
-    const body = json(req);
-    const names = checkNames(body[target], target);
-    if (body.webhookUrl !== undefined) throw fail(422, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
-    const notification = notificationOf(body);
+  const publish = async ({ as, body }: CompatCall<CallScope>, target: "interests" | "users") => {
+    const names = checkNames(body()[target], target);
+    if (body().webhookUrl !== undefined) throw fail(422, "webhookUrl is not supported: configure the app's webhooks instead", "webhookUrl");
+    const notification = notificationOf(body());
     const recipients: dispatch.Recipients = {
       target: target === "interests" ? { $case: "topics", value: { values: names } } : { $case: "users", value: { values: names } },
       excludeDeviceIds: [],
@@ -110,116 +109,102 @@ export function beamsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { body: { publishId: res.id } };
   };
 
-  const deviceOf = async (req: HttpRequest) => {
-    const app = await instance(req);
+  const deviceOf = async ({ req, as }: CompatCall<CallScope>) => {
     const platform = platformOf(req.params.platform!);
-    const { device } = await rpc(c.registry.getDevice({ id: req.params.device! }, { app })).catch((err: unknown) => {
+    const { device } = await rpc(c.registry.getDevice({ id: req.params.device! }, as)).catch((err: unknown) => {
       throw err instanceof HttpError && err.status === 404 ? fail(404, "Device not found") : err;
     });
     if (!device || device.provider !== PLATFORMS[platform].provider) throw fail(404, "Device not found");
-    return { app, platform, device };
+    return { app: as.app, platform, device };
   };
 
-  const register = (platform: BeamsPlatform) => async (req: HttpRequest) => {
-    const app = await instance(req);
-    const body = json(req);
-    const token = tokenOf(platform, body.token);
-    const metadata = metadataOf(body.metadata);
+  const register = (platform: BeamsPlatform) => async ({ as, body }: CompatCall<CallScope>) => {
+    const token = tokenOf(platform, body().token);
+    const metadata = metadataOf(body().metadata);
     const { provider, platform: devicePlatform } = PLATFORMS[platform];
     // A token Beams knows keeps its device: same id, user and interests.
-    const known = await deviceByToken(c, { app }, { provider, token });
-    if (known) return { body: { id: known.id, initialInterestSet: await rpc(reRegister(c, { app }, known, { meta: { ...known.meta, ...metadata } })) } };
-    const { device } = await rpc(c.registry.registerDevice({ provider, platform: devicePlatform, token, meta: metadata }, { app, role: "client" }));
+    const known = await deviceByToken(c, as, { provider, token });
+    if (known) return { body: { id: known.id, initialInterestSet: await reRegister(c, as, known, { meta: { ...known.meta, ...metadata } }) } };
+    const { device } = await rpc(c.registry.registerDevice({ provider, platform: devicePlatform, token, meta: metadata }, { ...as, role: "client" }));
     return { body: { id: device!.id, initialInterestSet: [] as string[] } };
   };
 
-  const deleteUser = async (req: HttpRequest) => {
-    const as = await serverAuth(req);
+  const deleteUser = async ({ req, as }: CompatCall<CallScope>) => {
     await rpc(c.registry.deleteUser({ user: checkName(req.params.user!, "user", 400) }, as));
     return { status: 200 };
   };
 
-  // The device API (cors) is public, as in Beams; the others take the secret key.
-  const beams = (method: Route["method"], pattern: string, summary: string, handle: Route["handle"], cors = false, maxBodyBytes?: number): Route => ({
-    method,
-    pattern,
-    handle,
-    cors,
-    ...(maxBodyBytes ? { maxBodyBytes } : {}),
-    errorBody: beamsError,
-    doc: { tag: "PusherBeams", summary, ...(cors ? { security: "none" as const } : {}) },
-  });
+  const interests = (op: topic.TopicOp) => async (call: CompatCall<CallScope>) => {
+    const { app, device: d } = await deviceOf(call);
+    await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op, topics: [checkName(call.req.params.interest!, "interest", 400)] }, { app, role: "client" }));
+    return { status: 200 };
+  };
+
+  type Endpoint = CompatEndpoint<CallScope, "secret" | "device">;
+  const server = (method: Route["method"], pattern: string, summary: string, handle: Endpoint["handle"], maxBodyBytes?: number): Endpoint => ({ method, pattern, summary, auth: "secret", handle, ...(maxBodyBytes ? { maxBodyBytes } : {}) });
+  const deviceApi = (method: Route["method"], pattern: string, summary: string, handle: Endpoint["handle"]): Endpoint => ({ method, pattern, summary, auth: "device", handle, cors: true, security: "none" });
   const device = "/device_api/v1/instances/:instance/devices/:platform/:device";
 
-  return [
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/interests", "Beams: publish to 1-100 interests (Authorization: Bearer <secret key>, body at most 10 KiB); answers {publishId}", (req) => publish(req, "interests"), false, MAX_INTERESTS_BODY),
-    beams("POST", "/publish_api/v1/instances/:instance/publishes/users", "Beams: publish to 1-1000 users (body at most 200 KiB); answers {publishId}", (req) => publish(req, "users"), false, MAX_USERS_BODY),
-    beams("DELETE", "/user_api/v1/instances/:instance/users/:user", "Beams: delete a user and every device of theirs", deleteUser),
+  return compatRoutes(system, [
+    server("POST", "/publish_api/v1/instances/:instance/publishes/interests", "Beams: publish to 1-100 interests (Authorization: Bearer <secret key>, body at most 10 KiB); answers {publishId}", (call) => publish(call, "interests"), MAX_INTERESTS_BODY),
+    server("POST", "/publish_api/v1/instances/:instance/publishes/users", "Beams: publish to 1-1000 users (body at most 200 KiB); answers {publishId}", (call) => publish(call, "users"), MAX_USERS_BODY),
+    server("DELETE", "/user_api/v1/instances/:instance/users/:user", "Beams: delete a user and every device of theirs", deleteUser),
     // Also under customer_api, the older path of the same call.
-    beams("DELETE", "/customer_api/v1/instances/:instance/users/:user", "Beams: delete a user (older path)", deleteUser),
+    server("DELETE", "/customer_api/v1/instances/:instance/users/:user", "Beams: delete a user (older path)", deleteUser),
 
-    beams("POST", "/device_api/v1/instances/:instance/devices/apns", "Beams device API: register an APNs device {token, bundleIdentifier, metadata}; answers {id, initialInterestSet}", register("apns"), true),
-    beams("POST", "/device_api/v1/instances/:instance/devices/fcm", "Beams device API: register an FCM device {token, metadata}", register("fcm"), true),
-    beams("POST", "/device_api/v1/instances/:instance/devices/web", "Beams device API: register a browser {token: base64 of the PushSubscription JSON, metadata}", register("web"), true),
-    beams("GET", device, "Beams device API: the device {id, userId, metadata}", async (req) => {
-      const { device: d } = await deviceOf(req);
+    deviceApi("POST", "/device_api/v1/instances/:instance/devices/apns", "Beams device API: register an APNs device {token, bundleIdentifier, metadata}; answers {id, initialInterestSet}", register("apns")),
+    deviceApi("POST", "/device_api/v1/instances/:instance/devices/fcm", "Beams device API: register an FCM device {token, metadata}", register("fcm")),
+    deviceApi("POST", "/device_api/v1/instances/:instance/devices/web", "Beams device API: register a browser {token: base64 of the PushSubscription JSON, metadata}", register("web")),
+    deviceApi("GET", device, "Beams device API: the device {id, userId, metadata}", async (call) => {
+      const { device: d } = await deviceOf(call);
       return { body: { id: d.id, userId: d.user, metadata: d.meta } };
-    }, true),
-    beams("DELETE", device, "Beams device API: delete the device (clearAllState)", async (req) => {
-      const { app, device: d } = await deviceOf(req);
+    }),
+    deviceApi("DELETE", device, "Beams device API: delete the device (clearAllState)", async (call) => {
+      const { app, device: d } = await deviceOf(call);
       await rpc(c.registry.removeDevices({ filter: { ids: [d.id] } }, { app }));
       return { status: 200 };
-    }, true),
-    beams("PUT", `${device}/metadata`, "Beams device API: replace the SDK metadata", async (req) => {
-      const { app, device: d } = await deviceOf(req);
-      await rpc(c.registry.updateDevices({ filter: { ids: [d.id] }, metaUpdate: { meta: { ...d.meta, ...metadataOf(json(req)) } } }, { app }));
+    }),
+    deviceApi("PUT", `${device}/metadata`, "Beams device API: replace the SDK metadata", async (call) => {
+      const { app, device: d } = await deviceOf(call);
+      await rpc(c.registry.updateDevices({ filter: { ids: [d.id] }, metaUpdate: { meta: { ...d.meta, ...metadataOf(call.body()) } } }, { app }));
       return { status: 200 };
-    }, true),
+    }),
     // FCM token refresh: the same device, a new token.
-    beams("PUT", `${device}/token`, "Beams device API: a new token for the device (FCM refresh)", async (req) => {
-      const { app, platform, device: d } = await deviceOf(req);
-      const token = tokenOf(platform, json(req).token);
-      await rpc(reRegister(c, { app }, d, { token }));
+    deviceApi("PUT", `${device}/token`, "Beams device API: a new token for the device (FCM refresh)", async (call) => {
+      const { app, platform, device: d } = await deviceOf(call);
+      const token = tokenOf(platform, call.body().token);
+      await reRegister(c, { app }, d, { token });
       return { status: 200 };
-    }, true),
-    beams("GET", `${device}/interests`, "Beams device API: the device's interests", async (req) => {
-      const { app, device: d } = await deviceOf(req);
+    }),
+    deviceApi("GET", `${device}/interests`, "Beams device API: the device's interests", async (call) => {
+      const { app, device: d } = await deviceOf(call);
       return { body: { interests: await deviceOwnTopics(c, { app }, d.id), responseMetadata: {} } };
-    }, true),
-    beams("PUT", `${device}/interests`, "Beams device API: set the device's interests {interests}", async (req) => {
-      const { app, device: d } = await deviceOf(req);
-      const interests = checkNames(json(req).interests, "interests", MAX_DEVICE_INTERESTS, 0);
+    }),
+    deviceApi("PUT", `${device}/interests`, "Beams device API: set the device's interests {interests}", async (call) => {
+      const { app, device: d } = await deviceOf(call);
+      const interests = checkNames(call.body().interests, "interests", MAX_DEVICE_INTERESTS, 0);
       await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_SET, topics: interests }, { app, role: "client" }));
       return { status: 200 };
-    }, true),
-    beams("POST", `${device}/interests/:interest`, "Beams device API: add an interest", async (req) => {
-      const { app, device: d } = await deviceOf(req);
-      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_ADD, topics: [checkName(req.params.interest!, "interest", 400)] }, { app, role: "client" }));
-      return { status: 200 };
-    }, true),
-    beams("DELETE", `${device}/interests/:interest`, "Beams device API: remove an interest", async (req) => {
-      const { app, device: d } = await deviceOf(req);
-      await rpc(c.topic.updateDeviceTopics({ deviceId: d.id, op: topic.TopicOp.TOPIC_OP_REMOVE, topics: [checkName(req.params.interest!, "interest", 400)] }, { app, role: "client" }));
-      return { status: 200 };
-    }, true),
+    }),
+    deviceApi("POST", `${device}/interests/:interest`, "Beams device API: add an interest", interests(topic.TopicOp.TOPIC_OP_ADD)),
+    deviceApi("DELETE", `${device}/interests/:interest`, "Beams device API: remove an interest", interests(topic.TopicOp.TOPIC_OP_REMOVE)),
     // setUserId: the Beams token (signed by the app's backend with the secret key) proves the user.
-    beams("PUT", `${device}/user`, "Beams device API: bind the user of the Beams token (Authorization: Bearer <Beams token>)", async (req) => {
-      const { app, device: d } = await deviceOf(req);
-      const token = schemeToken(req.headers.authorization, "Bearer");
+    deviceApi("PUT", `${device}/user`, "Beams device API: bind the user of the Beams token (Authorization: Bearer <Beams token>)", async (call) => {
+      const { app, device: d } = await deviceOf(call);
+      const token = schemeToken(call.req.headers.authorization, "Bearer");
       if (!token) throw fail(401, "Missing Beams token: send `Authorization: Bearer <token from your auth endpoint>`");
       await rpc(c.registry.bindUser({ deviceId: d.id, userToken: token }, { app, role: "client" }));
       return { status: 200 };
-    }, true),
-    beams("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", "Beams device API: the VAPID public key browsers subscribe with", async (req) => {
-      const { app } = await rpc(c.apps.getApp({ id: await instance(req) })).catch((err: unknown) => {
+    }),
+    deviceApi("GET", "/device_api/v1/instances/:instance/web-vapid-public-key", "Beams device API: the VAPID public key browsers subscribe with", async ({ as }) => {
+      const { app } = await rpc(c.apps.getApp({ id: as.app })).catch((err: unknown) => {
         throw err instanceof HttpError && err.status === 404 ? fail(404, "Instance not found") : err;
       });
       if (!app?.vapidPublicKey) throw fail(404, "Web Push is not configured for this instance (no VAPID key)");
       return { body: { vapidPublicKey: app.vapidPublicKey } };
-    }, true),
-  ];
+    }),
+  ]);
 }
-
 
 function platformOf(value: string): BeamsPlatform {
   if (value === "apns" || value === "fcm" || value === "web") return value;

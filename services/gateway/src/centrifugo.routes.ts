@@ -23,7 +23,7 @@ import {
 } from "./centrifugo.mapping.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, HttpResponse, Route } from "./http.router.js";
-import { MAX_BODY_DEPTH, tooDeepAt } from "./json.limits.js";
+import { anyJson, compatRoutes, type CompatCall, type CompatSystem } from "./compat.api.js";
 
 // Centrifugo PRO's push notification API: POST /api/<method> (what the cent clients send) and
 // POST /api {method, params}, with the app's SERVER key as `X-API-Key: <key>` or
@@ -45,14 +45,25 @@ export const centrifugoError = (e: HttpError) => {
 
 export function centrifugoRoutes(c: AdminClients, secrets: AppSecrets, logger?: Logger): Route[] {
   const unauthorized = () => new HttpError(401, "UNAUTHORIZED", "unauthorized");
-  const auth = async (req: HttpRequest): Promise<CallScope> => {
-    const header = req.headers["x-api-key"];
-    // Centrifugo's two forms, and Herald's own Bearer (what every other Herald route takes).
-    const key = (typeof header === "string" ? header : undefined) ?? schemeToken(req.headers.authorization, "apikey", "Bearer");
-    // A SERVER key carries its app: hk_s_<app>_<random>.
-    const app = /^hk_s_([a-z][a-z0-9-]*)_/.exec(key ?? "")?.[1];
-    if (!key || !app || !(await secrets.exists(app))) throw unauthorized();
-    return secrets.check(app, key, unauthorized);
+  const system: CompatSystem<CallScope, "apikey"> = {
+    tag: "Centrifugo",
+    errorBody: centrifugoError,
+    // JSON whatever the content type, as Centrifugo reads it; a body that is not JSON is a
+    // CentrifugoError, answered 200 {error} by serve.
+    decode: anyJson((why) => new CentrifugoError(CENT.badRequest, `bad request (${why})`)),
+    maxBodyBytes: CENT_BODY_LIMIT,
+    security: "none",
+    auth: {
+      apikey: async (req) => {
+        const header = req.headers["x-api-key"];
+        // Centrifugo's two forms, and Herald's own Bearer (what every other Herald route takes).
+        const key = (typeof header === "string" ? header : undefined) ?? schemeToken(req.headers.authorization, "apikey", "Bearer");
+        // A SERVER key carries its app: hk_s_<app>_<random>.
+        const app = /^hk_s_([a-z][a-z0-9-]*)_/.exec(key ?? "")?.[1];
+        if (!key || !app || !(await secrets.exists(app))) throw unauthorized();
+        return secrets.check(app, key, unauthorized);
+      },
+    },
   };
 
   const methods: Record<string, Method> = {
@@ -96,24 +107,11 @@ export function centrifugoRoutes(c: AdminClients, secrets: AppSecrets, logger?: 
     }
   };
 
-  const body = (req: HttpRequest): Params => {
-    let value: unknown;
-    try {
-      // Centrifugo reads the body as JSON whatever its content type.
-      value = req.body.length ? req.json() : {};
-    } catch (err) {
-      if (err instanceof HttpError && err.status === 415) value = parseLoose(req.body);
-      else throw new CentrifugoError(CENT.badRequest, "bad request (the body is not JSON)");
-    }
-    return objectOf(value, "body");
-  };
-
-  const serve = (method: (req: HttpRequest) => string | undefined) => async (req: HttpRequest): Promise<HttpResponse> => {
-    const as = await auth(req);
+  const serve = (method: (req: HttpRequest) => string | undefined) => async ({ req, as, body: decoded }: CompatCall<CallScope>): Promise<HttpResponse> => {
     let params: Params;
     let name: string | undefined;
     try {
-      params = body(req);
+      params = decoded();
       name = method(req);
       if (name === undefined) {
         name = typeof params.method === "string" ? params.method : "";
@@ -145,34 +143,20 @@ export function centrifugoRoutes(c: AdminClients, secrets: AppSecrets, logger?: 
     return { replies };
   };
 
-  const doc = (summary: string) => ({ tag: "Centrifugo", summary, security: "none" as const });
-  return [
+  return compatRoutes(system, [
     {
       method: "POST",
       pattern: "/api",
+      auth: "apikey",
       handle: serve(() => undefined),
-      errorBody: centrifugoError,
-      maxBodyBytes: CENT_BODY_LIMIT,
-      doc: doc("Centrifugo PRO push API, one command {method, params} (X-API-Key or Authorization: apikey <SERVER key>); answers {result} or {error: {code, message}}"),
+      summary: "Centrifugo PRO push API, one command {method, params} (X-API-Key or Authorization: apikey <SERVER key>); answers {result} or {error: {code, message}}",
     },
     {
       method: "POST",
       pattern: "/api/:method",
+      auth: "apikey",
       handle: serve((req) => req.params.method),
-      errorBody: centrifugoError,
-      maxBodyBytes: CENT_BODY_LIMIT,
-      doc: doc("Centrifugo PRO push API: device_register, device_update, device_remove, device_list, device_topic_list, device_topic_update, user_topic_list, user_topic_update, send_push_notification, cancel_push, update_push_status, batch (X-API-Key or Authorization: apikey <SERVER key>)"),
+      summary: "Centrifugo PRO push API: device_register, device_update, device_remove, device_list, device_topic_list, device_topic_update, user_topic_list, user_topic_update, send_push_notification, cancel_push, update_push_status, batch (X-API-Key or Authorization: apikey <SERVER key>)",
     },
-  ];
-}
-
-function parseLoose(body: Buffer): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new CentrifugoError(CENT.badRequest, "bad request (the body is not JSON)");
-  }
-  if (tooDeepAt(value, MAX_BODY_DEPTH)) throw new CentrifugoError(CENT.badRequest, `bad request (the body nests more than ${MAX_BODY_DEPTH} levels deep)`);
-  return value;
+  ]);
 }

@@ -4,6 +4,7 @@ import { AppSecrets, rpc, type AdminClients, type CallScope } from "./admin.clie
 import { channelsError, channelsFail, checkChannelAuth, checkChannelsSignature } from "./channels.signature.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import { compatRoutes, jsonObject, type CompatCall, type CompatEndpoint, type CompatSystem } from "./compat.api.js";
 
 // Pusher Channels' HTTP API (trigger, batch trigger, channel state, presence users, sendToUser),
 // so a backend that uses a Channels server library moves to Herald by changing its host. A
@@ -115,16 +116,22 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     if (!(await secrets.exists(id))) throw channelsFail(404, "Unknown app");
     return id;
   };
-  // Server calls: the app of the path, signed with its secret.
-  const signed = async (req: HttpRequest): Promise<CallScope> => {
-    const id = await app(req);
-    await checkChannelsSignature(c, req, id);
-    return { app: id };
-  };
-  const object = (req: HttpRequest): Record<string, unknown> => {
-    const body = req.json();
-    if (body === null || typeof body !== "object" || Array.isArray(body)) throw channelsFail(400, "The body must be a JSON object");
-    return body as Record<string, unknown>;
+  const system: CompatSystem<CallScope, "signed" | "device"> = {
+    tag: "PusherChannels",
+    errorBody: channelsError,
+    decode: jsonObject((why, field) => channelsFail(400, why, field)),
+    security: "none",
+    auth: {
+      // Server calls: the app of the path, signed with its secret.
+      signed: async (req) => {
+        const id = await app(req);
+        await checkChannelsSignature(c, req, id);
+        return { app: id };
+      },
+      // The device side: the app of the path; the device proves itself by its socket_id and,
+      // for private and presence channels, the app's `auth`.
+      device: async (req) => ({ app: await app(req) }),
+    },
   };
 
   // The devices a socket_id names (Channels excludes that connection from a trigger).
@@ -162,18 +169,12 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     if (users.length) await publish({ $case: "users", value: { values: users } });
   };
 
-  const route = (method: Route["method"], pattern: string, summary: string, handle: Route["handle"], extra: Partial<Route> = {}): Route => ({
-    method,
-    pattern,
-    handle,
-    errorBody: channelsError,
-    doc: { tag: "PusherChannels", summary, security: "none" },
-    ...extra,
-  });
+  type Endpoint = CompatEndpoint<CallScope, "signed" | "device">;
+  const route = (method: Route["method"], pattern: string, summary: string, handle: Endpoint["handle"], extra: Partial<Endpoint> = {}): Endpoint => ({ method, pattern, summary, auth: "signed", handle, ...extra });
 
-  const subscription = async (req: HttpRequest, join: boolean) => {
-    const id = await app(req);
-    const body = object(req);
+  const subscription = async ({ as, body: decoded }: CompatCall<CallScope>, join: boolean) => {
+    const id = as.app;
+    const body = decoded();
     const socketId = body.socket_id;
     if (typeof socketId !== "string" || !SOCKET_ID.test(socketId)) throw channelsFail(400, "Invalid socket_id: it looks like 123.456", "socket_id");
     const channel = checkChannel(body.channel, "channel");
@@ -206,18 +207,16 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { body: {} };
   };
 
-  return [
-    route("POST", "/apps/:app_id/events", "Channels: trigger an event on 1-100 channels {name, data, channels | channel, socket_id, info} (signed with the app's secret); answers {} or {channels: {<name>: {user_count, subscription_count}}}", async (req) => {
-      const as = await signed(req);
-      const e = eventOf(object(req), "", false);
+  return compatRoutes(system, [
+    route("POST", "/apps/:app_id/events", "Channels: trigger an event on 1-100 channels {name, data, channels | channel, socket_id, info} (signed with the app's secret); answers {} or {channels: {<name>: {user_count, subscription_count}}}", async ({ as, body }) => {
+      const e = eventOf(body(), "", false);
       const before = e.info.size ? await stats(as, e.channels) : undefined;
       await trigger(as, e);
       if (!before) return { body: {} };
       return { body: { channels: Object.fromEntries(e.channels.filter((ch) => !ch.startsWith(USER_CHANNEL)).map((ch) => [ch, infoFor(ch, e.info, before.get(topicOf(ch)))])) } };
     }, { maxBodyBytes: MAX_EVENTS_BODY }),
-    route("POST", "/apps/:app_id/batch_events", "Channels: trigger 1-10 events {batch: [{channel, name, data, socket_id, info}]}; answers {} or {batch: [{user_count, subscription_count}]}", async (req) => {
-      const as = await signed(req);
-      const { batch } = object(req);
+    route("POST", "/apps/:app_id/batch_events", "Channels: trigger 1-10 events {batch: [{channel, name, data, socket_id, info}]}; answers {} or {batch: [{user_count, subscription_count}]}", async ({ as, body }) => {
+      const { batch } = body();
       if (!Array.isArray(batch) || batch.length === 0) throw channelsFail(400, "Missing required parameter: batch (a non-empty array of events)", "batch");
       if (batch.length > MAX_BATCH) throw channelsFail(400, `Batch too large: ${batch.length} events, at most ${MAX_BATCH}`, "batch");
       // All refused or none sent: every event is checked before the first is published.
@@ -231,8 +230,7 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       if (!before) return { body: {} };
       return { body: { batch: events.map((e) => infoFor(e.channels[0]!, e.info, before.get(topicOf(e.channels[0]!)))) } };
     }, { maxBodyBytes: MAX_BATCH_BODY }),
-    route("GET", "/apps/:app_id/channels", "Channels: the occupied channels {channels: {<name>: {user_count}}} (filter_by_prefix, info=user_count for presence- prefixes, subscription_count)", async (req) => {
-      const as = await signed(req);
+    route("GET", "/apps/:app_id/channels", "Channels: the occupied channels {channels: {<name>: {user_count}}} (filter_by_prefix, info=user_count for presence- prefixes, subscription_count)", async ({ req, as }) => {
       const prefix = req.query.get("filter_by_prefix") ?? "";
       if (prefix && (prefix.length > MAX_NAME || !CHANNEL.test(prefix))) throw channelsFail(400, "Invalid filter_by_prefix: a channel name prefix", "filter_by_prefix");
       const info = infoOf(req.query.get("info"));
@@ -251,16 +249,14 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
       }
       return { body: { channels } };
     }),
-    route("GET", "/apps/:app_id/channels/:channel_name", "Channels: one channel's state {occupied, user_count (presence-), subscription_count}", async (req) => {
-      const as = await signed(req);
+    route("GET", "/apps/:app_id/channels/:channel_name", "Channels: one channel's state {occupied, user_count (presence-), subscription_count}", async ({ req, as }) => {
       const channel = checkChannel(req.params.channel_name, "channel_name");
       const info = infoOf(req.query.get("info"));
       if (info.has("user_count") && !isPresence(channel)) throw channelsFail(400, "user_count may only be requested for presence channels", "info");
       const s = (await stats(as, [channel])).get(topicOf(channel));
       return { body: { occupied: Number(s?.deviceCount ?? 0) > 0, ...infoFor(channel, info, s) } };
     }),
-    route("GET", "/apps/:app_id/channels/:channel_name/users", "Channels: the users of a presence channel {users: [{id}]} (Herald users with a device on the topic)", async (req) => {
-      const as = await signed(req);
+    route("GET", "/apps/:app_id/channels/:channel_name/users", "Channels: the users of a presence channel {users: [{id}]} (Herald users with a device on the topic)", async ({ req, as }) => {
       const channel = checkChannel(req.params.channel_name, "channel_name");
       if (!isPresence(channel)) throw channelsFail(400, "Users can only be retrieved for presence channels", "channel_name");
       const users: Array<{ id: string }> = [];
@@ -276,7 +272,7 @@ export function channelsRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     // The device side, which Channels does over its WebSocket (pusher:subscribe): a device
     // names itself by its socket_id; private and presence channels take the `auth` the app's
     // auth endpoint made with pusher.authorizeChannel.
-    route("POST", "/apps/:app_id/subscribe", "Channels device side: the device tagged pusher_socket_id joins a channel {socket_id, channel, auth, channel_data} (auth from pusher.authorizeChannel for private-/presence-)", (req) => subscription(req, true), { cors: true }),
-    route("POST", "/apps/:app_id/unsubscribe", "Channels device side: the device tagged pusher_socket_id leaves a channel {socket_id, channel}", (req) => subscription(req, false), { cors: true }),
-  ];
+    route("POST", "/apps/:app_id/subscribe", "Channels device side: the device tagged pusher_socket_id joins a channel {socket_id, channel, auth, channel_data} (auth from pusher.authorizeChannel for private-/presence-)", (call) => subscription(call, true), { auth: "device", cors: true }),
+    route("POST", "/apps/:app_id/unsubscribe", "Channels device side: the device tagged pusher_socket_id leaves a channel {socket_id, channel}", (call) => subscription(call, false), { auth: "device", cors: true }),
+  ]);
 }

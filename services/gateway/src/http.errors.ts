@@ -28,6 +28,10 @@ export class HttpError extends Error {
   }
 }
 
+// A refusal of a Herald service (from fromGrpcError), which a compatibility API may restate in its
+// own terms (compat.api.ts).
+export class ServiceRefusal extends HttpError {}
+
 export const badRequest = (error: string, description: string, field?: string) => new HttpError(400, error, description, field);
 
 // gRPC status → HTTP status, as Google's HTTP/JSON transcoding does (RESOURCE_EXHAUSTED: 429).
@@ -59,11 +63,11 @@ export function fromGrpcError(err: unknown): HttpError {
   // No herald-reason: grpc-js itself ended the call (its deadline, a cancelled stream), and its
   // text names addresses and load-balancer internals ("Deadline exceeded after 3600.000s,LB
   // pick: ...,remote_addr=..."). Only a Herald service's own words are passed on.
-  if (!reason) return new HttpError(status, Status[e.code] ?? "ERROR", GRPC_ENDED[e.code as Status] ?? "the call ended early", undefined, {}, err);
+  if (!reason) return new ServiceRefusal(status, Status[e.code] ?? "ERROR", GRPC_ENDED[e.code as Status] ?? "the call ended early", undefined, {}, err);
   // A refusal that says when to come back (RESOURCE_EXHAUSTED PUBLISH_RATE_EXCEEDED: 429) carries
   // it as Retry-After, in whole seconds rounded up.
   const retryAfter = retryAfterSeconds(err);
-  return new HttpError(status, reason, e.details ?? "", field, retryAfter ? { "retry-after": String(retryAfter) } : {});
+  return new ServiceRefusal(status, reason, e.details ?? "", field, retryAfter ? { "retry-after": String(retryAfter) } : {});
 }
 
 // retry_after_ms of the error's google.rpc.ErrorInfo, else its `retry-after` trailer (seconds).

@@ -2,6 +2,13 @@ import { Platform, Provider, type common } from "@herald/proto";
 import { AppSecrets, basicCredentials, deviceByToken, reRegister, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
+import { compatRoutes, formOrJson, type CompatCall, type CompatSystem, type JsonObject } from "./compat.api.js";
+
+interface KinveyScope {
+  as: CallScope;
+  // The user the request acts for: the token's, or userId with master credentials.
+  user: string;
+}
 
 // Kinvey's push device registration: POST /push/:appKey/register-device and
 // /unregister-device, answered 204. The appKey is the app id. Two kinds of credentials, as in
@@ -41,7 +48,7 @@ export const kinveyError = (e: HttpError) => {
 
 export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The user the request acts for, and how to call for the app.
-  const credentials = async (req: HttpRequest, body: Record<string, unknown>): Promise<{ as: CallScope; user: string }> => {
+  const credentials = async (req: HttpRequest, body: JsonObject): Promise<KinveyScope> => {
     const app = req.params.appKey!;
     if (!(await secrets.exists(app))) throw fail(404, "AppNotFound", "This app backend not found");
     const basic = basicCredentials(req.headers.authorization);
@@ -62,33 +69,40 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return { as: { app }, user };
   };
 
-  const device = (body: Record<string, unknown>): { token: common.ProviderToken; platform: Platform } => {
+  const system: CompatSystem<KinveyScope, "kinvey"> = {
+    tag: "Kinvey",
+    errorBody: kinveyError,
+    decode: formOrJson,
+    security: "basic",
+    // The body is read first: master credentials name the user in it.
+    auth: { kinvey: (req, body) => credentials(req, body()) },
+  };
+
+  const device = (body: JsonObject): { token: common.ProviderToken; platform: Platform } => {
     const target = PLATFORMS[String(body.platform)];
     if (!target) throw fail(400, "BadRequest", 'platform must be "ios" or "android"', "platform");
     if (typeof body.deviceId !== "string" || !body.deviceId) throw fail(400, "MissingRequestParameter", "deviceId (the push token) is required", "deviceId");
     return { token: { provider: target.provider, token: body.deviceId }, platform: target.platform };
   };
 
-  // The request's device and credentials, and the device Herald holds for that token. The
-  // credentials are checked before the device is looked at: a wrong key learns nothing of the
-  // body's faults.
-  const lookup = async (req: HttpRequest) => {
-    const body = req.fields();
-    const { as, user } = await credentials(req, body);
-    const d = device(body);
-    return { body, d, as, user, known: await deviceByToken(c, as, d.token) };
+  // The request's device, and the device Herald holds for that token. The credentials were
+  // checked before the device is looked at: a wrong key learns nothing of the body's faults.
+  const lookup = async ({ as, body }: CompatCall<KinveyScope>) => {
+    const d = device(body());
+    return { d, known: await deviceByToken(c, as.as, d.token) };
   };
 
-  return [
+  return compatRoutes(system, [
     {
       method: "POST",
       pattern: "/push/:appKey/register-device",
-      errorBody: kinveyError,
-      doc: { tag: "Kinvey", summary: "Kinvey: register a push token {platform, deviceId, userId with master credentials}; 204", security: "basic" },
-      handle: async (req) => {
-        const { body, d, as, user, known } = await lookup(req);
+      summary: "Kinvey: register a push token {platform, deviceId, userId with master credentials}; 204",
+      auth: "kinvey",
+      handle: async (call) => {
+        const { d, known } = await lookup(call);
+        const { as, user } = call.as;
         // A known token keeps its topics; it moves to this user.
-        const framework: Record<string, string> = typeof body.framework === "string" ? { framework: body.framework } : {};
+        const framework: Record<string, string> = typeof call.body().framework === "string" ? { framework: call.body().framework as string } : {};
         if (known) await reRegister(c, as, known, { user, meta: { ...known.meta, ...framework } });
         else await rpc(c.registry.registerDevice({ ...d.token, platform: d.platform, user, meta: framework }, as));
         return { status: 204 };
@@ -97,15 +111,15 @@ export function kinveyRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     {
       method: "POST",
       pattern: "/push/:appKey/unregister-device",
-      errorBody: kinveyError,
-      doc: { tag: "Kinvey", summary: "Kinvey: unregister a push token of the user; 204", security: "basic" },
-      handle: async (req) => {
-        const { as, user, known } = await lookup(req);
+      summary: "Kinvey: unregister a push token of the user; 204",
+      auth: "kinvey",
+      handle: async (call) => {
+        const { known } = await lookup(call);
         // Another user's device is as good as absent.
-        if (!known || known.user !== user) throw fail(404, "EntityNotFound", "This entity not found in the collection: the user has no device with that deviceId", "deviceId");
-        await rpc(c.registry.removeDevices({ filter: { ids: [known.id] } }, as));
+        if (!known || known.user !== call.as.user) throw fail(404, "EntityNotFound", "This entity not found in the collection: the user has no device with that deviceId", "deviceId");
+        await rpc(c.registry.removeDevices({ filter: { ids: [known.id] } }, call.as.as));
         return { status: 204 };
       },
     },
-  ];
+  ]);
 }

@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { dispatch, Provider } from "@herald/proto";
-import { AppSecrets, basicCredentials, rpc, schemeToken, type AdminClients } from "./admin.clients.js";
+import { AppSecrets, basicCredentials, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
+import { compatRoutes, formOrJson, type CompatSystem, type JsonObject } from "./compat.api.js";
 import { HttpError } from "./http.errors.js";
 import type { HttpRequest, Route } from "./http.router.js";
 import { MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
@@ -61,18 +62,12 @@ export const pushletError = (e: HttpError) => {
 const fail = (status: number, error: string, message: string) => new HttpError(status, error, message);
 const notFound = () => fail(404, "application_not_found", "no application found for the provided application_id");
 
-const PUSHLET_SUMMARIES: Record<string, string> = {
-  "/send_notification": "Pushlet: send to a raw device token {type, application_id, device_token, alert, badge, sound, data}; answered once delivered",
-  "/application_feedback": "Pushlet: the tokens providers declared dead {application_id, since}",
-  "/register_application": "Pushlet: refused, apps are PushApps",
-};
-
 export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
   // The app and how to call for it: basic auth names the app; a Bearer SERVER key with
-  // application_id works too.
-  // `missing`: Pushlet's refusal when no app is named (send_notification and
-  // application_feedback word it differently).
-  const auth = async (req: HttpRequest, fields: Record<string, unknown>, missing: () => HttpError): Promise<{ app: string; apiKey?: string }> => {
+  // application_id works too. `missing`: Pushlet's refusal when no app is named (send_notification
+  // and application_feedback word it differently).
+  const auth = (missing: () => HttpError) => async (req: HttpRequest, body: () => JsonObject): Promise<CallScope> => {
+    const fields = body();
     const named = typeof fields.application_id === "string" ? fields.application_id : undefined;
     const basic = basicCredentials(req.headers.authorization);
     const bearer = schemeToken(req.headers.authorization, "Bearer");
@@ -85,42 +80,68 @@ export function pushletRoutes(c: AdminClients, secrets: AppSecrets): Route[] {
     return secrets.check(app, secret, () => fail(401, "unauthorized", "the credentials are not valid for this application"));
   };
 
-  const route = (pattern: string, handle: Route["handle"]): Route => ({ method: "POST", pattern, handle, errorBody: pushletError, doc: { tag: "Pushlet", summary: PUSHLET_SUMMARIES[pattern]!, security: "basic" } });
+  const system: CompatSystem<CallScope | undefined, "send" | "feedback" | "none"> = {
+    tag: "Pushlet",
+    errorBody: pushletError,
+    decode: formOrJson,
+    security: "basic",
+    auth: {
+      send: auth(() => fail(400, "missing_identifier", "an application_id or gcm_api_key are required for this call")),
+      feedback: auth(() => fail(400, "missing_application_id", "an application_id is required for this call")),
+      none: async () => undefined,
+    },
+  };
 
-  return [
-    route("/send_notification", async (req) => {
-      const fields = req.fields();
-      const as = await auth(req, fields, () => fail(400, "missing_identifier", "an application_id or gcm_api_key are required for this call"));
-      const type = String(fields.type ?? (fields.gcm_api_key !== undefined ? "gcm" : "apns"));
-      const provider = TYPES[type];
-      if (!provider) throw fail(400, "invalid_type", `type must be one of ${Object.keys(TYPES).join(", ")}`);
-      if (fields.gcm_api_key !== undefined) throw fail(400, "unsupported_gcm_api_key", "provider credentials come from the app's PushApp, not from the request");
-      const token = typeof fields.device_token === "string" ? fields.device_token : "";
-      if (!token) throw fail(400, "device_token_required", "device_token is required, which is registered with the application on your phone");
-      const notification = notificationOf(provider, fields);
-      const { id } = await rpc(c.dispatch.publish({ recipients: { target: { $case: "tokens", value: { provider, tokens: [token] } } }, notification }, as));
-      const done = await settled(c, id, as);
-      return answer(type, id, done);
-    }),
-    route("/application_feedback", async (req) => {
-      const fields = req.fields();
-      const as = await auth(req, fields, () => fail(400, "missing_application_id", "an application_id is required for this call"));
-      const since = typeof fields.since === "string" && fields.since ? new Date(fields.since) : undefined;
-      if (since && Number.isNaN(since.getTime())) throw fail(400, "invalid_since", "since must be an ISO 8601 time");
-      const response: Array<{ device_token: string; timestamp: string; type: string; reason: string }> = [];
-      let cursor = "";
-      while (response.length < MAX_FEEDBACK) {
-        const page = await rpc(c.registry.listTokenFeedback({ ...(since ? { since } : {}), page: { cursor, limit: 1000 } }, as));
-        for (const e of page.entries) response.push({ device_token: e.token, timestamp: e.at!.toISOString().replace(/\.\d{3}Z$/, "Z"), type: TYPE_OF[e.provider] ?? "unknown", reason: e.reason });
-        if (!page.hasMore) break;
-        cursor = page.nextCursor;
-      }
-      return { body: { response } };
-    }),
-    route("/register_application", async () => {
-      throw fail(400, "unsupported", "Herald keeps provider credentials in Kubernetes Secrets: describe the application as a PushApp (kubectl apply) instead");
-    }),
-  ];
+  return compatRoutes(system, [
+    {
+      method: "POST",
+      pattern: "/send_notification",
+      summary: "Pushlet: send to a raw device token {type, application_id, device_token, alert, badge, sound, data}; answered once delivered",
+      auth: "send",
+      handle: async ({ as, body }) => {
+        const fields = body();
+        const type = String(fields.type ?? (fields.gcm_api_key !== undefined ? "gcm" : "apns"));
+        const provider = TYPES[type];
+        if (!provider) throw fail(400, "invalid_type", `type must be one of ${Object.keys(TYPES).join(", ")}`);
+        if (fields.gcm_api_key !== undefined) throw fail(400, "unsupported_gcm_api_key", "provider credentials come from the app's PushApp, not from the request");
+        const token = typeof fields.device_token === "string" ? fields.device_token : "";
+        if (!token) throw fail(400, "device_token_required", "device_token is required, which is registered with the application on your phone");
+        const notification = notificationOf(provider, fields);
+        const { id } = await rpc(c.dispatch.publish({ recipients: { target: { $case: "tokens", value: { provider, tokens: [token] } } }, notification }, as));
+        const done = await settled(c, id, as!);
+        return answer(type, id, done);
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/application_feedback",
+      summary: "Pushlet: the tokens providers declared dead {application_id, since}",
+      auth: "feedback",
+      handle: async ({ as, body }) => {
+        const fields = body();
+        const since = typeof fields.since === "string" && fields.since ? new Date(fields.since) : undefined;
+        if (since && Number.isNaN(since.getTime())) throw fail(400, "invalid_since", "since must be an ISO 8601 time");
+        const response: Array<{ device_token: string; timestamp: string; type: string; reason: string }> = [];
+        let cursor = "";
+        while (response.length < MAX_FEEDBACK) {
+          const page = await rpc(c.registry.listTokenFeedback({ ...(since ? { since } : {}), page: { cursor, limit: 1000 } }, as));
+          for (const e of page.entries) response.push({ device_token: e.token, timestamp: e.at!.toISOString().replace(/\.\d{3}Z$/, "Z"), type: TYPE_OF[e.provider] ?? "unknown", reason: e.reason });
+          if (!page.hasMore) break;
+          cursor = page.nextCursor;
+        }
+        return { body: { response } };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/register_application",
+      summary: "Pushlet: refused, apps are PushApps",
+      auth: "none",
+      handle: async () => {
+        throw fail(400, "unsupported", "Herald keeps provider credentials in Kubernetes Secrets: describe the application as a PushApp (kubectl apply) instead");
+      },
+    },
+  ]);
 }
 
 // Pushlet's parameters as a notification of the token's provider: APNs alert / badge / sound
