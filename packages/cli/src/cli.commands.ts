@@ -156,12 +156,13 @@ export const COMMANDS: CommandSpec[] = [
       "exit). Each PushApp in the apps directory becomes an app with a SERVER and a CLIENT key; providers run dry-run\n" +
       "(no credentials), or through the fake providers with --fakes. The keys are printed and written to\n" +
       ".herald/dev.json, where the other commands find them. Logs are JSON on stderr.\n\n" +
-      "Environment: HERALD_PORT, HERALD_HTTP_PORT, HERALD_HOST, HERALD_APPS_DIR, HERALD_ADMIN_KEY (fixed admin key),\n" +
+      "Environment: HERALD_PORT, HERALD_HTTP_PORT, HERALD_GORUSH_GRPC_PORT, HERALD_HOST, HERALD_APPS_DIR, HERALD_ADMIN_KEY (fixed admin key),\n" +
       "HERALD_SECRET (fixed master secret, so user token secrets survive restarts), HERALD_LOG_LEVEL.",
     maxArgs: 0,
     options: {
       port: { type: "string", short: "p", value: "N", help: "gRPC port (default 50051, env HERALD_PORT; 0 picks a free port)" },
       "http-port": { type: "string", value: "N", help: "HTTP gateway port (default 8080, env HERALD_HTTP_PORT; 0 picks a free port)" },
+      "gorush-grpc-port": { type: "string", value: "N", help: "also serve gorush's gRPC API (Gorush.Send) on this port (env HERALD_GORUSH_GRPC_PORT; gorush uses 9000; off by default)" },
       host: { type: "string", value: "H", help: "listen host (default 127.0.0.1, env HERALD_HOST; 0.0.0.0 for every interface)" },
       apps: { type: "string", value: "DIR", help: "directory of PushApp YAML files (default deploy/samples, env HERALD_APPS_DIR)" },
       fakes: { type: "boolean", help: "deliver through in-process fake APNs and Web Push services and log what they receive (env HERALD_FAKES)" },
@@ -169,7 +170,7 @@ export const COMMANDS: CommandSpec[] = [
     examples: ["npm start", "npm start -- --fakes", "herald serve --port 50061 --apps ./my-apps", "HERALD_LOG_LEVEL=debug herald serve"],
     auth: "none",
     async run(ctx, v) {
-      const flags = { ...(v.str("port") !== undefined ? { port: v.str("port") } : {}), ...(v.str("http-port") !== undefined ? { httpPort: v.str("http-port") } : {}), ...(v.str("host") ? { host: v.str("host") } : {}), ...(v.str("apps") ? { apps: v.str("apps") } : {}), ...(v.bool("fakes") ? { fakes: true } : {}) };
+      const flags = { ...(v.str("port") !== undefined ? { port: v.str("port") } : {}), ...(v.str("http-port") !== undefined ? { httpPort: v.str("http-port") } : {}), ...(v.str("gorush-grpc-port") !== undefined ? { gorushGrpcPort: v.str("gorush-grpc-port") } : {}), ...(v.str("host") ? { host: v.str("host") } : {}), ...(v.str("apps") ? { apps: v.str("apps") } : {}), ...(v.bool("fakes") ? { fakes: true } : {}) };
       // Loaded only here: client commands need none of the server's modules.
       const { serveCommand } = await import("./serve.js");
       await serveCommand(flags, { out: (s) => ctx.io.out(s) });

@@ -40,6 +40,9 @@ export interface EmbeddedOptions {
   // Port of the HTTP gateway on the same host; 0 picks a free port; absent or false: none
   // (`herald serve` runs it on 8080).
   httpPort?: number | false;
+  // Port of gorush's gRPC API (Gorush.Send) beside the HTTP gateway; 0 picks a free port;
+  // absent or false: none.
+  gorushGrpcPort?: number | false;
   // Directory of PushApp YAML files; default deploy/samples of the repository.
   appsDir?: string;
   // Random when absent (a new one each start).
@@ -79,6 +82,8 @@ export interface EmbeddedServer {
   port: number;
   // Base URL of the HTTP gateway, when one runs.
   httpUrl?: string;
+  // host:port of gorush's gRPC API, when it runs.
+  gorushAddress?: string;
   adminKey: string;
   apps: EmbeddedApp[];
   appsDir: string;
@@ -175,6 +180,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
 
     // The HTTP gateway, in front of the same gRPC port.
     let httpUrl: string | undefined;
+    let gorushAddress: string | undefined;
     const httpPort = options.httpPort ?? false;
     if (httpPort !== false) {
       const gateway = createGateway({ addresses: { registry: address, topic: address, dispatcher: address }, adminKey, maxBodyBytes: 1024 * 1024, logger: logger.child({ component: "gateway" }), version: "0.1.0" });
@@ -187,6 +193,17 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       }
       lifecycle.add("http", () => http.close());
       httpUrl = `http://${hostPart}:${http.port}`;
+      const gorushPort = options.gorushGrpcPort ?? false;
+      if (gorushPort !== false) {
+        let gorush: Awaited<ReturnType<typeof gateway.listenGorush>>;
+        try {
+          gorush = await gateway.listenGorush(`${hostPart}:${gorushPort}`);
+        } catch (err) {
+          throw new Error(`cannot listen on ${hostPart}:${gorushPort} for gorush's gRPC API: ${(err as Error).message.split("\n")[0]} (another server running? pass --gorush-grpc-port)`);
+        }
+        lifecycle.add("gorush grpc", () => gorush.stop());
+        gorushAddress = `${hostPart}:${gorush.port}`;
+      }
     }
 
     if (devFile) {
@@ -199,6 +216,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       address,
       port: bound,
       ...(httpUrl ? { httpUrl } : {}),
+      ...(gorushAddress ? { gorushAddress } : {}),
       adminKey,
       apps,
       appsDir,
@@ -249,6 +267,7 @@ export function formatBanner(server: EmbeddedServer, cwd = process.cwd()): strin
   };
   lines.push(`Herald embedded: every service on ${server.address} (memory store and bus; data is lost at exit)`);
   if (server.httpUrl) lines.push(`  HTTP API    ${server.httpUrl} (OpenAPI: ${server.httpUrl}/openapi.json)`);
+  if (server.gorushAddress) lines.push(`  gorush gRPC ${server.gorushAddress} (proto.Gorush/Send; authorization: Bearer <SERVER key>)`);
   lines.push("");
   lines.push(`  admin key   ${server.adminKey}`);
   if (server.devFile) lines.push(`  keys file   ${shown(server.devFile)} (read by \`npm run herald\`)`);
@@ -298,6 +317,7 @@ export interface ServeFlags {
   host?: string;
   port?: string;
   httpPort?: string;
+  gorushGrpcPort?: string;
   apps?: string;
   fakes?: boolean;
 }
@@ -306,6 +326,8 @@ const serveEnv = z.object({
   HERALD_HOST: z.string().min(1).default(DEFAULT_HOST),
   HERALD_PORT: env.port(DEFAULT_PORT),
   HERALD_HTTP_PORT: env.port(DEFAULT_HTTP_PORT),
+  // gorush's gRPC API (gorush's own default is 9000); not served when unset.
+  HERALD_GORUSH_GRPC_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   HERALD_APPS_DIR: z.string().min(1).optional(),
   HERALD_ADMIN_KEY: z.string().min(24, "use at least 24 random characters").optional(),
   HERALD_SECRET: z.string().min(16, "use at least 16 random characters").optional(),
@@ -329,6 +351,7 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
   const config = loadConfig(serveEnv);
   const port = portFlag("--port", flags.port, config.HERALD_PORT);
   const httpPort = portFlag("--http-port", flags.httpPort, config.HERALD_HTTP_PORT);
+  const gorushGrpcPort = flags.gorushGrpcPort !== undefined ? portFlag("--gorush-grpc-port", flags.gorushGrpcPort, 0) : config.HERALD_GORUSH_GRPC_PORT;
   const logger = createLogger({ service: "herald", level: config.HERALD_LOG_LEVEL, destination: process.stderr });
   const lifecycle = new Lifecycle(logger);
   // Loaded only when asked for: the fakes make a test CA with openssl at start.
@@ -340,6 +363,7 @@ export async function serveCommand(flags: ServeFlags, io: { out: (s: string) => 
       host: flags.host ?? config.HERALD_HOST,
       port,
       httpPort,
+      ...(gorushGrpcPort !== undefined ? { gorushGrpcPort } : {}),
       appsDir: flags.apps ? resolve(flags.apps) : config.HERALD_APPS_DIR ? resolve(config.HERALD_APPS_DIR) : DEFAULT_APPS_DIR,
       ...(config.HERALD_ADMIN_KEY ? { adminKey: config.HERALD_ADMIN_KEY } : {}),
       ...(config.HERALD_SECRET ? { masterSecret: config.HERALD_SECRET } : {}),

@@ -15,6 +15,8 @@ export const gatewayEnv = z.object({
   HERALD_REGISTRY_ADDRESS: z.string().min(1, "the registry service's host:port"),
   HERALD_TOPIC_ADDRESS: z.string().min(1, "the topic service's host:port"),
   HERALD_DISPATCHER_ADDRESS: z.string().min(1, "the dispatcher's host:port"),
+  // host:port of gorush's gRPC API (Gorush.Send; gorush listens on 9000); not served when unset.
+  HERALD_GORUSH_GRPC_ADDRESS: z.string().min(1).optional(),
   // Larger bodies are refused with 413 before they are read.
   HERALD_HTTP_MAX_BODY_BYTES: env.int(1024 * 1024, 1024),
   // Needed by the Pusher Beams-compatible routes only (they act on the app named in the path).

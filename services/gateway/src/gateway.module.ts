@@ -6,6 +6,7 @@ import { AppSecrets, type AdminClients } from "./admin.clients.js";
 import { beamsRoutes } from "./beams.routes.js";
 import { centrifugoRoutes } from "./centrifugo.routes.js";
 import { channelsRoutes } from "./channels.routes.js";
+import { startGorushGrpc, type GorushGrpc } from "./gorush.grpc.js";
 import { gorushRoutes } from "./gorush.routes.js";
 import { kinveyRoutes } from "./kinvey.routes.js";
 import { pushletRoutes } from "./pushlet.routes.js";
@@ -40,6 +41,8 @@ export interface GatewayOptions {
 export interface Gateway {
   handler: (req: IncomingMessage, res: ServerResponse) => void;
   catalog: RpcCatalog;
+  // gorush's gRPC API on an address of its own (needs the admin key, as the HTTP compat APIs do).
+  listenGorush(address: string): Promise<GorushGrpc>;
   close(): void;
 }
 
@@ -58,6 +61,7 @@ export function createGateway(o: GatewayOptions): Gateway {
     return client;
   };
   const compat: Route[] = [];
+  let gorushGrpc: ((address: string) => Promise<GorushGrpc>) | undefined;
   const opened: Array<{ close(): void }> = [];
   const admin = { apiKey: o.adminKey };
   const appsClient = o.adminKey ? createClient(apps.AppServiceService, apps, o.addresses.registry, admin) : undefined;
@@ -72,6 +76,7 @@ export function createGateway(o: GatewayOptions): Gateway {
     };
     opened.push(clients.registry, clients.topic, clients.dispatch);
     const secrets = new AppSecrets(clients);
+    gorushGrpc = (address) => startGorushGrpc({ clients, secrets, address, logger: o.logger.child({ component: "gorush-grpc" }) });
     compat.push(...beamsRoutes(clients, secrets), ...kinveyRoutes(clients, secrets), ...pushletRoutes(clients, secrets), ...channelsRoutes(clients, secrets), ...gorushRoutes(clients, secrets, o.version), ...centrifugoRoutes(clients, secrets, o.logger));
   } else {
     o.logger.warn("no admin key: the Pusher Beams-compatible routes are not served");
@@ -86,6 +91,10 @@ export function createGateway(o: GatewayOptions): Gateway {
   return {
     handler: createRouter({ routes, maxBodyBytes: o.maxBodyBytes, logger: o.logger, onRequest: o.onRequest }),
     catalog,
+    listenGorush: (address) => {
+      if (!gorushGrpc) throw new Error("the gorush gRPC API needs the admin key (HERALD_ADMIN_KEY)");
+      return gorushGrpc(address);
+    },
     close: () => {
       for (const c of [...clients.values(), ...opened]) c.close();
     },

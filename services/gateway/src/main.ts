@@ -32,5 +32,10 @@ const gateway = createGateway({
 lifecycle.add("upstreams", async () => gateway.close());
 const server = await startHttpServer(config.HERALD_HTTP_ADDRESS, gateway.handler);
 lifecycle.add("http", () => server.close());
+if (config.HERALD_GORUSH_GRPC_ADDRESS) {
+  const gorush = await gateway.listenGorush(config.HERALD_GORUSH_GRPC_ADDRESS);
+  lifecycle.add("gorush grpc", () => gorush.stop());
+  logger.info({ port: gorush.port }, "gorush gRPC API serving");
+}
 await serveMetrics({ port: config.HERALD_METRICS_PORT, registry: metrics, lifecycle, logger });
 logger.info({ port: server.port }, "gateway serving");
