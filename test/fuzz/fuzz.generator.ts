@@ -955,11 +955,13 @@ export interface FuzzMethod {
   serverStreaming: boolean;
 }
 
-export function loadMethods(descriptorSetPath: string): { registry: FileRegistry; methods: FuzzMethod[] } {
+// The methods of the services whose full names start with one of `prefixes` (Herald's own by
+// default; "proto.Gorush" is gorush's API on its own port).
+export function loadMethods(descriptorSetPath: string, prefixes: readonly string[] = ["herald."]): { registry: FileRegistry; methods: FuzzMethod[] } {
   const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath)));
   const methods: FuzzMethod[] = [];
   for (const desc of registry) {
-    if (desc.kind !== "service" || !desc.typeName.startsWith("herald.")) continue;
+    if (desc.kind !== "service" || !prefixes.some((p) => desc.typeName.startsWith(p))) continue;
     for (const method of desc.methods) {
       if (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming") continue;
       methods.push({ path: `/${desc.typeName}/${method.name}`, service: desc, method, serverStreaming: method.methodKind === "server_streaming" });

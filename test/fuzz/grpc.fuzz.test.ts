@@ -145,7 +145,22 @@ function buildCase(index: number, methods: FuzzMethod[], h: HeraldChild, pools: 
 
 const identity = (b: Buffer) => b;
 
-function send(client: grpc.Client, c: Case): Promise<Answer> {
+// One client per port: Herald's services, and gorush's API on its own port.
+interface Clients {
+  herald: grpc.Client;
+  gorush: grpc.Client;
+}
+const connect = (h: HeraldChild, options: grpc.ChannelOptions): Clients => ({
+  herald: new grpc.Client(h.address, grpc.credentials.createInsecure(), options),
+  gorush: new grpc.Client(h.gorushAddress, grpc.credentials.createInsecure(), options),
+});
+const disconnect = (c: Clients) => {
+  c.herald.close();
+  c.gorush.close();
+};
+
+function send(clients: Clients, c: Case): Promise<Answer> {
+  const client = c.method.path.startsWith("/proto.") ? clients.gorush : clients.herald;
   return new Promise((resolve) => {
     const answer = (err: Partial<grpc.ServiceError> | null, messages: number): Answer => {
       if (!err) return { code: grpc.status.OK, details: "", messages };
@@ -172,14 +187,14 @@ function send(client: grpc.Client, c: Case): Promise<Answer> {
 }
 
 test("gRPC fuzz: every method of every Herald service keeps its contract under hostile input", { timeout: 20 * 60_000 }, async () => {
-  const { methods } = loadMethods(descriptorSetPath);
+  const { methods } = loadMethods(descriptorSetPath, ["herald.", "proto.Gorush"]);
   assert.ok(methods.length >= 30, `expected every Herald RPC in ${descriptorSetPath}, found ${methods.length}`);
   console.log(`[grpc fuzz] seed=${settings.seed} runs=${settings.only ? `only ${settings.only.join(",")}` : settings.runs}; ${methods.length} methods: ${methods.map((m) => m.path.split(".").pop()).join(" ")}`);
   const findings = new Findings("grpc", TEST_FILE);
   let h = await startHeraldChild("grpc");
   let pools = await seedPools(h);
   const clientOptions = { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 };
-  let client = new grpc.Client(h.address, grpc.credentials.createInsecure(), clientOptions);
+  let client = connect(h, clientOptions);
   const perMethod = new Map<string, Map<string, number>>();
   let sent = 0;
   let restarts = 0;
@@ -210,7 +225,7 @@ test("gRPC fuzz: every method of every Herald service keeps its contract under h
   const restart = async (suspects: Case[], replaying: boolean) => {
     const exit = h.exit() ?? "no exit (connection lost)";
     const tail = h.output().slice(-3000);
-    client.close();
+    disconnect(client);
     await h.stop();
     restarts++;
     if (replaying || suspects.length === 1) {
@@ -224,7 +239,7 @@ test("gRPC fuzz: every method of every Herald service keeps its contract under h
     if (restarts > MAX_RESTARTS) throw new Error(`herald serve died ${restarts} times; stopping the run.\n${findings.report()}`);
     h = await startHeraldChild("grpc");
     pools = await seedPools(h);
-    client = new grpc.Client(h.address, grpc.credentials.createInsecure(), clientOptions);
+    client = connect(h, clientOptions);
     if (!replaying && suspects.length > 1) {
       const before = restarts;
       for (const s of suspects) {
@@ -283,7 +298,7 @@ test("gRPC fuzz: every method of every Herald service keeps its contract under h
     );
     assert.equal(delivery, "", "a publish to a freshly registered device is delivered after the fuzz run");
   } finally {
-    client.close();
+    disconnect(client);
     await h.stop();
   }
 });

@@ -26,6 +26,8 @@ export interface HeraldChild {
   child: ChildProcess;
   // host:port of the gRPC server, and the gateway's base URL.
   address: string;
+  // host:port of gorush's gRPC API.
+  gorushAddress: string;
   httpUrl: string;
   adminKey: string;
   // The keys file the CLI reads (HERALD_DEV_FILE).
@@ -48,7 +50,7 @@ export async function startHeraldChild(label: string, options: { fakes?: boolean
   const fakes = options.fakes ?? true;
   const dir = await mkdtemp(join(tmpdir(), `herald-fuzz-${label}-`));
   const devFile = join(dir, "dev.json");
-  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "packages/cli/src/herald.ts"), "serve", ...(fakes ? ["--fakes"] : []), "--port", "0", "--http-port", "0", "--apps", join(REPO_ROOT, "deploy/samples")], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "packages/cli/src/herald.ts"), "serve", ...(fakes ? ["--fakes"] : []), "--port", "0", "--http-port", "0", "--gorush-grpc-port", "0", "--apps", join(REPO_ROOT, "deploy/samples")], {
     cwd: REPO_ROOT,
     env: { ...process.env, HERALD_DEV_FILE: devFile, HERALD_LOG_LEVEL: process.env.HERALD_FUZZ_LOG_LEVEL ?? "warn", HERALD_FAKES: String(fakes) },
     stdio: ["ignore", "pipe", "pipe"],
@@ -80,12 +82,14 @@ export async function startHeraldChild(label: string, options: { fakes?: boolean
   };
 
   let httpUrl: string;
+  let gorushAddress: string;
   try {
-    httpUrl = await eventually(
+    [httpUrl, gorushAddress] = await eventually(
       () => {
         if (exitedWith) throw new Error(`exited during start-up (${exitedWith})`);
-        const m = /HTTP API\s+(http:\/\/\S+)/.exec(out);
-        return m && existsSync(devFile) ? m[1]! : undefined;
+        const http = /HTTP API\s+(http:\/\/\S+)/.exec(out);
+        const gorush = /gorush gRPC\s+(\S+)/.exec(out);
+        return http && gorush && existsSync(devFile) ? [http[1]!, gorush[1]!] : undefined;
       },
       "herald serve to print its banner and write its dev file",
       { timeoutMs: 90_000, pollMs: 100 },
@@ -99,6 +103,7 @@ export async function startHeraldChild(label: string, options: { fakes?: boolean
     child,
     address: dev.server,
     httpUrl,
+    gorushAddress,
     adminKey: dev.adminKey,
     devFile,
     apps,

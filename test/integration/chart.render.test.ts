@@ -44,7 +44,7 @@ const ALL_ON = {
   webpush: { allowedHosts: ["push.example.com", "*.push.example.net"] },
   webhooks: { deniedNetworks: ["10.0.0.0/8", "fc00::/7"] },
   registry: { replicas: 1 },
-  gateway: { maxBodyBytes: 65536, ingress: { enabled: true, className: "nginx", host: "push.example.com", tlsSecretName: "push-tls" } },
+  gateway: { maxBodyBytes: 65536, gorushGrpc: { enabled: true, port: 9000 }, ingress: { enabled: true, className: "nginx", host: "push.example.com", tlsSecretName: "push-tls" } },
   operator: { watchNamespace: NAMESPACE },
   sender: { serviceAccountName: "herald-sender", extraEnv: { "*": { HERALD_MAX_ATTEMPTS: "10" }, fcm: { HERALD_FCM_CONNECTIONS: "4" } } },
   metrics: {
@@ -336,6 +336,7 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       assert.deepEqual(admitted(r, policy("topic"), "grpc"), [everyPod, "dispatcher", "gateway"].sort(), r.name);
       assert.deepEqual(admitted(r, policy("dispatcher"), "grpc"), [everyPod, "gateway"].sort(), r.name);
       assert.deepEqual(admitted(r, policy("gateway"), "http"), ["anyone"], r.name);
+      if (r === renders.all) assert.deepEqual(admitted(r, policy("gateway"), "gorush-grpc"), ["anyone"], r.name);
       for (const name of COMPONENTS) assert.deepEqual(admitted(r, policy(name), name === "operator" ? "http" : "metrics"), [everyPod], `${r.name} ${name} metrics`);
     }
     // Senders: only where the chart knows they run (the watched namespace), metrics only.
@@ -451,9 +452,12 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       // The gateway: HTTP on 8080 behind Service port 80, probed on /healthz, in front of the three services.
       const gateway = pod(r, "gateway").containers[0]!;
       for (const name of ["registry", "topic", "dispatcher"] as const) assert.equal(envValue(gateway, `HERALD_${name.toUpperCase()}_ADDRESS`), address(name), `${r.name} gateway → ${name}`);
-      assert.deepEqual(gateway.ports, [{ name: "http", containerPort: 8080 }, { name: "metrics", containerPort: 9090 }], r.name);
+      // gorush's gRPC port only when asked for.
+      const gorush = r === renders.all ? [{ name: "gorush-grpc", containerPort: 9000 }] : [];
+      assert.deepEqual(gateway.ports, [{ name: "http", containerPort: 8080 }, { name: "metrics", containerPort: 9090 }, ...gorush], r.name);
+      assert.equal(envValue(gateway, "HERALD_GORUSH_GRPC_ADDRESS"), r === renders.all ? "0.0.0.0:9000" : undefined, r.name);
       for (const probe of [gateway.startupProbe, gateway.readinessProbe, gateway.livenessProbe]) assert.deepEqual(probe?.httpGet, { path: "/healthz", port: "http" }, r.name);
-      assert.deepEqual(component(r, "Service", "gateway").spec!.ports!.map((p) => [p.name, p.port, p.targetPort]), [["http", 80, "http"], ["metrics", 9090, "metrics"]], r.name);
+      assert.deepEqual(component(r, "Service", "gateway").spec!.ports!.map((p) => [p.name, p.port, p.targetPort]), [["http", 80, "http"], ["metrics", 9090, "metrics"], ...gorush.map((p) => [p.name, 9000, p.name])], r.name);
       assert.equal(envValue(gateway, "HERALD_HTTP_MAX_BODY_BYTES"), r === renders.all ? "65536" : "1048576", r.name);
       const gatewayConfig = loadConfig((await import(GATEWAY) as { gatewayEnv: Parameters<typeof loadConfig>[0] }).gatewayEnv, Object.fromEntries((gateway.env ?? []).map((e) => [e.name, e.value ?? "k".repeat(40)]))) as Record<string, unknown>;
       assert.equal(gatewayConfig.HERALD_HTTP_ADDRESS, "0.0.0.0:8080", "the gateway's own schema accepts the chart's environment");
