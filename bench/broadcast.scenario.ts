@@ -5,6 +5,7 @@ import type { ProviderName } from "@herald/store";
 import { randomDeviceToken } from "@herald/testing";
 import type { FakesControl } from "./fakes.client.js";
 import { wallNow, type FakesStats } from "./fakes.protocol.js";
+import type { LoopDelay } from "./embedded.main.js";
 import { BENCH_TOPIC, type Target } from "./platform.types.js";
 import { UsageMeter, type ProcessUsage } from "./proc.stats.js";
 import { round } from "./seed.devices.js";
@@ -33,6 +34,8 @@ export interface BroadcastResult {
   // Deliveries counted once per second after the publish (to see stalls and ramp-up).
   timeline: Array<{ ms: number; delivered: number }>;
   usage: ProcessUsage[];
+  // The longest and p99 event-loop delay of the embedded server from the Publish call to the end.
+  eventLoop: LoopDelay | null;
   complete: boolean;
   // Why an incomplete broadcast was given up: "budget" or "stalled".
   stoppedBy: "budget" | "stalled" | null;
@@ -56,6 +59,7 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
   const meter = new UsageMeter(target.processes);
   meter.begin();
 
+  await target.loopDelay?.(true);
   const called = wallNow();
   // A generous deadline: how long accepting takes under load is itself a result (acceptMs).
   const { id } = await target.dispatch.publish(
@@ -122,6 +126,7 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
   }
   const finalAt = final && isFinal(final.state) ? wallNow() : undefined;
   const usage = meter.end();
+  const eventLoop = (await target.loopDelay?.(false)) ?? null;
   // A cancelled fan-out notices only between batches: wait until deliveries stop, so that what
   // is left of it is not counted by the next phase.
   if (!complete) await quiesce(fakes, 15_000, 120_000);
@@ -150,6 +155,7 @@ export async function runBroadcast(target: Target, fakes: FakesControl, expected
     publishCounts: final?.counts ? { targeted: final.counts.targeted, sent: final.counts.sent, failed: final.counts.failed, retries: final.counts.retries } : null,
     timeline,
     usage,
+    eventLoop,
     complete,
     stoppedBy,
   };

@@ -5,6 +5,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startEmbedded } from "@herald/cli";
 import { createLogger } from "@herald/platform";
 import type { ProviderName } from "@herald/store";
@@ -18,8 +19,15 @@ export interface EmbeddedArgs {
   providers: ProviderName[];
 }
 
-export type ToEmbedded = { type: "seed"; plan: SeedPlan } | { type: "stop" };
-export type FromEmbedded = { type: "ready"; app: string; address: string; serverKey: string } | { type: "seeded"; result: SeedResult } | { type: "log"; line: string } | { type: "error"; message: string };
+export type ToEmbedded = { type: "seed"; plan: SeedPlan } | { type: "loop"; reset: boolean } | { type: "stop" };
+export type FromEmbedded = { type: "ready"; app: string; address: string; serverKey: string } | { type: "seeded"; result: SeedResult } | { type: "loop"; delay: LoopDelay } | { type: "log"; line: string } | { type: "error"; message: string };
+
+// How long the server's event loop was held, sampled every 10 ms (perf_hooks): what a lone
+// publish or a health check waits at worst while a broadcast runs.
+export interface LoopDelay {
+  maxMs: number;
+  p99Ms: number;
+}
 
 const send = (message: FromEmbedded) => process.send!(message);
 const args = JSON.parse(process.argv[2] ?? "{}") as EmbeddedArgs;
@@ -59,8 +67,14 @@ const server = await startEmbedded({
 const app = server.apps.find((a) => a.id === appId);
 if (!app) throw new Error(`the embedded server did not load the benchmark app: ${server.problems.join("; ")}`);
 
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
+
 process.on("message", (message: ToEmbedded) => {
-  if (message.type === "seed") {
+  if (message.type === "loop") {
+    send({ type: "loop", delay: { maxMs: Math.round(loop.max / 1e5) / 10, p99Ms: Math.round(loop.percentile(99) / 1e5) / 10 } });
+    if (message.reset) loop.reset();
+  } else if (message.type === "seed") {
     seedDevices(server.store, fakes, message.plan, (line) => send({ type: "log", line }))
       .then((result) => send({ type: "seeded", result }))
       .catch((err: unknown) => send({ type: "error", message: String((err as Error).stack ?? err) }));

@@ -55,6 +55,13 @@ export async function startEmbeddedTarget(o: EmbeddedOptions): Promise<Target> {
       if (m.type !== "seeded") throw new Error(`embedded server: expected seeded, got ${m.type}`);
       return m.result;
     },
+    async loopDelay(reset) {
+      const answer = next();
+      child.send({ type: "loop", reset } satisfies ToEmbedded);
+      const m = await answer;
+      if (m.type !== "loop") throw new Error(`embedded server: expected loop, got ${m.type}`);
+      return m.delay;
+    },
     async stop() {
       client.close();
       if (child.exitCode !== null) return;

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import type { AsyncClient } from "@herald/platform";
 import type { dispatch } from "@herald/proto";
 import type { WatchedProcess } from "./proc.stats.js";
+import type { LoopDelay } from "./embedded.main.js";
 import type { SeedPlan, SeedResult } from "./seed.devices.js";
 
 export type Mode = "distributed" | "embedded";
@@ -17,6 +18,9 @@ export interface Target {
   // Herald's processes first, then the fakes and the infrastructure.
   processes: WatchedProcess[];
   seed(plan: SeedPlan): Promise<SeedResult>;
+  // The event-loop delay of Herald's process since the last call (embedded only: the distributed
+  // processes are many); `reset` starts a new window.
+  loopDelay?(reset: boolean): Promise<LoopDelay>;
   // SIGTERM, so that processes run with --cpu-prof write their profiles.
   stop(): Promise<void>;
 }

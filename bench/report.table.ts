@@ -130,6 +130,13 @@ export function formatRun(run: RunResult): string {
     out.push("");
   }
 
+  // How long Herald's event loop was held during the broadcast (embedded: one process).
+  const loopRows = run.modes.flatMap((r) => (r.broadcast.eventLoop ? [[r.mode, `${fixed(r.broadcast.eventLoop.maxMs)} ms`, `${fixed(r.broadcast.eventLoop.p99Ms)} ms`]] : []));
+  if (loopRows.length) {
+    out.push(table(["event-loop delay during the broadcast", "max", "p99"], loopRows));
+    out.push("");
+  }
+
   // Lone publishes at rest and while the broadcast ran, side by side.
   const busyRows = run.modes.flatMap((r) => {
     const b = r.busyLatency;

@@ -1,3 +1,5 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { sortedIdBatches } from "./ids.sorted.js";
 import { randomUUID } from "node:crypto";
 import { alreadyExists } from "@herald/platform";
 import { MemoryRates } from "./rate.repository.memory.js";
@@ -168,21 +170,21 @@ class MemoryDevices implements DeviceRepository {
     const batchSize = checkBatchSize(options.batchSize);
     const space = this.spaces.get(app);
     if (!space) return;
-    const after = options.after;
-    // A sorted snapshot of ids only; records are read (and matched) as each batch is cut, so a
-    // device removed mid-scan is skipped and one updated mid-scan is seen in its new state.
-    const ids = (given(query.ids) ? [...new Set(query.ids)].filter((id) => space.byId.has(id)) : [...space.byId.keys()])
-      .filter((id) => after === undefined || compareStrings(id, after) > 0)
-      .sort(compareStrings);
+    // Ids only, sorted in slices that leave the event loop turns (an app of a million devices);
+    // records are read (and matched) as each batch is cut, so a device removed mid-scan is
+    // skipped and one updated mid-scan is seen in its new state.
+    const ids = given(query.ids) ? new Set(query.ids) : space.byId.keys();
     const match = deviceMatcher(query);
     let batch: DeviceRecord[] = [];
-    for (const id of ids) {
-      const d = space.byId.get(id);
-      if (!d || !match(d)) continue;
-      batch.push(copy(d));
-      if (batch.length === batchSize) {
-        yield batch;
-        batch = [];
+    for await (const slice of sortedIdBatches([ids], { ...(options.after !== undefined ? { after: options.after } : {}), batchSize })) {
+      for (const id of slice) {
+        const d = space.byId.get(id);
+        if (!d || !match(d)) continue;
+        batch.push(copy(d));
+        if (batch.length === batchSize) {
+          yield batch;
+          batch = [];
+        }
       }
     }
     if (batch.length) yield batch;
@@ -199,6 +201,9 @@ class MemoryDevices implements DeviceRepository {
         if (d && match(d) && (after === undefined || compareStrings(id, after) > 0)) found.push(copy(d));
       }
       if (found.length) yield found;
+      // Nothing here waits for I/O: without a turn of the event loop between batches, a fan-out
+      // of a million devices would be one chain of microtasks that no request could interrupt.
+      await nextTurn();
     }
   }
 
@@ -444,11 +449,8 @@ class MemorySubscriptions implements SubscriptionRepository {
     const batchSize = checkBatchSize(options.batchSize);
     const space = this.spaces.get(app);
     if (!space) return;
-    const ids = new Set<string>();
-    for (const topic of topics) for (const id of space.byTopic.get(topic) ?? []) ids.add(id);
-    const after = options.after;
-    const sorted = [...ids].filter((id) => after === undefined || compareStrings(id, after) > 0).sort(compareStrings);
-    for (let i = 0; i < sorted.length; i += batchSize) yield sorted.slice(i, i + batchSize);
+    const sets = [...new Set(topics)].flatMap((topic) => space.byTopic.get(topic) ?? []);
+    yield* sortedIdBatches(sets, { ...(options.after !== undefined ? { after: options.after } : {}), batchSize });
   }
 
   private topicCount(space: SubSpace | undefined, topic: string): TopicCount {

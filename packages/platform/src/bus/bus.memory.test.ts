@@ -27,6 +27,29 @@ async function eventually(check: () => boolean, what: string, timeoutMs = 5000):
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 
 describe("MemoryBus specifics", () => {
+  it("lets the event loop turn while a partition works through a backlog of handlers that never wait", async () => {
+    const bus = new MemoryBus({ logger, defaultPartitions: 1 });
+    const total = 20_000;
+    let handled = 0;
+    let handledWhenTimerFired = -1;
+    await bus.publish("backlog", Array.from({ length: total }, (_, i) => ({ key: "k", value: encoder.encode(String(i)) })));
+    await bus.subscribe({
+      group: "g",
+      topics: ["backlog"],
+      fromBeginning: true,
+      handler: async () => {
+        // A little synchronous work and no I/O, like a fan-out over the memory store.
+        let x = 0;
+        for (let i = 0; i < 2_000; i++) x += i;
+        handled += x > 0 ? 1 : 0;
+      },
+    });
+    setTimeout(() => (handledWhenTimerFired = handled), 0);
+    await eventually(() => handled === total, "every message handled", 60_000);
+    await bus.close();
+    assert.ok(handledWhenTimerFired >= 0 && handledWhenTimerFired < total, `a timer due at once fired only after ${handledWhenTimerFired} of ${total} messages`);
+  });
+
   it("leaves no timer behind after close(), even with a retry backoff pending", async () => {
     const baseline = timers();
     const bus = new MemoryBus({ logger });

@@ -1,9 +1,13 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
 import type { Bus, BusMessage, OutgoingMessage, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
+
+// The longest a partition worker runs messages back to back before it lets the event loop turn.
+const TURN_EVERY_MS = 10;
 
 // In-process bus for the embedded mode. It keeps Kafka's delivery model rather than a simple
 // event emitter so that code written against it behaves the same on Kafka: partitioned topics
@@ -403,7 +407,15 @@ class PartitionWorker {
     const { group, owner, partition } = this;
     const topic = this.topic.name;
     let attempt = 0;
+    let turned = performance.now();
     while (!this.revoked) {
+      // Handlers on the memory store never wait for I/O: a partition with a backlog would be one
+      // chain of microtasks holding the event loop. A turn every 10 ms of work lets timers,
+      // sockets and other requests in.
+      if (performance.now() - turned > TURN_EVERY_MS) {
+        await nextTurn();
+        turned = performance.now();
+      }
       if (owner.paused) {
         await this.sleep("paused");
         continue;
