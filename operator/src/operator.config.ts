@@ -52,6 +52,9 @@ export const operatorEnv = z.object({
   HERALD_RESYNC_SECONDS: env.int(300, 1),
   // How often lag-scaled apps re-read their Kafka lag.
   HERALD_AUTOSCALE_INTERVAL_SECONDS: env.int(15, 1),
+  // How often an app whose senders are scaled to zero re-reads its lag: the first delivery after
+  // an idle spell waits up to this long plus a pod start.
+  HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS: env.int(2, 1),
   // Scaling down waits until the lag has asked for fewer replicas for this long (no flapping).
   HERALD_SCALE_DOWN_STABILIZATION_SECONDS: env.int(300, 0),
   HERALD_RECONCILE_CONCURRENCY: env.int(4, 1),

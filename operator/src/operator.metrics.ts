@@ -9,6 +9,7 @@ export class OperatorMetrics {
   readonly ready: Gauge<"namespace" | "app">;
   readonly credentialFailures: Counter<"namespace" | "app" | "reason">;
   readonly senderLag: Gauge<"namespace" | "app" | "provider">;
+  readonly senderReplicas: Gauge<"namespace" | "app" | "provider">;
   readonly leader: Gauge;
 
   constructor(registry: Registry, queueDepth: () => number) {
@@ -36,6 +37,7 @@ export class OperatorMetrics {
       registers: [registry],
     });
     this.senderLag = new Gauge({ name: "herald_operator_sender_lag", help: "Deliveries waiting for a provider's senders (Kafka consumer lag)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
+    this.senderReplicas = new Gauge({ name: "herald_operator_sender_desired_replicas", help: "Sender replicas the operator asks for, per provider (0: scaled to zero while idle)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
     this.leader = new Gauge({ name: "herald_operator_leader", help: "1 while this replica holds the leader Lease", registers: [registry] });
   }
 
@@ -45,6 +47,9 @@ export class OperatorMetrics {
   forgetApp(namespace: string, app: string): void {
     this.ready.remove({ namespace, app });
     for (const reason of ["SecretNotFound", "SecretKeyMissing", "InvalidCredentials", "ProjectIdMismatch"]) this.credentialFailures.remove({ namespace, app, reason });
-    for (const provider of ["apns", "fcm", "hms", "webpush"]) this.senderLag.remove({ namespace, app, provider });
+    for (const provider of ["apns", "fcm", "hms", "webpush"]) {
+      this.senderLag.remove({ namespace, app, provider });
+      this.senderReplicas.remove({ namespace, app, provider });
+    }
   }
 }

@@ -234,6 +234,9 @@ export class PushAppReconciler {
         const lag = await this.lagOf(name, provider);
         this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
         const desired = scaling ? this.d.stabilizer.recommend(`${key}/${provider}`, replicasForLag(lag, scaling)) : (app.spec.senders?.replicas ?? 1);
+        this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, desired);
+        const before = this.d.deployments.get(names.sender(name, provider), namespace)?.spec?.replicas;
+        if (scaling && before !== undefined && before !== desired) this.d.logger.info({ key, provider, from: before, to: desired, lag }, "scaling senders on lag");
         const files = Object.keys(credentials.files).filter((f) => providerFiles(f) === provider);
         const applied = await this.d.kube.apply(
           senderDeployment(withUid, { provider, replicas: desired, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config),
@@ -266,7 +269,10 @@ export class PushAppReconciler {
     if (short.length === 0) conditions.set(CONDITION.sendersAvailable, "True", "Available", providers.length ? `every sender is available (${available}/${wanted})` : "no provider is enabled");
     else conditions.set(CONDITION.sendersAvailable, "False", "SendersUnavailable", short.map((p) => `${p.name} ${p.availableReplicas}/${p.desiredReplicas} available`).join(", "));
 
-    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {}, undefined, providers.length === 0);
+    // A provider scaled to zero is looked at more often: its lag is the only sign of work.
+    const atZero = providerStatus.some((p) => p.desiredReplicas === 0);
+    const interval = atZero ? this.d.config.HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS : this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS;
+    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: interval * 1000 } : {}, undefined, providers.length === 0);
   }
 
   // Deletion: the external state owner references cannot reach (Kafka topics, the registry's

@@ -146,6 +146,13 @@ describe("lag-based scaling", () => {
     assert.equal(replicasForLag(1_000_000, spec), 5);
   });
 
+  test("minReplicas 0: no sender while nothing waits, one as soon as a delivery does", () => {
+    const toZero = { ...spec, minReplicas: 0 };
+    assert.equal(replicasForLag(0, toZero), 0);
+    assert.equal(replicasForLag(1, toZero), 1);
+    assert.equal(replicasForLag(2500, toZero), 3);
+  });
+
   test("scale-up is immediate, scale-down waits out the stabilization window", () => {
     let now = 0;
     const stabilizer = new ScaleStabilizer(300_000, () => now);

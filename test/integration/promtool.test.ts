@@ -224,6 +224,11 @@ describe("promtool test rules: what fires, and what does not", () => {
           // quiet/webpush: the same, with nothing queued.
           lag("quiet", "webpush", "0x40"),
           inflight("quiet", "webpush", "0x10 stale"),
+          // idle/fcm: scaled to zero on purpose (autoscaling minReplicas 0): no alert.
+          lag("idle", "fcm", "0x40"),
+          inflight("idle", "fcm", "0x10 stale"),
+          { series: 'herald_operator_sender_desired_replicas{exported_namespace="apps",app="idle",provider="fcm",namespace="herald",service="herald-operator"}', values: "1x10 0x30" },
+          { series: 'herald_operator_sender_desired_replicas{exported_namespace="apps",app="quiet",provider="webpush",namespace="herald",service="herald-operator"}', values: "1x40" },
           // news/fcm: the sender keeps reporting, however long the queue.
           lag("news", "fcm", "9000x40"),
           inflight("news", "fcm", "0+1x40"),

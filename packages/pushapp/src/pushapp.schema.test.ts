@@ -138,6 +138,10 @@ ${valid}`,
     assert.ok("problems" in both && both.problems.some((p) => p.startsWith("spec.senders: ")), JSON.stringify(both));
     const inverted = parsePushApp({ ...base, spec: { senders: { autoscaling: { minReplicas: 5, maxReplicas: 3, targetLagPerReplica: 100 } } } });
     assert.ok("problems" in inverted && inverted.problems.some((p) => p.startsWith("spec.senders.autoscaling.minReplicas: ")), JSON.stringify(inverted));
+    // Scale to zero: minReplicas 0 is allowed, maxReplicas stays at least 1.
+    assert.ok(!("problems" in parsePushApp({ ...base, spec: { senders: { autoscaling: { minReplicas: 0, maxReplicas: 3, targetLagPerReplica: 100 } } } })));
+    const noMax = parsePushApp({ ...base, spec: { senders: { autoscaling: { minReplicas: 0, maxReplicas: 0, targetLagPerReplica: 100 } } } });
+    assert.ok("problems" in noMax && noMax.problems.some((p) => p.startsWith("spec.senders.autoscaling.maxReplicas: ")), JSON.stringify(noMax));
   });
 });
 

@@ -174,7 +174,7 @@ export const SendersSchema = z
     replicas: nonNegativeInt(1000).optional().describe("Fixed number of sender replicas per enabled provider (default 1)."),
     autoscaling: z
       .strictObject({
-        minReplicas: positiveInt(1000).describe("Fewest sender replicas per provider."),
+        minReplicas: nonNegativeInt(1000).describe("Fewest sender replicas per provider; 0 lets an idle app's senders scale to zero and come back when deliveries wait."),
         maxReplicas: positiveInt(1000).describe("Most sender replicas per provider."),
         targetLagPerReplica: positiveInt(100_000_000).describe("Kafka consumer lag (pending deliveries) one replica should carry; replicas = ceil(lag / target)."),
       })
