@@ -38,6 +38,16 @@ import type {
 // promise, so each call is atomic; scans snapshot sorted ids and read the records batch by batch.
 
 const copy = <T>(value: T): T => structuredClone(value);
+// A device's own copy, field by field: structuredClone cost ~20 µs a device, most of a memory
+// fan-out's store time. Spread keeps a tag named "__proto__" a plain own entry.
+const copyDevice = (d: DeviceRecord): DeviceRecord => ({
+  ...d,
+  tags: { ...d.tags },
+  meta: { ...d.meta },
+  createdAt: new Date(d.createdAt.getTime()),
+  updatedAt: new Date(d.updatedAt.getTime()),
+  lastSeenAt: new Date(d.lastSeenAt.getTime()),
+});
 
 export function createMemoryStore(): Store {
   const subscriptions = new MemorySubscriptions();
@@ -122,24 +132,24 @@ class MemoryDevices implements DeviceRepository {
       const device: DeviceRecord = { ...state, id: named.id, createdAt: named.createdAt };
       space.byId.set(device.id, device);
       space.byToken.set(key, device.id);
-      return { device: copy(device), created: false, previousUser: named.user, ...(replacedDeviceId ? { replacedDeviceId } : {}) };
+      return { device: copyDevice(device), created: false, previousUser: named.user, ...(replacedDeviceId ? { replacedDeviceId } : {}) };
     }
     const holderId = space.byToken.get(key);
     const existing = holderId !== undefined ? space.byId.get(holderId) : undefined;
     if (existing) {
       const device: DeviceRecord = { ...state, id: existing.id, createdAt: existing.createdAt };
       space.byId.set(device.id, device);
-      return { device: copy(device), created: false, previousUser: existing.user };
+      return { device: copyDevice(device), created: false, previousUser: existing.user };
     }
     const device: DeviceRecord = { ...state, id: randomUUID(), createdAt: new Date(input.now) };
     space.byId.set(device.id, device);
     space.byToken.set(key, device.id);
-    return { device: copy(device), created: true, previousUser: "" };
+    return { device: copyDevice(device), created: true, previousUser: "" };
   }
 
   async get(app: string, id: string): Promise<DeviceRecord | null> {
     const d = this.spaces.get(app)?.byId.get(id);
-    return d ? copy(d) : null;
+    return d ? copyDevice(d) : null;
   }
 
   async getMany(app: string, ids: string[]): Promise<DeviceRecord[]> {
@@ -149,7 +159,7 @@ class MemoryDevices implements DeviceRepository {
       .map((id) => space.byId.get(id))
       .filter((d): d is DeviceRecord => d !== undefined)
       .sort((a, b) => compareStrings(a.id, b.id))
-      .map(copy);
+      .map(copyDevice);
   }
 
   async list(app: string, query: DeviceQuery, page: PageQuery): Promise<DeviceRecord[]> {
@@ -163,7 +173,7 @@ class MemoryDevices implements DeviceRepository {
       .filter((d) => (after === undefined || compareStrings(d.id, after) > 0) && match(d))
       .sort((a, b) => compareStrings(a.id, b.id))
       .slice(0, page.limit)
-      .map(copy);
+      .map(copyDevice);
   }
 
   async *scan(app: string, query: DeviceQuery, options: { after?: string; batchSize: number }): AsyncIterable<DeviceRecord[]> {
@@ -180,7 +190,7 @@ class MemoryDevices implements DeviceRepository {
       for (const id of slice) {
         const d = space.byId.get(id);
         if (!d || !match(d)) continue;
-        batch.push(copy(d));
+        batch.push(copyDevice(d));
         if (batch.length === batchSize) {
           yield batch;
           batch = [];
@@ -198,7 +208,7 @@ class MemoryDevices implements DeviceRepository {
       const found: DeviceRecord[] = [];
       for (const id of batch) {
         const d = space?.byId.get(id);
-        if (d && match(d) && (after === undefined || compareStrings(id, after) > 0)) found.push(copy(d));
+        if (d && match(d) && (after === undefined || compareStrings(id, after) > 0)) found.push(copyDevice(d));
       }
       if (found.length) yield found;
       // Nothing here waits for I/O: without a turn of the event loop between batches, a fan-out
@@ -249,7 +259,7 @@ class MemoryDevices implements DeviceRepository {
     return [...space.byId.values()]
       .filter((d) => d.user === user && d.platform === platform)
       .sort((a, b) => a.lastSeenAt.getTime() - b.lastSeenAt.getTime() || compareStrings(a.id, b.id))
-      .map(copy);
+      .map(copyDevice);
   }
 
   async listInactive(app: string, seenBefore: Date, limit: number): Promise<DeviceRecord[]> {
@@ -259,7 +269,7 @@ class MemoryDevices implements DeviceRepository {
       .filter((d) => d.lastSeenAt.getTime() < seenBefore.getTime())
       .sort((a, b) => compareStrings(a.id, b.id))
       .slice(0, limit)
-      .map(copy);
+      .map(copyDevice);
   }
 
   async removeApp(app: string): Promise<number> {
