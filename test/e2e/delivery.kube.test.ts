@@ -35,6 +35,20 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     throw new Error(`${err.message}\noperator: ${failureOf(operator.output())}`);
   };
 
+  // The backend's side: the server key from the Secret the operator wrote, clients, and an
+  // iPhone and a Huawei phone on `topic`.
+  const backend = async (topic: string) => {
+    const secret = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${APP}-herald-api-keys`, namespace });
+    const serverKey = Buffer.from(secret.data!["server-key"]!, "base64").toString();
+    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
+    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
+    const iphone = randomDeviceToken();
+    const huawei = randomHmsToken();
+    await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: [topic] });
+    await devices.registerDevice({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: huawei, topics: [topic] });
+    return { devices, publisher, iphone, huawei };
+  };
+
   before(async () => {
     const caFile = testCaFile();
     apns = await startFakeApns({ keys: [{ ...key, bundleId: BUNDLE }] });
@@ -108,16 +122,8 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     const table = await kubectlOk(["get", "pushapps", "-n", namespace]);
     assert.match(table, new RegExp(`${APP}\\s+True\\s+apns,hms\\s+2/2\\s`), table);
 
-    // The backend's side: the server key from the Secret, devices, a publish.
-    const secret = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${APP}-herald-api-keys`, namespace });
-    const serverKey = Buffer.from(secret.data!["server-key"]!, "base64").toString();
-    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
-    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
+    const { devices, publisher, iphone, huawei } = await backend("launch");
     try {
-      const iphone = randomDeviceToken();
-      const huawei = randomHmsToken();
-      await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: ["launch"] });
-      await devices.registerDevice({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: huawei, topics: ["launch"] });
       const { id } = await publisher.publish({
         recipients: { target: { $case: "topics", value: { values: ["launch"] } } },
         notification: { alert: { title: "We are live", body: "Herald runs on Kubernetes" } },
@@ -174,15 +180,8 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     ).catch(explain);
     assert.match(idle.status!.conditions!.find((c) => c.type === "SendersAvailable")!.message, /0\/0/);
 
-    const secret = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${APP}-herald-api-keys`, namespace });
-    const serverKey = Buffer.from(secret.data!["server-key"]!, "base64").toString();
-    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
-    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
+    const { devices, publisher, iphone, huawei } = await backend("wake");
     try {
-      const iphone = randomDeviceToken();
-      const huawei = randomHmsToken();
-      await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: ["wake"] });
-      await devices.registerDevice({ provider: Provider.PROVIDER_HMS, platform: DevicePlatform.PLATFORM_ANDROID, token: huawei, topics: ["wake"] });
       const started = performance.now();
       const { id } = await publisher.publish({ recipients: { target: { $case: "topics", value: { values: ["wake"] } } }, notification: { alert: { title: "Wake up", body: "from zero" } } });
       // The lag brings a sender per provider back, which delivers what waited (nothing else
