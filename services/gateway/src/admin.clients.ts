@@ -102,6 +102,9 @@ export class AppSecrets {
   }
 }
 
+// The app a SERVER key belongs to (keys read hk_s_<app>_<random>), undefined for anything else.
+export const serverKeyApp = (key: string | undefined): string | undefined => /^hk_s_([a-z][a-z0-9-]*)_/.exec(key ?? "")?.[1];
+
 // `Authorization: Basic base64(user:password)`, or undefined when the header is another scheme.
 export function basicCredentials(authorization: string | string[] | undefined): { user: string; password: string } | undefined {
   const match = /^Basic\s+(\S+)$/i.exec(String(authorization ?? ""));

@@ -1,5 +1,5 @@
 import type { Logger } from "@herald/platform";
-import { AppSecrets, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
+import { AppSecrets, rpc, schemeToken, serverKeyApp, type AdminClients, type CallScope } from "./admin.clients.js";
 import {
   cancelRequest,
   CENT,
@@ -58,8 +58,7 @@ export function centrifugoRoutes(c: AdminClients, secrets: AppSecrets, logger?: 
         const header = req.headers["x-api-key"];
         // Centrifugo's two forms, and Herald's own Bearer (what every other Herald route takes).
         const key = (typeof header === "string" ? header : undefined) ?? schemeToken(req.headers.authorization, "apikey", "Bearer");
-        // A SERVER key carries its app: hk_s_<app>_<random>.
-        const app = /^hk_s_([a-z][a-z0-9-]*)_/.exec(key ?? "")?.[1];
+        const app = serverKeyApp(key);
         if (!key || !app || !(await secrets.exists(app))) throw unauthorized();
         return secrets.check(app, key, unauthorized);
       },

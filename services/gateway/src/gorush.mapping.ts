@@ -1,5 +1,5 @@
 import { dispatch, Provider } from "@herald/proto";
-import { AppSecrets, basicCredentials, rpc, schemeToken, type AdminClients, type CallScope } from "./admin.clients.js";
+import { AppSecrets, basicCredentials, rpc, schemeToken, serverKeyApp, type AdminClients, type CallScope } from "./admin.clients.js";
 import { HttpError } from "./http.errors.js";
 import { MAX_PAYLOAD_DEPTH, tooDeepAt } from "./json.limits.js";
 
@@ -30,8 +30,7 @@ export const gorushFail = (status: number, message: string, field?: string) => n
 export async function gorushScope(secrets: AppSecrets, authorization: string | undefined): Promise<CallScope> {
   const basic = basicCredentials(authorization);
   const bearer = schemeToken(authorization, "Bearer");
-  // A SERVER key carries its app: hk_s_<app>_<random>.
-  const app = basic?.user ?? /^hk_s_([a-z][a-z0-9-]*)_/.exec(bearer ?? "")?.[1];
+  const app = basic?.user ?? serverKeyApp(bearer);
   const secret = basic?.password ?? bearer;
   if (!app || !secret) throw gorushFail(401, "send the app's credentials: Authorization: Bearer <SERVER key>, or Basic <app>:<secret>");
   if (!(await secrets.exists(app))) throw gorushFail(401, "the credentials are not valid for any app");
