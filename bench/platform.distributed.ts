@@ -98,9 +98,9 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
 
     const run = process.env.HERALD_RUN;
     const infra: WatchedProcess[] = [];
-    for (const [name, file] of [["kafka", "kafka/kafka.pid"], ["ferretdb", "ferretdb/ferretdb.pid"]] as const) {
+    for (const [name, file] of [["kafka", "kafka/kafka.pid"], ["ferretdb", "ferretdb/ferretdb.pid"], ["postgres", "postgres/postgres.pid"]] as const) {
       const pid = run ? pidFromFile(join(run, file)) : undefined;
-      if (pid) infra.push({ name, pid, role: "infra" });
+      if (pid) infra.push({ name, pid, role: "infra", children: name === "postgres" });
     }
     await mongo.connect();
     const client = createClient(dispatch.DispatchServiceService, dispatch, address.dispatcher, { apiKey: serverKey });

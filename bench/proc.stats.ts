@@ -1,11 +1,14 @@
 // Memory and CPU of the measured processes, from /proc (Linux).
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 
 export interface WatchedProcess {
   name: string;
   pid: number;
-  // Herald's own processes, as opposed to the fakes, Kafka and FerretDB.
+  // Herald's own processes, as opposed to the fakes, Kafka, FerretDB and PostgreSQL.
   role: "herald" | "fakes" | "infra";
+  // Count the CPU of its child processes too (PostgreSQL's backends, one per connection): those
+  // that run, and those it has reaped. The RSS stays the parent's own.
+  children?: boolean;
 }
 
 export interface ProcessUsage {
@@ -34,15 +37,29 @@ function status(pid: number): { rssKiB: number; hwmKiB: number } | undefined {
   }
 }
 
-function cpuTicks(pid: number): number {
+// Fields after the command name (which may contain spaces): ppid is the 4th, utime, stime,
+// cutime and cstime the 14th to 17th.
+function statFields(pid: number | string): string[] | undefined {
   try {
-    // Fields after the command name (which may contain spaces): utime and stime are 14th and 15th.
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
-    return NaN;
+    return undefined;
   }
+}
+
+function cpuTicks(p: WatchedProcess): number {
+  const own = statFields(p.pid);
+  if (!own) return NaN;
+  let ticks = Number(own[11]) + Number(own[12]);
+  if (!p.children) return ticks;
+  ticks += Number(own[13]) + Number(own[14]);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const child = statFields(entry);
+    if (child && Number(child[1]) === p.pid) ticks += Number(child[11]) + Number(child[12]);
+  }
+  return ticks;
 }
 
 // Resets the kernel's peak RSS (VmHWM) to the current RSS ("5" > clear_refs, Linux >= 4.0).
@@ -72,7 +89,7 @@ export class UsageMeter {
   begin(): void {
     for (const p of this.processes) {
       const s = status(p.pid);
-      this.start.set(p.pid, { rssKiB: s?.rssKiB ?? NaN, ticks: cpuTicks(p.pid), reset: resetPeak(p.pid) });
+      this.start.set(p.pid, { rssKiB: s?.rssKiB ?? NaN, ticks: cpuTicks(p), reset: resetPeak(p.pid) });
       this.polledMax.set(p.pid, s?.rssKiB ?? 0);
     }
     // unref: a phase that throws before end() must not keep the driver alive.
@@ -101,7 +118,7 @@ export class UsageMeter {
         rssBeforeMiB: mib(begin?.rssKiB ?? NaN),
         peakRssMiB: mib(Number.isFinite(kernel) ? Math.max(kernel, polled) : polled),
         peakSource: Number.isFinite(kernel) ? "VmHWM" : "polled",
-        cpuSeconds: Math.round(((cpuTicks(p.pid) - (begin?.ticks ?? NaN)) / CLOCK_TICKS) * 100) / 100,
+        cpuSeconds: Math.round(((cpuTicks(p) - (begin?.ticks ?? NaN)) / CLOCK_TICKS) * 100) / 100,
       };
     });
   }

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# MongoDB-wire server for Herald's tests: FerretDB v1 with its SQLite backend.
+# MongoDB-wire server for Herald's tests: FerretDB v1 on PostgreSQL (test/infra/postgres.sh).
 #
 #   test/infra/ferretdb.sh install|start|stop|restart|status
 #
 # install  builds FerretDB from the Go module proxy into $HERALD_CACHE/ferretdb-<version>/ferretdb
 #          (module, build and GOPATH caches under $HERALD_CACHE/go).
-# start    installs if needed, wipes $HERALD_RUN/ferretdb/data and starts FerretDB on
-#          127.0.0.1:37017; waits until an OP_MSG ping answers ok. Reuses a running, healthy one.
-# stop     SIGTERM, then SIGKILL after a deadline.
+# start    installs if needed, starts PostgreSQL (or reuses it), gives FerretDB a fresh, empty
+#          database and starts FerretDB on 127.0.0.1:37017; waits until an OP_MSG ping answers ok.
+#          Reuses a running, healthy one.
+# stop     SIGTERM, then SIGKILL after a deadline; then PostgreSQL the same way.
+#
+# Why PostgreSQL and not FerretDB's SQLite backend: SQLite's plans scan whole collections for
+# the queries Herald makes (1.9–22 s per update or upsert at 100k devices; issue 16), PostgreSQL
+# with the GIN indexes postgres.sh adds serves them from indexes (3–6 ms).
 #
 # Why not `go install …/cmd/ferretdb@v1.24.2` or a `go get -tool` wrapper module: FerretDB's
 # build/version package panics unless build/version/version.txt exists whenever the binary's
@@ -17,7 +22,7 @@
 # one generated file upstream's `task gen-version` would write (version.txt), and builds it
 # with FerretDB's own go.mod/go.sum.
 #
-# Environment: HERALD_CACHE, HERALD_RUN (see lib.sh), HERALD_MONGO_PORT (37017),
+# Environment: HERALD_CACHE, HERALD_RUN (see lib.sh), HERALD_MONGO_PORT (37017), HERALD_POSTGRES_PORT,
 # HERALD_FERRETDB_LOG_LEVEL (info), HERALD_FERRETDB_START_TIMEOUT (seconds, 30).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -80,13 +85,16 @@ srv_install() {
 }
 
 srv_launch() {
-  local data="$FERRETDB_RUN/data" state="$FERRETDB_RUN/state"
-  rm -rf "$data" "$state"
-  mkdir -p "$data" "$state"
+  local state="$FERRETDB_RUN/state" url
+  "$INFRA_DIR/postgres.sh" start
+  "$INFRA_DIR/postgres.sh" reset
+  url=$("$INFRA_DIR/postgres.sh" env)
+  rm -rf "$state" "$FERRETDB_RUN/data"
+  mkdir -p "$state"
   [[ -f "$SRV_LOG" ]] && mv -f "$SRV_LOG" "$SRV_LOG.1"
   start_detached "$SRV_LOG" "$FERRETDB_BIN" \
-    --handler=sqlite \
-    --sqlite-url="file:$data/" \
+    --handler=postgresql \
+    --postgresql-url="${url#HERALD_POSTGRES_URL=}" \
     --listen-addr="127.0.0.1:$FERRETDB_PORT" \
     "$SRV_MARKER" \
     --debug-addr=- \
@@ -107,4 +115,8 @@ srv_probe() {
   return "$rc"
 }
 
-server_main "$@"
+case "${1:-}" in
+  stop) server_stop; "$INFRA_DIR/postgres.sh" stop ;;
+  restart) server_stop; "$INFRA_DIR/postgres.sh" stop; server_start ;;
+  *) server_main "$@" ;;
+esac
