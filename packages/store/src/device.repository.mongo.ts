@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Collection, Filter } from "mongodb";
 import { duplicateKeyIndexes, isDuplicateKey } from "./mongo.errors.js";
+import { oneOf } from "./mongo.match.js";
 import { checkBatchSize, compareStrings, deviceMatcher, encodeTagKey, escapeRegex, given, tagPair, tagPairsOf, tagsOfPairs } from "./store.query.js";
 import type { SubscriptionDoc } from "./subscription.repository.mongo.js";
 import type {
@@ -65,35 +66,43 @@ export const toDeviceRecord = (d: DeviceDoc): DeviceRecord => ({
 });
 
 // AND across fields, OR inside one; empty lists are no condition. `after` adds the keyset bound.
+// The first condition on each field stands at the top level of the filter, the others in `$and`:
+// FerretDB hands only top-level conditions to its storage (see oneOf).
 export function deviceFilter(app: string, query: DeviceQuery, after?: string): Filter<DeviceDoc> {
+  const top: Record<string, unknown> = { app };
+  const and: Array<Filter<DeviceDoc>> = [];
+  const put = (field: keyof DeviceDoc, condition: unknown) => {
+    if (field in top) and.push({ [field]: condition } as Filter<DeviceDoc>);
+    else top[field] = condition;
+  };
   const id: { $in?: string[]; $nin?: string[]; $gt?: string } = {};
-  if (given(query.ids)) id.$in = [...new Set(query.ids)];
   if (given(query.excludeIds)) id.$nin = [...new Set(query.excludeIds)];
   if (after !== undefined) id.$gt = after;
-  const and: Array<Filter<DeviceDoc>> = [];
-  if (given(query.users)) and.push({ user: { $in: [...query.users] } });
-  if (query.hasUser) and.push({ user: { $ne: "" } });
-  if (given(query.providers)) and.push({ provider: { $in: [...query.providers] } });
-  if (given(query.platforms)) and.push({ platform: { $in: [...query.platforms] } });
+  if (given(query.ids)) put("_id", Object.keys(id).length ? { ...id, $in: [...new Set(query.ids)] } : oneOf(query.ids));
+  else if (Object.keys(id).length) put("_id", id);
+  if (given(query.users)) put("user", oneOf(query.users));
+  if (query.hasUser) put("user", { $ne: "" });
+  if (given(query.providers)) put("provider", oneOf(query.providers));
+  if (given(query.platforms)) put("platform", oneOf(query.platforms));
   if (given(query.tokens)) {
     const byProvider = new Map<ProviderName, string[]>();
     for (const t of query.tokens) byProvider.set(t.provider, [...(byProvider.get(t.provider) ?? []), t.token]);
-    const alternatives = [...byProvider].map(([provider, tokens]): Filter<DeviceDoc> => ({ provider, token: { $in: tokens } }));
-    and.push(alternatives.length === 1 ? alternatives[0]! : { $or: alternatives });
+    const alternatives = [...byProvider].map(([provider, tokens]) => ({ provider, token: oneOf(tokens) }));
+    if (alternatives.length === 1) {
+      put("provider", alternatives[0]!.provider);
+      put("token", alternatives[0]!.token);
+    } else and.push({ $or: alternatives } as Filter<DeviceDoc>);
   }
   for (const condition of query.tags ?? []) {
-    and.push(
+    put(
+      "tagPairs",
       condition.values.length
-        ? { tagPairs: { $in: condition.values.map((v) => tagPair(condition.key, v)) } }
+        ? oneOf(condition.values.map((v) => tagPair(condition.key, v)))
         : // The tag merely exists: an anchored prefix match on the escaped key and its "=".
-          { tagPairs: { $regex: `^${escapeRegex(encodeTagKey(condition.key))}=` } },
+          { $regex: `^${escapeRegex(encodeTagKey(condition.key))}=` },
     );
   }
-  return {
-    app,
-    ...(Object.keys(id).length ? { _id: id } : {}),
-    ...(and.length ? { $and: and } : {}),
-  } as Filter<DeviceDoc>;
+  return { ...top, ...(and.length ? { $and: and } : {}) } as Filter<DeviceDoc>;
 }
 
 // How `join` reads the devices of a stream of ids:
@@ -203,7 +212,7 @@ export class MongoDevices implements DeviceRepository {
 
   async getMany(app: string, ids: string[]): Promise<DeviceRecord[]> {
     if (ids.length === 0) return [];
-    const docs = await this.col.find({ app, _id: { $in: [...new Set(ids)] } }).sort({ _id: 1 }).toArray();
+    const docs = await this.col.find({ app, _id: oneOf(ids) }).sort({ _id: 1 }).toArray();
     return docs.map(toDeviceRecord);
   }
 
@@ -293,13 +302,13 @@ export class MongoDevices implements DeviceRepository {
     if (patch.locale !== undefined) set.locale = patch.locale;
     if (patch.timezone !== undefined) set.timezone = patch.timezone;
     if (patch.lastSeenAt !== undefined) set.lastSeenAt = patch.lastSeenAt;
-    const result = await this.col.updateMany({ app, _id: { $in: [...new Set(ids)] } }, { $set: set });
+    const result = await this.col.updateMany({ app, _id: oneOf(ids) }, { $set: set });
     return result.matchedCount;
   }
 
   async remove(app: string, ids: string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    const result = await this.col.deleteMany({ app, _id: { $in: [...new Set(ids)] } });
+    const result = await this.col.deleteMany({ app, _id: oneOf(ids) });
     return result.deletedCount;
   }
 

@@ -1,5 +1,6 @@
 import type { Collection, Document, Filter, ObjectId } from "mongodb";
 import { isDuplicateKey } from "./mongo.errors.js";
+import { oneOf } from "./mongo.match.js";
 import { checkBatchSize, compareStrings, escapeRegex, given, splitCursor } from "./store.query.js";
 import type {
   AppTopicCount,
@@ -109,7 +110,7 @@ export class MongoSubscriptions implements SubscriptionRepository {
     const out = new Map<string, string[]>();
     if (deviceIds.length === 0) return out;
     const rows = this.subs
-      .find({ app, deviceId: { $in: dedupe(deviceIds) }, ...LIVE }, { projection: { _id: 0, deviceId: 1, topic: 1 } })
+      .find({ app, deviceId: oneOf(deviceIds), ...LIVE }, { projection: { _id: 0, deviceId: 1, topic: 1 } })
       .sort({ deviceId: 1, topic: 1 });
     for await (const row of rows) {
       const list = out.get(row.deviceId);
@@ -141,7 +142,7 @@ export class MongoSubscriptions implements SubscriptionRepository {
 
   async removeDevices(app: string, deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
-    await this.subs.deleteMany({ app, deviceId: { $in: dedupe(deviceIds) } });
+    await this.subs.deleteMany({ app, deviceId: oneOf(deviceIds) });
   }
 
   // One cursor over the rows of every topic, sorted by device id (index {app, topic, deviceId}: a
@@ -152,7 +153,7 @@ export class MongoSubscriptions implements SubscriptionRepository {
     if (topics.length === 0) return;
     const filter: Filter<SubscriptionDoc> = {
       app,
-      topic: { $in: dedupe(topics) },
+      topic: oneOf(topics),
       ...(options.after !== undefined ? { deviceId: { $gt: options.after } } : {}),
       ...LIVE,
     };
