@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MongoDB-wire server for Herald's tests: FerretDB v1 on PostgreSQL (test/infra/postgres.sh).
 #
-#   test/infra/ferretdb.sh install|start|stop|restart|status
+#   test/infra/ferretdb.sh install|start|stop|restart|status|kill|resume
 #
 # install  builds FerretDB from the Go module proxy into $HERALD_CACHE/ferretdb-<version>/ferretdb
 #          (module, build and GOPATH caches under $HERALD_CACHE/go).
@@ -9,6 +9,8 @@
 #          database and starts FerretDB on 127.0.0.1:37017; waits until an OP_MSG ping answers ok.
 #          Reuses a running, healthy one.
 # stop     SIGTERM, then SIGKILL after a deadline; then PostgreSQL the same way.
+# kill     SIGKILLs FerretDB (a crash) and leaves PostgreSQL running; `resume` starts FerretDB
+#          again on the same database (FerretDB keeps no state of its own), as a pod restarts.
 #
 # Why PostgreSQL and not FerretDB's SQLite backend: SQLite's plans scan whole collections for
 # the queries Herald makes (1.9–22 s per update or upsert at 100k devices; issue 16), PostgreSQL
@@ -87,7 +89,7 @@ srv_install() {
 srv_launch() {
   local state="$FERRETDB_RUN/state" url
   "$INFRA_DIR/postgres.sh" start
-  "$INFRA_DIR/postgres.sh" reset
+  [[ -n "${FERRETDB_RESUME:-}" ]] || "$INFRA_DIR/postgres.sh" reset
   url=$("$INFRA_DIR/postgres.sh" env)
   rm -rf "$state" "$FERRETDB_RUN/data"
   mkdir -p "$state"
@@ -118,5 +120,11 @@ srv_probe() {
 case "${1:-}" in
   stop) server_stop; "$INFRA_DIR/postgres.sh" stop ;;
   restart) server_stop; "$INFRA_DIR/postgres.sh" stop; server_start ;;
+  kill)
+    read -r -a pids <<<"$(server_pids)"
+    ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}"
+    rm -f "$SRV_PID_FILE"
+    ;;
+  resume) FERRETDB_RESUME=1 server_start ;;
   *) server_main "$@" ;;
 esac

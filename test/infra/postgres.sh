@@ -21,8 +21,9 @@
 #
 # The server refuses to run as root: as root it runs as the `postgres` user Debian's package
 # creates, with its data under /var/tmp (root's home is not readable to that user).
-# It is a test database: fsync and synchronous commit are off (a crash of the machine may lose
-# data; a crash of the server does not).
+# It is a test database: fsync is off (a crash of the machine may lose data; a SIGKILL of the
+# server does not: commits still write the WAL to the kernel before they answer, which
+# synchronous_commit=off would not, and `kill` then `resume` lost the last commits that way).
 #
 # Environment: HERALD_CACHE, HERALD_RUN (see lib.sh), HERALD_POSTGRES_PORT (35432),
 # HERALD_POSTGRES_DATA (data dir), HERALD_POSTGRES_START_TIMEOUT (seconds, 30).
@@ -107,7 +108,7 @@ pg_launch() {
   [[ $(id -u) -eq 0 ]] && chown "$PG_USER" "$SRV_LOG"
   start_detached "$SRV_LOG" "${AS_PG[@]}" "$(pg_bin)/postgres" -D "$PG_DATA" \
     -c listen_addresses=127.0.0.1 -c port="$PG_PORT" -c unix_socket_directories="$PG_DATA" \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c fsync=off -c full_page_writes=off \
     -c plan_cache_mode=force_custom_plan -c max_connections=300 -c shared_buffers=256MB \
     -c "$SRV_MARKER" # a custom setting (it has a dot) that names this run dir: the marker
 }
@@ -149,7 +150,8 @@ pg_resume() {
   [[ -f "$PG_DATA/PG_VERSION" ]] || die "postgres: no data dir at $PG_DATA to resume on; use start"
   read -r -a pids <<<"$(server_pids)"
   ((${#pids[@]} == 0)) || { log "postgres already running (pid ${pids[*]})"; return 0; }
-  rm -f "$PG_DATA/postmaster.pid"
+  # the killed server's lock files (its pid may still be a zombie nobody reaped)
+  rm -f "$PG_DATA/postmaster.pid" "$PG_DATA"/.s.PGSQL.*.lock
   local t0; t0=$(now_ms)
   pg_launch
   echo "$DETACHED_PID" >"$SRV_PID_FILE"
@@ -163,6 +165,13 @@ case "${1:-}" in
     read -r -a pids <<<"$(server_pids)"
     ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}"
     rm -f "$SRV_PID_FILE"
+    # its backends notice the postmaster's death and exit; a resume before that is refused
+    for ((i = 0; i < 100; i++)); do
+      left=0
+      for p in "${pids[@]}"; do pgrep -P "$p" >/dev/null && left=1; done
+      ((left == 0)) && break
+      sleep 0.1
+    done
     ;;
   resume) pg_resume ;;
   reset) pg_reset ;;
