@@ -379,6 +379,17 @@ for (const kind of ["memory", "mongo"] as StoreKind[]) {
       await expectError(admin.apps.getApp({ id }), Status.NOT_FOUND, "APP_NOT_FOUND");
     });
 
+    it("keeps an app's urgent_max_targets (0: the default) and refuses a negative one naming the field", async () => {
+      const admin = stack.clients(stack.adminKey);
+      const id = `lanes-${kind}`;
+      const created = await admin.apps.createApp({ id, limits: { urgentMaxTargets: 7 } });
+      assert.equal(created.app?.limits?.urgentMaxTargets, 7);
+      assert.equal((await admin.apps.getApp({ id })).app?.limits?.urgentMaxTargets, 7);
+      await expectError(admin.apps.updateApp({ id, limits: { urgentMaxTargets: -1 } }), Status.INVALID_ARGUMENT, undefined, "limits.urgent_max_targets");
+      assert.equal((await admin.apps.updateApp({ id, limits: {} })).app?.limits?.urgentMaxTargets, 0);
+      await admin.apps.deleteApp({ id });
+    });
+
     it("verifies the app secret (the Beams secret key) and accepts Beams tokens signed with it", async () => {
       const { app, c } = await server();
       const admin = stack.clients(stack.adminKey);

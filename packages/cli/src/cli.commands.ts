@@ -104,6 +104,7 @@ function appLimits(v: Values): appsApi.AppLimits {
     maxInactiveDays: parseIntArg(v.str("max-inactive-days"), "--max-inactive-days", 0) ?? 0,
     maxTopicsPerDevice: parseIntArg(v.str("max-topics-per-device"), "--max-topics-per-device", 1) ?? 0,
     maxPublishRate: parseIntArg(v.str("max-publish-rate"), "--max-publish-rate", 0) ?? 0,
+    urgentMaxTargets: parseIntArg(v.str("urgent-max-targets"), "--urgent-max-targets", 0) ?? 0,
   };
 }
 
@@ -216,6 +217,7 @@ export const COMMANDS: CommandSpec[] = [
       "max-inactive-days": { type: "string", value: "N", help: "remove devices not seen for N days (default: never)" },
       "max-topics-per-device": { type: "string", value: "N", help: "topics per device (default 5000)" },
       "max-publish-rate": { type: "string", value: "N", help: "publishes per second (default unlimited)" },
+      "urgent-max-targets": { type: "string", value: "N", help: "publishes to at most N devices, users or tokens take the urgent lane (default 100)" },
       provider: { type: "string", multiple: true, value: "P", help: "providers the app has credentials for (repeatable)" },
     },
     examples: ["herald apps create shop --name 'Shop' --max-devices-per-user 5 --overflow reject", "herald apps create news --provider fcm --provider webpush"],

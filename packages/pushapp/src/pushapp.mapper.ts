@@ -34,6 +34,7 @@ export function toCreateAppRequest(pushApp: PushApp, extra: { owner?: string; va
       maxInactiveDays: limits.maxInactiveDays ?? 0,
       maxTopicsPerDevice: limits.maxTopicsPerDevice ?? 0,
       maxPublishRate: limits.maxPublishRate ?? 0,
+      urgentMaxTargets: limits.urgentMaxTargets ?? 0,
     },
     providers: enabledProviders(pushApp).map((p) => PROVIDER_ENUM[p]),
   };

@@ -160,6 +160,7 @@ test("toCreateAppRequest maps limits, the overflow policy and enabled providers"
   const demo = toCreateAppRequest(apps.find((a) => a.metadata.name === "demo")!);
   assert.equal(demo.name, "Herald Demo");
   assert.equal(demo.limits?.deviceOverflowPolicy, appsApi.DeviceOverflowPolicy.DEVICE_OVERFLOW_POLICY_EVICT_LEAST_RECENTLY_SEEN);
+  assert.equal(demo.limits?.urgentMaxTargets, 100);
   assert.deepEqual(demo.providers, [Provider.PROVIDER_APNS, Provider.PROVIDER_FCM, Provider.PROVIDER_HMS, Provider.PROVIDER_WEBPUSH]);
   const news = apps.find((a) => a.metadata.name === "news");
   if (news) {

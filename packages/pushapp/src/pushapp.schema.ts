@@ -144,6 +144,9 @@ export const LimitsSchema = z
     maxInactiveDays: nonNegativeInt(36_500).optional().describe("Devices not seen for this many days are removed; 0 or absent keeps them forever."),
     maxTopicsPerDevice: positiveInt(5000).optional().describe("Topics one device may hold (default and maximum 5000)."),
     maxPublishRate: nonNegativeInt(1_000_000).optional().describe("Publishes per second accepted for the app (429 / RESOURCE_EXHAUSTED above it); 0 or absent means the installation default (HERALD_DEFAULT_PUBLISH_RATE, unlimited unless set)."),
+    urgentMaxTargets: nonNegativeInt(10_000)
+      .optional()
+      .describe("Publishes naming at most this many device ids, users or raw tokens take the urgent lane (a broadcast never delays them); 0 or absent means 100. Priority high is always urgent, priority low always bulk."),
   })
   .describe("Per-app limits; absent fields take Herald's defaults.");
 

@@ -251,6 +251,7 @@ export const DEFAULT_LIMITS: AppLimitsRecord = {
   maxInactiveDays: 0,
   maxTopicsPerDevice: 5000,
   maxPublishRate: 0,
+  urgentMaxTargets: 0,
 };
 
 // Page size: 1-1000, default 100.

@@ -51,7 +51,7 @@ function appRecord(id: string, extra: Partial<AppRecord> = {}): AppRecord {
   return {
     id,
     name: `App ${id}`,
-    limits: { maxDevicesPerUser: 10, deviceOverflowPolicy: "evict", maxInactiveDays: 30, maxTopicsPerDevice: 100, maxPublishRate: 0 },
+    limits: { maxDevicesPerUser: 10, deviceOverflowPolicy: "evict", maxInactiveDays: 30, maxTopicsPerDevice: 100, maxPublishRate: 0, urgentMaxTargets: 0 },
     providers: ["fcm", "apns"],
     secretVersion: 1,
     owner: "",

@@ -203,6 +203,8 @@ export interface AppLimitsRecord {
   maxInactiveDays: number;
   maxTopicsPerDevice: number;
   maxPublishRate: number;
+  // Small publishes up to this many targets take the urgent lane; 0: the default (100).
+  urgentMaxTargets: number;
 }
 
 export interface AppDeviceCount {

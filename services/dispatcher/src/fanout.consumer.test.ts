@@ -5,6 +5,7 @@ import { createLogger, MemoryBus, type BusMessage, type DeepPartial } from "@her
 import { BusTopics, dispatch, events, Provider, type Lane } from "@herald/proto";
 import { createMemoryPublishRepository, createMemoryStore, DEFAULT_LIMITS, DEFAULT_WEBPUSH_HOSTS, type ProviderName, type PublishRepository, type Store } from "@herald/store";
 import { FanoutWorker } from "./fanout.consumer.js";
+import { laneOf } from "./publish.lane.js";
 import { PublishScheduler } from "./publish.scheduler.js";
 import { PublishService } from "./publish.service.js";
 import { storeRecipients } from "./recipient.source.js";
@@ -46,7 +47,8 @@ describe("fan-out and results", () => {
   };
   const publishAndFanOut = async (r: DeepPartial<dispatch.PublishRequest>) => {
     const { id } = await service.publish(req(r), APP, "");
-    await fanout.run(APP, id);
+    // the lane the publish service put it on (the app keeps the default rule)
+    await fanout.run(APP, id, laneOf(req(r)));
     return id;
   };
   const settle = async (jobs: () => number, expected: number) => {
@@ -108,7 +110,7 @@ describe("fan-out and results", () => {
     await publishes.transition(APP, id, ["queued"], "fanning_out", { now });
     await publishes.saveFanout(APP, id, { cursor: all[11]!, targetedDelta: 12, done: false, now });
     const fcm = await jobsOn("fcm");
-    await fanout.run(APP, id);
+    await fanout.run(APP, id, "bulk");
     await settle(() => fcm.length, 1);
     assert.deepEqual(fcm.flatMap((j) => j.targets.map((t) => t.deviceId)), all.slice(12));
     assert.equal((await publishes.get(APP, id))?.counts.targeted, 20);
@@ -120,10 +122,10 @@ describe("fan-out and results", () => {
     const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } }, expireAt: new Date(now.getTime() + 1000) }), APP, "");
     const later = new Date(now.getTime() + 2000);
     const expiring = new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => later });
-    await expiring.run(APP, id);
+    await expiring.run(APP, id, "bulk");
     assert.equal((await publishes.get(APP, id))?.state, "expired");
     const second = await publishAndFanOut({ recipients: { target: { $case: "topics", value: { values: ["c"] } } }, notification: { alert: { body: "x" } } });
-    await fanout.run(APP, second);
+    await fanout.run(APP, second, "bulk");
     await settle(() => fcm.length, 1);
     assert.equal(fcm.length, 1, "a redelivered publish message hands nothing on twice");
   });
@@ -151,7 +153,7 @@ describe("fan-out and results", () => {
     for (let i = 0; i < 3; i++) await device("fcm", ["late"]);
     const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["late"] } } }, notification: { alert: { body: "x" } }, expireAt: new Date(now.getTime() + 1000) }), APP, "");
     const later = new Date(now.getTime() + 2000);
-    await new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => later }).run(APP, id);
+    await new FanoutWorker({ publishes, directory: store, bus, recipients: storeRecipients(store), logger, now: () => later }).run(APP, id, "bulk");
     const p = await publishes.get(APP, id);
     assert.deepEqual([p?.state, p?.counts.targeted, p?.counts.expired], ["expired", 3, 3]);
   });
@@ -218,6 +220,17 @@ describe("fan-out and results", () => {
       assert.deepEqual(bulk.map((j) => [j.publishId, j.targets.length]), [[broadcast, 4]]);
       assert.deepEqual(urgent.map((j) => [j.publishId, j.targets.length]).sort(), [[loud, 4], [single, 1]].sort());
       for (const id of [broadcast, single, loud]) assert.equal((await publishes.get(APP, id))?.state, "sending");
+
+      // The app's own rule: with urgent_max_targets 1, two named devices are bulk, one urgent.
+      const app = (await store.apps.get(APP))!;
+      await store.apps.update(APP, { limits: { ...app.limits, urgentMaxTargets: 1 }, now });
+      const [a, b] = [one.id, (await device("fcm", [])).id];
+      const pair = (await service.publish(req({ recipients: { target: { $case: "deviceIds", value: { values: [a, b] } } }, notification }), APP, "")).id;
+      const lone = (await service.publish(req({ recipients: { target: { $case: "deviceIds", value: { values: [a] } } }, notification }), APP, "")).id;
+      await settle(() => bulk.length + urgent.length, 5);
+      assert.deepEqual(accepted, { bulk: [broadcast, pair], urgent: [single, loud, lone] });
+      assert.deepEqual(bulk.map((j) => [j.publishId, j.targets.length]), [[broadcast, 4], [pair, 2]]);
+      assert.ok(urgent.some((j) => j.publishId === lone));
     } finally {
       await running.stop();
     }

@@ -7,7 +7,6 @@ import { announceFinished, completeIfSettled } from "./publish.progress.js";
 import type { RecipientSource } from "./recipient.source.js";
 import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { unconfiguredReason, type Directory } from "./publish.directory.js";
-import { laneOf } from "./publish.lane.js";
 import { countRecipients, streamRequest } from "./publish.recipients.js";
 
 // Targets per delivery job: FCM sends one request per token anyway, HMS takes 1000 per request,
@@ -54,7 +53,7 @@ export class FanoutWorker {
             partitionsConcurrently: FANOUT_CONCURRENCY,
             handler: (m: BusMessage) => {
               const accepted = events.PublishAccepted.decode(m.value);
-              return this.run(accepted.app, accepted.publishId);
+              return this.run(accepted.app, accepted.publishId, lane);
             },
           }),
         );
@@ -70,7 +69,8 @@ export class FanoutWorker {
     };
   }
 
-  async run(app: string, id: string): Promise<void> {
+  // `lane`: the one the publish arrived on, which its jobs keep.
+  async run(app: string, id: string, lane: Lane): Promise<void> {
     const { publishes, now } = this.deps;
     let publish = await publishes.get(app, id);
     if (!publish) return this.deps.logger.warn({ app, publish: id }, "fan-out for an unknown publish skipped");
@@ -92,7 +92,7 @@ export class FanoutWorker {
       await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
       return;
     }
-    const planner = new JobPlanner(publish, request, new Set(appRecord.providers));
+    const planner = new JobPlanner(publish, request, new Set(appRecord.providers), lane);
     const started = performance.now();
     try {
       const running = publish;
@@ -184,17 +184,14 @@ export class FanoutWorker {
 // Builds each provider's payload once per publish, and per device only when templated.
 class JobPlanner {
   private readonly payloads = new Map<ProviderName, { payload?: ProviderPayload; bytes?: Buffer; templated: boolean }>();
-  // Derived from the request alone, so a resumed fan-out keeps the lane the publish was put on.
-  readonly lane: Lane;
-
   constructor(
     private readonly publish: PublishRecord,
     private readonly request: dispatch.PublishRequest,
     // The providers the app has senders for.
     readonly configured: ReadonlySet<ProviderName>,
-  ) {
-    this.lane = laneOf(request);
-  }
+    // The publish's lane (the one it arrived on), which its jobs travel on.
+    readonly lane: Lane,
+  ) {}
 
   hasPayload(provider: ProviderName): boolean {
     return this.payloadFor(provider).payload !== undefined;

@@ -36,4 +36,13 @@ describe("publish lanes", () => {
     assert.equal(laneOf(req({ priority: LOW, recipients: { target: { $case: "deviceIds", value: { values: ids(1) } } } })), "bulk");
     assert.equal(laneOf(req({ priority: LOW, recipients: { target: { $case: "native", value: { provider: Provider.PROVIDER_FCM, target: { $case: "topic", value: "news" } } } } })), "bulk");
   });
+
+  it("takes the app's urgent_max_targets instead of the default when it is set", () => {
+    const users = (n: number) => req({ recipients: { target: { $case: "users", value: { values: ids(n) } } } });
+    assert.equal(laneOf(users(3), 2), "bulk");
+    assert.equal(laneOf(users(2), 2), "urgent");
+    assert.equal(laneOf(users(SMALL_PUBLISH_TARGETS + 50), SMALL_PUBLISH_TARGETS + 50), "urgent");
+    assert.equal(laneOf(users(SMALL_PUBLISH_TARGETS + 1), 0), "bulk", "0 is the default");
+    assert.equal(laneOf(req({ priority: HIGH, recipients: { target: { $case: "all", value: {} } } }), 1), "urgent", "priority still decides first");
+  });
 });

@@ -132,7 +132,8 @@ export class PublishService {
   async handOn(publish: PublishRecord): Promise<void> {
     try {
       const request = dispatch.PublishRequest.decode(publish.request);
-      await this.deps.bus.publish(BusTopics.publishesOf(laneOf(request)), [
+      const app = await this.deps.directory.apps.get(publish.app);
+      await this.deps.bus.publish(BusTopics.publishesOf(laneOf(request, app?.limits.urgentMaxTargets)), [
         { key: publish.id, value: events.PublishAccepted.encode({ app: publish.app, publishId: publish.id, request, acceptedAt: this.deps.now() }).finish() },
       ]);
     } catch (err) {

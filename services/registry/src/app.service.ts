@@ -217,6 +217,7 @@ export function toLimits(limits: apps.AppLimits | undefined): AppLimitsRecord {
     maxInactiveDays: positive(limits?.maxInactiveDays, "max_inactive_days", 0),
     maxTopicsPerDevice: positive(limits?.maxTopicsPerDevice, "max_topics_per_device", DEFAULT_LIMITS.maxTopicsPerDevice),
     maxPublishRate: positive(limits?.maxPublishRate, "max_publish_rate", 0),
+    urgentMaxTargets: positive(limits?.urgentMaxTargets, "urgent_max_targets", 0),
   };
 }
 
@@ -235,6 +236,7 @@ export function toAppProto(app: AppRecord): apps.App {
       maxInactiveDays: app.limits.maxInactiveDays,
       maxTopicsPerDevice: app.limits.maxTopicsPerDevice,
       maxPublishRate: app.limits.maxPublishRate,
+      urgentMaxTargets: app.limits.urgentMaxTargets ?? 0,
     },
     providers: app.providers.map(providerEnum),
     owner: app.owner,

@@ -124,6 +124,12 @@ export interface AppLimits {
    * 0 means the installation default (the dispatcher's HERALD_DEFAULT_PUBLISH_RATE; unlimited unless set).
    */
   maxPublishRate: number;
+  /**
+   * Publishes naming at most this many device ids, users or raw tokens take the urgent lane, so a
+   * broadcast never delays them; 0 means 100. PRIORITY_HIGH is urgent and PRIORITY_LOW bulk
+   * whatever the size; topics, tag filters and "all" are bulk unless PRIORITY_HIGH.
+   */
+  urgentMaxTargets: number;
 }
 
 export interface App {
@@ -341,6 +347,7 @@ function createBaseAppLimits(): AppLimits {
     maxInactiveDays: 0,
     maxTopicsPerDevice: 0,
     maxPublishRate: 0,
+    urgentMaxTargets: 0,
   };
 }
 
@@ -360,6 +367,9 @@ export const AppLimits: MessageFns<AppLimits> = {
     }
     if (message.maxPublishRate !== 0) {
       writer.uint32(40).int32(message.maxPublishRate);
+    }
+    if (message.urgentMaxTargets !== 0) {
+      writer.uint32(48).int32(message.urgentMaxTargets);
     }
     return writer;
   },
@@ -417,6 +427,14 @@ export const AppLimits: MessageFns<AppLimits> = {
             message.maxPublishRate = reader.int32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.urgentMaxTargets = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -456,6 +474,11 @@ export const AppLimits: MessageFns<AppLimits> = {
         : isSet(object.max_publish_rate)
         ? globalThis.Number(object.max_publish_rate)
         : 0,
+      urgentMaxTargets: isSet(object.urgentMaxTargets)
+        ? globalThis.Number(object.urgentMaxTargets)
+        : isSet(object.urgent_max_targets)
+        ? globalThis.Number(object.urgent_max_targets)
+        : 0,
     };
   },
 
@@ -476,6 +499,9 @@ export const AppLimits: MessageFns<AppLimits> = {
     if (message.maxPublishRate !== 0) {
       obj.maxPublishRate = Math.round(message.maxPublishRate);
     }
+    if (message.urgentMaxTargets !== 0) {
+      obj.urgentMaxTargets = Math.round(message.urgentMaxTargets);
+    }
     return obj;
   },
 
@@ -489,6 +515,7 @@ export const AppLimits: MessageFns<AppLimits> = {
     message.maxInactiveDays = object.maxInactiveDays ?? 0;
     message.maxTopicsPerDevice = object.maxTopicsPerDevice ?? 0;
     message.maxPublishRate = object.maxPublishRate ?? 0;
+    message.urgentMaxTargets = object.urgentMaxTargets ?? 0;
     return message;
   },
 };
