@@ -5,8 +5,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@herald/testing";
 
-const KAFKA_SH = fileURLToPath(new URL("../infra/kafka.sh", import.meta.url));
-
 // A Kafka broker of the suite's own, started by test/infra/kafka.sh in its own run dir on free
 // ports: a suite may SIGKILL it without disturbing the suites that share test/infra's broker
 // (npm test runs two files at a time). The installed jars in HERALD_CACHE are shared.
@@ -21,6 +19,17 @@ export interface PrivateKafka {
   log(): string;
 }
 
+// Runs a test/infra script (`<name>.sh <command>`) with the private run dir's environment.
+export function infraScript(name: string, env: NodeJS.ProcessEnv): (command: string, timeoutMs?: number) => Promise<void> {
+  const file = fileURLToPath(new URL(`../infra/${name}.sh`, import.meta.url));
+  return (command, timeoutMs = 120_000) =>
+    new Promise<void>((resolve, reject) =>
+      execFile("bash", [file, command], { env, timeout: timeoutMs }, (err, _stdout, stderr) =>
+        err ? reject(new Error(`${name}.sh ${command} failed: ${err.message}\n${stderr}`)) : resolve(),
+      ),
+    );
+}
+
 export async function startPrivateKafka(): Promise<PrivateKafka> {
   const run = mkdtempSync(join(tmpdir(), "herald-kafka-"));
   const env = {
@@ -33,12 +42,7 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     HERALD_KAFKA_CDS: "0",
     HERALD_INFRA_QUIET: "1",
   };
-  const script = (command: string, timeoutMs = 120_000) =>
-    new Promise<void>((resolve, reject) =>
-      execFile("bash", [KAFKA_SH, command], { env, timeout: timeoutMs }, (err, _stdout, stderr) =>
-        err ? reject(new Error(`kafka.sh ${command} failed: ${err.message}\n${stderr}`)) : resolve(),
-      ),
-    );
+  const script = infraScript("kafka", env);
   const logFile = join(run, "kafka", "kafka.log");
   await script("start");
   return {

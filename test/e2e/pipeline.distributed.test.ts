@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { dispatch } from "@herald/proto";
 import { startFakeWebPush, type FakeSubscription, type FakeWebPush, type ServiceProcess } from "@herald/testing";
+import { startPrivateDatabase, type PrivateDatabase } from "./database.fixture.js";
 import { startPrivateKafka, type PrivateKafka } from "./kafka.fixture.js";
 import { ALLOW_FAKES, importDevices, startPlatform, testCaFile, webPushSender, type Clients, type Platform } from "./platform.fixture.js";
 
@@ -10,18 +11,20 @@ import { ALLOW_FAKES, importDevices, startPlatform, testCaFile, webPushSender, t
 // broadcast to BROADCAST Web Push devices (100 per job, so 100+ jobs and results) through a fake
 // push service that answers at once. Mid-broadcast one part is SIGKILLed and started again: the
 // sender, the dispatcher (fan-out and result aggregation), the Kafka broker (restarted on its
-// data). Each time the publish must end DONE with every device reached and counted once in
+// data), the database (FerretDB and PostgreSQL, restarted on their data). Each time the publish must end DONE with every device reached and counted once in
 // `sent`; repeated sends must stay under 0.5 % of the broadcast and `duplicates` may never claim
 // more than the fake really received twice.
 //
-// The broker is this suite's own (test/infra/kafka.sh in another run dir, see kafka.fixture.ts):
-// killing the shared one would break the suites npm test runs beside this one.
+// The broker and the database are this suite's own (test/infra in another run dir, see
+// kafka.fixture.ts and database.fixture.ts): killing the shared ones would break the suites npm
+// test runs beside this one.
 const BROADCAST = Number(process.env.HERALD_E2E_BROADCAST ?? 10_000);
 const DUPLICATE_BOUND = 0.005;
 
 describe("distributed pipeline", () => {
   const appId = `e2e-${randomUUID().slice(0, 6)}`;
   let kafka: PrivateKafka;
+  let database: PrivateDatabase;
   let platform: Platform;
   let app: Clients;
   let fake: FakeWebPush;
@@ -30,8 +33,8 @@ describe("distributed pipeline", () => {
   let startSender: () => Promise<ServiceProcess>;
 
   before(async () => {
-    [kafka, fake] = await Promise.all([startPrivateKafka(), startFakeWebPush()]);
-    platform = await startPlatform({ ...ALLOW_FAKES, HERALD_KAFKA_BROKERS: kafka.brokers });
+    [kafka, database, fake] = await Promise.all([startPrivateKafka(), startPrivateDatabase(), startFakeWebPush()]);
+    platform = await startPlatform({ ...ALLOW_FAKES, HERALD_KAFKA_BROKERS: kafka.brokers, HERALD_MONGO_URL: `${database.url}herald_e2e` });
     app = await platform.createApp(appId);
     const web = webPushSender(testCaFile(), { HERALD_WEBPUSH_MAX_SOCKETS: "16" });
     startSender = () => platform.startSender(appId, "webpush", web.env, web.credentials);
@@ -52,6 +55,7 @@ describe("distributed pipeline", () => {
     await platform?.stop();
     await fake?.close();
     await kafka?.stop();
+    await database?.stop();
   });
 
   async function getPublish(id: string): Promise<dispatch.Publish | undefined> {
@@ -136,6 +140,13 @@ describe("distributed pipeline", () => {
     await broadcastThrough("broker", sending(0.15), async () => {
       await kafka.kill();
       await kafka.resume();
+    });
+  });
+
+  it("loses nothing and repeats almost nothing when the database (FerretDB and PostgreSQL) is SIGKILLed mid-broadcast and restarted on its data", async () => {
+    await broadcastThrough("database", sending(0.15), async () => {
+      await database.kill();
+      await database.resume();
     });
   });
 });

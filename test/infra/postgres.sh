@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL for Herald's tests: the storage FerretDB serves the MongoDB wire protocol from.
 #
-#   test/infra/postgres.sh install|start|stop|restart|status|kill|resume|reset|env
+#   test/infra/postgres.sh install|start|stop|restart|status|kill|resume|reset|purge|env
 #
 # install  Debian's PostgreSQL server (apt-get, only when no /usr/lib/postgresql/<v>/bin/postgres).
 # start    wipes the data dir, runs initdb, starts the server on 127.0.0.1:35432 and creates the
@@ -10,6 +10,7 @@
 # stop     SIGTERM (a "smart" shutdown), then SIGKILL after a deadline.
 # kill     SIGKILL (a crash), keeping the data; `resume` starts the server on that data again.
 # reset    drops and recreates the `ferretdb` database (ferretdb.sh's start: every run starts clean).
+# purge    stops the server and deletes its data dir (a private server a suite started).
 # env      the connection URL FerretDB uses.
 #
 # Why a trigger: FerretDB 1.24 pushes a top-level equality down as `_jsonb->'f' @> value`, but
@@ -175,6 +176,7 @@ case "${1:-}" in
     ;;
   resume) pg_resume ;;
   reset) pg_reset ;;
+  purge) server_stop; rm -rf "$PG_DATA" ;;
   env) echo "HERALD_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/$PG_DATABASE" ;;
   *) server_main "$@" ;;
 esac
