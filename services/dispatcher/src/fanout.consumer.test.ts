@@ -224,6 +224,8 @@ describe("fan-out and results", () => {
       // The app's own rule: with urgent_max_targets 1, two named devices are bulk, one urgent.
       const app = (await store.apps.get(APP))!;
       await store.apps.update(APP, { limits: { ...app.limits, urgentMaxTargets: 1 }, now });
+      // The publish path reads an app's limits at most every 5 s; the clock moves past that.
+      now = new Date(now.getTime() + 5_000);
       const [a, b] = [one.id, (await device("fcm", [])).id];
       const pair = (await service.publish(req({ recipients: { target: { $case: "deviceIds", value: { values: [a, b] } } }, notification }), APP, "")).id;
       const lone = (await service.publish(req({ recipients: { target: { $case: "deviceIds", value: { values: [a] } } }, notification }), APP, "")).id;

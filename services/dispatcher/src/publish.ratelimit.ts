@@ -1,4 +1,5 @@
 import { HeraldError, Status, type Logger } from "@herald/platform";
+import type { AppLimitsRecord } from "@herald/store";
 import type { Directory } from "./publish.directory.js";
 
 // AppLimits.max_publish_rate, enforced across dispatcher replicas.
@@ -11,8 +12,9 @@ import type { Directory } from "./publish.directory.js";
 //   place windows by their own clocks, so clock skew between them shifts windows by the skew.
 // - The limit: the app's max_publish_rate, or the installation default (defaultRate, the
 //   dispatcher's HERALD_DEFAULT_PUBLISH_RATE) when the app says 0; 0 there too means unlimited.
-//   The app's value is cached for LIMIT_CACHE_MS, so a changed limit applies within seconds and
-//   the check costs one store round trip per publish (none for unlimited apps).
+//   The app's limits are cached for LIMIT_CACHE_MS (AppLimitsCache, which the lane choice reads
+//   too), so a changed limit applies within seconds and the check costs one store round trip per
+//   publish (none for unlimited apps).
 // - Over the limit: RESOURCE_EXHAUSTED, reason PUBLISH_RATE_EXCEEDED, with retry_after_ms (until
 //   the window ends) and limit in the error's metadata (ErrorInfo; the gRPC layer also sets a
 //   `retry-after` trailer, the HTTP gateway a Retry-After header).
@@ -38,12 +40,35 @@ export function publishRateExceeded(limit: number, retryAfterMs: number, field?:
   );
 }
 
+// An app's limits as the publish path reads them: at most one store read per app every
+// LIMIT_CACHE_MS, however many publishes arrive.
+export class AppLimitsCache {
+  private readonly cached = new Map<string, { limits: Promise<AppLimitsRecord | undefined>; until: number }>();
+
+  constructor(
+    private readonly directory: Directory,
+    private readonly now: () => Date,
+  ) {}
+
+  // undefined: the app is not registered.
+  of(app: string): Promise<AppLimitsRecord | undefined> {
+    const t = this.now().getTime();
+    const hit = this.cached.get(app);
+    if (hit && hit.until > t) return hit.limits;
+    const limits = this.directory.apps.get(app).then((record) => record?.limits);
+    // A failed read is not cached: the next publish reads again.
+    limits.catch(() => this.cached.get(app)?.limits === limits && this.cached.delete(app));
+    this.cached.set(app, { limits, until: t + LIMIT_CACHE_MS });
+    return limits;
+  }
+}
+
 export class PublishRateLimiter {
-  private readonly limits = new Map<string, { limit: Promise<number>; until: number }>();
   private lastSweep = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly directory: Directory,
+    private readonly limits: AppLimitsCache,
     private readonly now: () => Date,
     private readonly logger: Logger,
     // Publishes per second for apps whose max_publish_rate is 0; 0: unlimited.
@@ -52,24 +77,14 @@ export class PublishRateLimiter {
 
   // Takes one publish of the app's current window, or throws PUBLISH_RATE_EXCEEDED.
   async admit(app: string): Promise<void> {
-    const t = this.now().getTime();
-    const limit = await this.limitOf(app, t);
+    const limit = (await this.limits.of(app))?.maxPublishRate || this.defaultRate;
     if (limit <= 0) return;
+    const t = this.now().getTime();
     const start = Math.floor(t / RATE_WINDOW_MS) * RATE_WINDOW_MS;
     const end = start + RATE_WINDOW_MS;
     this.sweepNowAndThen(t);
     if (await this.directory.rates.take(app, String(start), limit, new Date(end + EXPIRY_GRACE_MS))) return;
     throw publishRateExceeded(limit, Math.max(1, end - t));
-  }
-
-  private limitOf(app: string, t: number): Promise<number> {
-    const cached = this.limits.get(app);
-    if (cached && cached.until > t) return cached.limit;
-    const limit = this.directory.apps.get(app).then((record) => record?.limits.maxPublishRate || this.defaultRate);
-    // A failed read is not cached: the next publish reads again.
-    limit.catch(() => this.limits.delete(app));
-    this.limits.set(app, { limit, until: t + LIMIT_CACHE_MS });
-    return limit;
   }
 
   private sweepNowAndThen(t: number): void {

@@ -21,7 +21,7 @@ import type { DispatcherMetrics } from "./dispatcher.metrics.js";
 import { appOf, isRecipient, notARecipient, type Directory } from "./publish.directory.js";
 import { laneOf } from "./publish.lane.js";
 import { countRecipients } from "./publish.recipients.js";
-import { PUBLISH_RATE_EXCEEDED, PublishRateLimiter } from "./publish.ratelimit.js";
+import { AppLimitsCache, PUBLISH_RATE_EXCEEDED, PublishRateLimiter } from "./publish.ratelimit.js";
 import type { RecipientSource } from "./recipient.source.js";
 
 export interface PublishDeps {
@@ -52,10 +52,12 @@ export const newPublishId = (now: Date) => `p${now.getTime().toString(36).padSta
 // The publish API. A publish is answered only once it is stored and handed to the bus; the
 // fan-out, senders and result aggregation then move it through its states.
 export class PublishService {
+  private readonly limits: AppLimitsCache;
   private readonly rate: PublishRateLimiter;
 
   constructor(private readonly deps: PublishDeps) {
-    this.rate = new PublishRateLimiter(deps.directory, deps.now, deps.logger, deps.defaultPublishRate ?? 0);
+    this.limits = new AppLimitsCache(deps.directory, deps.now);
+    this.rate = new PublishRateLimiter(deps.directory, this.limits, deps.now, deps.logger, deps.defaultPublishRate ?? 0);
   }
 
   binding(): ServiceBinding {
@@ -132,8 +134,9 @@ export class PublishService {
   async handOn(publish: PublishRecord): Promise<void> {
     try {
       const request = dispatch.PublishRequest.decode(publish.request);
-      const app = await this.deps.directory.apps.get(publish.app);
-      await this.deps.bus.publish(BusTopics.publishesOf(laneOf(request, app?.limits.urgentMaxTargets)), [
+      // The lane rule as cached for the rate limit: a changed rule applies within LIMIT_CACHE_MS.
+      const limits = await this.limits.of(publish.app);
+      await this.deps.bus.publish(BusTopics.publishesOf(laneOf(request, limits?.urgentMaxTargets)), [
         { key: publish.id, value: events.PublishAccepted.encode({ app: publish.app, publishId: publish.id, request, acceptedAt: this.deps.now() }).finish() },
       ]);
     } catch (err) {
