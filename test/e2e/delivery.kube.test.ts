@@ -29,7 +29,7 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
   const get = async () =>
     JSON.parse(await kubectlOk(["get", "pushapp", APP, "-n", namespace, "-o", "json"])) as {
       metadata: { generation: number };
-      status?: { observedGeneration?: number; senders?: string; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
+      status?: { observedGeneration?: number; senders?: string; providers?: unknown[]; conditions?: Array<{ type: string; status: string; reason: string; message: string }> };
     };
   const explain = (err: Error) => {
     throw new Error(`${err.message}\noperator: ${failureOf(operator.output())}`);
@@ -169,7 +169,7 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
 
   it("scales an idle app's senders to zero, and back up when deliveries wait", async () => {
     await kubectlOk(["patch", "pushapp", APP, "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec: { senders: { replicas: null, autoscaling: { minReplicas: 0, maxReplicas: 2, targetLagPerReplica: 1000 } } } })]);
-    await kubelet.waitFor((pods) => pods.length === 0, 120_000, "every sender pod gone while the app is idle");
+    await kubelet.waitFor((pods) => pods.length === 0, 120_000, "every sender pod gone while the app is idle").catch(explain);
     const idle = await eventually(
       async () => {
         const app = await get();
@@ -198,6 +198,10 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       publisher.close();
     }
     // Idle again: back to zero.
-    await kubelet.waitFor((pods) => pods.length === 0, 120_000, "the senders gone again once the lag is worked off");
+    await kubelet.waitFor((pods) => pods.length === 0, 120_000, "the senders gone again once the lag is worked off").catch(async (err: Error) => {
+      // What the operator last saw per provider (lag, desired replicas) says which side held on.
+      const providers = JSON.stringify((await get().catch(() => undefined))?.status?.providers);
+      explain(new Error(`${err.message}\nPushApp status.providers: ${providers}`));
+    });
   });
 });
