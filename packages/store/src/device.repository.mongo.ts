@@ -121,7 +121,7 @@ const POINT_READS = 32;
 export class MongoDevices implements DeviceRepository {
   constructor(
     private readonly col: Collection<DeviceDoc>,
-    // device_topics, written by bulk imports only (the subscription repository owns it otherwise).
+    // device_topics, written by bulk imports and token takeovers only (the subscription repository owns it otherwise).
     private readonly topics: Collection<SubscriptionDoc>,
     private readonly joinBy: MongoJoin,
   ) {}
@@ -186,9 +186,15 @@ export class MongoDevices implements DeviceRepository {
     if (!named) return null;
     let replacedDeviceId: string | undefined;
     if (named.provider !== input.provider || named.token !== input.token) {
-      // No projection: FerretDB's findAndModify rejects `fields` ("not implemented yet").
-      const other = await this.col.findOneAndDelete({ app: input.app, provider: input.provider, token: input.token, _id: { $ne: id } });
-      replacedDeviceId = other?._id;
+      const holder = { app: input.app, provider: input.provider, token: input.token };
+      const other = await this.col.findOne({ ...holder, _id: { $ne: id } }, { projection: { _id: 1 } });
+      if (other) {
+        // Its topic rows first: a broadcast reads them alone, and rows outliving their device
+        // would deliver to the token twice. A crash in between leaves a device without topics.
+        await this.topics.deleteMany({ app: input.app, deviceId: other._id });
+        // No projection: FerretDB's findAndModify rejects `fields` ("not implemented yet").
+        replacedDeviceId = (await this.col.findOneAndDelete({ ...holder, _id: other._id }))?._id;
+      }
     }
     const state = this.stateOf(input);
     try {
@@ -368,7 +374,8 @@ export class MongoDevices implements DeviceRepository {
     const rows = batch.flatMap((input, i) => {
       const deviceId = ids[i];
       if (!deviceId) return [];
-      return [...new Set(input.topics)].map((topic) => ({ app, deviceId, topic, user: input.user, fromDevice: true, fromUser: false }));
+      const { user, provider, platform, token } = input;
+      return [...new Set(input.topics)].map((topic) => ({ app, deviceId, topic, user, provider, platform, token, fromDevice: true, fromUser: false }));
     });
     if (rows.length) await this.topics.insertMany(rows, { ordered: false });
     return ids;

@@ -11,6 +11,7 @@ import type {
   DeviceRecord,
   DeviceWrite,
   Store,
+  Subscriber,
   SubscriptionRecord,
 } from "./store.types.js";
 
@@ -22,6 +23,8 @@ import type {
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (minutes: number) => new Date(T0 + minutes * 60_000);
 const newApp = () => `t-${randomUUID().slice(0, 8)}`;
+// Rows of made-up device ids carry a made-up subscriber.
+const sub = (user: string): Subscriber => ({ user, provider: "fcm", platform: "android", token: `tok-${user}` });
 const sortStrings = (xs: Iterable<string>) => [...xs].sort(compareStrings);
 const idsOf = (records: Array<{ id: string }>) => records.map((r) => r.id);
 
@@ -240,6 +243,18 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.equal(await store.devices.get(app, b.id), null);
         assert.equal(await store.devices.count(app, {}), 1);
         assert.equal(await store.devices.count(app, { tokens: [{ provider: "fcm", token: "t-b" }] }), 1);
+      });
+
+      it("a token takeover removes the replaced device's topic rows with it", async () => {
+        const app = newApp();
+        const { device: a } = await store.devices.write(deviceInput(app, "t-a"));
+        const { device: b } = await store.devices.write(deviceInput(app, "t-b"));
+        await store.subscriptions.add(app, a.id, a, ["news"], "device");
+        await store.subscriptions.add(app, b.id, b, ["news", "sport"], "device");
+        const result = await store.devices.write(deviceInput(app, "t-b", { id: a.id }));
+        assert.equal(result.replacedDeviceId, b.id);
+        assert.equal(await store.subscriptions.countForDevice(app, b.id), 0);
+        assert.deepEqual((await collect(store.subscriptions.scanDeviceIds(app, ["news", "sport"], { batchSize: 10 }))).flat(), [a.id]);
       });
 
       it("an id that does not exist in the app falls back to the token", async () => {
@@ -634,12 +649,12 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const [a1, a2] = await seedMany(a, 2, () => ({ provider: "fcm", platform: "android" }));
         const [a3] = await seedMany(a, 1, () => ({ provider: "apns", platform: "ios" }));
         const [b1] = await seedMany(b, 1, () => ({ provider: "webpush", platform: "web" }));
-        await store.subscriptions.add(a, a1!.id, "", ["news", "sport"], "device");
-        await store.subscriptions.add(a, a2!.id, "", ["news"], "device");
-        await store.subscriptions.add(a, a3!.id, "u", ["news"], "user");
-        await store.subscriptions.add(b, b1!.id, "", ["x"], "device");
+        await store.subscriptions.add(a, a1!.id, a1!, ["news", "sport"], "device");
+        await store.subscriptions.add(a, a2!.id, a2!, ["news"], "device");
+        await store.subscriptions.add(a, a3!.id, sub("u"), ["news"], "user");
+        await store.subscriptions.add(b, b1!.id, b1!, ["x"], "device");
         // A topic dropped by its only source is not counted.
-        await store.subscriptions.add(b, b1!.id, "", ["gone"], "user");
+        await store.subscriptions.add(b, b1!.id, b1!, ["gone"], "user");
         await store.subscriptions.removeSource(b, b1!.id, ["gone"], "user");
         const devices = (await store.devices.sizes()).filter((s) => s.app === a || s.app === b);
         assert.deepEqual(
@@ -663,42 +678,42 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("a topic held by both sources survives removing one of them", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "dev1", "alice", ["a", "b"], "device");
-        await subs.add(app, "dev1", "alice", ["b", "c"], "user");
+        await subs.add(app, "dev1", sub("alice"), ["a", "b"], "device");
+        await subs.add(app, "dev1", sub("alice"), ["b", "c"], "user");
         assert.deepEqual((await subs.topicsOf(app, ["dev1"])).get("dev1"), ["a", "b", "c"]);
         assert.deepEqual(flags(await subs.list(app, { deviceIds: ["dev1"] }, { limit: 10 })), { a: "D", b: "DU", c: "U" });
         await subs.removeSource(app, "dev1", ["b"], "device");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { a: "D", b: "U", c: "U" });
         await subs.removeSource(app, "dev1", ["a", "c", "missing"], "device");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { b: "U", c: "U" });
-        await subs.add(app, "dev1", "alice", ["b"], "device");
+        await subs.add(app, "dev1", sub("alice"), ["b"], "device");
         await subs.removeSource(app, "dev1", "all", "user");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { b: "D" });
         // An empty list also means every topic.
-        await subs.add(app, "dev1", "alice", ["x", "y"], "device");
+        await subs.add(app, "dev1", sub("alice"), ["x", "y"], "device");
         await subs.removeSource(app, "dev1", [], "device");
         assert.deepEqual(await subs.list(app, {}, { limit: 10 }), []);
         assert.equal((await subs.topicsOf(app, ["dev1"])).has("dev1"), false);
         assert.equal(await subs.countForDevice(app, "dev1"), 0);
         // Adding twice is idempotent.
-        await subs.add(app, "dev1", "alice", ["a"], "device");
-        await subs.add(app, "dev1", "alice", ["a", "a"], "device");
+        await subs.add(app, "dev1", sub("alice"), ["a"], "device");
+        await subs.add(app, "dev1", sub("alice"), ["a", "a"], "device");
         assert.equal(await subs.countForDevice(app, "dev1"), 1);
       });
 
       it("set makes a source hold exactly the given topics, leaving the other source alone", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.set(app, "dev1", "u", ["a", "b"], "device");
-        await subs.set(app, "dev1", "u", ["b", "c"], "user");
+        await subs.set(app, "dev1", sub("u"), ["a", "b"], "device");
+        await subs.set(app, "dev1", sub("u"), ["b", "c"], "user");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { a: "D", b: "DU", c: "U" });
-        await subs.set(app, "dev1", "u", ["c", "d", "d"], "device");
+        await subs.set(app, "dev1", sub("u"), ["c", "d", "d"], "device");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { b: "U", c: "DU", d: "D" });
-        await subs.set(app, "dev1", "u", [], "user");
+        await subs.set(app, "dev1", sub("u"), [], "user");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { c: "D", d: "D" });
-        await subs.set(app, "dev1", "u", ["c", "d"], "device");
+        await subs.set(app, "dev1", sub("u"), ["c", "d"], "device");
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { c: "D", d: "D" });
-        await subs.set(app, "dev1", "u", [], "device");
+        await subs.set(app, "dev1", sub("u"), [], "device");
         assert.equal(await subs.countForDevice(app, "dev1"), 0);
       });
 
@@ -706,7 +721,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const app = newApp();
         const subs = store.subscriptions;
         await Promise.all(
-          Array.from({ length: 8 }, (_, i) => subs.add(app, "dev1", "alice", ["a", "b", "c"], i % 2 ? "device" : "user")),
+          Array.from({ length: 8 }, (_, i) => subs.add(app, "dev1", sub("alice"), ["a", "b", "c"], i % 2 ? "device" : "user")),
         );
         assert.deepEqual(flags(await subs.list(app, {}, { limit: 10 })), { a: "DU", b: "DU", c: "DU" });
         await Promise.all(Array.from({ length: 4 }, () => subs.addUserTopics(app, "alice", ["x", "y"])));
@@ -716,8 +731,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("topicsOf and countForDevice", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "", ["zeta", "alpha", "mid"], "device");
-        await subs.add(app, "d2", "", ["only"], "user");
+        await subs.add(app, "d1", sub(""), ["zeta", "alpha", "mid"], "device");
+        await subs.add(app, "d2", sub(""), ["only"], "user");
         const map = await subs.topicsOf(app, ["d1", "d2", "d3"]);
         assert.deepEqual([...map.entries()].sort(([a], [b]) => compareStrings(a, b)), [
           ["d1", ["alpha", "mid", "zeta"]],
@@ -736,7 +751,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           "dev-b": ["news.sport", "offers"],
           "dev-c": ["news", "weather", "offers", "news.tech"],
         };
-        for (const [device, topics] of Object.entries(plan)) await subs.add(app, device, `user-${device}`, topics, "device");
+        for (const [device, topics] of Object.entries(plan)) await subs.add(app, device, sub(`user-${device}`), topics, "device");
         const all = Object.entries(plan)
           .flatMap(([deviceId, topics]) => topics.map((topic) => ({ deviceId, topic })))
           .sort((x, y) => compareStrings(x.deviceId, y.deviceId) || compareStrings(x.topic, y.topic));
@@ -783,20 +798,20 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("setUser is reflected in stats and listTopicUsers", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "", ["t"], "device");
-        await subs.add(app, "d2", "", ["t", "u"], "device");
+        await subs.add(app, "d1", sub(""), ["t"], "device");
+        await subs.add(app, "d2", sub(""), ["t", "u"], "device");
         assert.deepEqual(await subs.stats(app, ["t"]), [{ topic: "t", deviceCount: 2, userCount: 0, userTopicCount: 0 }]);
         assert.deepEqual(await subs.listTopicUsers(app, "t", { limit: 10 }), []);
-        await subs.setUser(app, "d1", "alice");
-        await subs.setUser(app, "d2", "alice");
+        await subs.setSubscriber(app, "d1", sub("alice"));
+        await subs.setSubscriber(app, "d2", sub("alice"));
         assert.deepEqual(await subs.stats(app, ["t", "u"]), [
           { topic: "t", deviceCount: 2, userCount: 1, userTopicCount: 0 },
           { topic: "u", deviceCount: 1, userCount: 1, userTopicCount: 0 },
         ]);
-        await subs.setUser(app, "d2", "bob");
+        await subs.setSubscriber(app, "d2", sub("bob"));
         assert.deepEqual(await subs.listTopicUsers(app, "t", { limit: 10 }), ["alice", "bob"]);
         assert.deepEqual((await subs.list(app, { deviceIds: ["d2"] }, { limit: 10 })).map((r) => r.user), ["bob", "bob"]);
-        await subs.setUser(app, "d1", "");
+        await subs.setSubscriber(app, "d1", sub(""));
         assert.deepEqual(await subs.listTopicUsers(app, "t", { limit: 10 }), ["bob"]);
         assert.deepEqual((await subs.stats(app, ["t"]))[0]?.userCount, 1);
       });
@@ -804,10 +819,10 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("removeDevices drops every row of those devices only", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "", ["a", "b"], "device");
-        await subs.add(app, "d1", "", ["c"], "user");
-        await subs.add(app, "d2", "", ["a"], "device");
-        await subs.add(app, "d3", "", ["a"], "device");
+        await subs.add(app, "d1", sub(""), ["a", "b"], "device");
+        await subs.add(app, "d1", sub(""), ["c"], "user");
+        await subs.add(app, "d2", sub(""), ["a"], "device");
+        await subs.add(app, "d3", sub(""), ["a"], "device");
         await subs.removeDevices(app, ["d1", "d3", "missing"]);
         assert.deepEqual([...(await subs.topicsOf(app, ["d1", "d2", "d3"])).keys()], ["d2"]);
         assert.deepEqual((await subs.stats(app, ["a"]))[0]?.deviceCount, 1);
@@ -824,10 +839,10 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         for (const [i, id] of ids.entries()) {
           const topics = [i % 2 === 0 ? "t1" : "", i % 3 === 0 ? "t2" : "", i % 5 === 0 ? "t3" : "", i % 7 === 0 ? "t4" : ""].filter(Boolean);
           if (topics.length === 0) continue;
-          await subs.add(app, id, "", topics, i % 4 === 0 ? "user" : "device");
+          await subs.add(app, id, sub(""), topics, i % 4 === 0 ? "user" : "device");
           if (topics.some((t) => t !== "t4")) expected.add(id);
         }
-        await subs.add(other, ids[1]!, "", ["t1"], "device");
+        await subs.add(other, ids[1]!, sub(""), ["t1"], "device");
         const want = sortStrings(expected);
         assert.equal(want.length, 220);
         const batches = await collect(subs.scanDeviceIds(app, ["t1", "t2", "t3", "t1"], { batchSize: 50 }));
@@ -850,13 +865,41 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         }
       });
 
+      it("scanRecipients gives each device of the topics once with what its rows last copied from it", async () => {
+        const app = newApp();
+        const other = newApp();
+        const subs = store.subscriptions;
+        const ids = sortStrings(Array.from({ length: 7 }, () => randomUUID()));
+        const of = (i: number, token = `tok-${i}`): Subscriber => ({ user: i % 2 ? `u${i}` : "", provider: i % 3 ? "fcm" : "apns", platform: i % 3 ? "android" : "ios", token });
+        for (const [i, id] of ids.entries()) await subs.add(app, id, of(i), i % 2 ? ["a", "b"] : ["a"], "device");
+        await subs.add(other, ids[0]!, { ...of(0), token: "foreign" }, ["a"], "device");
+        const want = (i: number, s = of(i)) => ({ deviceId: ids[i]!, ...s });
+        const all = await collect(subs.scanRecipients(app, ["b", "a", "missing"], { batchSize: 3 }));
+        assert.deepEqual(all.map((b) => b.length), [3, 3, 1]);
+        assert.deepEqual(all.flat(), ids.map((_, i) => want(i)));
+        // A token refresh or a new user: every row of the device follows, whichever source holds it.
+        await subs.add(app, ids[1]!, of(1), ["c"], "user");
+        await subs.setSubscriber(app, ids[1]!, of(1, "refreshed"));
+        await subs.add(app, ids[3]!, { ...of(3), user: "carol" }, ["a"], "device");
+        await subs.set(app, ids[5]!, of(5, "t5-new"), [], "user");
+        const changed = [want(0), want(1, of(1, "refreshed")), want(2), want(3, { ...of(3), user: "carol" }), want(4), want(5, of(5, "t5-new")), want(6)];
+        assert.deepEqual((await collect(subs.scanRecipients(app, ["a"], { batchSize: 10 }))).flat(), changed);
+        assert.deepEqual((await collect(subs.scanRecipients(app, ["c"], { batchSize: 10 }))).flat(), [changed[1]]);
+        assert.deepEqual((await collect(subs.scanRecipients(app, ["a", "b"], { after: ids[4]!, batchSize: 10 }))).flat(), changed.slice(5));
+        assert.deepEqual((await collect(subs.scanRecipients(other, ["a", "b"], { batchSize: 10 }))).flat(), [{ ...want(0), token: "foreign" }]);
+        await subs.removeDevices(app, [ids[2]!]);
+        await subs.removeSource(app, ids[4]!, "all", "device");
+        assert.deepEqual((await collect(subs.scanRecipients(app, ["a"], { batchSize: 10 }))).flat().map((r) => r.deviceId), [0, 1, 3, 5, 6].map((i) => ids[i]));
+        assert.deepEqual(await collect(subs.scanRecipients(app, [], { batchSize: 10 })), []);
+      });
+
       it("stats counts devices, distinct users and user-topic holders, in the order asked", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "alice", ["news", "sport"], "device");
-        await subs.add(app, "d2", "alice", ["news"], "user");
-        await subs.add(app, "d3", "bob", ["news"], "device");
-        await subs.add(app, "d4", "", ["news", "sport"], "device");
+        await subs.add(app, "d1", sub("alice"), ["news", "sport"], "device");
+        await subs.add(app, "d2", sub("alice"), ["news"], "user");
+        await subs.add(app, "d3", sub("bob"), ["news"], "device");
+        await subs.add(app, "d4", sub(""), ["news", "sport"], "device");
         await subs.addUserTopics(app, "alice", ["news"]);
         await subs.addUserTopics(app, "carol", ["news", "weather"]);
         assert.deepEqual(await subs.stats(app, ["weather", "news", "sport", "none", "news"]), [
@@ -872,8 +915,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("listTopics lists device and user topics by name, with a prefix and pages", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "alice", ["news.a", "news.b", "sport"], "device");
-        await subs.add(app, "d2", "", ["news.b", "news.d"], "device");
+        await subs.add(app, "d1", sub("alice"), ["news.a", "news.b", "sport"], "device");
+        await subs.add(app, "d2", sub(""), ["news.b", "news.d"], "device");
         await subs.addUserTopics(app, "carol", ["news.c", "news.b"]);
         const all = await subs.listTopics(app, "", { limit: 100 });
         assert.deepEqual(
@@ -899,7 +942,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       it("prefixes are literal text, not patterns", async () => {
         const app = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "u", ["a-b.c", "a-bxc", "xa-b.c", "a-b.", "(a)+"], "device");
+        await subs.add(app, "d1", sub("u"), ["a-b.c", "a-bxc", "xa-b.c", "a-b.", "(a)+"], "device");
         await subs.addUserTopics(app, "u", ["a-b.c", "a-bxc", "(a)+"]);
         assert.deepEqual((await subs.list(app, { prefix: "a-b." }, { limit: 10 })).map((r) => r.topic), ["a-b.", "a-b.c"]);
         assert.deepEqual((await subs.listTopics(app, "a-b.", { limit: 10 })).map((t) => t.topic), ["a-b.", "a-b.c"]);
@@ -912,11 +955,11 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const subs = store.subscriptions;
         const users = Array.from({ length: 9 }, (_, i) => `user-${i}`);
         for (const [i, user] of users.entries()) {
-          await subs.add(app, `d${i}a`, user, ["t"], "device");
-          await subs.add(app, `d${i}b`, user, ["t"], "user");
+          await subs.add(app, `d${i}a`, sub(user), ["t"], "device");
+          await subs.add(app, `d${i}b`, sub(user), ["t"], "user");
         }
-        await subs.add(app, "anon", "", ["t"], "device");
-        await subs.add(app, "elsewhere", "zed", ["other"], "device");
+        await subs.add(app, "anon", sub(""), ["t"], "device");
+        await subs.add(app, "elsewhere", sub("zed"), ["other"], "device");
         const seen: string[] = [];
         let cursor: string | undefined;
         for (;;) {
@@ -976,7 +1019,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const other = newApp();
         const subs = store.subscriptions;
         for (const a of [app, other]) {
-          await subs.add(a, "d1", "alice", ["t"], "device");
+          await subs.add(a, "d1", sub("alice"), ["t"], "device");
           await subs.addUserTopics(a, "alice", ["t"]);
         }
         await subs.removeApp(app);
@@ -989,8 +1032,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const app = newApp();
         const other = newApp();
         const subs = store.subscriptions;
-        await subs.add(app, "d1", "alice", ["t", "u"], "device");
-        await subs.add(app, "d1", "alice", ["t"], "user");
+        await subs.add(app, "d1", sub("alice"), ["t", "u"], "device");
+        await subs.add(app, "d1", sub("alice"), ["t"], "user");
         await subs.addUserTopics(app, "alice", ["t"]);
         const before = await subs.list(app, {}, { limit: 100 });
         // Reads from the other app see nothing.
@@ -1006,8 +1049,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         // Writes from the other app leave this app's data alone.
         await subs.removeSource(other, "d1", "all", "device");
         await subs.removeSource(other, "d1", ["t"], "user");
-        await subs.set(other, "d1", "mallory", [], "device");
-        await subs.setUser(other, "d1", "mallory");
+        await subs.set(other, "d1", sub("mallory"), [], "device");
+        await subs.setSubscriber(other, "d1", sub("mallory"));
         await subs.removeDevices(other, ["d1"]);
         await subs.removeUserTopics(other, "alice", ["t"]);
         assert.equal(await subs.removeUser(other, "alice"), 0);

@@ -26,9 +26,11 @@ import type {
   SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionRepository,
+  Subscriber,
   TokenFeedbackRecord,
   TokenFeedbackRepository,
   TopicCount,
+  TopicRecipient,
   TopicSource,
   UserTopicRecord,
 } from "./store.types.js";
@@ -125,6 +127,8 @@ class MemoryDevices implements DeviceRepository {
       let replacedDeviceId: string | undefined;
       const holder = space.byToken.get(key);
       if (holder !== undefined && holder !== named.id) {
+        // Its topic rows go with it, as in the MongoDB store (where they go first).
+        this.subscriptions.dropDevice(input.app, holder);
         this.drop(space, holder);
         replacedDeviceId = holder;
       }
@@ -296,7 +300,7 @@ class MemoryDevices implements DeviceRepository {
       const device: DeviceRecord = { ...stateOf(app, input, now), id: randomUUID(), createdAt: new Date(now) };
       space.byId.set(device.id, device);
       space.byToken.set(key, device.id);
-      this.subscriptions.hold(app, device.id, input.user, input.topics, "device");
+      this.subscriptions.hold(app, device.id, device, input.topics, "device");
       return device.id;
     });
   }
@@ -308,8 +312,11 @@ class MemoryDevices implements DeviceRepository {
 interface SubRow {
   fromDevice: boolean;
   fromUser: boolean;
-  user: string;
+  // Shared by the device's rows, replaced when the device's subscriber fields change.
+  of: Subscriber;
 }
+
+const subscriberOf = (s: Subscriber): Subscriber => ({ user: s.user, provider: s.provider, platform: s.platform, token: s.token });
 
 interface SubSpace {
   byDevice: Map<string, Map<string, SubRow>>;
@@ -355,24 +362,30 @@ class MemorySubscriptions implements SubscriptionRepository {
     deleteFrom(space.byTopic, topic, deviceId);
   }
 
-  async add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
-    this.hold(app, deviceId, user, topics, source);
+  async add(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void> {
+    this.hold(app, deviceId, subscriber, topics, source);
   }
 
   // add() without the promise, so that a bulk import of devices stays one atomic step.
-  hold(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): void {
+  hold(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): void {
+    const of = subscriberOf(subscriber);
+    this.follow(app, deviceId, of);
     if (topics.length === 0) return;
     const space = this.space(app);
     let rows = space.byDevice.get(deviceId);
     if (!rows) space.byDevice.set(deviceId, (rows = new Map()));
     const flag = flagOf(source);
     for (const topic of topics) {
-      const row = rows.get(topic) ?? { fromDevice: false, fromUser: false, user };
+      const row = rows.get(topic) ?? { fromDevice: false, fromUser: false, of };
       row[flag] = true;
-      row.user = user;
       rows.set(topic, row);
       addTo(space.byTopic, topic, deviceId);
     }
+  }
+
+  private follow(app: string, deviceId: string, of: Subscriber): void {
+    const rows = this.spaces.get(app)?.byDevice.get(deviceId);
+    if (rows) for (const row of rows.values()) row.of = of;
   }
 
   async removeSource(app: string, deviceId: string, topics: string[] | "all", source: TopicSource): Promise<void> {
@@ -389,12 +402,12 @@ class MemorySubscriptions implements SubscriptionRepository {
     }
   }
 
-  async set(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
+  async set(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void> {
     const keep = new Set(topics);
     const rows = this.spaces.get(app)?.byDevice.get(deviceId);
     const flag = flagOf(source);
     const gone = rows ? [...rows].filter(([topic, row]) => row[flag] && !keep.has(topic)).map(([topic]) => topic) : [];
-    await this.add(app, deviceId, user, topics, source);
+    await this.add(app, deviceId, subscriber, topics, source);
     if (gone.length) await this.removeSource(app, deviceId, gone, source);
   }
 
@@ -426,7 +439,7 @@ class MemorySubscriptions implements SubscriptionRepository {
       for (const [topic, row] of rows) {
         if ((topics && !topics.has(topic)) || !prefix(topic)) continue;
         if (after && compareTuples([deviceId, topic], after) <= 0) continue;
-        out.push({ app, deviceId, topic, fromDevice: row.fromDevice, fromUser: row.fromUser, user: row.user });
+        out.push({ app, deviceId, topic, fromDevice: row.fromDevice, fromUser: row.fromUser, user: row.of.user });
       }
     }
     return out.sort((a, b) => compareTuples([a.deviceId, a.topic], [b.deviceId, b.topic])).slice(0, page.limit);
@@ -440,19 +453,19 @@ class MemorySubscriptions implements SubscriptionRepository {
     return (await this.listUserTopics(app, query, { limit: Number.MAX_SAFE_INTEGER })).length;
   }
 
-  async setUser(app: string, deviceId: string, user: string): Promise<void> {
-    const rows = this.spaces.get(app)?.byDevice.get(deviceId);
-    if (rows) for (const row of rows.values()) row.user = user;
+  async setSubscriber(app: string, deviceId: string, subscriber: Subscriber): Promise<void> {
+    this.follow(app, deviceId, subscriberOf(subscriber));
   }
 
   async removeDevices(app: string, deviceIds: string[]): Promise<void> {
+    for (const id of deviceIds) this.dropDevice(app, id);
+  }
+
+  dropDevice(app: string, deviceId: string): void {
     const space = this.spaces.get(app);
-    if (!space) return;
-    for (const id of deviceIds) {
-      const rows = space.byDevice.get(id);
-      if (!rows) continue;
-      for (const topic of [...rows.keys()]) this.dropRow(space, id, topic);
-    }
+    const rows = space?.byDevice.get(deviceId);
+    if (!space || !rows) return;
+    for (const topic of [...rows.keys()]) this.dropRow(space, deviceId, topic);
   }
 
   async *scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]> {
@@ -463,11 +476,24 @@ class MemorySubscriptions implements SubscriptionRepository {
     yield* sortedIdBatches(sets, { ...(options.after !== undefined ? { after: options.after } : {}), batchSize });
   }
 
+  async *scanRecipients(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<TopicRecipient[]> {
+    for await (const ids of this.scanDeviceIds(app, topics, options)) {
+      const byDevice = this.spaces.get(app)?.byDevice;
+      const recipients: TopicRecipient[] = [];
+      for (const deviceId of ids) {
+        // A row removed while the read runs is skipped, as a cursor would.
+        const row = byDevice?.get(deviceId)?.values().next().value;
+        if (row) recipients.push({ deviceId, ...row.of });
+      }
+      if (recipients.length) yield recipients;
+    }
+  }
+
   private topicCount(space: SubSpace | undefined, topic: string): TopicCount {
     const ids = space?.byTopic.get(topic);
     const users = new Set<string>();
     for (const id of ids ?? []) {
-      const user = space?.byDevice.get(id)?.get(topic)?.user;
+      const user = space?.byDevice.get(id)?.get(topic)?.of.user;
       if (user) users.add(user);
     }
     return { topic, deviceCount: ids?.size ?? 0, userCount: users.size, userTopicCount: space?.topicUsers.get(topic)?.size ?? 0 };
@@ -495,7 +521,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     if (!space || page.limit <= 0) return [];
     const users = new Set<string>();
     for (const id of space.byTopic.get(topic) ?? []) {
-      const user = space.byDevice.get(id)?.get(topic)?.user;
+      const user = space.byDevice.get(id)?.get(topic)?.of.user;
       if (user) users.add(user);
     }
     const after = page.after;

@@ -101,7 +101,7 @@ if (!url) {
           const { device } = await store.devices.write({
             app: "a1", provider: "fcm", platform: "android", token: `tok-${i}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now: new Date(0),
           });
-          await store.subscriptions.add("a1", device.id, "", ["t1", "t2"], "device");
+          await store.subscriptions.add("a1", device.id, device, ["t1", "t2"], "device");
         }
         const seen: Array<{ name: string; batchSize: unknown }> = [];
         client.on("commandStarted", (e) => {
@@ -177,7 +177,8 @@ if (!url) {
       try {
         const store = await createMongoStore(db);
         const subs = store.subscriptions;
-        await subs.add("a1", "d1", "alice", ["live"], "device");
+        const alice = { user: "alice", provider: "fcm", platform: "android", token: "t-alice" } as const;
+        await subs.add("a1", "d1", alice, ["live"], "device");
         // What a crash between "clear the flag" and "delete sourceless rows" leaves behind.
         await db.collection(COLLECTIONS.deviceTopics).insertOne({ app: "a1", deviceId: "d1", topic: "dead", fromDevice: false, fromUser: false, user: "alice" });
         assert.deepEqual((await subs.topicsOf("a1", ["d1"])).get("d1"), ["live"]);
@@ -194,7 +195,7 @@ if (!url) {
         assert.equal(await db.collection(COLLECTIONS.deviceTopics).countDocuments({ topic: "dead" }), 0);
         // Adding the topic again simply revives a row.
         await db.collection(COLLECTIONS.deviceTopics).insertOne({ app: "a1", deviceId: "d1", topic: "dead", fromDevice: false, fromUser: false, user: "" });
-        await subs.add("a1", "d1", "alice", ["dead"], "user");
+        await subs.add("a1", "d1", alice, ["dead"], "user");
         assert.deepEqual((await subs.list("a1", { topics: ["dead"] }, { limit: 10 })).map((r) => [r.fromDevice, r.fromUser, r.user]), [[false, true, "alice"]]);
       } finally {
         await db.dropDatabase();

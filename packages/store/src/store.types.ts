@@ -136,6 +136,19 @@ export interface SubscriptionRecord {
   user: string;
 }
 
+// What a subscription row copies from its device, so that a topic broadcast reads the rows alone.
+export type Subscriber = Pick<DeviceRecord, "user" | "provider" | "platform" | "token">;
+
+// One device of a topic broadcast as its subscription rows give it. provider, platform and token
+// are absent on rows written before the rows carried them: the reader takes those from the device.
+export interface TopicRecipient {
+  deviceId: string;
+  user: string;
+  provider?: ProviderName;
+  platform?: PlatformName;
+  token?: string;
+}
+
 export interface SubscriptionQuery {
   deviceIds?: string[];
   topics?: string[];
@@ -159,11 +172,12 @@ export interface UserTopicRecord {
 
 export interface SubscriptionRepository {
   // A device holds a topic while at least one source (its own list, its user's topics) holds it.
-  add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void>;
+  // Every row of the device takes the subscriber's fields (the device's current user and token).
+  add(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void>;
   // Drops the source; the subscription goes when no source is left. Empty `topics` = every topic.
   removeSource(app: string, deviceId: string, topics: string[] | "all", source: TopicSource): Promise<void>;
   // Makes `topics` exactly the topics held by `source` (others of that source are dropped).
-  set(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void>;
+  set(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void>;
   // Topics of each device, sorted; devices with none are absent from the map.
   topicsOf(app: string, deviceIds: string[]): Promise<Map<string, string[]>>;
   countForDevice(app: string, deviceId: string): Promise<number>;
@@ -171,10 +185,13 @@ export interface SubscriptionRepository {
   list(app: string, query: SubscriptionQuery, page: PageQuery): Promise<SubscriptionRecord[]>;
   // How many subscriptions `list` would yield over all its pages.
   count(app: string, query: SubscriptionQuery): Promise<number>;
-  setUser(app: string, deviceId: string, user: string): Promise<void>;
+  // After a device's user, token, provider or platform changed: its rows follow.
+  setSubscriber(app: string, deviceId: string, subscriber: Subscriber): Promise<void>;
   removeDevices(app: string, deviceIds: string[]): Promise<void>;
   // Distinct device ids subscribed to any of the topics, ascending, streamed from a cursor.
   scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]>;
+  // The same devices with what a delivery needs, from the rows alone (no device read).
+  scanRecipients(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<TopicRecipient[]>;
   stats(app: string, topics: string[]): Promise<TopicCount[]>;
   // Topics by name (cursor = topic name), with counts.
   listTopics(app: string, prefix: string, page: PageQuery): Promise<TopicCount[]>;

@@ -4,11 +4,15 @@ import { oneOf } from "./mongo.match.js";
 import { checkBatchSize, compareStrings, escapeRegex, given, splitCursor } from "./store.query.js";
 import type {
   AppTopicCount,
+  PlatformName,
+  ProviderName,
   PageQuery,
   SubscriptionQuery,
   SubscriptionRecord,
   SubscriptionRepository,
+  Subscriber,
   TopicCount,
+  TopicRecipient,
   TopicSource,
   UserTopicRecord,
 } from "./store.types.js";
@@ -25,8 +29,16 @@ export interface SubscriptionDoc {
   topic: string;
   fromDevice: boolean;
   fromUser: boolean;
+  // The device's subscriber fields (Subscriber): a broadcast reads them here, not from the device.
+  // provider, platform and token are absent on rows written before the rows carried them.
   user: string;
+  provider?: ProviderName;
+  platform?: PlatformName;
+  token?: string;
 }
+
+const subscriberOf = (s: Subscriber): Subscriber => ({ user: s.user, provider: s.provider, platform: s.platform, token: s.token });
+const follows = (row: Partial<Subscriber>, s: Subscriber) => row.user === s.user && row.provider === s.provider && row.platform === s.platform && row.token === s.token;
 
 export interface UserTopicDoc {
   _id?: ObjectId;
@@ -59,28 +71,33 @@ export class MongoSubscriptions implements SubscriptionRepository {
     private readonly userTopics: Collection<UserTopicDoc>,
   ) {}
 
-  async add(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
-    await this.hold(app, deviceId, user, topics, source, true);
+  async add(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void> {
+    await this.hold(app, deviceId, subscriberOf(subscriber), topics, source, true);
   }
 
-  // One read and at most two writes whatever the number of topics: FerretDB pays per operation,
-  // and per-topic upserts made a 5000-topic device take over 30 s there.
-  private async hold(app: string, deviceId: string, user: string, topics: string[], source: TopicSource, retry: boolean): Promise<void> {
-    if (topics.length === 0) return;
+  // With no topics, only the device's rows follow the subscriber.
+  // One read of the device's rows and at most three writes whatever the number of topics: FerretDB
+  // pays per operation, and per-topic upserts made a 5000-topic device take over 30 s there. An
+  // SDK re-registering with nothing changed costs the read alone.
+  private async hold(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource, retry: boolean): Promise<void> {
     const flag = flagOf(source);
     const wanted = dedupe(topics);
-    const existing = new Set(
-      (await this.subs.find({ app, deviceId, topic: { $in: wanted } }).project<{ topic: string }>({ topic: 1, _id: 0 }).toArray()).map((r) => r.topic),
-    );
-    if (existing.size) await this.subs.updateMany({ app, deviceId, topic: { $in: [...existing] } }, { $set: { [flag]: true, user } });
+    const rows = await this.subs
+      .find({ app, deviceId }, { projection: { _id: 0, topic: 1, [flag]: 1, user: 1, provider: 1, platform: 1, token: 1 } })
+      .toArray();
+    if (rows.some((r) => !follows(r, subscriber))) await this.subs.updateMany({ app, deviceId }, { $set: subscriber });
+    const existing = new Set(rows.map((r) => r.topic));
+    const wantedSet = new Set(wanted);
+    const unflagged = rows.filter((r) => !r[flag] && wantedSet.has(r.topic)).map((r) => r.topic);
+    if (unflagged.length) await this.subs.updateMany({ app, deviceId, topic: { $in: unflagged } }, { $set: { [flag]: true } });
     const fresh = wanted.filter((t) => !existing.has(t));
     if (fresh.length === 0) return;
-    const docs = fresh.map((topic) => ({ app, deviceId, topic, user, fromDevice: flag === "fromDevice", fromUser: flag === "fromUser" }));
+    const docs = fresh.map((topic) => ({ app, deviceId, topic, ...subscriber, fromDevice: flag === "fromDevice", fromUser: flag === "fromUser" }));
     try {
       await this.subs.insertMany(docs, { ordered: false });
     } catch (error) {
       // A concurrent add inserted some of these rows first: the retry finds and flags them.
-      if (retry && isDuplicateKey(error)) return this.hold(app, deviceId, user, topics, source, false);
+      if (retry && isDuplicateKey(error)) return this.hold(app, deviceId, subscriber, topics, source, false);
       throw error;
     }
   }
@@ -92,10 +109,10 @@ export class MongoSubscriptions implements SubscriptionRepository {
     await this.sweep(app, deviceId);
   }
 
-  async set(app: string, deviceId: string, user: string, topics: string[], source: TopicSource): Promise<void> {
+  async set(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource): Promise<void> {
     const flag = flagOf(source);
     // Add first: a crash after it leaves extra topics that the repeated call removes, never a gap.
-    await this.add(app, deviceId, user, topics, source);
+    await this.add(app, deviceId, subscriber, topics, source);
     const others = topics.length ? { topic: { $nin: dedupe(topics) } } : {};
     await this.subs.updateMany({ app, deviceId, ...others, [flag]: true }, { $set: { [flag]: false } });
     await this.sweep(app, deviceId);
@@ -136,8 +153,8 @@ export class MongoSubscriptions implements SubscriptionRepository {
     return this.subs.countDocuments({ app, $and: subscriptionFilter(query) });
   }
 
-  async setUser(app: string, deviceId: string, user: string): Promise<void> {
-    await this.subs.updateMany({ app, deviceId }, { $set: { user } });
+  async setSubscriber(app: string, deviceId: string, subscriber: Subscriber): Promise<void> {
+    await this.subs.updateMany({ app, deviceId }, { $set: subscriberOf(subscriber) });
   }
 
   async removeDevices(app: string, deviceIds: string[]): Promise<void> {
@@ -148,7 +165,27 @@ export class MongoSubscriptions implements SubscriptionRepository {
   // One cursor over the rows of every topic, sorted by device id (index {app, topic, deviceId}: a
   // merge of the per-topic ranges on MongoDB), so a device held by several topics comes out in
   // adjacent rows and is emitted once. Only the current batch is held.
-  async *scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]> {
+  scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]> {
+    return this.scanRows(app, topics, options, { deviceId: 1 }, (row) => row.deviceId);
+  }
+
+  scanRecipients(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<TopicRecipient[]> {
+    return this.scanRows(app, topics, options, { deviceId: 1, user: 1, provider: 1, platform: 1, token: 1 }, (row): TopicRecipient => ({
+      deviceId: row.deviceId,
+      user: row.user,
+      ...(row.provider !== undefined ? { provider: row.provider } : {}),
+      ...(row.platform !== undefined ? { platform: row.platform } : {}),
+      ...(row.token !== undefined ? { token: row.token } : {}),
+    }));
+  }
+
+  private async *scanRows<T>(
+    app: string,
+    topics: string[],
+    options: { after?: string; batchSize: number },
+    fields: Partial<Record<keyof SubscriptionDoc, 1>>,
+    map: (row: SubscriptionDoc) => T,
+  ): AsyncIterable<T[]> {
     const batchSize = checkBatchSize(options.batchSize);
     if (topics.length === 0) return;
     const filter: Filter<SubscriptionDoc> = {
@@ -157,14 +194,14 @@ export class MongoSubscriptions implements SubscriptionRepository {
       ...(options.after !== undefined ? { deviceId: { $gt: options.after } } : {}),
       ...LIVE,
     };
-    const cursor = this.subs.find(filter, { projection: { _id: 0, deviceId: 1 } }).sort({ deviceId: 1 }).batchSize(batchSize);
+    const cursor = this.subs.find(filter, { projection: { _id: 0, ...fields } }).sort({ deviceId: 1 }).batchSize(batchSize);
     try {
-      let batch: string[] = [];
+      let batch: T[] = [];
       let last: string | undefined;
-      for await (const { deviceId } of cursor) {
-        if (deviceId === last) continue;
-        last = deviceId;
-        batch.push(deviceId);
+      for await (const row of cursor) {
+        if (row.deviceId === last) continue;
+        last = row.deviceId;
+        batch.push(map(row));
         if (batch.length === batchSize) {
           yield batch;
           batch = [];

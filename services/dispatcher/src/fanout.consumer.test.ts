@@ -37,7 +37,7 @@ describe("fan-out and results", () => {
     const token = provider === "apns" ? randomBytes(32).toString("hex") : `tok-${randomBytes(8).toString("hex")}`;
     const platform = provider === "apns" ? "ios" : provider === "webpush" ? "web" : "android";
     const { device: d } = await store.devices.write({ app: APP, provider, platform, token, user: "", tags: {}, meta, locale: "", timezone: "", now });
-    await store.subscriptions.add(APP, d.id, "", topics, "device");
+    await store.subscriptions.add(APP, d.id, d, topics, "device");
     return d;
   };
   const jobsOn = async (provider: ProviderName, lane: Lane = "bulk") => {

@@ -130,7 +130,7 @@ describe("PublishService", () => {
   it("cancels a queued publish once, counts its recipients as cancelled and tells the pipeline", async () => {
     for (let i = 0; i < 3; i++) {
       const { device } = await store.devices.write({ app: "app1", provider: "fcm", platform: "android", token: `c-${i}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now });
-      await store.subscriptions.add("app1", device.id, "", ["a"], "device");
+      await store.subscriptions.add("app1", device.id, device, ["a"], "device");
     }
     const control = await onBus(BusTopics.control);
     const { id } = await service.publish(req({ recipients: topics("a"), notification: { alert } }), "app1", "");
@@ -175,7 +175,7 @@ describe("PublishService", () => {
   it("counts one delivered and one opened receipt per recipient device, and refuses the rest", async () => {
     const device = async (app: string, topics: string[]) => {
       const { device: d } = await store.devices.write({ app, provider: "fcm", platform: "android", token: `t-${Math.random()}`, user: "", tags: {}, meta: {}, locale: "", timezone: "", now });
-      await store.subscriptions.add(app, d.id, "", topics, "device");
+      await store.subscriptions.add(app, d.id, d, topics, "device");
       return d.id;
     };
     const [d1, d2, outsider, elsewhere] = [await device("app1", ["a"]), await device("app1", ["a", "b"]), await device("app1", ["b"]), await device("app2", ["a"])];

@@ -123,8 +123,9 @@ export class AppService {
     await store.apiKeys.removeApp(req.id);
     let devicesRemoved = 0;
     if (req.purgeData) {
-      devicesRemoved = await store.devices.removeApp(req.id);
+      // Rows first, as for a device (DeviceService.removeDevices).
       await store.subscriptions.removeApp(req.id);
+      devicesRemoved = await store.devices.removeApp(req.id);
     }
     await store.apps.delete(req.id);
     return { devicesRemoved };

@@ -95,11 +95,12 @@ export class DeviceService {
     const device = written.device;
     if (written.replacedDeviceId) {
       const replaced = { ...device, id: written.replacedDeviceId };
+      // The store removed its rows before it; again after, as in removeDevices.
       await store.subscriptions.removeDevices(app.id, [written.replacedDeviceId]);
       await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_REMOVED, [replaced], { reason: "replaced" });
     }
-    await store.subscriptions.set(app.id, device.id, user, topics, "device");
-    if (written.created || written.previousUser !== user) await this.moveUserTopics(app.id, device.id, written.previousUser, user);
+    await store.subscriptions.set(app.id, device.id, device, topics, "device");
+    if (written.created || written.previousUser !== user) await this.moveUserTopics(app.id, device, written.previousUser);
     const evicted = user ? await this.evictOverCap(app, user, platform, device.id) : [];
     await this.deps.events.emit(written.created ? DeviceEventKind.DEVICE_EVENT_KIND_REGISTERED : DeviceEventKind.DEVICE_EVENT_KIND_UPDATED, [device]);
     if (!written.created && written.previousUser !== user) {
@@ -132,7 +133,7 @@ export class DeviceService {
       updated = await this.changeUser(app.id, device, user);
       evicted = await this.evictOverCap(app, user, device.platform, device.id);
     }
-    if (tokenTopics.length) await this.deps.store.subscriptions.add(app.id, device.id, user, tokenTopics, "user");
+    if (tokenTopics.length) await this.deps.store.subscriptions.add(app.id, device.id, updated, tokenTopics, "user");
     return { device: await this.view(updated), evictedDeviceIds: evicted };
   }
 
@@ -194,9 +195,9 @@ export class DeviceService {
       if (current.size + topics.filter((t) => !current.has(t)).length > app.limits.maxTopicsPerDevice) {
         throw resourceExhausted("TOO_MANY_TOPICS", `at most ${app.limits.maxTopicsPerDevice} topics per device`, "topics_update.topics");
       }
-      return subs.add(app.id, device.id, user, topics, "device");
+      return subs.add(app.id, device.id, { ...device, user }, topics, "device");
     }
-    return subs.set(app.id, device.id, user, topics, "device");
+    return subs.set(app.id, device.id, { ...device, user }, topics, "device");
   }
 
   async list(req: registry.ListDevicesRequest, ctx: CallContext): Promise<registry.ListDevicesResponse> {
@@ -273,6 +274,11 @@ export class DeviceService {
   async removeDevices(app: string, devices: DeviceRecord[], reason: RemovalReason): Promise<number> {
     if (devices.length === 0) return 0;
     const ids = devices.map((d) => d.id);
+    // A broadcast reads the rows alone, so rows outliving their device would still be delivered
+    // to. Rows first: a crash before the device goes leaves a device without topics that the
+    // retry removes. Rows again after: a topic change that read the device before it went may
+    // have written rows since (its own check after the write catches any later write).
+    await this.deps.store.subscriptions.removeDevices(app, ids);
     const removed = await this.deps.store.devices.remove(app, ids);
     await this.deps.store.subscriptions.removeDevices(app, ids);
     await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_REMOVED, devices, { reason });
@@ -282,20 +288,21 @@ export class DeviceService {
   private async changeUser(app: string, device: DeviceRecord, user: string): Promise<DeviceRecord> {
     const now = this.deps.now();
     await this.deps.store.devices.update(app, [device.id], { user, now });
-    await this.moveUserTopics(app, device.id, device.user, user);
     const updated = { ...device, user, updatedAt: now };
+    await this.moveUserTopics(app, updated, device.user);
     await this.deps.events.emit(DeviceEventKind.DEVICE_EVENT_KIND_USER_CHANGED, [updated], { previousUser: device.user });
     return updated;
   }
 
   // The previous user's topics leave the device and the new user's topics join it.
-  private async moveUserTopics(app: string, deviceId: string, previousUser: string, user: string): Promise<void> {
+  private async moveUserTopics(app: string, device: DeviceRecord, previousUser: string): Promise<void> {
     const subs = this.deps.store.subscriptions;
+    const { id: deviceId, user } = device;
     if (previousUser && previousUser !== user) await subs.removeSource(app, deviceId, "all", "user");
-    await subs.setUser(app, deviceId, user);
+    await subs.setSubscriber(app, deviceId, device);
     if (user) {
       const topics = await subs.userTopicsOf(app, user);
-      if (topics.length) await subs.add(app, deviceId, user, topics, "user");
+      if (topics.length) await subs.add(app, deviceId, device, topics, "user");
     }
   }
 

@@ -13,7 +13,7 @@ describe("token feedback", () => {
     const registry = createRegistryModule({ store, bus, logger: createLogger({ service: "t", level: "silent" }), masterSecret: "s".repeat(32), tokenRules: { webPushHosts: [], webPushAllowInsecure: false }, now: () => now });
     const write = (token: string) => store.devices.write({ app: "a", provider: "apns", platform: "ios", token, user: "", tags: {}, meta: {}, locale: "", timezone: "", now });
     const stale = (await write("a".repeat(64))).device;
-    await store.subscriptions.add("a", stale.id, "", ["news"], "device");
+    await store.subscriptions.add("a", stale.id, stale, ["news"], "device");
     const verdict = new Date(now.getTime() + 1000);
     now = new Date(now.getTime() + 2000);
     const fresh = (await write("b".repeat(64))).device;

@@ -11,6 +11,7 @@ import {
   type DeviceQuery,
   type DeviceRecord,
   type Store,
+  type TopicRecipient,
 } from "@herald/store";
 
 const MAX_BATCH = 1000;
@@ -33,24 +34,35 @@ export async function streamRecipients(
   if (!target) throw invalidArgument("target", "name device_ids, users, topics, tags or all");
 
   let pending: topic.Recipient[] = [];
-  const emit = async (devices: DeviceRecord[]) => {
-    for (const d of devices) pending.push(toRecipient(d, req.includeMeta));
+  const emit = async (recipients: topic.Recipient[]) => {
+    pending.push(...recipients);
     while (pending.length >= batchSize) {
       await send({ recipients: pending.slice(0, batchSize) });
       pending = pending.slice(batchSize);
     }
   };
+  const emitDevices = (devices: DeviceRecord[]) => emit(devices.map((d) => toRecipient(d, req.includeMeta)));
 
   switch (target.$case) {
     case "topics": {
       const topics = checkTopics(target.value.values, "topics");
       if (topics.length === 0) throw invalidArgument("topics", "name at least one topic");
-      const ids = store.subscriptions.scanDeviceIds(ctx.app, topics, { ...(after ? { after } : {}), batchSize });
-      // Subscriptions may briefly outlive a removed device (removal deletes the device first);
-      // the join simply does not return it.
+      const range = { ...(after ? { after } : {}), batchSize };
+      if (!req.includeMeta) {
+        // What a delivery needs is on the subscription rows: one read of the rows, no device read.
+        const match = rowMatcher(query);
+        for await (const rows of store.subscriptions.scanRecipients(ctx.app, topics, range)) {
+          ctx.signal.throwIfAborted();
+          await emit((await withDeviceFields(store, ctx.app, rows)).filter(match));
+        }
+        break;
+      }
+      // Templates need the devices' meta, locale and timezone: the rows' ids joined with the devices.
+      const ids = store.subscriptions.scanDeviceIds(ctx.app, topics, range);
+      // A row that outlives its device for a moment (DeviceService.removeDevices) is not joined.
       for await (const devices of store.devices.join(ctx.app, ids, query, after ? { after } : {})) {
         ctx.signal.throwIfAborted();
-        await emit(devices);
+        await emitDevices(devices);
       }
       break;
     }
@@ -60,14 +72,14 @@ export async function streamRecipients(
       const ids = [...new Set(target.value.values)].sort(compareStrings);
       for await (const devices of store.devices.join(ctx.app, batchesOf(ids, batchSize), query, after ? { after } : {})) {
         ctx.signal.throwIfAborted();
-        await emit(devices);
+        await emitDevices(devices);
       }
       break;
     }
     case "users": {
       const users = target.value.values.map((u, i) => checkUserId(u, `users[${i}]`));
       if (users.length === 0) throw invalidArgument("users", "name at least one user");
-      await scan(store, ctx, { ...query, users }, after, batchSize, emit);
+      await scan(store, ctx, { ...query, users }, after, batchSize, emitDevices);
       break;
     }
     case "tags": {
@@ -77,11 +89,11 @@ export async function streamRecipients(
         // Stored tag keys are NFC (checkStringMap).
         return { key: m.key.normalize("NFC"), values: m.values };
       });
-      await scan(store, ctx, { ...query, tags }, after, batchSize, emit);
+      await scan(store, ctx, { ...query, tags }, after, batchSize, emitDevices);
       break;
     }
     case "all":
-      await scan(store, ctx, query, after, batchSize, emit);
+      await scan(store, ctx, query, after, batchSize, emitDevices);
       break;
   }
   if (pending.length) await send({ recipients: pending });
@@ -117,6 +129,32 @@ function narrowing(req: topic.StreamRecipientsRequest): DeviceQuery {
     });
   }
   return query;
+}
+
+// Rows written before the rows carried provider, platform and token take them from their device
+// (by id, in one read per batch); such a row whose device is gone is dropped, as the join would.
+async function withDeviceFields(store: Store, app: string, rows: TopicRecipient[]): Promise<topic.Recipient[]> {
+  const complete = (r: TopicRecipient): r is Required<TopicRecipient> => r.token !== undefined && r.provider !== undefined && r.platform !== undefined;
+  const older = rows.filter((r) => !complete(r)).map((r) => r.deviceId);
+  const devices = older.length ? new Map((await store.devices.getMany(app, older)).map((d) => [d.id, d])) : undefined;
+  const out: topic.Recipient[] = [];
+  for (const r of rows) {
+    if (complete(r)) {
+      out.push({ deviceId: r.deviceId, provider: providerEnum(r.provider), platform: platformEnum(r.platform), token: r.token, user: r.user, meta: {}, locale: "", timezone: "" });
+      continue;
+    }
+    const d = devices?.get(r.deviceId);
+    if (d) out.push(toRecipient(d, false));
+  }
+  return out;
+}
+
+// narrowing()'s conditions (excluded ids, providers, platforms) on recipients.
+function rowMatcher(query: DeviceQuery): (r: topic.Recipient) => boolean {
+  const excluded = new Set(query.excludeIds ?? []);
+  const providers = query.providers?.length ? new Set(query.providers.map(providerEnum)) : undefined;
+  const platforms = query.platforms?.length ? new Set(query.platforms.map(platformEnum)) : undefined;
+  return (r) => !excluded.has(r.deviceId) && (!providers || providers.has(r.provider)) && (!platforms || platforms.has(r.platform));
 }
 
 function toRecipient(d: DeviceRecord, includeMeta: boolean): topic.Recipient {

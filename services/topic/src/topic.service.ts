@@ -16,6 +16,7 @@ import {
   PRIVATE_TOPIC_PREFIX,
   toDeviceProto,
   type AppRecord,
+  type DeviceRecord,
   type Store,
   type TopicCount,
 } from "@herald/store";
@@ -60,15 +61,16 @@ export class TopicService {
     const limit = app.limits.maxTopicsPerDevice;
     if (op === topic.TopicOp.TOPIC_OP_SET) {
       if (topics.length > limit) throw tooMany(limit);
-      await subs.set(app.id, device.id, device.user, topics, "device");
+      await subs.set(app.id, device.id, device, topics, "device");
     } else if (op === topic.TopicOp.TOPIC_OP_ADD) {
       const current = new Set((await subs.topicsOf(app.id, [device.id])).get(device.id) ?? []);
       const added = topics.filter((t) => !current.has(t)).length;
       if (current.size + added > limit) throw tooMany(limit);
-      await subs.add(app.id, device.id, device.user, topics, "device");
+      await subs.add(app.id, device.id, device, topics, "device");
     } else {
       await subs.removeSource(app.id, device.id, topics, "device");
     }
+    if (op !== topic.TopicOp.TOPIC_OP_REMOVE) await this.settle(app.id, device);
     return { topics: (await subs.topicsOf(app.id, [device.id])).get(device.id) ?? [] };
   }
 
@@ -117,6 +119,19 @@ export class TopicService {
 
   // The user's topics change first, then each of the user's devices follows; a crash in between is
   // repaired by repeating the call (both steps are idempotent).
+  // The rows just written copied `device` as read before the write. Had the registry changed the
+  // device's token or user, or removed it, in between, the rows would not follow it (a broadcast
+  // reads the rows alone): reading the device again after the write closes that window, because
+  // the registry writes the device before its rows and removes its rows after the device too.
+  private async settle(app: string, device: DeviceRecord): Promise<void> {
+    const { devices, subscriptions } = this.deps.store;
+    const current = await devices.get(app, device.id);
+    if (!current) await subscriptions.removeDevices(app, [device.id]);
+    else if (current.user !== device.user || current.token !== device.token || current.provider !== device.provider || current.platform !== device.platform) {
+      await subscriptions.setSubscriber(app, device.id, current);
+    }
+  }
+
   async updateUserTopics(req: topic.UpdateUserTopicsRequest, ctx: CallContext): Promise<topic.UpdateUserTopicsResponse> {
     const app = await this.app(ctx.app);
     const user = checkUserId(req.user, "user");
@@ -136,7 +151,8 @@ export class TopicService {
     let devicesUpdated = 0;
     for await (const batch of this.deps.store.devices.scan(app.id, { users: [user] }, { batchSize: 500 })) {
       for (const device of batch) {
-        await subs.set(app.id, device.id, user, after, "user");
+        await subs.set(app.id, device.id, device, after, "user");
+        await this.settle(app.id, device);
         devicesUpdated++;
       }
     }
