@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
 import { HeraldError, Status } from "@herald/platform";
-import type { PublishRecord, PublishRepository, PublishStateName } from "./publish.types.js";
+import type { CountDeltas, PublishRecord, PublishRepository, PublishStateName } from "./publish.types.js";
 
 // The behaviour every PublishRepository must have (memory and MongoDB pass the same cases). Each
 // case gets a fresh repository from `make` (the MongoDB one over the run's database) and works in
@@ -370,6 +370,38 @@ export function publishContract(name: string, make: () => Promise<PublishReposit
       assert.equal(await repo.markResult(app, id, "job:a:0"), true);
       assert.deepEqual(await repo.countResult(newApp(), id, "job:c:0", { sent: 1 }, new Date()), { counted: false, publish: null });
       assert.equal((await repo.get(app, id))?.counts.sent, 5);
+    });
+
+    it("countJobResult adds a job result once per read position, and a second run's sends as duplicates", async () => {
+      const repo = await make();
+      const app = newApp();
+      const [p] = await seed(repo, [publish(app)]);
+      const id = p!.id;
+      const ref = (key: string, run: string, partition: number, offset: number) => ({ key, run, partition, offset: String(offset) });
+      const count = (r: ReturnType<typeof ref>, deltas: CountDeltas) => repo.countJobResult(app, id, r, deltas, at(1));
+      const first = await count(ref("job:a:0", "run-1", 2, 40), { sent: 3, failed: 1, failedByReason: { "apns:BadDeviceToken": 1 } });
+      assert.equal(first.outcome, "counted");
+      assert.equal(first.publish?.counts.sent, 3);
+      // Read again at the same place, or at an earlier one of the partition: seen, nothing added.
+      assert.equal((await count(ref("job:a:0", "run-1", 2, 40), { sent: 3 })).outcome, "seen");
+      assert.equal((await count(ref("job:z:0", "run-1", 2, 39), { sent: 3 })).outcome, "seen");
+      // The same attempt from another run, later on the topic: its sends went out twice.
+      const twice = await count(ref("job:a:0", "run-2", 2, 41), { sent: 3, failed: 1 });
+      assert.deepEqual([twice.outcome, twice.publish?.counts.sent, twice.publish?.counts.failed, twice.publish?.counts.duplicates], ["duplicate", 3, 1, 3]);
+      assert.equal((await count(ref("job:a:0", "run-2", 2, 41), { sent: 3 })).outcome, "seen");
+      // The first run's report on the topic twice (a producer retry): the second adds nothing.
+      assert.equal((await count(ref("job:a:0", "run-1", 2, 42), { sent: 3, failed: 1 })).outcome, "seen");
+      // Each partition has its own positions (the topic was given more partitions).
+      assert.equal((await count(ref("job:b:0", "run-1", 0, 5), { sent: 2 })).outcome, "counted");
+      assert.equal((await count(ref("job:c:0", "run-1", 2, 43), { sent: 1 })).outcome, "counted");
+      assert.equal((await count(ref("job:d:0", "run-1", 2, 2 ** 40), { sent: 1 })).outcome, "counted");
+      const after = await repo.get(app, id);
+      assert.deepEqual([after?.counts.sent, after?.counts.failed, after?.counts.duplicates], [7, 1, 3]);
+      assert.deepEqual(after?.counts.failedByReason, { "apns:BadDeviceToken": 1 });
+      // Another app's publish id is out of reach; markResult's keys are apart.
+      assert.deepEqual(await repo.countJobResult(newApp(), id, ref("job:e:0", "run-1", 2, 99), { sent: 1 }, at(1)), { outcome: "seen", publish: null });
+      assert.equal(await repo.markResult(app, id, "job:a:0"), true);
+      assert.equal((await repo.get(app, id))?.counts.sent, 7);
     });
 
     it("listDue: scheduled publishes whose sendAt has come, across apps, oldest first", async () => {

@@ -1,6 +1,6 @@
 import { alreadyExists } from "@herald/platform";
 import { compareStrings, given } from "./store.query.js";
-import type { CountDeltas, PublishCountsRecord, PublishQuery, PublishRecord, PublishRepository, PublishStateName } from "./publish.types.js";
+import type { CountDeltas, JobResultRef, PublishCountsRecord, PublishQuery, PublishRecord, PublishRepository, PublishStateName } from "./publish.types.js";
 
 // The in-memory publish repository of the embedded mode. Records are copied on the way in and
 // out (the request bytes as a plain Uint8Array of exactly its own bytes), and every method runs
@@ -70,12 +70,24 @@ interface PublishSpace {
   byUid: Map<string, string>;
 }
 
+// What a job result's claim says of a result read at `mine`: "own" (this very report, maybe read
+// again: the offsets decide), "again" (the same run reported it twice, e.g. a producer retry:
+// nothing to add) or "duplicate" (another run sent the attempt again).
+export function claimed(first: { run?: string; at?: string }, mine: { run?: string; at?: string }): "own" | "again" | "duplicate" {
+  if (first.run !== mine.run) return "duplicate";
+  return first.at === mine.at ? "own" : "again";
+}
+
 class MemoryPublishes implements PublishRepository {
   private readonly spaces = new Map<string, PublishSpace>();
   // Publish ids are unique across apps (as the MongoDB _id): id → app.
   private readonly owners = new Map<string, string>();
   // `${app}\n${publishId}\n${resultKey}`
   private readonly results = new Set<string>();
+  // countJobResult: `${app}\n${publishId}\n${key}` → the claim of the job attempt's first report,
+  // and `${app}\n${publishId}\n${partition}` → the highest offset added.
+  private readonly claims = new Map<string, { run: string; at: string }>();
+  private readonly offsets = new Map<string, bigint>();
 
   private space(app: string): PublishSpace {
     let space = this.spaces.get(app);
@@ -172,6 +184,23 @@ class MemoryPublishes implements PublishRepository {
     return { counted: true, publish: await this.addCounts(app, id, deltas, now) };
   }
 
+  async countJobResult(app: string, id: string, result: JobResultRef, deltas: CountDeltas, now: Date): Promise<{ outcome: "counted" | "duplicate" | "seen"; publish: PublishRecord | null }> {
+    const p = this.find(app, id);
+    if (!p) return { outcome: "seen", publish: null };
+    const key = `${app}\n${id}\n${result.key}`;
+    const mine = { run: result.run, at: `${result.partition}:${result.offset}` };
+    const first = this.claims.get(key) ?? mine;
+    this.claims.set(key, first);
+    const kind = claimed(first, mine);
+    const position = `${app}\n${id}\n${result.partition}`;
+    const offset = BigInt(result.offset);
+    const last = this.offsets.get(position);
+    if (kind === "again" || (last !== undefined && last >= offset)) return { outcome: "seen", publish: copyPublish(p) };
+    this.offsets.set(position, offset);
+    const duplicate = kind === "duplicate";
+    return { outcome: duplicate ? "duplicate" : "counted", publish: await this.addCounts(app, id, duplicate ? { duplicates: deltas.sent ?? 0 } : deltas, now) };
+  }
+
   async markResult(app: string, publishId: string, resultKey: string): Promise<boolean> {
     const key = `${app}\n${publishId}\n${resultKey}`;
     if (this.results.has(key)) return false;
@@ -206,6 +235,7 @@ class MemoryPublishes implements PublishRepository {
     const space = this.spaces.get(app);
     const prefix = `${app}\n`;
     for (const key of this.results) if (key.startsWith(prefix)) this.results.delete(key);
+    for (const keys of [this.claims, this.offsets]) for (const key of keys.keys()) if (key.startsWith(prefix)) keys.delete(key);
     if (!space) return 0;
     for (const id of space.byId.keys()) this.owners.delete(id);
     this.spaces.delete(app);

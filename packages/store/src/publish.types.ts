@@ -47,6 +47,15 @@ export interface PublishRecord {
 
 export type CountDeltas = Partial<Omit<PublishCountsRecord, "failedByReason">> & { failedByReason?: Record<string, number> };
 
+// Where a job result was read: its job attempt's key, the sender run that sent it, and its place
+// on the results topic (offset: decimal, below 2^53).
+export interface JobResultRef {
+  key: string;
+  run: string;
+  partition: number;
+  offset: string;
+}
+
 export interface PublishQuery {
   states?: PublishStateName[];
   uid?: string;
@@ -80,6 +89,14 @@ export interface PublishRepository {
   // publish, so a crash can never leave a result marked but not counted (or counted twice).
   // counted = false when the key was counted before; publish is null when there is no publish.
   countResult(app: string, publishId: string, resultKey: string, deltas: CountDeltas, now: Date): Promise<{ counted: boolean; publish: PublishRecord | null }>;
+  // A sender's job result as read from the results topic at (partition, offset), with one write
+  // to the publish whatever the publish's size (countResult's keys grow with every result):
+  // - read again (a redelivery): "seen", nothing added. The publish keeps the highest offset it
+  //   added per partition, in the same atomic write as the counts; a partition's offsets only grow.
+  // - the same job attempt reported by a second sender run (it sent again): "duplicate", its sends
+  //   added to `duplicates` only. The attempt's first run claims its key before counting.
+  // - otherwise "counted". publish is null when there is no publish.
+  countJobResult(app: string, publishId: string, result: JobResultRef, deltas: CountDeltas, now: Date): Promise<{ outcome: "counted" | "duplicate" | "seen"; publish: PublishRecord | null }>;
   // Scheduled publishes whose sendAt has come, across apps, oldest first.
   listDue(now: Date, limit: number): Promise<PublishRecord[]>;
   // Publishes in one of `states` not updated since `before`, across apps (for relays and sweeps).

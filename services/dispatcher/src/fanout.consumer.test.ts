@@ -136,13 +136,17 @@ describe("fan-out and results", () => {
     const results = new ResultAggregator(publishes, bus, () => now);
     const result = (attempt: number, r: Partial<events.DeliveryResult>) => events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: "j1", attempt, ...r });
     const first = result(0, { sent: 1, retrying: 1, invalidTokens: 1, failedByReason: { "fcm:UNREGISTERED": 1 }, runId: "run-a" });
-    await results.handle(first);
+    const at = (offset: number) => ({ partition: 3, offset: String(offset) });
+    await results.handle(first, at(10));
     assert.equal((await publishes.get(APP, id))?.state, "sending", "one delivery is still retrying");
     // The same result read again (the aggregator restarted before committing): nothing changes.
-    await results.handle(first);
+    await results.handle(first, at(10));
     // The same attempt run again by a restarted sender: its send reached the device twice.
-    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, runId: "run-b" }));
-    await results.handle(result(1, { sent: 1, runId: "run-c" }));
+    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, runId: "run-b" }), at(11));
+    // Both read again after a restart of the aggregator: nothing changes.
+    await results.handle(first, at(10));
+    await results.handle(result(0, { sent: 1, retrying: 1, invalidTokens: 1, runId: "run-b" }), at(11));
+    await results.handle(result(1, { sent: 1, runId: "run-c" }), at(12));
     const done = await publishes.get(APP, id);
     assert.equal(done?.state, "done");
     assert.deepEqual([done?.counts.sent, done?.counts.invalidTokens, done?.counts.retries, done?.counts.duplicates], [2, 1, 1, 1]);
@@ -171,7 +175,7 @@ describe("fan-out and results", () => {
     assert.deepEqual(fcmJobs[0]!.targets.map((t) => t.deviceId), [fcm.id]);
     const p = await publishes.get(APP, id);
     assert.deepEqual([p?.counts.targeted, p?.counts.failed, p?.counts.failedByReason], [3, 2, { "hms:PROVIDER_NOT_CONFIGURED": 2 }]);
-    await new ResultAggregator(publishes, bus, () => now).handle(events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: fcmJobs[0]!.jobId, sent: 1, runId: "r" }));
+    await new ResultAggregator(publishes, bus, () => now).handle(events.DeliveryResult.fromPartial({ app: APP, publishId: id, jobId: fcmJobs[0]!.jobId, sent: 1, runId: "r" }), { partition: 0, offset: "0" });
     assert.equal((await publishes.get(APP, id))?.state, "done");
   });
 

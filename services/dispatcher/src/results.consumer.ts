@@ -24,11 +24,12 @@ export class ResultAggregator {
       // Results are keyed by publish, so a broadcast's hundreds of results queue on one partition:
       // the results of a lone publish on another one are counted beside them, not after them.
       partitionsConcurrently: RESULT_PARTITIONS_AT_ONCE,
-      handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value)),
+      handler: (m: BusMessage) => this.handle(events.DeliveryResult.decode(m.value), m),
     });
   }
 
-  async handle(r: events.DeliveryResult): Promise<void> {
+  // `at`: where the result was read on herald.results, which makes a redelivery recognisable.
+  async handle(r: events.DeliveryResult, at: Pick<BusMessage, "partition" | "offset">): Promise<void> {
     const deltas = {
       sent: r.sent,
       failed: r.failed,
@@ -39,15 +40,12 @@ export class ResultAggregator {
       retries: r.retrying,
       failedByReason: r.failedByReason,
     };
-    const key = `job:${r.jobId}:${r.attempt}`;
-    // A run seen before is this very result read again (not a duplicate send).
-    const newRun = await this.publishes.markResult(r.app, r.publishId, `run:${key}:${r.runId}`);
-    // One atomic write: a crash after it redelivers a result that is then seen as counted, and a
-    // crash before it leaves nothing counted, so the redelivery counts it and the publish completes.
-    const { counted } = await this.publishes.countResult(r.app, r.publishId, key, deltas, this.now());
-    // Counted before under another run: the sender ran the attempt twice, its sends reached the
-    // devices twice.
-    if (!counted && newRun && r.sent) await this.publishes.addCounts(r.app, r.publishId, { duplicates: r.sent }, this.now());
+    // One atomic write to the publish: a crash after it redelivers a result that is then seen,
+    // and a crash before it leaves nothing counted, so the redelivery counts it and the publish
+    // completes. The same attempt counted before under another run: the sender ran it twice, its
+    // sends reached the devices twice (duplicates).
+    const ref = { key: `job:${r.jobId}:${r.attempt}`, run: r.runId, partition: at.partition, offset: at.offset };
+    await this.publishes.countJobResult(r.app, r.publishId, ref, deltas, this.now());
     await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
   }
 }
