@@ -52,7 +52,7 @@ async function runMode(mode: Mode, o: BenchOptions, fakesOptions: FakesOptions, 
     const profileArgs = [...o.nodeArgs, ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])];
     target =
       mode === "distributed"
-        ? await startDistributed({ fakes, providers, senderReplicas: o.senderReplicas, nodeOptions: profileArgs.join(" "), log })
+        ? await startDistributed({ fakes, providers, senderReplicas: o.senderReplicas, nodeArgs: profileArgs, log })
         : await startEmbeddedTarget({ fakes, providers, nodeArgs: profileArgs, log });
     running.add(target.stop);
 

@@ -22,8 +22,8 @@ export interface DistributedOptions {
   providers: ProviderName[];
   // Sender processes per provider (replicas of one Deployment, sharing its consumer group).
   senderReplicas: number;
-  // Extra NODE_OPTIONS for Herald's processes, e.g. --cpu-prof.
-  nodeOptions?: string;
+  // Extra node flags for Herald's processes, e.g. --cpu-prof (which NODE_OPTIONS refuses).
+  nodeArgs?: string[];
   log: (line: string) => void;
 }
 
@@ -41,7 +41,6 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
     // platform on the same Kafka (a test suite, another run).
     HERALD_KAFKA_NAMESPACE: `${dbName}.`,
     ...ALLOW_FAKES_ENV,
-    ...(o.nodeOptions ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, o.nodeOptions].filter(Boolean).join(" ") } : {}),
   };
   const procs: Array<{ name: string; proc: ServiceProcess }> = [];
   const mongo = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 10_000 });
@@ -60,7 +59,7 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
   try {
     const address = { registry: `127.0.0.1:${await freePort()}`, topic: `127.0.0.1:${await freePort()}`, dispatcher: `127.0.0.1:${await freePort()}` };
     const service = (name: string, entry: string, env: Record<string, string>, grpcAddress: string) => {
-      const proc = spawnService(join(root, entry), { ...common, ...env, HERALD_GRPC_ADDRESS: grpcAddress }, grpcAddress);
+      const proc = spawnService(join(root, entry), { ...common, ...env, HERALD_GRPC_ADDRESS: grpcAddress }, grpcAddress, o.nodeArgs);
       procs.push({ name, proc });
       return proc;
     };
@@ -89,7 +88,7 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
       for (let replica = 1; replica <= o.senderReplicas; replica++) {
         const health = await freePort();
         const env = { ...common, ...config.env, HERALD_APP: app, HERALD_PROVIDER: provider, HERALD_HEALTH_PORT: String(health), HERALD_CREDENTIALS_DIR: credentialsDir };
-        const proc = spawnService(join(root, "services/sender/src/main.ts"), env, "");
+        const proc = spawnService(join(root, "services/sender/src/main.ts"), env, "", o.nodeArgs);
         procs.push({ name: o.senderReplicas > 1 ? `sender-${provider}-${replica}` : `sender-${provider}`, proc });
         senders.push(waitForHealthPort(proc, health, `sender ${provider}`));
       }

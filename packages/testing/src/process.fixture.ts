@@ -25,8 +25,9 @@ export async function freePort(): Promise<number> {
 }
 
 // Runs a service's main.ts as its own process, the way a Deployment would.
-export function spawnService(entry: string, env: Record<string, string>, address: string): ServiceProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+// nodeArgs: node flags for the service (--cpu-prof and others that NODE_OPTIONS refuses).
+export function spawnService(entry: string, env: Record<string, string>, address: string, nodeArgs: string[] = []): ServiceProcess {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", entry], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
