@@ -229,11 +229,12 @@ export function publishContract(name: string, make: () => Promise<PublishReposit
       const started = await repo.transition(app, id, ["queued", "scheduled"], "fanning_out", { startedAt: at(2), now: at(2) });
       assert.deepEqual(started, { ...p, state: "fanning_out", startedAt: at(2), updatedAt: at(2) });
       assert.equal(await repo.transition(app, id, ["queued"], "fanning_out", { now: at(3) }), null);
-      const sending = await repo.transition(app, id, ["fanning_out"], "sending", { now: at(3) });
+      const sending = await repo.transition(app, id, ["fanning_out"], "sending", { fanoutDone: true, now: at(3) });
       assert.equal(sending?.state, "sending");
       assert.deepEqual(sending?.startedAt, at(2));
+      assert.equal(sending?.fanoutDone, true, "the fan-out's end is written with the state");
       const failed = await repo.transition(app, id, ["sending"], "failed", { finishedAt: at(4), error: "bus down", now: at(4) });
-      assert.deepEqual(failed, { ...p, state: "failed", startedAt: at(2), finishedAt: at(4), error: "bus down", updatedAt: at(4) });
+      assert.deepEqual(failed, { ...p, state: "failed", startedAt: at(2), finishedAt: at(4), error: "bus down", fanoutDone: true, updatedAt: at(4) });
       assert.deepEqual(await repo.get(app, id), failed);
       // Without fields the state still moves.
       const back = await repo.transition(app, id, ["failed"], "done");

@@ -139,7 +139,7 @@ class MemoryPublishes implements PublishRepository {
     id: string,
     from: PublishStateName[],
     to: PublishStateName,
-    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; now: Date },
+    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; fanoutDone?: boolean; now: Date },
   ): Promise<PublishRecord | null> {
     const p = this.find(app, id);
     if (!p || !from.includes(p.state)) return null;
@@ -148,6 +148,7 @@ class MemoryPublishes implements PublishRepository {
     if (fields?.startedAt !== undefined) p.startedAt = new Date(fields.startedAt);
     if (fields?.finishedAt !== undefined) p.finishedAt = new Date(fields.finishedAt);
     if (fields?.error !== undefined) p.error = fields.error;
+    if (fields?.fanoutDone !== undefined) p.fanoutDone = fields.fanoutDone;
     return copyPublish(p);
   }
 

@@ -256,13 +256,14 @@ class MongoPublishes implements PublishRepository {
     id: string,
     from: PublishStateName[],
     to: PublishStateName,
-    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; now: Date },
+    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; fanoutDone?: boolean; now: Date },
   ): Promise<PublishRecord | null> {
     if (from.length === 0) return null;
     const set: Partial<PublishDoc> = { state: to, updatedAt: fields?.now ?? new Date() };
     if (fields?.startedAt !== undefined) set.startedAt = fields.startedAt;
     if (fields?.finishedAt !== undefined) set.finishedAt = fields.finishedAt;
     if (fields?.error !== undefined) set.error = fields.error;
+    if (fields?.fanoutDone !== undefined) set.fanoutDone = fields.fanoutDone;
     return this.update(app, id, { state: { $in: [...new Set(from)] } }, { $set: set });
   }
 

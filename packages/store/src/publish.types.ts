@@ -72,12 +72,13 @@ export interface PublishRepository {
   list(app: string, query: PublishQuery, page: { before?: string; limit: number }): Promise<PublishRecord[]>;
   // Moves to `to` only when the current state is one of `from`; returns the updated publish, or
   // null when the publish does not exist or was in another state (someone else moved it).
+  // fanoutDone: the fan-out's end, written in the same step as the state.
   transition(
     app: string,
     id: string,
     from: PublishStateName[],
     to: PublishStateName,
-    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; now: Date },
+    fields?: { startedAt?: Date; finishedAt?: Date; error?: string; fanoutDone?: boolean; now: Date },
   ): Promise<PublishRecord | null>;
   // Records fan-out progress after the jobs up to `cursor` are on the bus.
   saveFanout(app: string, id: string, progress: { cursor: string; targetedDelta: number; done: boolean; now: Date }): Promise<void>;

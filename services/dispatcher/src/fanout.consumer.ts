@@ -106,8 +106,10 @@ export class FanoutWorker {
       return;
     }
     this.deps.metrics?.fanoutDone(app, (performance.now() - started) / 1000);
-    await publishes.saveFanout(app, id, { cursor: publish.fanoutCursor, targetedDelta: 0, done: true, now: now() });
-    if (await publishes.transition(app, id, ["fanning_out"], "sending", { now: now() })) await completeIfSettled(publishes, this.deps.bus, app, id, now());
+    // One write ends the fan-out: a crash before it resumes the fan-out after its cursor (nothing
+    // is left) and ends it then.
+    const sending = await publishes.transition(app, id, ["fanning_out"], "sending", { fanoutDone: true, now: now() });
+    if (sending) await completeIfSettled(publishes, this.deps.bus, app, id, now(), sending);
   }
 
   private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner): Promise<void> {

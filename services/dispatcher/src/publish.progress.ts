@@ -18,8 +18,10 @@ export async function announceFinished(bus: Bus, p: PublishRecord, state: Publis
 // A publish is done once its fan-out finished and every targeted delivery is settled. Both the
 // fan-out (which may finish last) and the result aggregator call this; the state transition makes
 // it happen once.
-export async function completeIfSettled(publishes: PublishRepository, bus: Bus, app: string, id: string, now: Date): Promise<void> {
-  const p = await publishes.get(app, id);
+// `known`: the publish as a write just returned it, which saves the read (a result's write
+// returns the publish after its counts were added).
+export async function completeIfSettled(publishes: PublishRepository, bus: Bus, app: string, id: string, now: Date, known?: PublishRecord | null): Promise<void> {
+  const p = known === undefined ? await publishes.get(app, id) : known;
   if (p?.state === "sending" && p.fanoutDone && settled(p) >= p.counts.targeted) {
     await announceFinished(bus, p, "done", now);
     await publishes.transition(app, id, ["sending"], "done", { finishedAt: now, now });

@@ -45,7 +45,7 @@ export class ResultAggregator {
     // completes. The same attempt counted before under another run: the sender ran it twice, its
     // sends reached the devices twice (duplicates).
     const ref = { key: `job:${r.jobId}:${r.attempt}`, run: r.runId, partition: at.partition, offset: at.offset };
-    await this.publishes.countJobResult(r.app, r.publishId, ref, deltas, this.now());
-    await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now());
+    const { publish } = await this.publishes.countJobResult(r.app, r.publishId, ref, deltas, this.now());
+    await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now(), publish);
   }
 }
