@@ -121,7 +121,8 @@ const POINT_READS = 32;
 export class MongoDevices implements DeviceRepository {
   constructor(
     private readonly col: Collection<DeviceDoc>,
-    // device_topics, written by bulk imports and token takeovers only (the subscription repository owns it otherwise).
+    // device_topics: bulk imports write its rows, a token takeover deletes the replaced device's;
+    // the subscription repository owns it otherwise.
     private readonly topics: Collection<SubscriptionDoc>,
     private readonly joinBy: MongoJoin,
   ) {}

@@ -75,8 +75,8 @@ export class MongoSubscriptions implements SubscriptionRepository {
     await this.hold(app, deviceId, subscriberOf(subscriber), topics, source, true);
   }
 
-  // With no topics, only the device's rows follow the subscriber.
-  // One read of the device's rows and at most three writes whatever the number of topics: FerretDB
+  // Every row of the device follows the subscriber (with no topics, that is all it does). One
+  // read of the device's rows and at most three writes whatever the number of topics: FerretDB
   // pays per operation, and per-topic upserts made a 5000-topic device take over 30 s there. An
   // SDK re-registering with nothing changed costs the read alone.
   private async hold(app: string, deviceId: string, subscriber: Subscriber, topics: string[], source: TopicSource, retry: boolean): Promise<void> {
