@@ -379,7 +379,8 @@ export function publishContract(name: string, make: () => Promise<PublishReposit
       const [p] = await seed(repo, [publish(app)]);
       const id = p!.id;
       const ref = (key: string, run: string, partition: number, offset: number) => ({ key, run, partition, offset: String(offset) });
-      const count = (r: ReturnType<typeof ref>, deltas: CountDeltas) => repo.countJobResult(app, id, r, deltas, at(1));
+      // Every send its run's own unless `carried` of them came from a run before it.
+      const count = (r: ReturnType<typeof ref>, deltas: CountDeltas, carried = 0) => repo.countJobResult(app, id, { ...r, sentByRun: (deltas.sent ?? 0) - carried }, deltas, at(1));
       const first = await count(ref("job:a:0", "run-1", 2, 40), { sent: 3, failed: 1, failedByReason: { "apns:BadDeviceToken": 1 } });
       assert.equal(first.outcome, "counted");
       assert.equal(first.publish?.counts.sent, 3);
@@ -395,12 +396,14 @@ export function publishContract(name: string, make: () => Promise<PublishReposit
       // Each partition has its own positions (the topic was given more partitions).
       assert.equal((await count(ref("job:b:0", "run-1", 0, 5), { sent: 2 })).outcome, "counted");
       assert.equal((await count(ref("job:c:0", "run-1", 2, 43), { sent: 1 })).outcome, "counted");
+      // A third run that resumed the attempt with 2 of its 3 sends carried over sent 1 again.
+      assert.equal((await count(ref("job:a:0", "run-3", 2, 44), { sent: 3 }, 2)).outcome, "duplicate");
       assert.equal((await count(ref("job:d:0", "run-1", 2, 2 ** 40), { sent: 1 })).outcome, "counted");
       const after = await repo.get(app, id);
-      assert.deepEqual([after?.counts.sent, after?.counts.failed, after?.counts.duplicates], [7, 1, 3]);
+      assert.deepEqual([after?.counts.sent, after?.counts.failed, after?.counts.duplicates], [7, 1, 4]);
       assert.deepEqual(after?.counts.failedByReason, { "apns:BadDeviceToken": 1 });
       // Another app's publish id is out of reach; markResult's keys are apart.
-      assert.deepEqual(await repo.countJobResult(newApp(), id, ref("job:e:0", "run-1", 2, 99), { sent: 1 }, at(1)), { outcome: "seen", publish: null });
+      assert.deepEqual(await repo.countJobResult(newApp(), id, { ...ref("job:e:0", "run-1", 2, 99), sentByRun: 1 }, { sent: 1 }, at(1)), { outcome: "seen", publish: null });
       assert.equal(await repo.markResult(app, id, "job:a:0"), true);
       assert.equal((await repo.get(app, id))?.counts.sent, 7);
     });

@@ -199,7 +199,7 @@ class MemoryPublishes implements PublishRepository {
     if (kind === "again" || (last !== undefined && last >= offset)) return { outcome: "seen", publish: copyPublish(p) };
     this.offsets.set(position, offset);
     const duplicate = kind === "duplicate";
-    return { outcome: duplicate ? "duplicate" : "counted", publish: await this.addCounts(app, id, duplicate ? { duplicates: deltas.sent ?? 0 } : deltas, now) };
+    return { outcome: duplicate ? "duplicate" : "counted", publish: await this.addCounts(app, id, duplicate ? { duplicates: result.sentByRun } : deltas, now) };
   }
 
   async markResult(app: string, publishId: string, resultKey: string): Promise<boolean> {

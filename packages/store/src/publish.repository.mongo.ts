@@ -296,7 +296,7 @@ class MongoPublishes implements PublishRepository {
     }
     const kind = claimed(first, claim);
     if (kind === "again") return { outcome: "seen", publish: await this.get(app, id) };
-    const update = countsUpdate(kind === "duplicate" ? { duplicates: deltas.sent ?? 0 } : deltas, now);
+    const update = countsUpdate(kind === "duplicate" ? { duplicates: result.sentByRun } : deltas, now);
     const offset = Number(result.offset);
     const field = `resultOffsets.${result.partition}`;
     update.$set = { ...update.$set, [field]: offset };

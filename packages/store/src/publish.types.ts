@@ -48,10 +48,12 @@ export interface PublishRecord {
 export type CountDeltas = Partial<Omit<PublishCountsRecord, "failedByReason">> & { failedByReason?: Record<string, number> };
 
 // Where a job result was read: its job attempt's key, the sender run that sent it, and its place
-// on the results topic (offset: decimal, below 2^53).
+// on the results topic (offset: decimal, below 2^53). sentByRun: of the result's sends, those its
+// run made itself (not carried over from a run before it): what a duplicate report adds.
 export interface JobResultRef {
   key: string;
   run: string;
+  sentByRun: number;
   partition: number;
   offset: string;
 }
@@ -94,8 +96,8 @@ export interface PublishRepository {
   // to the publish whatever the publish's size (countResult's keys grow with every result):
   // - read again (a redelivery): "seen", nothing added. The publish keeps the highest offset it
   //   added per partition, in the same atomic write as the counts; a partition's offsets only grow.
-  // - the same job attempt reported by a second sender run (it sent again): "duplicate", its sends
-  //   added to `duplicates` only. The attempt's first run claims its key before counting.
+  // - the same job attempt reported by a second sender run (it sent again): "duplicate", its own
+  //   sends (sentByRun) added to `duplicates` only. The attempt's first run claims its key first.
   // - otherwise "counted". publish is null when there is no publish.
   countJobResult(app: string, publishId: string, result: JobResultRef, deltas: CountDeltas, now: Date): Promise<{ outcome: "counted" | "duplicate" | "seen"; publish: PublishRecord | null }>;
   // Scheduled publishes whose sendAt has come, across apps, oldest first.

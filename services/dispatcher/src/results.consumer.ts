@@ -44,7 +44,7 @@ export class ResultAggregator {
     // and a crash before it leaves nothing counted, so the redelivery counts it and the publish
     // completes. The same attempt counted before under another run: the sender ran it twice, its
     // sends reached the devices twice (duplicates).
-    const ref = { key: `job:${r.jobId}:${r.attempt}`, run: r.runId, partition: at.partition, offset: at.offset };
+    const ref = { key: `job:${r.jobId}:${r.attempt}`, run: r.runId, sentByRun: r.sent - r.resumedSent, partition: at.partition, offset: at.offset };
     const { publish } = await this.publishes.countJobResult(r.app, r.publishId, ref, deltas, this.now());
     await completeIfSettled(this.publishes, this.bus, r.app, r.publishId, this.now(), publish);
   }

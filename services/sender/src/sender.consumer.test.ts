@@ -171,26 +171,34 @@ describe("SenderWorker steps and hand-offs", () => {
     return { m, checkpoints };
   };
 
-  it("works through a large job in steps, each reported under its own id and checkpointed", async () => {
+  it("works through a large job in steps, checkpointing position and counts, and reports the job once", async () => {
     const provider = new ScriptedProvider();
     const { bus, results } = flakyBus(0);
     const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), checkpointEvery: 10 });
     const { m, checkpoints } = message(bigJob(25));
     await worker.handle(m);
     assert.deepEqual(provider.calls.map((c) => c.targets.length), [10, 10, 5]);
-    assert.deepEqual(results().map((r) => [r.jobId, r.sent]), [["big/0", 10], ["big/10", 10], ["big/20", 5]]);
-    assert.deepEqual(checkpoints, ["big:0:10", "big:0:20"]);
+    assert.deepEqual(results().map((r) => [r.jobId, r.sent, r.resumedSent]), [["big", 25, 0]]);
+    // "<job>:<attempt>:<position>:<counts so far>"
+    assert.deepEqual(checkpoints.map((c) => c.split(":").slice(0, 3).join(":")), ["big:0:10", "big:0:20"]);
+    assert.deepEqual(checkpoints.map((c) => events.DeliveryResult.decode(Buffer.from(c.split(":")[3]!, "base64url")).sent), [10, 20]);
   });
 
-  it("starts a job at its checkpoint, and a job at most one step long as it is", async () => {
+  it("starts a job at its checkpoint with the counts carried there, and a job at most one step long as it is", async () => {
     const provider = new ScriptedProvider();
     const { bus, results } = flakyBus(0);
     const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), checkpointEvery: 10 });
+    const carried = Buffer.from(events.DeliveryResult.encode(events.DeliveryResult.fromPartial({ sent: 18, failed: 2, failedByReason: { "fcm:INTERNAL": 2 } })).finish()).toString("base64url");
+    await worker.handle(message(bigJob(25), `big:0:20:${carried}`).m);
+    // A checkpoint without counts (a sender that reported each step itself): only what is left.
     await worker.handle(message(bigJob(25), "big:0:20").m);
-    // Another attempt's checkpoint is not this one's.
+    // Another attempt's checkpoint is not this one's; unreadable counts start the job over.
     await worker.handle(message(bigJob(25), "big:1:20").m);
+    await worker.handle(message(bigJob(25), "big:0:20:%%%").m);
     await worker.handle(message(bigJob(10)).m);
-    assert.deepEqual(results().map((r) => [r.jobId, r.sent]), [["big/20", 5], ["big/0", 10], ["big/10", 10], ["big/20", 5], ["big", 10]]);
+    assert.deepEqual(provider.calls.map((c) => c.targets.length), [5, 5, 10, 10, 5, 10, 10, 5, 10]);
+    assert.deepEqual(results().map((r) => [r.jobId, r.sent, r.failed, r.resumedSent]), [["big", 23, 2, 18], ["big", 5, 0, 0], ["big", 25, 0, 0], ["big", 25, 0, 0], ["big", 10, 0, 0]]);
+    assert.deepEqual(results()[0]!.failedByReason, { "fcm:INTERNAL": 2 });
   });
 
   it("hands the outcomes on again while the bus fails, without sending again", async () => {

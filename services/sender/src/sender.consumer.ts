@@ -16,9 +16,10 @@ export interface SenderOptions {
   // How long the sender stops calling the provider after a credential failure.
   credentialCooldownMs?: number;
   metrics?: SenderMetrics;
-  // Targets sent between two checkpoints of a job (default 25): each step's outcomes are handed
-  // on and its position recorded before the next one starts, so a sender killed mid-job repeats
-  // at most one step, not the job. Larger steps use more of a provider's concurrency at once.
+  // Targets sent between two checkpoints of a job (default 25): each step's retries and token
+  // feedback are handed on and its position and counts recorded before the next one starts, so a
+  // sender killed mid-job repeats at most one step, not the job. Larger steps use more of a
+  // provider's concurrency at once.
   checkpointEvery?: number;
   // Backoff of a hand-off to the bus that failed (the broker unreachable): the outcomes are
   // handed on again until they are on the bus; the notifications are never sent again for it.
@@ -43,12 +44,14 @@ interface Tally {
 // backoff and jitter (honouring Retry-After, never past expire_at), exhausted ones to the
 // dead-letter topic. A job's offset is committed only after all of that is on the bus.
 //
-// A job larger than `checkpointEvery` targets is worked through in steps of that many. Each step
-// reports its own result, as the job id with "/<first target>" appended (retries of its targets
-// keep that id), then checkpoints the job's message with the position reached; a sender that
-// gets the job after a crash starts at the checkpoint. What a crash can still repeat is the step
-// in progress: sent again, and counted as duplicates only when its first result had reached the
-// bus (the aggregator sees the same step attempt under another run id).
+// A job larger than `checkpointEvery` targets is worked through in steps of that many. After each
+// step the job's message is checkpointed with the position reached and the counts so far (retries
+// of a step's targets go on as the job id with "/<first target>" appended); the job reports one
+// result when its last step is done. A sender that gets the job after a crash starts at the
+// checkpoint with its counts, and reports how many of its sends it carried over (resumed_sent).
+// What a crash can still repeat is the step in progress: sent again, and counted as duplicates
+// only when the job's result had reached the bus (the aggregator then sees the job attempt under
+// another run id, and counts the sends that run made itself).
 export class SenderWorker {
   private readonly cancelled = new Set<string>();
   private readonly subscriptions: Subscription[] = [];
@@ -118,20 +121,25 @@ export class SenderWorker {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const stepped = job.targets.length > this.step;
     const mark = `${job.jobId}:${job.attempt}:`;
-    // Where a run of this job that died stopped (its last checkpoint).
-    const resumed = message.progress?.startsWith(mark) ? Number(message.progress.slice(mark.length)) : 0;
-    let start = stepped && Number.isSafeInteger(resumed) && resumed > 0 && resumed < job.targets.length ? resumed : 0;
+    // Where a run of this job that died stopped (its last checkpoint), and what it had counted.
+    const resumed = stepped ? resumeAt(message.progress, mark, job.targets.length) : undefined;
+    let start = resumed?.start ?? 0;
     if (start > 0) this.o.logger.info({ app: job.app, publish: job.publishId, job: job.jobId, attempt: job.attempt, from: start }, "resuming a job at its checkpoint");
+    const result = emptyResult(job, this.o.now());
+    if (resumed) addCounts(result, resumed.counts);
+    result.resumedSent = result.sent;
     do {
       const part = stepped ? { ...job, jobId: `${job.jobId}/${start}`, targets: job.targets.slice(start, start + this.step) } : job;
-      await this.deliver(part);
+      await this.deliver(part, result);
       start += this.step;
-      if (stepped && start < job.targets.length) await message.checkpoint?.(`${mark}${start}`);
+      if (stepped && start < job.targets.length) await message.checkpoint?.(`${mark}${start}:${countsOf(result)}`);
     } while (stepped && start < job.targets.length);
+    await this.handOff(job, BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(result).finish() }]);
   }
 
-  // Sends one job (or one step of one) and hands its outcomes on.
-  private async deliver(job: events.DeliveryJob): Promise<void> {
+  // Sends one job (or one step of one), hands its retries and token feedback on, and adds its
+  // counts to the job's `result`.
+  private async deliver(job: events.DeliveryJob, result: events.DeliveryResult): Promise<void> {
     this.o.metrics?.jobStarted();
     const attributes = {
       "herald.app": job.app,
@@ -146,6 +154,7 @@ export class SenderWorker {
         const tally = await this.process(job);
         span.setAttributes({ "herald.sent": tally.result.sent, "herald.failed": tally.result.failed + tally.result.invalidTokens, "herald.retrying": tally.retry.length });
         await this.report(job, tally);
+        addCounts(result, tally.result);
       });
     } finally {
       this.o.metrics?.jobFinished();
@@ -252,10 +261,11 @@ export class SenderWorker {
     }, ms).unref();
   }
 
-  // Hands a step's outcomes on. The notifications are out already: a publish that fails (the
-  // broker unreachable, a crash of it) is repeated here until it succeeds, rather than failing the
-  // job, whose redelivery would send everything again. The same messages are published each time
-  // (the result keeps its run id), so one that did get through before counts once.
+  // Hands a step's retries, dead letters and token feedback on (its counts go into the job's
+  // result). The notifications are out already: a publish that fails (the broker unreachable, a
+  // crash of it) is repeated here until it succeeds, rather than failing the job, whose
+  // redelivery would send everything again. The same messages are published each time (the
+  // result keeps its run id), so one that did get through before counts once.
   private async report(job: events.DeliveryJob, tally: Tally): Promise<void> {
     const bus = { publish: (topic: string, messages: Parameters<Bus["publish"]>[1]) => this.handOff(job, topic, messages) };
     const name = this.o.provider.name;
@@ -279,7 +289,6 @@ export class SenderWorker {
     if (tally.feedback.length) {
       await bus.publish(BusTopics.tokenFeedback, tally.feedback.map((f) => ({ key: `${f.app}/${f.token}`, value: events.TokenFeedback.encode(f).finish() })));
     }
-    await bus.publish(BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(tally.result).finish() }]);
   }
 
   private async handOff(job: events.DeliveryJob, topic: string, messages: Parameters<Bus["publish"]>[1]): Promise<void> {
@@ -300,6 +309,47 @@ export class SenderWorker {
 // Exponential with full jitter on the upper half: attempt 0 waits 0.5–1 × initial, doubling up to max.
 export const backoffMs = (attempt: number, b: RetryPolicy): number => backoffDelay(attempt + 1, b);
 
+// A checkpoint's counts (base64url of a DeliveryResult that holds only counts) stay far below
+// Kafka's offset metadata limit (offset.metadata.max.bytes, 4096): beyond MAX_REASONS distinct
+// failure reasons the rarest are folded into "<provider>:OTHER".
+const MAX_REASONS = 20;
+
+const COUNTS = ["sent", "failed", "invalidTokens", "expired", "cancelled", "deadLettered", "retrying"] as const;
+
+function addCounts(into: events.DeliveryResult, from: Pick<events.DeliveryResult, (typeof COUNTS)[number] | "failedByReason">): void {
+  for (const c of COUNTS) into[c] += from[c];
+  for (const [reason, n] of Object.entries(from.failedByReason)) into.failedByReason[reason] = (into.failedByReason[reason] ?? 0) + n;
+  const reasons = Object.entries(into.failedByReason);
+  if (reasons.length <= MAX_REASONS) return;
+  const other = `${reasons[0]![0].split(":")[0]}:OTHER`;
+  reasons.sort((a, b) => b[1] - a[1]);
+  const kept: Record<string, number> = {};
+  for (const [reason, n] of reasons.slice(0, MAX_REASONS - 1)) if (reason !== other) kept[reason] = n;
+  kept[other] = reasons.filter(([reason]) => !(reason in kept)).reduce((sum, [, n]) => sum + n, 0);
+  into.failedByReason = kept;
+}
+
+const countsOf = (r: events.DeliveryResult): string =>
+  Buffer.from(events.DeliveryResult.encode(events.DeliveryResult.fromPartial({ ...Object.fromEntries(COUNTS.map((c) => [c, r[c]])), failedByReason: r.failedByReason })).finish()).toString("base64url");
+
+// "<jobId>:<attempt>:<position>[:<counts>]" of this attempt, with a position inside the job. A
+// checkpoint without counts (written by a sender that reported every step itself) carries none.
+function resumeAt(progress: string | undefined, mark: string, targets: number): { start: number; counts: events.DeliveryResult } | undefined {
+  if (!progress?.startsWith(mark)) return undefined;
+  const [position = "", counts] = progress.slice(mark.length).split(":", 2);
+  const start = Number(position);
+  if (!Number.isSafeInteger(start) || start <= 0 || start >= targets) return undefined;
+  if (counts === undefined) return { start, counts: events.DeliveryResult.fromPartial({}) };
+  // Node's base64url decoding skips what is not base64url; such counts are not ours.
+  if (!/^[A-Za-z0-9_-]+$/.test(counts)) return undefined;
+  try {
+    return { start, counts: events.DeliveryResult.decode(Buffer.from(counts, "base64url")) };
+  } catch {
+    // Unreadable counts: the job starts over (its sends repeat) rather than report wrong counts.
+    return undefined;
+  }
+}
+
 function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
   return {
     app: job.app,
@@ -317,5 +367,6 @@ function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
     failedByReason: {},
     at,
     runId: randomBytes(8).toString("hex"),
+    resumedSent: 0,
   };
 }

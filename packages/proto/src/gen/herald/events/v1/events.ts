@@ -225,6 +225,12 @@ export interface DeliveryResult {
    * one result read twice (the aggregator restarted) has one run id and counts once.
    */
   runId: string;
+  /**
+   * Of `sent`, the sends an earlier run of the attempt made before it stopped (carried in the
+   * job's checkpoint, see the sender): when this report turns out to be a second run's, only
+   * sent - resumed_sent went out twice.
+   */
+  resumedSent: number;
 }
 
 export interface DeliveryResult_FailedByReasonEntry {
@@ -991,6 +997,7 @@ function createBaseDeliveryResult(): DeliveryResult {
     failedByReason: {},
     at: undefined,
     runId: "",
+    resumedSent: 0,
   };
 }
 
@@ -1040,6 +1047,9 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
     }
     if (message.runId !== "") {
       writer.uint32(122).string(message.runId);
+    }
+    if (message.resumedSent !== 0) {
+      writer.uint32(128).int64(message.resumedSent);
     }
     return writer;
   },
@@ -1180,6 +1190,14 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
             message.runId = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.resumedSent = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1255,6 +1273,11 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      resumedSent: isSet(object.resumedSent)
+        ? globalThis.Number(object.resumedSent)
+        : isSet(object.resumed_sent)
+        ? globalThis.Number(object.resumed_sent)
+        : 0,
     };
   },
 
@@ -1311,6 +1334,9 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.resumedSent !== 0) {
+      obj.resumedSent = Math.round(message.resumedSent);
+    }
     return obj;
   },
 
@@ -1342,6 +1368,7 @@ export const DeliveryResult: MessageFns<DeliveryResult> = {
     );
     message.at = object.at ?? undefined;
     message.runId = object.runId ?? "";
+    message.resumedSent = object.resumedSent ?? 0;
     return message;
   },
 };
