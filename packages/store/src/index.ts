@@ -4,7 +4,7 @@ export * from "./device.filter.js";
 export * from "./device.mapper.js";
 export * from "./apikey.lookup.js";
 export { createMemoryStore } from "./store.memory.js";
-export { compareStrings, deviceMatcher, tokenFeedbackCursor } from "./store.query.js";
+export { compareStrings, deviceMatcher, followsSubscriber, tokenFeedbackCursor } from "./store.query.js";
 export { createMongoStore, ensureStoreIndexes, COLLECTIONS } from "./store.mongo.js";
 export type { MongoJoin } from "./device.repository.mongo.js";
 export * from "./publish.types.js";

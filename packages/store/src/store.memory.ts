@@ -3,7 +3,7 @@ import { sortedIdBatches } from "./ids.sorted.js";
 import { randomUUID } from "node:crypto";
 import { alreadyExists } from "@herald/platform";
 import { MemoryRates } from "./rate.repository.memory.js";
-import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, tokenKey } from "./store.query.js";
+import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, subscriberOf, tokenKey } from "./store.query.js";
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
@@ -316,7 +316,6 @@ interface SubRow {
   of: Subscriber;
 }
 
-const subscriberOf = (s: Subscriber): Subscriber => ({ user: s.user, provider: s.provider, platform: s.platform, token: s.token });
 
 interface SubSpace {
   byDevice: Map<string, Map<string, SubRow>>;

@@ -1,6 +1,6 @@
 // Helpers shared by the memory and MongoDB stores, so both order, page and match identically.
 
-import type { DeviceQuery, DeviceRecord, ProviderName } from "./store.types.js";
+import type { DeviceQuery, DeviceRecord, ProviderName, Subscriber } from "./store.types.js";
 
 // Binary (UTF-8 byte) order, which is the order MongoDB and FerretDB sort strings in. It equals
 // Unicode code point order; JavaScript's `<` compares UTF-16 code units and disagrees with it
@@ -75,6 +75,11 @@ export function checkBatchSize(batchSize: number): number {
 
 // (provider names hold no ":")
 export const tokenKey = (provider: ProviderName, token: string) => `${provider}:${token}`;
+
+// A subscription row's copy of its device's subscriber fields, and whether a row still has them.
+export const subscriberOf = (s: Subscriber): Subscriber => ({ user: s.user, provider: s.provider, platform: s.platform, token: s.token });
+export const followsSubscriber = (row: Partial<Subscriber>, s: Subscriber): boolean =>
+  row.user === s.user && row.provider === s.provider && row.platform === s.platform && row.token === s.token;
 
 // The query semantics of deviceFilter (device.repository.mongo.ts) as a predicate.
 export function deviceMatcher(query: DeviceQuery): (d: DeviceRecord) => boolean {

@@ -1,7 +1,7 @@
 import type { Collection, Document, Filter, ObjectId } from "mongodb";
 import { isDuplicateKey } from "./mongo.errors.js";
 import { oneOf } from "./mongo.match.js";
-import { checkBatchSize, compareStrings, escapeRegex, given, splitCursor } from "./store.query.js";
+import { checkBatchSize, compareStrings, escapeRegex, followsSubscriber, given, splitCursor, subscriberOf } from "./store.query.js";
 import type {
   AppTopicCount,
   PlatformName,
@@ -36,9 +36,6 @@ export interface SubscriptionDoc {
   platform?: PlatformName;
   token?: string;
 }
-
-const subscriberOf = (s: Subscriber): Subscriber => ({ user: s.user, provider: s.provider, platform: s.platform, token: s.token });
-const follows = (row: Partial<Subscriber>, s: Subscriber) => row.user === s.user && row.provider === s.provider && row.platform === s.platform && row.token === s.token;
 
 export interface UserTopicDoc {
   _id?: ObjectId;
@@ -85,7 +82,7 @@ export class MongoSubscriptions implements SubscriptionRepository {
     const rows = await this.subs
       .find({ app, deviceId }, { projection: { _id: 0, topic: 1, [flag]: 1, user: 1, provider: 1, platform: 1, token: 1 } })
       .toArray();
-    if (rows.some((r) => !follows(r, subscriber))) await this.subs.updateMany({ app, deviceId }, { $set: subscriber });
+    if (rows.some((r) => !followsSubscriber(r, subscriber))) await this.subs.updateMany({ app, deviceId }, { $set: subscriber });
     const existing = new Set(rows.map((r) => r.topic));
     const wantedSet = new Set(wanted);
     const unflagged = rows.filter((r) => !r[flag] && wantedSet.has(r.topic)).map((r) => r.topic);

@@ -12,6 +12,7 @@ import {
   checkTopics,
   checkUserId,
   deviceQueryOf,
+  followsSubscriber,
   pageLimit,
   PRIVATE_TOPIC_PREFIX,
   toDeviceProto,
@@ -127,9 +128,7 @@ export class TopicService {
     const { devices, subscriptions } = this.deps.store;
     const current = await devices.get(app, device.id);
     if (!current) await subscriptions.removeDevices(app, [device.id]);
-    else if (current.user !== device.user || current.token !== device.token || current.provider !== device.provider || current.platform !== device.platform) {
-      await subscriptions.setSubscriber(app, device.id, current);
-    }
+    else if (!followsSubscriber(device, current)) await subscriptions.setSubscriber(app, device.id, current);
   }
 
   async updateUserTopics(req: topic.UpdateUserTopicsRequest, ctx: CallContext): Promise<topic.UpdateUserTopicsResponse> {
