@@ -40,6 +40,7 @@ export class LeaderElection {
   private timer?: NodeJS.Timeout;
   private expiry?: NodeJS.Timeout;
   private observed?: { record: string; at: number };
+  private inFlight: Promise<void> = Promise.resolve();
   private startedHandler?: () => void;
   private stoppedHandler?: () => void;
   private readonly now: () => number;
@@ -61,7 +62,7 @@ export class LeaderElection {
   run(onStarted: () => void, onStopped: () => void): void {
     this.startedHandler = onStarted;
     this.stoppedHandler = onStopped;
-    void this.tick();
+    this.schedule(0);
   }
 
   // Gives the Lease up so another replica takes over without waiting for it to expire.
@@ -70,20 +71,36 @@ export class LeaderElection {
     clearTimeout(this.timer);
     clearTimeout(this.expiry);
     this.o.fence.revoke("the operator is stopping");
+    // A renewal still in flight would move the Lease's resourceVersion under the release below.
+    await this.inFlight.catch(() => undefined);
     if (!this.leading) return;
     this.leading = false;
     try {
-      const lease = await this.o.kube.readLease(this.o.namespace, this.o.name);
-      if (lease?.spec?.holderIdentity === this.o.identity) {
+      // A write conditional on what was just read can still meet a conflict (an API server
+      // retrying an earlier renewal); read again and retry while the Lease is still ours.
+      for (let attempt = 1; ; attempt++) {
+        const lease = await this.o.kube.readLease(this.o.namespace, this.o.name);
+        if (lease?.spec?.holderIdentity !== this.o.identity) return;
         lease.spec.holderIdentity = undefined;
         lease.spec.leaseDurationSeconds = 1;
         lease.spec.renewTime = microTime(this.now());
-        await this.o.kube.replaceLease(this.o.namespace, lease);
-        this.o.logger.info({ lease: this.o.name }, "leader election: lease released");
+        try {
+          await this.o.kube.replaceLease(this.o.namespace, lease);
+          this.o.logger.info({ lease: this.o.name }, "leader election: lease released");
+          return;
+        } catch (err) {
+          if (!isStatus(err, 409) || attempt >= 3) throw err;
+        }
       }
     } catch (err) {
       this.o.logger.warn({ err }, "leader election: could not release the lease; it expires by itself");
     }
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.inFlight = this.tick();
+    }, ms);
   }
 
   // Final: a replica that lost the Lease does not run for it again (it exits and comes back).
@@ -129,7 +146,7 @@ export class LeaderElection {
     } else if (this.leading && !this.o.fence.valid) {
       this.lose("the lease term expired before it was renewed");
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.o.renewMs);
+    if (!this.stopped) this.schedule(this.o.renewMs);
   }
 
   private async tryAcquireOrRenew(): Promise<Attempt> {

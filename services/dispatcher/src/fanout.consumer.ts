@@ -1,4 +1,4 @@
-import { withSpan, type Bus, type BusMessage, type Logger, type Subscription } from "@herald/platform";
+import { withSpan, YIELDED, type Bus, type BusMessage, type HandlerOutcome, type Logger, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, dispatch, events, LANES, type Lane, type topic } from "@herald/proto";
 import { PROVIDER_NAMES, type ProviderName, type PublishRecord, type PublishRepository } from "@herald/store";
 import { buildPayload, type ProviderPayload } from "./notification.payload.js";
@@ -25,6 +25,13 @@ export interface FanoutDeps {
 }
 
 class Cancelled extends Error {}
+// The bus asked for the consumer back (yieldAfterMs): the fan-out stops after a batch whose cursor
+// is saved and resumes there when the message comes again.
+class Yielded extends Error {}
+
+// How long one fan-out holds its consumer's next fetch (see yieldAfterMs): a publish that lands
+// on another partition of the lane waits at most about this long for its fan-out to start.
+const FANOUT_YIELD_AFTER_MS = 1000;
 
 // Publishes fanned out at once by one worker and lane (one per partition of the lane's
 // publishes topic at most).
@@ -51,9 +58,10 @@ export class FanoutWorker {
             // Publishes are independent: a broadcast must not hold up the publishes that land on
             // other partitions behind it.
             partitionsConcurrently: FANOUT_CONCURRENCY,
-            handler: (m: BusMessage) => {
+            yieldAfterMs: FANOUT_YIELD_AFTER_MS,
+            handler: (m: BusMessage & { shouldYield?: () => boolean }) => {
               const accepted = events.PublishAccepted.decode(m.value);
-              return this.run(accepted.app, accepted.publishId, lane);
+              return this.run(accepted.app, accepted.publishId, lane, m.shouldYield);
             },
           }),
         );
@@ -69,8 +77,9 @@ export class FanoutWorker {
     };
   }
 
-  // `lane`: the one the publish arrived on, which its jobs keep.
-  async run(app: string, id: string, lane: Lane): Promise<void> {
+  // `lane`: the one the publish arrived on, which its jobs keep. `shouldYield`: the bus's ask to
+  // stop at the next saved cursor (answered with YIELDED).
+  async run(app: string, id: string, lane: Lane, shouldYield?: () => boolean): Promise<HandlerOutcome> {
     const { publishes, now } = this.deps;
     let publish = await publishes.get(app, id);
     if (!publish) return this.deps.logger.warn({ app, publish: id }, "fan-out for an unknown publish skipped");
@@ -96,8 +105,9 @@ export class FanoutWorker {
     const started = performance.now();
     try {
       const running = publish;
-      await withSpan("fanout", { "herald.app": app, "herald.publish_id": id, "herald.fanout.resumed_after": running.fanoutCursor }, () => this.fanOut(running, request, planner));
+      await withSpan("fanout", { "herald.app": app, "herald.publish_id": id, "herald.fanout.resumed_after": running.fanoutCursor }, () => this.fanOut(running, request, planner, shouldYield));
     } catch (err) {
+      if (err instanceof Yielded) return YIELDED;
       if (!(err instanceof Cancelled)) throw err;
       // The devices the stopped fan-out had not reached count as targeted and cancelled.
       const at = (await publishes.get(app, id))?.fanoutCursor ?? publish.fanoutCursor;
@@ -112,7 +122,7 @@ export class FanoutWorker {
     if (sending) await completeIfSettled(publishes, this.deps.bus, app, id, now(), sending);
   }
 
-  private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner): Promise<void> {
+  private async fanOut(publish: PublishRecord, request: dispatch.PublishRequest, planner: JobPlanner, shouldYield?: () => boolean): Promise<void> {
     const target = request.recipients?.target;
     if (!target) return;
     if ((target.$case === "tokens" || target.$case === "native") && !planner.configured.has(PROVIDER_NAMES[target.value.provider]!)) {
@@ -165,6 +175,10 @@ export class FanoutWorker {
       const failed = Object.values(unconfigured).reduce((a, b) => a + b, 0);
       if (failed) await this.deps.publishes.countResult(publish.app, publish.id, `fanout:unconfigured:${cursor}`, { targeted: failed, failed, failedByReason: unconfigured }, this.deps.now());
       await this.handOn(publish, planner.lane, jobs, targeted, cursor);
+      if (shouldYield?.()) {
+        controller.abort();
+        throw new Yielded();
+      }
     });
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { backoffDelay, withSpan, type Bus, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
+import { backoffDelay, withSpan, YIELDED, type Bus, type HandlerOutcome, type BusMessage, type Logger, type RetryPolicy, type Subscription } from "@herald/platform";
 import { BusGroups, BusTopics, deliveryTopicsOf, dispatch, events } from "@herald/proto";
 import type { Outcome, PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 import type { SenderMetrics } from "./sender.metrics.js";
@@ -28,7 +28,7 @@ export interface SenderOptions {
 
 // What the Kafka bus adds to a message (see CheckpointedBusMessage in @herald/platform's
 // bus.kafka.ts): the progress checkpointed for it before a crash, and the way to record it.
-type CheckpointedMessage = BusMessage & { progress?: string; checkpoint?: (progress: string) => Promise<void> };
+type CheckpointedMessage = BusMessage & { progress?: string; checkpoint?: (progress: string) => Promise<void>; shouldYield?: () => boolean };
 
 interface Tally {
   result: events.DeliveryResult;
@@ -54,6 +54,8 @@ interface Tally {
 // another run id, and counts the sends that run made itself).
 export class SenderWorker {
   private readonly cancelled = new Set<string>();
+  // Jobs this process stopped at a checkpoint when the bus asked (by "<job>:<attempt>:").
+  private readonly yielded = new Set<string>();
   private readonly subscriptions: Subscription[] = [];
   private readonly maxAttempts: number;
   private readonly backoff: { initialMs: number; maxMs: number };
@@ -114,7 +116,7 @@ export class SenderWorker {
     this.cancelled.add(publishId);
   }
 
-  async handle(message: CheckpointedMessage): Promise<void> {
+  async handle(message: CheckpointedMessage): Promise<HandlerOutcome> {
     const job = events.DeliveryJob.decode(message.value);
     // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
@@ -124,7 +126,9 @@ export class SenderWorker {
     // Where a run of this job that died stopped (its last checkpoint), and what it had counted.
     const resumed = stepped ? resumeAt(message.progress, mark, job.targets.length) : undefined;
     let start = resumed?.start ?? 0;
-    if (start > 0) this.o.logger.info({ app: job.app, publish: job.publishId, job: job.jobId, attempt: job.attempt, from: start }, "resuming a job at its checkpoint");
+    // Resuming after this process yielded is routine; after a crash or a rebalance it is news.
+    const ownYield = this.yielded.delete(mark);
+    if (start > 0) this.o.logger[ownYield ? "debug" : "info"]({ app: job.app, publish: job.publishId, job: job.jobId, attempt: job.attempt, from: start }, "resuming a job at its checkpoint");
     const result = emptyResult(job, this.o.now());
     if (resumed) addCounts(result, resumed.counts);
     result.resumedSent = result.sent;
@@ -132,7 +136,15 @@ export class SenderWorker {
       const part = stepped ? { ...job, jobId: `${job.jobId}/${start}`, targets: job.targets.slice(start, start + this.step) } : job;
       await this.deliver(part, result);
       start += this.step;
-      if (stepped && start < job.targets.length) await message.checkpoint?.(`${mark}${start}:${countsOf(result)}`);
+      if (stepped && start < job.targets.length && message.checkpoint) {
+        await message.checkpoint(`${mark}${start}:${countsOf(result)}`);
+        // The bus wants its consumer back (yieldAfterMs): the job goes on from this checkpoint.
+        if (message.shouldYield?.()) {
+          if (this.yielded.size > 10_000) this.yielded.clear();
+          this.yielded.add(mark);
+          return YIELDED;
+        }
+      }
     } while (stepped && start < job.targets.length);
     await this.handOff(job, BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(result).finish() }]);
   }

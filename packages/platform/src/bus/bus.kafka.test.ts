@@ -178,6 +178,71 @@ if (brokers.length === 0) {
       }
     });
 
+    // kafkajs 2.2.4 fetches again only when every batch of the last fetch is done: a long message
+    // on one partition would hold up the others however many are handled at once.
+    for (const budget of [undefined, 300]) {
+      it(budget ? "with yieldAfterMs a long message stops at a checkpoint so other partitions are fetched; it resumes there, no step repeated" : "without yieldAfterMs a long message on one partition holds up the next fetch of the others (why the budget exists)", { timeout: 120_000 }, async () => {
+        const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+        const topic = `herald-test.bus.yield.${suffix}`;
+        type Yielding = { progress?: string; checkpoint(progress: string): Promise<void>; shouldYield(): boolean };
+        const STEPS = 15;
+        const bus = await makeBus();
+        try {
+          await bus.ensureTopics([{ name: topic, partitions: 2 }]);
+          const steps: number[] = [];
+          let yields = 0;
+          let longPartition = -1;
+          let longStarted!: () => void;
+          const started = new Promise<void>((r) => (longStarted = r));
+          let longDoneAt = 0;
+          const shortAt = new Map<number, number>();
+          await bus.subscribe({
+            group: `herald-test.bus.yield-g.${suffix}`,
+            topics: [topic],
+            partitionsConcurrently: 2,
+            ...(budget ? { yieldAfterMs: budget } : {}),
+            handler: async (m) => {
+              const c = m as typeof m & Yielding;
+              if (m.key !== "long") return void shortAt.set(m.partition, Date.now());
+              longPartition = m.partition;
+              longStarted();
+              for (let step = Number(c.progress ?? 0); step < STEPS; step++) {
+                await delay(100);
+                steps.push(step);
+                await c.checkpoint(String(step + 1));
+                if (step + 1 < STEPS && c.shouldYield()) {
+                  yields++;
+                  return "yielded";
+                }
+              }
+              longDoneAt = Date.now();
+            },
+          });
+          await bus.publish(topic, [{ key: "long", value: new Uint8Array([1]) }]);
+          await started;
+          await bus.publish(topic, Array.from({ length: 8 }, (_, i) => ({ key: `short-${i}`, value: new Uint8Array([2]) })));
+          const deadline = Date.now() + 60_000;
+          while (!longDoneAt || shortAt.size < 2) {
+            if (Date.now() > deadline) assert.fail(`long done: ${longDoneAt}, short partitions: ${[...shortAt.keys()]}`);
+            await delay(20);
+          }
+          const other = shortAt.get(1 - longPartition);
+          assert.ok(other !== undefined, "a short message landed on the other partition");
+          assert.deepEqual(steps, Array.from({ length: STEPS }, (_, i) => i), "every step exactly once, in order");
+          if (budget) {
+            assert.ok(yields > 0, "the long message yielded");
+            assert.ok(other < longDoneAt, `the other partition's message was handled ${longDoneAt - other} ms before the long one ended`);
+          } else {
+            assert.equal(yields, 0);
+            assert.ok(other >= longDoneAt, "without a budget the other partition waited for the long message");
+          }
+        } finally {
+          await bus.deleteTopics([topic]).catch(() => {});
+          await bus.close();
+        }
+      });
+    }
+
     it("a deleted topic stays deleted: neither a running consumer nor a late publish recreates it on a broker that auto-creates", { timeout: 120_000 }, async () => {
       // test/infra's broker keeps Kafka's default auto.create.topics.enable=true, as most clusters do.
       const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;

@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, 
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import type { Bus, BusMessage, OutgoingMessage, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
+import { YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // How long ensureTopics and a subscription's start keep retrying while topics other processes
@@ -34,6 +34,17 @@ async function untilSettled<T>(deadlineMs: number, attemptOnce: () => Promise<T>
       onRetry(err, attempt);
       await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
     }
+  }
+}
+
+// kafkajs 2.2.4's fetchTopicOffsets destructures an empty ListOffsets answer (a TypeError) when
+// a partition has no known leader yet, as right after the topic was created or grown: transient.
+async function topicOffsets(admin: Admin, topic: string): ReturnType<Admin["fetchTopicOffsets"]> {
+  try {
+    return await admin.fetchTopicOffsets(topic);
+  } catch (err) {
+    if (err instanceof TypeError) throw Object.assign(new Error(`offsets of ${topic} not known yet: ${err.message}`), { retriable: true, cause: err });
+    throw err;
   }
 }
 
@@ -221,7 +232,7 @@ export class KafkaBus implements Bus {
     }
     const out: PartitionLag[] = [];
     for (const topic of names) {
-      for (const p of await admin.fetchTopicOffsets(topic)) {
+      for (const p of await topicOffsets(admin, topic)) {
         const end = Number(p.high);
         const start = Number(p.low);
         const at = committed.get(`${topic}/${p.partition}`);
@@ -347,6 +358,9 @@ export interface CheckpointedBusMessage extends BusMessage {
   progress?: string;
   // Durable when it resolves (a failed commit is logged; the step is then redone after a crash).
   checkpoint(progress: string): Promise<void>;
+  // True once the batch has used up the subscription's yieldAfterMs: the handler should stop at
+  // its next checkpoint and answer YIELDED (it gets the message again, with that progress).
+  shouldYield(): boolean;
 }
 
 // This process's memory of one partition: the offsets its handler finished (one contiguous run,
@@ -523,9 +537,16 @@ class KafkaSubscription implements Subscription {
         this.logger.warn({ err, topic, partition, group }, "bus: committing offsets failed; kafkajs commits them later");
       }
     };
+    const started = performance.now();
+    const budget = this.options.yieldAfterMs;
+    const overBudget = () => budget !== undefined && performance.now() - started >= budget;
+    let first = true;
     for (const raw of batch.messages) {
       // What is left unresolved here is fetched again later, starting at this message.
       if (this.stopping || this.paused || consumer !== this.consumer || !isRunning() || isStale() || this.retryPaused.has(key)) return;
+      // The other partitions of the consumer wait for this batch to end before they are fetched.
+      if (!first && overBudget()) return;
+      first = false;
       // Throws while the group rebalances, which ends the batch before another message is
       // started: a partition being handed over is never worked on by two members at once.
       await heartbeat();
@@ -544,15 +565,18 @@ class KafkaSubscription implements Subscription {
             this.logger.warn({ err, topic, partition, offset: raw.offset, group }, "bus: committing a checkpoint failed; only this process remembers it");
           }
         },
+        shouldYield: overBudget,
       });
       const progress = memory.checkpoint?.offset === raw.offset ? memory.checkpoint.progress : await this.committedProgress(topic, partition, raw.offset);
       if (progress) message.progress = progress;
       const previous = this.failures.get(key);
       const attempt = previous?.offset === raw.offset ? previous.attempts + 1 : 1;
       const running = processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
-      memory.running = running;
+      const settled = running.then(() => undefined);
+      memory.running = settled;
+      let outcome: HandlerOutcome;
       try {
-        await running;
+        outcome = await running;
       } catch (err) {
         this.failures.set(key, { offset: raw.offset, attempts: attempt });
         if (this.stopping) {
@@ -564,9 +588,11 @@ class KafkaSubscription implements Subscription {
         this.retryLater(consumer, topic, partition, delay);
         return;
       } finally {
-        if (memory.running === running) memory.running = undefined;
+        if (memory.running === settled) memory.running = undefined;
       }
       this.failures.delete(key);
+      // Stopped at a checkpoint: fetched again (with its progress) after the other partitions.
+      if (outcome === YIELDED) return;
       if (at === memory.below) memory.below = at + 1n;
       else Object.assign(memory, { from: at, below: at + 1n });
       if (memory.checkpoint?.offset === raw.offset) memory.checkpoint = undefined;

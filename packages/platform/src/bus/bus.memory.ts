@@ -3,7 +3,7 @@ import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import type { Bus, BusMessage, OutgoingMessage, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from "./bus.types.js";
+import { YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // The longest a partition worker runs messages back to back before it lets the event loop turn.
@@ -332,7 +332,7 @@ class MemorySubscription implements Subscription {
     return this.patterns.matches(topic);
   }
 
-  handle(message: BusMessage): Promise<void> {
+  handle(message: BusMessage): Promise<HandlerOutcome> {
     return this.options.handler(message);
   }
 
@@ -444,13 +444,19 @@ class PartitionWorker {
       };
       let failure: unknown;
       let failed = false;
+      let outcome: HandlerOutcome = undefined;
       try {
-        await processWithTrace(message, { system: "memory", group: group.name, attempt }, () => owner.handle(message));
+        outcome = await processWithTrace(message, { system: "memory", group: group.name, attempt }, () => owner.handle(message));
       } catch (err) {
         failed = true;
         failure = err;
       } finally {
         release();
+      }
+      // Yielded: delivered again, after the other partitions waiting for a slot.
+      if (!failed && outcome === YIELDED) {
+        attempt = 0;
+        continue;
       }
       if (!failed) {
         group.commit(this.topic, partition, offset + 1);

@@ -9,7 +9,7 @@ import {
   type Span,
 } from "@opentelemetry/api";
 import { BusTopics } from "@herald/proto";
-import type { BusMessage, OutgoingMessage } from "./bus.types.js";
+import { YIELDED, type BusMessage, type HandlerOutcome, type OutgoingMessage } from "./bus.types.js";
 
 // Shared by both bus implementations so a trace looks the same whether the bus is Kafka or
 // memory: the publisher's context travels in W3C headers (traceparent/tracestate) and every
@@ -78,7 +78,7 @@ export interface ProcessInfo {
 
 // Runs a handler in the context extracted from the message (not the consumer loop's own
 // context, which belongs to whoever happened to start the loop) inside a CONSUMER span.
-export async function processWithTrace(message: BusMessage, info: ProcessInfo, handle: () => Promise<void>): Promise<void> {
+export async function processWithTrace(message: BusMessage, info: ProcessInfo, handle: () => Promise<HandlerOutcome>): Promise<HandlerOutcome> {
   const parent = propagation.extract(ROOT_CONTEXT, message.headers);
   const span = trace.getTracer(BUS_TRACER).startSpan(
     `${topicKind(message.topic)} process`,
@@ -98,7 +98,9 @@ export async function processWithTrace(message: BusMessage, info: ProcessInfo, h
     parent,
   );
   try {
-    await context.with(trace.setSpan(parent, span), handle);
+    const outcome = await context.with(trace.setSpan(parent, span), handle);
+    if (outcome === YIELDED) span.setAttribute("herald.bus.yielded", true);
+    return outcome;
   } catch (err) {
     fail(span, err);
     throw err;

@@ -24,7 +24,13 @@ export interface TopicSpec {
   partitions: number;
 }
 
-export type MessageHandler = (message: BusMessage) => Promise<void>;
+// What a handler answers when it stopped early at a point it can resume from (its last
+// checkpoint), because the bus asked it to (shouldYield on the Kafka bus's messages): the message
+// stays unhandled and is delivered again once the consumer's other partitions had their turn.
+export const YIELDED = "yielded";
+export type HandlerOutcome = void | typeof YIELDED;
+
+export type MessageHandler = (message: BusMessage) => Promise<HandlerOutcome>;
 
 export interface SubscribeOptions {
   // Consumers sharing a group split the partitions; each group sees every message.
@@ -36,6 +42,13 @@ export interface SubscribeOptions {
   // Partitions handled at once by this consumer; messages of one partition are always sequential.
   partitionsConcurrently?: number;
   handler: MessageHandler;
+  // How long one partition's batch may hold up this consumer's next fetch. kafkajs (2.2.4) fetches
+  // again only when every batch of the last fetch is done, so one long message (a broadcast's
+  // fan-out, a big job) would keep every other partition of the consumer waiting, however many
+  // it handles at once. Past this budget no further message of the batch is started, and a
+  // handler that checkpoints is asked (shouldYield) to stop at its next checkpoint. Absent: no
+  // budget.
+  yieldAfterMs?: number;
   // How a failing handler is retried before the consumer gives the message another try later.
   // The offset is committed only after the handler resolves, so nothing is skipped.
   retry?: { initialMs?: number; maxMs?: number };

@@ -38,6 +38,8 @@ export function validateSubscribeOptions(options: SubscribeOptions): void {
   if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
     throw new RangeError("bus: partitionsConcurrently must be a positive integer");
   }
+  const budget = options.yieldAfterMs;
+  if (budget !== undefined && (!Number.isFinite(budget) || budget <= 0)) throw new RangeError("bus: yieldAfterMs must be a positive number of milliseconds");
 }
 
 export interface TopicPatterns {
