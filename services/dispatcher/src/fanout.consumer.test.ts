@@ -116,6 +116,29 @@ describe("fan-out and results", () => {
     assert.equal((await publishes.get(APP, id))?.counts.targeted, 20);
   });
 
+  it("stops after a saved batch when the bus asks it to yield, and the next run goes on from there: each device once", async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 1100; i++) ids.add((await device("fcm", ["y"])).id);
+    const fcm = await jobsOn("fcm");
+    const { id } = await service.publish(req({ recipients: { target: { $case: "topics", value: { values: ["y"] } } }, notification: { alert: { body: "x" } } }), APP, "");
+    const runs: unknown[] = [];
+    for (let i = 0; i < 10; i++) {
+      const outcome = await fanout.run(APP, id, "bulk", () => true);
+      runs.push(outcome);
+      if (outcome !== "yielded") break;
+      assert.equal((await publishes.get(APP, id))?.state, "fanning_out");
+    }
+    // 1100 devices in batches of 500: yielded after the first and the second, done in the third
+    assert.deepEqual(runs, ["yielded", "yielded", undefined]);
+    const targets = () => fcm.flatMap((j) => j.targets.map((t) => t.deviceId));
+    await settle(() => targets().length, 1100);
+    assert.equal(targets().length, 1100);
+    assert.deepEqual(new Set(targets()), ids);
+    const p = await publishes.get(APP, id);
+    assert.equal(p?.counts.targeted, 1100);
+    assert.equal(p?.state, "sending");
+  });
+
   it("does nothing for cancelled, expired or already handled publishes", async () => {
     await device("fcm", ["c"]);
     const fcm = await jobsOn("fcm");

@@ -175,7 +175,8 @@ export class FanoutWorker {
       const failed = Object.values(unconfigured).reduce((a, b) => a + b, 0);
       if (failed) await this.deps.publishes.countResult(publish.app, publish.id, `fanout:unconfigured:${cursor}`, { targeted: failed, failed, failedByReason: unconfigured }, this.deps.now());
       await this.handOn(publish, planner.lane, jobs, targeted, cursor);
-      if (shouldYield?.()) {
+      // A short batch is the stream's last: nothing to come back for.
+      if (recipients.length >= STREAM_BATCH && shouldYield?.()) {
         controller.abort();
         throw new Yielded();
       }

@@ -201,6 +201,24 @@ describe("SenderWorker steps and hand-offs", () => {
     assert.deepEqual(results()[0]!.failedByReason, { "fcm:INTERNAL": 2 });
   });
 
+  it("stops at a checkpoint when the bus asks it to yield, and goes on from there when handed the message again: each target once, one report", async () => {
+    const provider = new ScriptedProvider();
+    const { bus, results } = flakyBus(0);
+    const worker = new SenderWorker({ app: APP, provider, bus, logger, now: () => new Date(), checkpointEvery: 10 });
+    const outcomes: unknown[] = [];
+    let progress: string | undefined;
+    for (let run = 0; run < 5; run++) {
+      const { m, checkpoints } = message(bigJob(25), progress);
+      outcomes.push(await worker.handle({ ...m, shouldYield: () => true }));
+      progress = checkpoints.at(-1) ?? progress;
+      if (outcomes.at(-1) !== "yielded") break;
+      assert.equal(results().length, 0, "no report before the last step");
+    }
+    assert.deepEqual(outcomes, ["yielded", "yielded", undefined]);
+    assert.deepEqual(provider.calls.map((c) => c.targets.map((t) => t.token)), [0, 10, 20].map((from) => Array.from({ length: Math.min(10, 25 - from) }, (_, i) => `ok:${from + i}`)));
+    assert.deepEqual(results().map((r) => [r.jobId, r.sent, r.resumedSent]), [["big", 25, 20]]);
+  });
+
   it("hands the outcomes on again while the bus fails, without sending again", async () => {
     const provider = new ScriptedProvider();
     const { bus, results } = flakyBus(3);
