@@ -118,9 +118,10 @@ export class SenderWorker {
 
   async handle(message: CheckpointedMessage): Promise<HandlerOutcome> {
     const job = events.DeliveryJob.decode(message.value);
-    // A retry waits for its time here, on the retry topic, so fresh jobs are never held up.
+    // A retry waits for its time on the retry topic, so fresh jobs are never held up; its
+    // partition is paused meanwhile (no handler sits waiting, other partitions flow).
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) return { deferMs: wait };
     const stepped = job.targets.length > this.step;
     const mark = `${job.jobId}:${job.attempt}:`;
     // Where a run of this job that died stopped (its last checkpoint), and what it had counted.

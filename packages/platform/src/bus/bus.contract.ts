@@ -244,6 +244,44 @@ export function busContract(name: string, makeBus: () => Promise<Bus>, opts: Bus
       assert.ok(texts.indexOf("poison") < texts.indexOf("behind-poison"));
     });
 
+    scenario("a deferred message comes back once after its time, unhandled till then, while the other partitions flow", async (f) => {
+      const topic = await f.topic("defer", 4);
+      const inbox = new Inbox();
+      const deferredAt: number[] = [];
+      let laterAt = 0;
+      const DEFER_MS = 1500;
+      await f.subscribe({
+        group: f.unique("g"),
+        topics: [topic],
+        handler: async (m) => {
+          if (text(m) === "later" && deferredAt.length === 0) {
+            deferredAt.push(Date.now());
+            return { deferMs: DEFER_MS };
+          }
+          if (text(m) === "later") laterAt = Date.now();
+          await inbox.handler(m);
+        },
+      });
+      const keys = Array.from({ length: 16 }, (_, i) => `k${i}`);
+      await f.bus.publish(topic, keys.map((key) => ({ key, value: encoder.encode(`probe-${key}`) })));
+      await eventually(() => inbox.messages.length >= keys.length, "probes");
+      const partitionOf = new Map(inbox.messages.map((m) => [m.key, m.partition]));
+      const others = keys.filter((k) => partitionOf.get(k) !== partitionOf.get("k0"));
+      await f.bus.publish(topic, [
+        { key: "k0", value: encoder.encode("later") },
+        { key: "k0", value: encoder.encode("behind-later") },
+      ]);
+      await eventually(() => deferredAt.length === 1, "the message deferred");
+      await f.bus.publish(topic, others.map((key) => ({ key, value: encoder.encode(`after-${key}`) })));
+      await eventually(() => others.every((k) => inbox.texts().includes(`after-${k}`)), "other partitions delivered");
+      assert.ok(!inbox.texts().includes("later") && !inbox.texts().includes("behind-later"), "the deferred message and what is behind it wait");
+      await eventually(() => inbox.texts().includes("behind-later"), "the deferred partition goes on");
+      assert.ok(laterAt - deferredAt[0]! >= DEFER_MS - 50, `handled ${laterAt - deferredAt[0]!} ms after it was deferred for ${DEFER_MS}`);
+      const texts = inbox.texts();
+      assert.equal(texts.filter((t) => t === "later").length, 1);
+      assert.ok(texts.indexOf("later") < texts.indexOf("behind-later"));
+    });
+
     scenario("stop waits for the in-flight handler; a message it did not finish goes to the next consumer of the group", async (f) => {
       const topic = await f.topic("restart", 4);
       const group = f.unique("g");

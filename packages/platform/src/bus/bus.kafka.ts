@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, 
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import { YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
+import { deferredMs, YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // How long ensureTopics and a subscription's start keep retrying while topics other processes
@@ -593,6 +593,11 @@ class KafkaSubscription implements Subscription {
       this.failures.delete(key);
       // Stopped at a checkpoint: fetched again (with its progress) after the other partitions.
       if (outcome === YIELDED) return;
+      const defer = deferredMs(outcome);
+      if (defer !== undefined) {
+        this.retryLater(consumer, topic, partition, defer);
+        return;
+      }
       if (at === memory.below) memory.below = at + 1n;
       else Object.assign(memory, { from: at, below: at + 1n });
       if (memory.checkpoint?.offset === raw.offset) memory.checkpoint = undefined;

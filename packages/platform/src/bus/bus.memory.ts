@@ -3,7 +3,7 @@ import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import { consoleBusLogger, type BusLogger } from "./bus.logger.js";
 import { backoffDelay, retryPolicy, type RetryPolicy } from "./bus.retry.js";
 import { processWithTrace, publishWithTrace } from "./bus.tracing.js";
-import { YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
+import { deferredMs, YIELDED, type Bus, type BusMessage, type HandlerOutcome, type OutgoingMessage, type PartitionLag, type SubscribeOptions, type Subscription, type TopicSpec } from "./bus.types.js";
 import { compileTopicPatterns, validateMessages, validateSubscribeOptions, validateTopicSpec, type TopicPatterns } from "./bus.validate.js";
 
 // The longest a partition worker runs messages back to back before it lets the event loop turn.
@@ -456,6 +456,13 @@ class PartitionWorker {
       // Yielded: delivered again, after the other partitions waiting for a slot.
       if (!failed && outcome === YIELDED) {
         attempt = 0;
+        continue;
+      }
+      const defer = failed ? undefined : deferredMs(outcome);
+      if (defer !== undefined) {
+        attempt = 0;
+        if (this.revoked) break;
+        await this.sleep("backoff", defer);
         continue;
       }
       if (!failed) {

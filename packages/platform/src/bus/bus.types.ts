@@ -28,7 +28,16 @@ export interface TopicSpec {
 // checkpoint), because the bus asked it to (shouldYield on the Kafka bus's messages): the message
 // stays unhandled and is delivered again once the consumer's other partitions had their turn.
 export const YIELDED = "yielded";
-export type HandlerOutcome = void | typeof YIELDED;
+// What a handler answers when the message cannot be worked on before a time (a retry's backoff,
+// an app whose credentials are cooling down): the message stays unhandled and its partition is
+// paused for deferMs — not a failure, and no handler sits waiting, so the consumer's other
+// partitions keep flowing.
+export interface Deferred {
+  deferMs: number;
+}
+export type HandlerOutcome = void | typeof YIELDED | Deferred;
+
+export const deferredMs = (outcome: HandlerOutcome): number | undefined => (typeof outcome === "object" && outcome !== null ? Math.max(0, outcome.deferMs) : undefined);
 
 export type MessageHandler = (message: BusMessage) => Promise<HandlerOutcome>;
 
