@@ -54,9 +54,11 @@ export function polledGauge<L extends string>(o: {
 // `herald_consumer_lag{group, topic, partition}`: how far each of this process's consumer
 // groups is behind, per partition (the dashboards' and the lag alert's source). Several replicas
 // of a group report the same partitions; dashboards take the max per partition.
-export function consumerLagGauge(o: { registry: Registry; bus: Bus; groups: Array<{ group: string; topics: string[] }>; logger: Logger; minIntervalMs?: number }): Gauge<"group" | "topic" | "partition"> {
+// `groups`: fixed, or read at every scrape (a pooled sender's topics grow with its apps).
+export function consumerLagGauge(o: { registry: Registry; bus: Bus; groups: Array<{ group: string; topics: string[] }> | (() => Array<{ group: string; topics: string[] }>); logger: Logger; minIntervalMs?: number }): Gauge<"group" | "topic" | "partition"> {
   const read = cachedRead(async () => {
-    const perGroup = await Promise.all(o.groups.map(async ({ group, topics }) => (await o.bus.lag(group, topics)).map((l) => ({ group, ...l }))));
+    const groups = typeof o.groups === "function" ? o.groups() : o.groups;
+    const perGroup = await Promise.all(groups.filter((g) => g.topics.length > 0).map(async ({ group, topics }) => (await o.bus.lag(group, topics)).map((l) => ({ group, ...l }))));
     return perGroup.flat().map((l) => ({ labels: { group: l.group, topic: l.topic, partition: String(l.partition) }, value: l.lag }));
   }, o.minIntervalMs ?? 5000);
   return polledGauge({ registry: o.registry, name: "herald_consumer_lag", help: "Messages of a topic partition the consumer group has not processed yet", labelNames: ["group", "topic", "partition"], read, logger: o.logger });

@@ -9,5 +9,5 @@ export * as events from "./gen/herald/events/v1/events.js";
 export * as gorush from "./gen/gorush/gorush.js";
 export { Provider, Platform } from "./gen/herald/common/v1/common.js";
 export { descriptorSetPath } from "./descriptors.js";
-export { BusGroups, BusTopics, deliveryTopicsOf, LANES, WEBHOOK_EVENTS, type Lane, type WebhookEvent } from "./topics.js";
+export { BusGroups, BusTopics, deliveryTopicsOf, pooledTopics, pooledTopicsOf, LANES, WEBHOOK_EVENTS, type Lane, type WebhookEvent } from "./topics.js";
 export { APP_ID_MAX_LENGTH, APP_ID_PATTERN, APP_ID_RULE, isAppId } from "./app.id.js";

@@ -1,10 +1,14 @@
-// One sender process: one app and one provider (the operator runs a Deployment per pair).
-import { consumerLagGauge, createMetricsRegistry, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
-import { APP_ID_PATTERN, BusGroups, BusTopics, deliveryTopicsOf } from "@herald/proto";
+// One sender process for one provider: of one app (a dedicated sender; the operator runs a
+// Deployment per app and provider), or of every pooled app (HERALD_POOL=true: one Deployment per
+// provider for the installation, the apps' configuration read from HERALD_POOL_DIR).
+import { ConfigError, consumerLagGauge, createMetricsRegistry, env as envOf, KafkaBus, Lifecycle, loadConfig, namespacedBus, serviceEnv, startOpsServer, startTracing, tracingOptions } from "@herald/platform";
+import { APP_ID_PATTERN, BusGroups, BusTopics, deliveryTopicsOf, pooledTopics } from "@herald/proto";
 import { z } from "zod";
 import { tokenRulesEnv, tokenRulesFrom } from "@herald/store";
 import { createProvider, providerEnv } from "./provider.factory.js";
 import type { ProviderName } from "./provider.types.js";
+import { PooledSender } from "./pool.sender.js";
+import { appProviderEnv, DirectoryPoolSource } from "./pool.source.js";
 import { SenderWorker } from "./sender.consumer.js";
 import { senderLogger } from "./sender.logger.js";
 import { SenderMetrics } from "./sender.metrics.js";
@@ -15,7 +19,13 @@ const config = loadConfig(
     ...env,
     ...providerEnv,
     ...tokenRulesEnv,
-    HERALD_APP: z.string().regex(APP_ID_PATTERN, "an app id"),
+    HERALD_APP: z.string().regex(APP_ID_PATTERN, "an app id").optional(),
+    HERALD_POOL: envOf.bool(false),
+    // One subdirectory per pooled app (named by its id): its credential files and settings.json.
+    HERALD_POOL_DIR: z.string().default("/etc/herald/pool"),
+    HERALD_POOL_RESCAN_MS: envOf.int(2000, 100),
+    // Apps worked on at once per lane.
+    HERALD_POOL_CONCURRENCY: envOf.int(8, 1),
     HERALD_PROVIDER: z.enum(["apns", "fcm", "hms", "webpush"]),
     HERALD_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     // Exponential backoff with jitter between attempts, raised by a provider's Retry-After.
@@ -27,7 +37,9 @@ const config = loadConfig(
   }),
 );
 const name = config.HERALD_PROVIDER as ProviderName;
-const logger = senderLogger({ app: config.HERALD_APP, provider: name, level: config.HERALD_LOG_LEVEL });
+if (!config.HERALD_POOL && !config.HERALD_APP) throw new ConfigError(["HERALD_APP (unset): the app this sender serves is required, unless HERALD_POOL=true"]);
+if (config.HERALD_POOL && config.HERALD_APP) throw new ConfigError(["HERALD_APP: excludes HERALD_POOL=true (a pooled sender serves every app of HERALD_POOL_DIR)"]);
+const logger = senderLogger({ app: config.HERALD_APP ?? "(pool)", provider: name, level: config.HERALD_LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 
@@ -35,35 +47,82 @@ const tracing = startTracing(tracingOptions(config, `herald-sender-${name}`));
 lifecycle.add("tracing", () => tracing.shutdown());
 
 const registry = createMetricsRegistry(`herald-sender-${name}`);
-const metrics = new SenderMetrics(registry, config.HERALD_APP, name);
-// Before Kafka: a missing credential stops the sender at once, naming the file or variable.
-const provider = createProvider(name, config, { tokenRules: tokenRulesFrom(config), onRequest: metrics.request });
-lifecycle.add("provider", () => provider.close());
-
-const bus = namespacedBus(new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP}-${name}`, logger }), config.HERALD_KAFKA_NAMESPACE);
-lifecycle.add("bus", () => bus.close());
-const lanes = deliveryTopicsOf(config.HERALD_APP, name);
-await bus.ensureTopics([...lanes.map((l) => l.topic), BusTopics.retries(config.HERALD_APP, name), BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter].map((t) => ({ name: t, partitions: 8 })));
-consumerLagGauge({
-  registry,
-  bus,
-  groups: [
-    // One series per lane (its group and topic labels): lag per lane.
-    ...lanes.map((l) => ({ group: l.group, topics: [l.topic] })),
-    { group: BusGroups.senderRetries(config.HERALD_APP, name), topics: [BusTopics.retries(config.HERALD_APP, name)] },
-  ],
-  logger,
-});
-const worker = new SenderWorker({ app: config.HERALD_APP, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,
-  backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS },
-  credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
-  metrics,
-});
-await worker.start();
-lifecycle.add("worker", () => worker.stop());
+const tokenRules = tokenRulesFrom(config);
+// A pooled sender notices a new app's topics at its next topic refresh (then its consumers join
+// their groups again, a pause of a few seconds for every pooled app).
+const kafka = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP ?? "pool"}-${name}`, logger, ...(config.HERALD_POOL ? { consumer: { topicRefreshMs: 3000 } } : {}) });
+const bus = namespacedBus(kafka, config.HERALD_KAFKA_NAMESPACE);
+const shared = [BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter];
+const health = config.HERALD_APP ? await dedicated(config.HERALD_APP) : await pooled();
 
 // Liveness/readiness for Kubernetes probes (GET /healthz) and Prometheus (GET /metrics).
-// Always 200: a restart cannot fix refused credentials; the body says whether the app is degraded.
-const ops = await startOpsServer({ port: config.HERALD_HEALTH_PORT, registry, health: () => ({ app: config.HERALD_APP, provider: name, ...worker.health() }) });
+// Always 200: a restart cannot fix refused credentials; the body says whether an app is degraded.
+const ops = await startOpsServer({ port: config.HERALD_HEALTH_PORT, registry, health });
 lifecycle.add("health", () => ops.close());
 logger.info({ healthPort: ops.port }, "sender running");
+
+async function dedicated(app: string): Promise<() => object> {
+  const metrics = new SenderMetrics(registry, app, name);
+  // Before Kafka: a missing credential stops the sender at once, naming the file or variable.
+  const provider = createProvider(name, config, { tokenRules, onRequest: metrics.request });
+  lifecycle.add("provider", () => provider.close());
+  lifecycle.add("bus", () => bus.close());
+  const lanes = deliveryTopicsOf(app, name);
+  await bus.ensureTopics([...lanes.map((l) => l.topic), BusTopics.retries(app, name), ...shared].map((t) => ({ name: t, partitions: 8 })));
+  consumerLagGauge({
+    registry,
+    bus,
+    groups: [
+      // One series per lane (its group and topic labels): lag per lane.
+      ...lanes.map((l) => ({ group: l.group, topics: [l.topic] })),
+      { group: BusGroups.senderRetries(app, name), topics: [BusTopics.retries(app, name)] },
+    ],
+    logger,
+  });
+  const worker = new SenderWorker({ app, provider, bus, logger, now: () => new Date(), maxAttempts: config.HERALD_MAX_ATTEMPTS,
+    backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS },
+    credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+    metrics,
+  });
+  await worker.start();
+  lifecycle.add("worker", () => worker.stop());
+  return () => ({ app, provider: name, ...worker.health() });
+}
+
+async function pooled(): Promise<() => object> {
+  const source = new DirectoryPoolSource({ dir: config.HERALD_POOL_DIR, rescanMs: config.HERALD_POOL_RESCAN_MS, logger });
+  await source.start();
+  lifecycle.add("pool source", () => source.stop());
+  lifecycle.add("bus", () => bus.close());
+  await bus.ensureTopics(shared.map((t) => ({ name: t, partitions: 8 })));
+  const metricsOf = SenderMetrics.perApp(registry, name);
+  const pool = new PooledSender({
+    provider: name,
+    bus,
+    logger,
+    now: () => new Date(),
+    source,
+    // Each app's provider reports its requests under its own app label.
+    createProvider: async (app) => createProvider(name, appProviderEnv(config, app, await app.settings()), { tokenRules, onRequest: metricsOf(app.id).request }),
+    metrics: metricsOf,
+    concurrency: config.HERALD_POOL_CONCURRENCY,
+    problemCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+    worker: { maxAttempts: config.HERALD_MAX_ATTEMPTS, backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS }, credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS },
+  });
+  consumerLagGauge({
+    registry,
+    bus,
+    // The topics of the apps this process has met (one series per app and lane).
+    groups: () => {
+      const apps = pool.knownApps();
+      return [
+        ...pooledTopics(name).lanes.map((l) => ({ group: l.group, topics: apps.map((a) => BusTopics.pooled(a, name, l.lane)) })),
+        { group: BusGroups.poolRetries(name), topics: apps.map((a) => BusTopics.pooledRetries(a, name)) },
+      ];
+    },
+    logger,
+  });
+  await pool.start();
+  lifecycle.add("pool", () => pool.stop());
+  return () => ({ pool: true, provider: name, ...pool.health() });
+}

@@ -24,6 +24,11 @@ export interface SenderOptions {
   // Backoff of a hand-off to the bus that failed (the broker unreachable): the outcomes are
   // handed on again until they are on the bus; the notifications are never sent again for it.
   handOffRetry?: { initialMs: number; maxMs: number };
+  // The cancelled publish ids to honour, when someone else reads herald.control (a pooled
+  // sender, for all its apps); otherwise start() subscribes to it.
+  cancellations?: Set<string>;
+  // Where a job's retries go; herald.retries.<app>.<provider> when absent.
+  retryTopic?: (app: string) => string;
 }
 
 // What the Kafka bus adds to a message (see CheckpointedBusMessage in @herald/platform's
@@ -53,10 +58,12 @@ interface Tally {
 // only when the job's result had reached the bus (the aggregator then sees the job attempt under
 // another run id, and counts the sends that run made itself).
 export class SenderWorker {
-  private readonly cancelled = new Set<string>();
+  private readonly cancelled: Set<string>;
   // Jobs this process stopped at a checkpoint when the bus asked (by "<job>:<attempt>:").
   private readonly yielded = new Set<string>();
+  // The job subscriptions, which pause while credentials are refused; and herald.control's.
   private readonly subscriptions: Subscription[] = [];
+  private control?: Subscription;
   private readonly maxAttempts: number;
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly step: number;
@@ -68,22 +75,22 @@ export class SenderWorker {
     this.backoff = o.backoff ?? { initialMs: 1000, maxMs: 300_000 };
     this.step = Math.max(1, o.checkpointEvery ?? 25);
     this.handOffRetry = o.handOffRetry ?? { initialMs: 200, maxMs: 5000 };
+    this.cancelled = o.cancellations ?? new Set();
   }
 
   async start(): Promise<void> {
     const name = this.o.provider.name;
     const group = BusGroups.sender(this.o.app, name);
     // Every replica reads every cancellation, so its group is its own.
-    this.subscriptions.push(
-      await this.o.bus.subscribe({
+    if (!this.o.cancellations)
+      this.control = await this.o.bus.subscribe({
         group: `${group}-control-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
         topics: [BusTopics.control],
         handler: async (m: BusMessage) => {
           const c = events.PublishControl.decode(m.value);
           if (c.cancelled && c.app === this.o.app) this.remember(c.publishId);
         },
-      }),
-    );
+      });
     // Each lane its own group (and Kafka consumer), started urgent first: a broadcast's jobs
     // queued on the bulk topic never delay a job of the urgent one, which is fetched and sent
     // beside them. Both share the provider's connections; a lane's subscription sends one step
@@ -95,15 +102,13 @@ export class SenderWorker {
     this.subscriptions.push(retries);
   }
 
-  // The job subscriptions (not the control one) pause while credentials are refused.
-  private get jobSubscriptions(): Subscription[] {
-    return this.subscriptions.slice(1);
-  }
 
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.paused);
-    await Promise.all(this.subscriptions.splice(0).map((s) => s.stop()));
+    const control = this.control;
+    this.control = undefined;
+    await Promise.all([...this.subscriptions.splice(0), ...(control ? [control] : [])].map((s) => s.stop()));
     await this.o.provider.close();
   }
 
@@ -118,6 +123,17 @@ export class SenderWorker {
 
   async handle(message: CheckpointedMessage): Promise<HandlerOutcome> {
     const job = events.DeliveryJob.decode(message.value);
+    // Only the dispatcher writes delivery topics; a job naming another app than the topic's is
+    // not sent with this app's credentials, nor lost.
+    if (job.app !== this.o.app) {
+      this.o.logger.error({ app: this.o.app, claimed: job.app, publish: job.publishId, job: job.jobId, topic: message.topic }, "a job of another app on this app's topic; dead-lettered");
+      const dead = events.DeadLetter.encode({ job, reason: `a job of app ${JSON.stringify(job.app)} on a topic of app ${this.o.app}`, lastError: "", at: this.o.now() }).finish();
+      await this.handOff(job, BusTopics.deadLetter, [{ key: job.jobId, value: dead }]);
+      // Its publish still comes to an end, with these targets dead-lettered.
+      const result = { ...emptyResult(job, this.o.now()), deadLettered: job.targets.length || 1 };
+      await this.handOff(job, BusTopics.results, [{ key: job.publishId, value: events.DeliveryResult.encode(result).finish() }]);
+      return;
+    }
     // A retry waits for its time on the retry topic, so fresh jobs are never held up; its
     // partition is paused meanwhile (no handler sits waiting, other partitions flow).
     const wait = (job.notBefore?.getTime() ?? 0) - this.o.now().getTime();
@@ -267,10 +283,10 @@ export class SenderWorker {
 
   private pauseFor(ms: number): void {
     if (this.paused) return;
-    for (const s of this.jobSubscriptions) s.pause();
+    for (const s of this.subscriptions) s.pause();
     this.paused = setTimeout(() => {
       this.paused = undefined;
-      for (const s of this.jobSubscriptions) s.resume();
+      for (const s of this.subscriptions) s.resume();
     }, ms).unref();
   }
 
@@ -296,7 +312,7 @@ export class SenderWorker {
       } else {
         tally.result.retrying += tally.retry.length;
         this.o.metrics?.delivery("retrying", tally.retryReason, tally.retry.length);
-        await bus.publish(BusTopics.retries(job.app, name), [{ key: job.jobId, value: events.DeliveryJob.encode(next).finish() }]);
+        await bus.publish(this.o.retryTopic?.(job.app) ?? BusTopics.retries(job.app, name), [{ key: job.jobId, value: events.DeliveryJob.encode(next).finish() }]);
       }
     }
     if (tally.feedback.length) {
