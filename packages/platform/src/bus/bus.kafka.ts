@@ -572,7 +572,11 @@ class KafkaSubscription implements Subscription {
       const previous = this.failures.get(key);
       const attempt = previous?.offset === raw.offset ? previous.attempts + 1 : 1;
       const running = processWithTrace(message, { system: "kafka", group, attempt }, () => this.options.handler(message));
-      const settled = running.then(() => undefined);
+      // What a restarted runner waits for: settles either way, and its rejection is handled here.
+      const settled = running.then(
+        () => undefined,
+        () => undefined,
+      );
       memory.running = settled;
       let outcome: HandlerOutcome;
       try {

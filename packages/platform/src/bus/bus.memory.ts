@@ -482,6 +482,8 @@ class PartitionWorker {
   }
 
   private sleep(state: WorkerState, ms?: number): Promise<void> {
+    // Revoked while it was busy (a handler, a turn of the event loop): nothing will wake it.
+    if (this.revoked) return Promise.resolve();
     this.state = state;
     return new Promise<void>((resolve) => {
       this.wake = () => {
