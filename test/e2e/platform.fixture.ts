@@ -26,7 +26,7 @@ export interface Platform {
   // Base URLs of the services' ops servers (GET /metrics).
   metrics: { registry: string; topic: string; dispatcher: string };
   // Creates an app with a server key and returns clients scoped to it.
-  createApp(id: string): Promise<Clients>;
+  createApp(id: string, extra?: Partial<apps.CreateAppRequest>): Promise<Clients>;
   // Starts one sender process; resolves when it consumes.
   // `opsUrl`: its health and metrics server.
   startSender(app: string, provider: "apns" | "fcm" | "hms" | "webpush", env: Record<string, string>, credentials?: Record<string, string>): Promise<ServiceProcess & { opsUrl: string }>;
@@ -77,10 +77,10 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     adminKey,
     env: common,
     metrics,
-    async createApp(id) {
+    async createApp(id, extra = {}) {
       const admin = createClient(apps.AppServiceService, apps, addresses.registry, { apiKey: adminKey });
       try {
-        await admin.createApp({ id, providers: ALL_PROVIDER_ENUMS });
+        await admin.createApp({ id, providers: ALL_PROVIDER_ENUMS, ...extra });
         const { secret } = await admin.createApiKey({ appId: id, role: apps.ApiKeyRole.API_KEY_ROLE_SERVER });
         const clients: Clients = {
           registry: createClient(registry.RegistryServiceService, registry, addresses.registry, { apiKey: secret }),

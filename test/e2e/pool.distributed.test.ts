@@ -6,19 +6,22 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
-import { BusTopics, events, pooledTopicsOf, Provider } from "@herald/proto";
+import { apps, BusTopics, dispatch, events, pooledTopicsOf, Provider } from "@herald/proto";
 import { failureOf, freePort, generateApnsKey, randomDeviceToken, requireEnv, spawnService, startFakeApns, type ApnsTestKey, type FakeApns, type ServiceProcess } from "@herald/testing";
-import { testCaFile } from "./platform.fixture.js";
+import { registerMany, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
+import { Platform as DevicePlatform } from "../integration/fixtures.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
-// One pooled APNs sender process for several apps, on the real Kafka of test/infra and the fake
-// APNs: each app sends with its own key and bundle id, an app added or fixed later is picked up
-// without a restart, and one app's refused credentials do not hold up the others.
+// One pooled APNs sender process for several apps, beside the registry, topic and dispatcher
+// processes on the real Kafka and FerretDB of test/infra, and the fake APNs: a pooled app's
+// publish goes through the dispatcher to it, each app sends with its own key and bundle id, an
+// app added or fixed later is picked up without a restart, and one app's refused credentials do
+// not hold up the others.
 describe("pooled sender", { timeout: 240_000 }, () => {
-  const namespace = `pool-${randomUUID().slice(0, 8)}.`;
   const suffix = randomUUID().slice(0, 6);
-  const ids = { a: `pa-${suffix}`, b: `pb-${suffix}`, c: `pc-${suffix}`, late: `pd-${suffix}` };
+  const ids = { a: `pa-${suffix}`, b: `pb-${suffix}`, c: `pc-${suffix}`, late: `pd-${suffix}`, api: `pe-${suffix}` };
+  let platform: Platform;
   const keys: Record<string, ApnsTestKey> = {};
   const bundle = (app: string) => `com.example.${app.replace(/-/g, "")}`;
   let apns: FakeApns;
@@ -65,9 +68,13 @@ describe("pooled sender", { timeout: 240_000 }, () => {
     writeApp(ids.a, keys[ids.a]!);
     writeApp(ids.b, generateApnsKey({ keyId: keys[ids.b]!.keyId, teamId: keys[ids.b]!.teamId }));
     writeApp(ids.c, keys[ids.c]!);
+    writeApp(ids.api, keys[ids.api]!);
+    platform = await startPlatform();
+    const namespace = platform.env.HERALD_KAFKA_NAMESPACE!;
     const brokers = requireEnv("HERALD_KAFKA_BROKERS");
     bus = namespacedBus(new KafkaBus({ brokers: brokers.split(","), clientId: "pool-test" }), namespace);
-    await bus.ensureTopics([...[ids.a, ids.b, ids.c].flatMap((app) => pooledTopicsOf(app, "apns")), BusTopics.results].map((name) => ({ name, partitions: name === BusTopics.results ? 8 : 1 })));
+    // What the operator does for a pooled app: its topics, one partition each.
+    await bus.ensureTopics([...[ids.a, ids.b, ids.c, ids.api].flatMap((app) => pooledTopicsOf(app, "apns")), BusTopics.results].map((name) => ({ name, partitions: name === BusTopics.results ? 8 : 1 })));
     await bus.subscribe({ group: `pool-test-results-${suffix}`, topics: [BusTopics.results], handler: async (m) => void results.push(events.DeliveryResult.decode(m.value)) });
     const health = await freePort();
     opsUrl = `http://127.0.0.1:${health}`;
@@ -100,8 +107,20 @@ describe("pooled sender", { timeout: 240_000 }, () => {
   after(async () => {
     await sender?.stop("SIGTERM");
     await bus?.close();
+    await platform?.stop();
     await apns?.close();
     if (pool) rmSync(pool, { recursive: true, force: true });
+  });
+
+  it("a pooled app's publish goes from the dispatcher to the pooled sender and completes", async () => {
+    const clients = await platform.createApp(ids.api, { senders: apps.SenderMode.SENDER_MODE_POOLED });
+    const token = randomDeviceToken();
+    const devices = await registerMany(clients, [{ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token }]);
+    const { id } = await clients.dispatch.publish({ recipients: { target: { $case: "deviceIds", value: { values: devices } } }, notification: { alert: { title: "pooled", body: "hello" } } });
+    const done = await watchToEnd(clients, id, 60_000);
+    assert.equal(done.state, dispatch.PublishState.PUBLISH_STATE_DONE, JSON.stringify(done));
+    assert.equal(done.counts?.sent, 1);
+    assert.equal(apns.delivered(token)[0]?.headers["apns-topic"], bundle(ids.api));
   });
 
   it("sends each app's jobs with that app's own key and bundle id, and reports them per app", async () => {

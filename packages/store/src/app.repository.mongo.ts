@@ -1,7 +1,7 @@
 import type { Collection } from "mongodb";
 import { alreadyExists } from "@herald/platform";
 import { isDuplicateKey } from "./mongo.errors.js";
-import type { AppLimitsRecord, AppRecord, AppRepository, PageQuery, ProviderName, WebhookRecord } from "./store.types.js";
+import type { AppLimitsRecord, AppRecord, AppRepository, PageQuery, ProviderName, SenderModeName, WebhookRecord } from "./store.types.js";
 
 // apps: _id = app id (the only collection not scoped by an `app` field: the document is the app).
 export interface AppDoc {
@@ -14,6 +14,8 @@ export interface AppDoc {
   owner?: string;
   vapidPublicKey?: string;
   webhooks?: WebhookRecord[];
+  // Absent on apps stored before pooled senders existed: dedicated.
+  senders?: SenderModeName;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -30,6 +32,7 @@ const toAppRecord = (d: AppDoc): AppRecord => ({
   owner: d.owner ?? "",
   vapidPublicKey: d.vapidPublicKey ?? "",
   webhooks: (d.webhooks ?? []).map(webhookOf),
+  ...(d.senders === "pooled" ? { senders: "pooled" as const } : {}),
   createdAt: d.createdAt,
   updatedAt: d.updatedAt,
 });
@@ -59,13 +62,14 @@ export class MongoApps implements AppRepository {
     return docs.map(toAppRecord);
   }
 
-  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null> {
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks" | "senders">> & { now: Date }): Promise<AppRecord | null> {
     const set: Partial<AppDoc> = { updatedAt: patch.now };
     if (patch.name !== undefined) set.name = patch.name;
     if (patch.limits !== undefined) set.limits = { ...patch.limits };
     if (patch.providers !== undefined) set.providers = [...patch.providers];
     if (patch.vapidPublicKey !== undefined) set.vapidPublicKey = patch.vapidPublicKey;
     if (patch.webhooks !== undefined) set.webhooks = patch.webhooks.map(webhookOf);
+    if (patch.senders !== undefined) set.senders = patch.senders;
     const doc = await this.col.findOneAndUpdate({ _id: id }, { $set: set }, { returnDocument: "after" });
     return doc ? toAppRecord(doc) : null;
   }

@@ -1169,6 +1169,20 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         assert.deepEqual((await store.apps.get(id))?.webhooks, webhooks);
       });
 
+      it("keeps which senders deliver the app: absent means dedicated, an update moves it", async () => {
+        const id = newApp();
+        await store.apps.create(appRecord(id));
+        assert.equal((await store.apps.get(id))?.senders ?? "dedicated", "dedicated");
+        const pooled = newApp();
+        await store.apps.create(appRecord(pooled, { senders: "pooled" }));
+        assert.equal((await store.apps.get(pooled))?.senders, "pooled");
+        assert.equal((await store.apps.update(pooled, { name: "n", now: at(1) }))?.senders, "pooled", "other updates keep it");
+        await store.apps.update(pooled, { senders: "dedicated", now: at(2) });
+        assert.equal((await store.apps.get(pooled))?.senders ?? "dedicated", "dedicated");
+        await store.apps.update(id, { senders: "pooled", now: at(3) });
+        assert.equal((await store.apps.get(id))?.senders, "pooled");
+      });
+
       it("list pages by id", async () => {
         const base = newApp();
         const ids = ["e", "a", "d", "c", "b"].map((s) => `${base}-${s}`);

@@ -621,7 +621,7 @@ class MemoryApps implements AppRepository {
       .map(copy);
   }
 
-  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null> {
+  async update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks" | "senders">> & { now: Date }): Promise<AppRecord | null> {
     const app = this.apps.get(id);
     if (!app) return null;
     if (patch.name !== undefined) app.name = patch.name;
@@ -629,6 +629,7 @@ class MemoryApps implements AppRepository {
     if (patch.providers !== undefined) app.providers = [...patch.providers];
     if (patch.vapidPublicKey !== undefined) app.vapidPublicKey = patch.vapidPublicKey;
     if (patch.webhooks !== undefined) app.webhooks = copy(patch.webhooks);
+    if (patch.senders !== undefined) app.senders = patch.senders;
     app.updatedAt = new Date(patch.now);
     return copy(app);
   }

@@ -257,9 +257,13 @@ export interface AppRecord {
   vapidPublicKey: string;
   // Where the app's events are POSTed, signed with its secret.
   webhooks: WebhookRecord[];
+  // Which senders deliver its jobs (and on which topics); absent: dedicated.
+  senders?: SenderModeName;
   createdAt: Date;
   updatedAt: Date;
 }
+
+export type SenderModeName = "dedicated" | "pooled";
 
 export interface AppRepository {
   // Throws HeraldError ALREADY_EXISTS when the id is taken.
@@ -267,7 +271,7 @@ export interface AppRepository {
   get(id: string): Promise<AppRecord | null>;
   // Sorted by id.
   list(page: PageQuery): Promise<AppRecord[]>;
-  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks">> & { now: Date }): Promise<AppRecord | null>;
+  update(id: string, patch: Partial<Pick<AppRecord, "name" | "limits" | "providers" | "vapidPublicKey" | "webhooks" | "senders">> & { now: Date }): Promise<AppRecord | null>;
   // Returns the new version, or null when the app does not exist.
   bumpSecretVersion(id: string, now: Date): Promise<number | null>;
   delete(id: string): Promise<boolean>;

@@ -139,6 +139,22 @@ describe("fan-out and results", () => {
     assert.equal(p?.state, "sending");
   });
 
+  it("hands a pooled app's jobs to the pooled senders' topics, and a dedicated app's to its own; a move applies to the next fan-out", async () => {
+    await device("apns", ["m"]);
+    const dedicated = await jobsOn("apns");
+    const pooled: events.DeliveryJob[] = [];
+    await bus.subscribe({ group: "pool", topics: [BusTopics.pooled(APP, "apns")], handler: async (m: BusMessage) => void pooled.push(events.DeliveryJob.decode(m.value)) });
+    const broadcast = { recipients: { target: { $case: "topics" as const, value: { values: ["m"] } } }, notification: { alert: { body: "x" } }, priority: dispatch.Priority.PRIORITY_LOW };
+    await store.apps.update(APP, { senders: "pooled", now });
+    const first = await publishAndFanOut(broadcast);
+    await settle(() => pooled.length, 1);
+    await store.apps.update(APP, { senders: "dedicated", now });
+    const second = await publishAndFanOut(broadcast);
+    await settle(() => dedicated.length, 1);
+    assert.deepEqual(pooled.map((j) => j.publishId), [first]);
+    assert.deepEqual(dedicated.map((j) => j.publishId), [second]);
+  });
+
   it("does nothing for cancelled, expired or already handled publishes", async () => {
     await device("fcm", ["c"]);
     const fcm = await jobsOn("fcm");

@@ -101,7 +101,7 @@ export class FanoutWorker {
       await publishes.transition(app, id, ["fanning_out"], "expired", { finishedAt: now(), error: "expire_at passed before the fan-out", now: now() });
       return;
     }
-    const planner = new JobPlanner(publish, request, new Set(appRecord.providers), lane);
+    const planner = new JobPlanner(publish, request, new Set(appRecord.providers), lane, appRecord.senders === "pooled");
     const started = performance.now();
     try {
       const running = publish;
@@ -135,12 +135,12 @@ export class FanoutWorker {
     if (target.$case === "tokens") {
       const provider = PROVIDER_NAMES[target.value.provider]!;
       const recipients = target.value.tokens.map((token) => ({ deviceId: "", token, provider: target.value.provider }));
-      return this.handOn(publish, planner.lane, planner.jobs(provider, recipients, "t"), recipients.length, "");
+      return this.handOn(publish, planner, planner.jobs(provider, recipients, "t"), recipients.length, "");
     }
     if (target.$case === "native") {
       const provider = PROVIDER_NAMES[target.value.provider]!;
       const job = planner.nativeJob(provider, target.value.target);
-      return this.handOn(publish, planner.lane, job ? [job] : [], job ? 1 : 0, "");
+      return this.handOn(publish, planner, job ? [job] : [], job ? 1 : 0, "");
     }
     const controller = new AbortController();
     let batches = 0;
@@ -174,7 +174,7 @@ export class FanoutWorker {
       // fan-out does not count them twice.
       const failed = Object.values(unconfigured).reduce((a, b) => a + b, 0);
       if (failed) await this.deps.publishes.countResult(publish.app, publish.id, `fanout:unconfigured:${cursor}`, { targeted: failed, failed, failedByReason: unconfigured }, this.deps.now());
-      await this.handOn(publish, planner.lane, jobs, targeted, cursor);
+      await this.handOn(publish, planner, jobs, targeted, cursor);
       // A short batch is the stream's last: nothing to come back for.
       if (recipients.length >= STREAM_BATCH && shouldYield?.()) {
         controller.abort();
@@ -183,11 +183,11 @@ export class FanoutWorker {
     });
   }
 
-  // The jobs travel on the publish's lane, as the publish did.
-  private async handOn(publish: PublishRecord, lane: Lane, jobs: events.DeliveryJob[], targeted: number, cursor: string): Promise<void> {
+  // The jobs travel on the publish's lane, as the publish did, to the app's senders' topics.
+  private async handOn(publish: PublishRecord, planner: JobPlanner, jobs: events.DeliveryJob[], targeted: number, cursor: string): Promise<void> {
     const byTopic = new Map<string, events.DeliveryJob[]>();
     for (const job of jobs) {
-      const name = BusTopics.deliveries(job.app, PROVIDER_NAMES[job.provider]!, lane);
+      const name = planner.topicOf(PROVIDER_NAMES[job.provider]!);
       byTopic.set(name, [...(byTopic.get(name) ?? []), job]);
     }
     for (const [name, list] of byTopic) {
@@ -208,7 +208,15 @@ class JobPlanner {
     readonly configured: ReadonlySet<ProviderName>,
     // The publish's lane (the one it arrived on), which its jobs travel on.
     readonly lane: Lane,
+    // Whether the installation's pooled senders deliver the app's jobs, read when this run of the
+    // fan-out started: a move between modes applies from the next batch of a resumed fan-out,
+    // and each job is on exactly one topic either way.
+    private readonly pooled: boolean,
   ) {}
+
+  topicOf(provider: ProviderName): string {
+    return this.pooled ? BusTopics.pooled(this.publish.app, provider, this.lane) : BusTopics.deliveries(this.publish.app, provider, this.lane);
+  }
 
   hasPayload(provider: ProviderName): boolean {
     return this.payloadFor(provider).payload !== undefined;

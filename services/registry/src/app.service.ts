@@ -74,6 +74,7 @@ export class AppService {
       owner: req.owner,
       vapidPublicKey: req.vapidPublicKey,
       webhooks: this.webhooks(req.webhooks),
+      ...(req.senders === apps.SenderMode.SENDER_MODE_POOLED ? { senders: "pooled" as const } : {}),
       createdAt: now,
       updatedAt: now,
     };
@@ -96,6 +97,7 @@ export class AppService {
       providers: providers(req.providers),
       ...(req.vapidPublicKey ? { vapidPublicKey: req.vapidPublicKey } : {}),
       webhooks: this.webhooks(req.webhooks),
+      ...(req.senders === apps.SenderMode.SENDER_MODE_UNSPECIFIED ? {} : { senders: req.senders === apps.SenderMode.SENDER_MODE_POOLED ? ("pooled" as const) : ("dedicated" as const) }),
       now: this.deps.now(),
     });
     if (!updated) throw notFound("app", req.id);
@@ -243,6 +245,7 @@ export function toAppProto(app: AppRecord): apps.App {
     owner: app.owner,
     vapidPublicKey: app.vapidPublicKey,
     webhooks: app.webhooks.map((w) => ({ url: w.url, events: [...w.events], format: w.format ?? "" })),
+    senders: app.senders === "pooled" ? apps.SenderMode.SENDER_MODE_POOLED : apps.SenderMode.SENDER_MODE_DEDICATED,
     createdAt: app.createdAt,
     updatedAt: app.updatedAt,
     userTokenSecretVersion: app.secretVersion,

@@ -70,6 +70,55 @@ export function deviceOverflowPolicyToJSON(object: DeviceOverflowPolicy): string
   }
 }
 
+/** Which senders deliver an app's notifications. */
+export enum SenderMode {
+  /** SENDER_MODE_UNSPECIFIED - On create: dedicated. On update: unchanged. */
+  SENDER_MODE_UNSPECIFIED = 0,
+  /**
+   * SENDER_MODE_DEDICATED - Senders of the app's own, one Deployment per provider, reading the app's
+   * herald.deliveries.<app>.<provider> topics.
+   */
+  SENDER_MODE_DEDICATED = 1,
+  /**
+   * SENDER_MODE_POOLED - The installation's pooled senders, one Deployment per provider for every pooled app, reading
+   * the app's herald.pool.<provider>.<app> topics.
+   */
+  SENDER_MODE_POOLED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function senderModeFromJSON(object: any): SenderMode {
+  switch (object) {
+    case 0:
+    case "SENDER_MODE_UNSPECIFIED":
+      return SenderMode.SENDER_MODE_UNSPECIFIED;
+    case 1:
+    case "SENDER_MODE_DEDICATED":
+      return SenderMode.SENDER_MODE_DEDICATED;
+    case 2:
+    case "SENDER_MODE_POOLED":
+      return SenderMode.SENDER_MODE_POOLED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SenderMode.UNRECOGNIZED;
+  }
+}
+
+export function senderModeToJSON(object: SenderMode): string {
+  switch (object) {
+    case SenderMode.SENDER_MODE_UNSPECIFIED:
+      return "SENDER_MODE_UNSPECIFIED";
+    case SenderMode.SENDER_MODE_DEDICATED:
+      return "SENDER_MODE_DEDICATED";
+    case SenderMode.SENDER_MODE_POOLED:
+      return "SENDER_MODE_POOLED";
+    case SenderMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum ApiKeyRole {
   API_KEY_ROLE_UNSPECIFIED = 0,
   /** API_KEY_ROLE_SERVER - Backend key: every call of the app. */
@@ -158,6 +207,8 @@ export interface App {
   vapidPublicKey: string;
   /** Endpoints that receive the app's events, signed with the app's secret. */
   webhooks: Webhook[];
+  /** Which senders deliver the app's notifications (never UNSPECIFIED here). */
+  senders: SenderMode;
 }
 
 export interface Webhook {
@@ -188,6 +239,8 @@ export interface CreateAppRequest {
   owner: string;
   vapidPublicKey: string;
   webhooks: Webhook[];
+  /** Default: dedicated. */
+  senders: SenderMode;
 }
 
 export interface CreateAppResponse {
@@ -226,6 +279,12 @@ export interface UpdateAppRequest {
   vapidPublicKey: string;
   /** Replaces the app's webhooks (like providers, a full list). */
   webhooks: Webhook[];
+  /**
+   * UNSPECIFIED: unchanged. A move takes effect for fan-outs that start (or resume) after it;
+   * jobs already on the other mode's topics are delivered by its senders, so keep them running
+   * until their lag is 0.
+   */
+  senders: SenderMode;
 }
 
 export interface UpdateAppResponse {
@@ -532,6 +591,7 @@ function createBaseApp(): App {
     owner: "",
     vapidPublicKey: "",
     webhooks: [],
+    senders: 0,
   };
 }
 
@@ -570,6 +630,9 @@ export const App: MessageFns<App> = {
     }
     for (const v of message.webhooks) {
       Webhook.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.senders !== 0) {
+      writer.uint32(88).int32(message.senders);
     }
     return writer;
   },
@@ -677,6 +740,14 @@ export const App: MessageFns<App> = {
             message.webhooks.push(Webhook.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.senders = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -719,6 +790,7 @@ export const App: MessageFns<App> = {
         ? globalThis.String(object.vapid_public_key)
         : "",
       webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
+      senders: isSet(object.senders) ? senderModeFromJSON(object.senders) : 0,
     };
   },
 
@@ -754,6 +826,9 @@ export const App: MessageFns<App> = {
     if (message.webhooks?.length) {
       obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
     }
+    if (message.senders !== 0) {
+      obj.senders = senderModeToJSON(message.senders);
+    }
     return obj;
   },
 
@@ -774,6 +849,7 @@ export const App: MessageFns<App> = {
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
     message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
+    message.senders = object.senders ?? 0;
     return message;
   },
 };
@@ -880,7 +956,16 @@ export const Webhook: MessageFns<Webhook> = {
 };
 
 function createBaseCreateAppRequest(): CreateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "", webhooks: [] };
+  return {
+    id: "",
+    name: "",
+    limits: undefined,
+    providers: [],
+    owner: "",
+    vapidPublicKey: "",
+    webhooks: [],
+    senders: 0,
+  };
 }
 
 export const CreateAppRequest: MessageFns<CreateAppRequest> = {
@@ -909,6 +994,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     }
     for (const v of message.webhooks) {
       Webhook.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.senders !== 0) {
+      writer.uint32(64).int32(message.senders);
     }
     return writer;
   },
@@ -992,6 +1080,14 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
             message.webhooks.push(Webhook.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.senders = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1019,6 +1115,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
         ? globalThis.String(object.vapid_public_key)
         : "",
       webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
+      senders: isSet(object.senders) ? senderModeFromJSON(object.senders) : 0,
     };
   },
 
@@ -1045,6 +1142,9 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     if (message.webhooks?.length) {
       obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
     }
+    if (message.senders !== 0) {
+      obj.senders = senderModeToJSON(message.senders);
+    }
     return obj;
   },
 
@@ -1062,6 +1162,7 @@ export const CreateAppRequest: MessageFns<CreateAppRequest> = {
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
     message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
+    message.senders = object.senders ?? 0;
     return message;
   },
 };
@@ -1468,7 +1569,16 @@ export const ListAppsResponse: MessageFns<ListAppsResponse> = {
 };
 
 function createBaseUpdateAppRequest(): UpdateAppRequest {
-  return { id: "", name: "", limits: undefined, providers: [], owner: "", vapidPublicKey: "", webhooks: [] };
+  return {
+    id: "",
+    name: "",
+    limits: undefined,
+    providers: [],
+    owner: "",
+    vapidPublicKey: "",
+    webhooks: [],
+    senders: 0,
+  };
 }
 
 export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
@@ -1497,6 +1607,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     }
     for (const v of message.webhooks) {
       Webhook.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.senders !== 0) {
+      writer.uint32(64).int32(message.senders);
     }
     return writer;
   },
@@ -1580,6 +1693,14 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
             message.webhooks.push(Webhook.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.senders = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1607,6 +1728,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
         ? globalThis.String(object.vapid_public_key)
         : "",
       webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
+      senders: isSet(object.senders) ? senderModeFromJSON(object.senders) : 0,
     };
   },
 
@@ -1633,6 +1755,9 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     if (message.webhooks?.length) {
       obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
     }
+    if (message.senders !== 0) {
+      obj.senders = senderModeToJSON(message.senders);
+    }
     return obj;
   },
 
@@ -1650,6 +1775,7 @@ export const UpdateAppRequest: MessageFns<UpdateAppRequest> = {
     message.owner = object.owner ?? "";
     message.vapidPublicKey = object.vapidPublicKey ?? "";
     message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
+    message.senders = object.senders ?? 0;
     return message;
   },
 };
