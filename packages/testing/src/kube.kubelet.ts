@@ -30,8 +30,9 @@ import { eventually } from "./poll.wait.js";
 // - runs its single container's command with `process.execPath` for "node", cwd = repo root,
 //   and an environment made of the container's plain `env` values only: the test's own
 //   environment is not inherited, so a variable the operator forgets is missing here too;
-// - writes each mounted Secret volume (items or all keys, with the volume's modes) under a
-//   per-pod temp dir and rewrites env values that are paths on such a mount (this is how
+// - writes each mounted Secret volume, and each Secret of a projected volume (items or all
+//   keys, with the volume's modes; an optional one that is missing is left out), under a
+//   per-pod temp dir, once: a changed Secret is not written again and rewrites env values that are paths on such a mount (this is how
 //   HERALD_CREDENTIALS_DIR=/etc/herald/credentials becomes the local copy); HERALD_HEALTH_PORT
 //   is always a free local port;
 // - reports Running as soon as the process is spawned, and Ready once GET <readiness path or
@@ -178,9 +179,20 @@ function launchPlan(pod: V1Pod): LaunchPlan {
     const volume = volumes.get(m.name);
     if (!volume) throw new PodConfigError(`container ${container.name}: volumeMount ${m.name} names no volume`);
     if (volume.emptyDir) continue;
-    if (!volume.secret) throw new PodConfigError(`volume ${m.name}: only secret and emptyDir volumes are supported by the local kubelet`);
     if (m.subPath || m.subPathExpr) throw new PodConfigError(`volumeMount ${m.name}: subPath is not supported by the local kubelet`);
-    secretMounts.push({ mountPath: normalize(m.mountPath), source: volume.secret });
+    if (volume.secret) {
+      secretMounts.push({ mountPath: normalize(m.mountPath), source: volume.secret });
+      continue;
+    }
+    // A projected volume of Secrets (a pooled sender's apps): each source written into the one
+    // mount, as the kubelet's projection does.
+    if (volume.projected && (volume.projected.sources ?? []).every((source) => source.secret && Object.keys(source).length === 1)) {
+      for (const { secret } of volume.projected.sources ?? []) {
+        secretMounts.push({ mountPath: normalize(m.mountPath), source: { secretName: secret!.name, items: secret!.items, optional: secret!.optional, defaultMode: volume.projected.defaultMode } });
+      }
+      continue;
+    }
+    throw new PodConfigError(`volume ${m.name}: only secret, projected (of secrets) and emptyDir volumes are supported by the local kubelet`);
   }
   // The one path contract Herald's services have: it must be where a Secret is mounted, or
   // the process would read a directory that does not exist in the real pod either.
