@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
+import { createClient, KafkaBus, namespacedBus, type Bus } from "@herald/platform";
 import { apps, BusTopics, dispatch, events, pooledTopicsOf, Provider } from "@herald/proto";
 import { failureOf, freePort, generateApnsKey, randomDeviceToken, requireEnv, spawnService, startFakeApns, type ApnsTestKey, type FakeApns, type ServiceProcess } from "@herald/testing";
-import { registerMany, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
+import { importDevices, registerMany, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
 import { Platform as DevicePlatform } from "../integration/fixtures.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,9 +18,9 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 // publish goes through the dispatcher to it, each app sends with its own key and bundle id, an
 // app added or fixed later is picked up without a restart, and one app's refused credentials do
 // not hold up the others.
-describe("pooled sender", { timeout: 240_000 }, () => {
+describe("pooled sender", { timeout: 420_000 }, () => {
   const suffix = randomUUID().slice(0, 6);
-  const ids = { a: `pa-${suffix}`, b: `pb-${suffix}`, c: `pc-${suffix}`, late: `pd-${suffix}`, api: `pe-${suffix}` };
+  const ids = { a: `pa-${suffix}`, b: `pb-${suffix}`, c: `pc-${suffix}`, late: `pd-${suffix}`, api: `pe-${suffix}`, move: `pf-${suffix}` };
   let platform: Platform;
   const keys: Record<string, ApnsTestKey> = {};
   const bundle = (app: string) => `com.example.${app.replace(/-/g, "")}`;
@@ -69,12 +69,13 @@ describe("pooled sender", { timeout: 240_000 }, () => {
     writeApp(ids.b, generateApnsKey({ keyId: keys[ids.b]!.keyId, teamId: keys[ids.b]!.teamId }));
     writeApp(ids.c, keys[ids.c]!);
     writeApp(ids.api, keys[ids.api]!);
+    writeApp(ids.move, keys[ids.move]!);
     platform = await startPlatform();
     const namespace = platform.env.HERALD_KAFKA_NAMESPACE!;
     const brokers = requireEnv("HERALD_KAFKA_BROKERS");
     bus = namespacedBus(new KafkaBus({ brokers: brokers.split(","), clientId: "pool-test" }), namespace);
     // What the operator does for a pooled app: its topics, one partition each.
-    await bus.ensureTopics([...[ids.a, ids.b, ids.c, ids.api].flatMap((app) => pooledTopicsOf(app, "apns")), BusTopics.results].map((name) => ({ name, partitions: name === BusTopics.results ? 8 : 1 })));
+    await bus.ensureTopics([...[ids.a, ids.b, ids.c, ids.api, ids.move].flatMap((app) => pooledTopicsOf(app, "apns")), BusTopics.results].map((name) => ({ name, partitions: name === BusTopics.results ? 8 : 1 })));
     await bus.subscribe({ group: `pool-test-results-${suffix}`, topics: [BusTopics.results], handler: async (m) => void results.push(events.DeliveryResult.decode(m.value)) });
     const health = await freePort();
     opsUrl = `http://127.0.0.1:${health}`;
@@ -121,6 +122,67 @@ describe("pooled sender", { timeout: 240_000 }, () => {
     assert.equal(done.state, dispatch.PublishState.PUBLISH_STATE_DONE, JSON.stringify(done));
     assert.equal(done.counts?.sent, 1);
     assert.equal(apns.delivered(token)[0]?.headers["apns-topic"], bundle(ids.api));
+  });
+
+  // A move is an UpdateApp (the operator's edit of a PushApp): fan-outs that start after it hand
+  // their jobs to the other mode's topics, while the jobs already handed on are delivered by the
+  // senders they were handed to (both run during a move). Each job is on exactly one topic, so a
+  // broadcast moved midway reaches every device once.
+  it("moves an app between dedicated and pooled senders mid-broadcast: every device reached once, later broadcasts on the new mode's topics", async () => {
+    const DEVICES = 1500;
+    const app = ids.move;
+    const clients = await platform.createApp(app);
+    const admin = createClient(apps.AppServiceService, apps, platform.addresses.registry, { apiKey: platform.adminKey });
+    const key = keys[app]!;
+    const tokens = Array.from({ length: DEVICES }, () => randomDeviceToken());
+    await Promise.all([
+      platform.startSender(app, "apns", { HERALD_PROVIDER_URL: apns.url, HERALD_PROVIDER_CA_FILE: testCaFile(), HERALD_APNS_BUNDLE_ID: bundle(app), HERALD_APNS_KEY_ID: key.keyId, HERALD_APNS_TEAM_ID: key.teamId }, { "apns-key.p8": key.privateKeyPem }),
+      importDevices(platform, app, tokens.map((token) => ({ provider: "apns", platform: "ios", token, user: "", tags: {}, meta: {}, locale: "", timezone: "", topics: ["everyone"] }))),
+    ]);
+    const topics = { dedicated: BusTopics.deliveries(app, "apns"), pooled: BusTopics.pooled(app, "apns") };
+    const ends = async () => {
+      const lag = await bus.lag(`pool-test-probe-${suffix}`, [topics.dedicated, topics.pooled]);
+      const end = (topic: string) => lag.filter((p) => p.topic === topic).reduce((sum, p) => sum + p.end, 0);
+      return { dedicated: end(topics.dedicated), pooled: end(topics.pooled) };
+    };
+    // UpdateApp replaces the lists it is given (providers, webhooks): read, change, write.
+    const move = async (senders: apps.SenderMode) => {
+      const current = (await admin.getApp({ id: app })).app!;
+      await admin.updateApp({ id: app, name: current.name, limits: current.limits, providers: current.providers, webhooks: current.webhooks, senders });
+    };
+    // Publishes to every device, moves the app once the first deliveries are in, follows the
+    // publish to its end; every device must have received exactly `round` notifications by then.
+    const broadcastMovingTo = async (round: number, to: apps.SenderMode | undefined) => {
+      const { id } = await clients.dispatch.publish({ recipients: { target: { $case: "topics", value: { values: ["everyone"] } } }, notification: { alert: { body: `round ${round}` } }, priority: dispatch.Priority.PRIORITY_LOW });
+      if (to !== undefined) {
+        const deadline = Date.now() + 60_000;
+        while (((await clients.dispatch.getPublish({ id })).publish?.counts?.sent ?? 0) === 0) {
+          if (Date.now() > deadline) assert.fail(`round ${round}: nothing delivered in 60 s; jobs so far ${JSON.stringify(await ends())}; ${JSON.stringify((await clients.dispatch.getPublish({ id })).publish?.counts)}\n${failureOf(sender.output())}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await move(to);
+      }
+      const done = await watchToEnd(clients, id, 180_000);
+      assert.equal(done.state, dispatch.PublishState.PUBLISH_STATE_DONE, JSON.stringify(done));
+      assert.equal(done.counts?.sent, DEVICES, `round ${round}: ${JSON.stringify(done.counts)}`);
+      const wrong = tokens.filter((t) => apns.delivered(t).length !== round);
+      assert.equal(wrong.length, 0, `round ${round}: ${wrong.length} devices did not get exactly ${round} notifications (e.g. ${apns.delivered(wrong[0] ?? "").length})`);
+    };
+
+    const start = await ends();
+    await broadcastMovingTo(1, apps.SenderMode.SENDER_MODE_POOLED);
+    assert.equal((await admin.getApp({ id: app })).app?.senders, apps.SenderMode.SENDER_MODE_POOLED);
+    const afterFirst = await ends();
+    assert.ok(afterFirst.dedicated > start.dedicated, "the first broadcast started on the dedicated senders' topic");
+
+    await broadcastMovingTo(2, apps.SenderMode.SENDER_MODE_DEDICATED);
+    const afterSecond = await ends();
+    assert.ok(afterSecond.pooled > afterFirst.pooled, "a broadcast started after the move to pooled goes to the pool's topic");
+
+    await broadcastMovingTo(3, undefined);
+    const afterThird = await ends();
+    assert.ok(afterThird.dedicated > afterSecond.dedicated, "after the move back, the dedicated senders' topic");
+    assert.equal(afterThird.pooled, afterSecond.pooled, "and nothing more on the pool's");
   });
 
   it("sends each app's jobs with that app's own key and bundle id, and reports them per app", async () => {
