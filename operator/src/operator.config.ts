@@ -64,6 +64,8 @@ export const operatorEnv = z.object({
   HERALD_SENDER_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
   HERALD_SENDER_SERVICE_ACCOUNT: z.string().default(""),
   HERALD_SENDER_EXTRA_ENV: extraEnv,
+  // Replicas of each pooled sender Deployment (one per namespace and provider with pooled apps).
+  HERALD_POOL_REPLICAS: env.int(1, 1),
   // Herald's version (the chart sets it on every component): the senders' service.version.
   HERALD_VERSION: z.string().default(""),
   // GET /healthz, /readyz and /metrics.

@@ -5,6 +5,7 @@ import type { Informer } from "./informer.watch.js";
 import { FencedError } from "./leader.fence.js";
 import type { OperatorMetrics } from "./operator.metrics.js";
 import { pushAppKey, ReportedError, type PushAppObject, type PushAppReconciler } from "./pushapp.reconciler.js";
+import { appOfSource, POOL_LABEL, poolSourcesOf } from "./pool.deployment.js";
 import { LABELS, MANAGED_BY } from "./sender.deployment.js";
 import { WorkQueue } from "./work.queue.js";
 
@@ -46,8 +47,8 @@ export class PushAppController {
     });
     d.secrets.onChange((s) => this.secretChanged(s));
     d.secrets.onDelete((s) => this.secretChanged(s));
-    d.deployments.onChange((dep) => this.ownedChanged(dep.metadata?.namespace, dep.metadata?.labels));
-    d.deployments.onDelete((dep) => this.ownedChanged(dep.metadata?.namespace, dep.metadata?.labels));
+    d.deployments.onChange((dep) => this.deploymentChanged(dep));
+    d.deployments.onDelete((dep) => this.deploymentChanged(dep));
   }
 
   get depth(): number {
@@ -110,6 +111,19 @@ export class PushAppController {
     for (const o of this.d.pushApps.list(namespace)) {
       if (referencedSecrets(o.spec).has(name)) this.enqueue(pushAppKey(namespace, o.metadata.name));
     }
+  }
+
+  // A pool's Deployment concerns every app it serves (its availability is theirs).
+  private deploymentChanged(dep: V1Deployment): void {
+    const namespace = dep.metadata?.namespace;
+    if (namespace && dep.metadata?.labels?.[POOL_LABEL] && dep.metadata.labels[LABELS.managedBy] === MANAGED_BY) {
+      for (const source of poolSourcesOf(dep)) {
+        const app = appOfSource(source);
+        if (app) this.enqueue(pushAppKey(namespace, app));
+      }
+      return;
+    }
+    this.ownedChanged(namespace, dep.metadata?.labels);
   }
 
   private ownedChanged(namespace: string | undefined, labels: Record<string, string> | undefined): void {

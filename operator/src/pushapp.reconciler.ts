@@ -1,10 +1,10 @@
 import { isDeepStrictEqual } from "node:util";
 import { ApiException, type V1Deployment, type V1Secret } from "@kubernetes/client-node";
 import { withSpan, type Bus, type Logger } from "@herald/platform";
-import { BusTopics, deliveryTopicsOf } from "@herald/proto";
+import { BusGroups, BusTopics, deliveryTopicsOf, LANES, pooledTopicsOf } from "@herald/proto";
 import { enabledProviders, pushAppOwner, PushAppSchema, type PushApp, type PushAppCondition, type PushAppProvider, type PushAppProviderStatus, type PushAppStatus } from "@herald/pushapp";
 import type { AppRegistry } from "./app.registry.js";
-import { validateCredentials } from "./credentials.validator.js";
+import { validateCredentials, type ValidCredentials } from "./credentials.validator.js";
 import type { Informer } from "./informer.watch.js";
 import type { KubeClient } from "./kube.client.js";
 import type { OperatorConfig } from "./operator.config.js";
@@ -14,6 +14,7 @@ import type { LeaderFence } from "./leader.fence.js";
 import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
+import { appOfSource, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
 export const FINALIZER = "herald.dev/cleanup";
@@ -84,6 +85,13 @@ export const pushAppKey = (namespace: string, name: string) => `${namespace}/${n
 
 // Both lanes' delivery topics (see deliveryTopicsOf) and the shared retry topic.
 const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [...deliveryTopicsOf(app, p).map((l) => l.topic), BusTopics.retries(app, p)]);
+// Where a pooled app's jobs wait, with the pool's group reading each: both lanes and retries.
+const poolQueuesOf = (app: string, provider: PushAppProvider) => [
+  ...LANES.map((lane) => ({ topic: BusTopics.pooled(app, provider, lane), group: BusGroups.pool(provider, lane) })),
+  { topic: BusTopics.pooledRetries(app, provider), group: BusGroups.poolRetries(provider) },
+];
+// Where a dedicated app's jobs wait, retries included: what must drain before its senders go.
+const dedicatedQueuesOf = (app: string, provider: PushAppProvider) => [...deliveryTopicsOf(app, provider), { topic: BusTopics.retries(app, provider), group: BusGroups.senderRetries(app, provider) }];
 
 // Why a step failed, for the condition: the API server's own message for a refused request
 // (the client's error message starts with "HTTP-Code: 422"), else the error's first line.
@@ -114,6 +122,14 @@ function describe(err: unknown): string {
 export class PushAppReconciler {
   // uid → why this installation leaves the PushApp alone, as last said in an Event.
   private readonly notOwned = new Map<string, string>();
+  // namespace/provider → the pool Deployment this replica last applied: newer than the informer's
+  // copy until the watch catches up, so two apps joining one after the other both stay in.
+  private readonly pools = new Map<string, V1Deployment>();
+  // namespace/provider → uid of the pool Deployment this replica deleted, until the informer
+  // sees it go (its stale copy must not bring its apps back).
+  private readonly poolsGone = new Map<string, string>();
+  // namespace → the pool change in progress: an app's change is made on top of the previous one's.
+  private readonly poolLocks = new Map<string, Promise<unknown>>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -200,7 +216,12 @@ export class PushAppReconciler {
       }
     };
 
-    await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, credentials.files)));
+    // Pooled now, or moving out of the pool while jobs still wait there: the pool reads the
+    // app's settings from its credentials Secret too.
+    const pooled = app.spec.senders?.mode === "pooled";
+    const inPool = pooled || object.status?.pooled === true;
+    const settings = inPool ? Object.fromEntries(providers.map((p) => [poolSettingsKey(p), Buffer.from(poolSettings(credentials.env[p] ?? {}))])) : {};
+    await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, { ...credentials.files, ...settings })));
     status.credentialsSecretName = names.credentials(name);
     conditions.set(CONDITION.credentialsValid, "True", "Valid", providers.length ? `valid credentials for ${providers.join(", ")}` : "no provider is enabled");
 
@@ -224,6 +245,12 @@ export class PushAppReconciler {
     // 3. Kafka topics, with a partition for every replica the senders may run.
     const scaling = app.spec.senders?.autoscaling;
     const partitions = Math.max(MIN_PARTITIONS, scaling?.maxReplicas ?? app.spec.senders?.replicas ?? 1);
+    if (pooled) {
+      // One partition per app and lane: the unit the pool schedules, pauses and reads the lag of.
+      await step(CONDITION.topicsReady, "KafkaUnavailable", () => this.d.bus.ensureTopics(providers.flatMap((p) => pooledTopicsOf(name, p)).map((t) => ({ name: t, partitions: 1 }))));
+      conditions.set(CONDITION.topicsReady, "True", "TopicsExist", `${providers.length * 3} pool topics with 1 partition`);
+      return this.reconcilePooled(object, key, withUid, providers, credentials, status, conditions, step);
+    }
     await step(CONDITION.topicsReady, "KafkaUnavailable", () => this.d.bus.ensureTopics(topicsOf(name, providers).map((t) => ({ name: t, partitions }))));
     conditions.set(CONDITION.topicsReady, "True", "TopicsExist", `${providers.length * 2} topics with ${partitions} partitions`);
 
@@ -237,7 +264,7 @@ export class PushAppReconciler {
         this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, desired);
         const before = this.d.deployments.get(names.sender(name, provider), namespace)?.spec?.replicas;
         if (scaling && before !== undefined && before !== desired) this.d.logger.info({ key, provider, from: before, to: desired, lag }, "scaling senders on lag");
-        const files = Object.keys(credentials.files).filter((f) => providerFiles(f) === provider);
+        const files = filesOf(credentials.files, provider);
         const applied = await this.d.kube.apply(
           senderDeployment(withUid, { provider, replicas: desired, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config),
         );
@@ -261,6 +288,27 @@ export class PushAppReconciler {
         this.d.logger.info({ key, deployment: stale.metadata?.name }, "removed the sender of a disabled provider");
       }
     });
+    // Moved out of the pool: it keeps serving the app until the jobs handed to it are delivered.
+    let poolDraining = false;
+    if (object.status?.pooled) {
+      poolDraining = await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
+        const waiting = await this.queuedIn(providers.flatMap((p) => poolQueuesOf(name, p)));
+        await this.applyPool(namespace, name, waiting > 0 ? this.poolFilesOf(providers, credentials.files) : new Map());
+        if (waiting > 0) this.d.logger.info({ key, waiting }, "moved to dedicated senders; the pool delivers what waits on its topics first");
+        return waiting > 0;
+      });
+    }
+    // false, not absent: the status is written as a merge patch, where an absent field stays.
+    if (object.status?.pooled) status.pooled = poolDraining;
+    this.summarizeSenders(status, conditions, providerStatus, providers);
+
+    // A provider scaled to zero is looked at more often: its lag is the only sign of work.
+    const atZero = providerStatus.some((p) => p.desiredReplicas === 0);
+    const interval = atZero ? this.d.config.HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS : this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS;
+    return this.finish(object, status, conditions, scaling || poolDraining ? { requeueAfterMs: interval * 1000 } : {}, undefined, providers.length === 0);
+  }
+
+  private summarizeSenders(status: PushAppStatus, conditions: Conditions, providerStatus: PushAppProviderStatus[], providers: PushAppProvider[]): void {
     status.providers = providerStatus;
     const available = providerStatus.reduce((n, p) => n + Math.min(p.availableReplicas, p.desiredReplicas), 0);
     const wanted = providerStatus.reduce((n, p) => n + p.desiredReplicas, 0);
@@ -268,11 +316,120 @@ export class PushAppReconciler {
     const short = providerStatus.filter((p) => p.availableReplicas < p.desiredReplicas);
     if (short.length === 0) conditions.set(CONDITION.sendersAvailable, "True", "Available", providers.length ? `every sender is available (${available}/${wanted})` : "no provider is enabled");
     else conditions.set(CONDITION.sendersAvailable, "False", "SendersUnavailable", short.map((p) => `${p.name} ${p.availableReplicas}/${p.desiredReplicas} available`).join(", "));
+  }
 
-    // A provider scaled to zero is looked at more often: its lag is the only sign of work.
-    const atZero = providerStatus.some((p) => p.desiredReplicas === 0);
-    const interval = atZero ? this.d.config.HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS : this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS;
-    return this.finish(object, status, conditions, scaling ? { requeueAfterMs: interval * 1000 } : {}, undefined, providers.length === 0);
+  // A pooled app: the namespace's pool Deployments serve it (this app's source added to each of
+  // its providers' pools, removed from the others), and its own senders, if it had any, stay
+  // until the jobs handed to them are delivered.
+  private async reconcilePooled(
+    object: PushAppObject,
+    key: string,
+    app: PushApp & { metadata: { uid: string } },
+    providers: PushAppProvider[],
+    credentials: Pick<ValidCredentials, "files" | "env" | "hashes">,
+    status: PushAppStatus,
+    conditions: Conditions,
+    step: <T>(condition: string, reason: string, work: () => Promise<T>) => Promise<T>,
+  ): Promise<ReconcileResult> {
+    const { name, namespace } = app.metadata as { name: string; namespace: string };
+    const providerStatus: PushAppProviderStatus[] = [];
+    const draining = await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
+      await this.applyPool(namespace, name, this.poolFilesOf(providers, credentials.files));
+      for (const provider of providers) {
+        const lag = await this.queuedIn(poolQueuesOf(name, provider).filter((q) => q.group !== BusGroups.poolRetries(provider)));
+        this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
+        const pool = this.poolOf(namespace, provider);
+        const desired = this.d.config.HERALD_POOL_REPLICAS;
+        this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, desired);
+        providerStatus.push({ name: provider, deployment: names.pool(this.d.config.HERALD_INSTALLATION, provider), replicas: pool?.status?.replicas ?? 0, desiredReplicas: desired, availableReplicas: pool?.status?.availableReplicas ?? 0, lag });
+      }
+      // The app's own senders, from before the move: each goes once its jobs are delivered.
+      let waiting = 0;
+      for (const own of this.d.deployments.list(namespace)) {
+        const labels = own.metadata?.labels ?? {};
+        if (labels[LABELS.app] !== name || labels[LABELS.component] !== "sender") continue;
+        const provider = labels[LABELS.provider] as PushAppProvider;
+        const queued = providers.includes(provider) ? await this.queuedIn(dedicatedQueuesOf(name, provider)) : 0;
+        if (queued > 0) {
+          // At least one replica (a sender scaled to zero drains nothing), on current credentials.
+          const replicas = Math.max(1, own.spec?.replicas ?? 1);
+          const files = filesOf(credentials.files, provider);
+          await this.d.kube.apply(senderDeployment(app, { provider, replicas, env: credentials.env[provider] ?? {}, files, credentialsHash: credentials.hashes[provider] ?? "" }, this.d.config));
+          waiting += queued;
+          continue;
+        }
+        await this.d.kube.delete({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: own.metadata!.name!, namespace } });
+        this.d.stabilizer.forget(`${key}/${provider}`);
+        this.d.logger.info({ key, deployment: own.metadata?.name }, "moved to the pool: removed the app's own sender, nothing waits for it");
+      }
+      return waiting > 0;
+    });
+    status.pooled = true;
+    this.summarizeSenders(status, conditions, providerStatus, providers);
+    return this.finish(object, status, conditions, draining ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {}, undefined, providers.length === 0);
+  }
+
+  // provider → the app's credential files of that provider (what its pool source mounts).
+  private poolFilesOf(providers: PushAppProvider[], files: Record<string, Buffer>): Map<PushAppProvider, string[]> {
+    return new Map(providers.map((p) => [p, filesOf(files, p)]));
+  }
+
+  // Puts the app into the pools of the providers in `wanted` and takes it out of the others,
+  // keeping every other app's source; a pool left with no app is deleted. Sources of apps whose
+  // PushApp is gone are dropped on the way.
+  private applyPool(namespace: string, app: string, wanted: Map<PushAppProvider, string[]>): Promise<void> {
+    const previous = this.poolLocks.get(namespace) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(async () => {
+      for (const provider of ALL_PROVIDERS) {
+        const poolKey = `${namespace}/${provider}`;
+        const current = this.poolOf(namespace, provider);
+        const before = poolSourcesOf(current);
+        const kept = before.filter((s) => {
+          const other = appOfSource(s);
+          return other !== undefined && other !== app && (!this.d.pushApps.hasSynced || this.d.pushApps.get(other, namespace) !== undefined);
+        });
+        const files = wanted.get(provider);
+        const after = files ? [...kept, poolSource(app, provider, files)] : kept;
+        if (after.length === 0) {
+          if (current && !current.metadata?.deletionTimestamp) {
+            this.d.fence.check();
+            await this.d.kube.delete({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: names.pool(this.d.config.HERALD_INSTALLATION, provider), namespace } });
+            if (current.metadata?.uid) this.poolsGone.set(poolKey, current.metadata.uid);
+            this.d.logger.info({ namespace, provider }, "removed the pool sender: no pooled app left");
+          }
+          this.pools.delete(poolKey);
+          continue;
+        }
+        const desired = poolDeployment(namespace, provider, after, this.d.config);
+        // Unchanged, and the API server has it (a pool deleted by hand is applied again).
+        const seen = this.d.deployments.get(desired.metadata!.name!, namespace);
+        if (seen && this.poolsGone.get(poolKey) !== seen.metadata?.uid && isDeepStrictEqual(normalize(poolSourcesOf(desired)), normalize(before)) && current?.spec?.replicas === desired.spec?.replicas) continue;
+        this.d.fence.check();
+        this.pools.set(poolKey, await this.d.kube.apply(desired));
+        this.poolsGone.delete(poolKey);
+      }
+    });
+    this.poolLocks.set(namespace, next);
+    return next.finally(() => {
+      if (this.poolLocks.get(namespace) === next) this.poolLocks.delete(namespace);
+    });
+  }
+
+  // The newer of the informer's copy and the one this replica applied last (which the informer
+  // may not have seen yet, even when it created it).
+  private poolOf(namespace: string, provider: PushAppProvider): V1Deployment | undefined {
+    const poolKey = `${namespace}/${provider}`;
+    let seen = this.d.deployments.get(names.pool(this.d.config.HERALD_INSTALLATION, provider), namespace);
+    if (seen && this.poolsGone.get(poolKey) === seen.metadata?.uid) seen = undefined;
+    const applied = this.pools.get(poolKey);
+    if (!applied || !seen) return seen ?? applied;
+    return (applied.metadata?.generation ?? 0) > (seen.metadata?.generation ?? 0) ? applied : seen;
+  }
+
+  // Jobs not yet consumed on these topics by their groups.
+  private async queuedIn(queues: Array<{ topic: string; group: string }>): Promise<number> {
+    const lags = await Promise.all(queues.map((q) => this.d.bus.lag(q.group, [q.topic])));
+    return lags.flat().reduce((n, l) => n + l.lag, 0);
   }
 
   // Deletion: the external state owner references cannot reach (Kafka topics, the registry's
@@ -303,12 +460,14 @@ export class PushAppReconciler {
         throw new Error(`waiting for ${senders.length} sender Deployment(s) to stop: ${senders.map((d) => d.metadata?.name).join(", ")}`);
       }
       if (senders.length > 0) this.d.logger.warn({ namespace, app: name, senders: senders.map((d) => d.metadata?.name) }, "senders did not stop in time; deleting the app's topics anyway");
+      stage = "cannot take the app out of the pool";
+      await this.applyPool(namespace, name, new Map());
       // Another PushApp's (or the API's) app of the same id is left alone: topics and data alike.
       stage = "cannot look up the registry app";
       if ((await this.d.registry.ownedBy(name, owner)) !== "other") {
         stage = "cannot delete the app's Kafka topics";
         this.d.fence.check();
-        await this.d.bus.deleteTopics(topicsOf(name, ALL_PROVIDERS));
+        await this.d.bus.deleteTopics([...topicsOf(name, ALL_PROVIDERS), ...ALL_PROVIDERS.flatMap((p) => pooledTopicsOf(name, p))]);
         stage = "cannot delete the registry app";
         this.d.fence.check();
         await this.d.registry.deleteApp(name, owner, spec.dataDeletionPolicy === "Delete");
@@ -419,6 +578,9 @@ export class PushAppReconciler {
   }
 }
 
+// The normalized credential files of one provider: what its senders mount.
+const filesOf = (files: Record<string, Buffer>, provider: PushAppProvider) => Object.keys(files).filter((f) => providerFiles(f) === provider);
+
 // The provider a normalized credential file belongs to.
 function providerFiles(file: string): PushAppProvider | undefined {
   if (file.startsWith("apns-")) return "apns";
@@ -429,6 +591,6 @@ function providerFiles(file: string): PushAppProvider | undefined {
 }
 
 // The API server returns what was written, minus undefined fields: compare like with like.
-function normalize(status: PushAppStatus | undefined): unknown {
+function normalize(status: unknown): unknown {
   return JSON.parse(JSON.stringify(status ?? {}));
 }

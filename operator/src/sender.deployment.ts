@@ -1,4 +1,4 @@
-import type { V1Deployment, V1EnvVar, V1OwnerReference, V1Secret } from "@kubernetes/client-node";
+import type { V1Deployment, V1EnvVar, V1ObjectMeta, V1OwnerReference, V1ResourceRequirements, V1Secret, V1Volume } from "@kubernetes/client-node";
 import { PUSHAPP_API_VERSION, PUSHAPP_KIND, type PushApp, type PushAppProvider } from "@herald/pushapp";
 import type { OperatorConfig } from "./operator.config.js";
 
@@ -15,11 +15,14 @@ export const LABELS = {
 export const CREDENTIALS_HASH_ANNOTATION = "herald.dev/credentials-hash";
 const CREDENTIALS_DIR = "/etc/herald/credentials";
 const HEALTH_PORT = 8080;
+export const SENDER_RESOURCE_DEFAULTS = { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } } as const;
 
 export const names = {
   credentials: (app: string) => `${app}-herald-credentials`,
   apiKeys: (app: string) => `${app}-herald-api-keys`,
   sender: (app: string, provider: PushAppProvider) => `${app}-herald-${provider}-sender`,
+  // One per namespace, provider and installation: every pooled app of the namespace.
+  pool: (installation: string, provider: PushAppProvider) => `${installation}-pool-${provider}`,
 };
 
 export function ownerReference(app: PushApp & { metadata: { uid?: string } }): V1OwnerReference {
@@ -112,13 +115,14 @@ export const SENDER_DOWNWARD_ENV: V1EnvVar[] = [
 // What a sender's spans say about it (read by the resource detection of
 // packages/platform/src/trace.tracing.ts): its pod, namespace, node and Deployment, the app and
 // provider it sends for, and Herald's version. An OTEL_RESOURCE_ATTRIBUTES in the extra env wins.
-export function senderResourceAttributes(app: string, provider: string, deployment: string, version: string): string {
+// A pooled sender (app undefined) serves many apps: its spans name the app per delivery instead.
+export function senderResourceAttributes(app: string | undefined, provider: string, deployment: string, version: string): string {
   return [
     "k8s.pod.name=$(HERALD_K8S_POD_NAME)",
     "k8s.namespace.name=$(HERALD_K8S_NAMESPACE)",
     "k8s.node.name=$(HERALD_K8S_NODE_NAME)",
     `k8s.deployment.name=${deployment}`,
-    `herald.app=${app}`,
+    ...(app === undefined ? [] : [`herald.app=${app}`]),
     `herald.provider=${provider}`,
     ...(version ? [`service.version=${version}`] : []),
   ].join(",");
@@ -127,37 +131,74 @@ export function senderResourceAttributes(app: string, provider: string, deployme
 export function senderDeployment(app: PushApp, sender: SenderSpec, config: OperatorConfig): V1Deployment {
   const appId = app.metadata.name;
   const name = names.sender(appId, sender.provider);
-  const selector = { [LABELS.app]: appId, [LABELS.provider]: sender.provider, [LABELS.component]: "sender" };
+  const resources = app.spec.senders?.resources;
+  return senderPods({
+    metadata: meta(app, name, "sender", { [LABELS.provider]: sender.provider }),
+    selector: { [LABELS.app]: appId, [LABELS.provider]: sender.provider, [LABELS.component]: "sender" },
+    provider: sender.provider,
+    replicas: sender.replicas,
+    serves: { HERALD_APP: appId },
+    credentials: { HERALD_CREDENTIALS_DIR: CREDENTIALS_DIR },
+    settings: sender.env,
+    resourceAttributes: senderResourceAttributes(appId, sender.provider, name, config.HERALD_VERSION),
+    annotations: { [CREDENTIALS_HASH_ANNOTATION]: sender.credentialsHash },
+    resources: {
+      requests: { cpu: resources?.requests?.cpu ?? SENDER_RESOURCE_DEFAULTS.requests.cpu, memory: resources?.requests?.memory ?? SENDER_RESOURCE_DEFAULTS.requests.memory },
+      limits: { memory: resources?.limits?.memory ?? SENDER_RESOURCE_DEFAULTS.limits.memory, ...(resources?.limits?.cpu ? { cpu: resources.limits.cpu } : {}) },
+    },
+    mount: { path: CREDENTIALS_DIR, volume: { name: "credentials", secret: { secretName: names.credentials(appId), defaultMode: 0o400, items: sender.files.map((f) => ({ key: f, path: f })) } } },
+    config,
+  });
+}
+
+// What a dedicated and a pooled sender Deployment share: the image and command, Kafka, probes,
+// metrics, security context, a drain-friendly rollout, and one read-only volume of credentials.
+export function senderPods(o: {
+  metadata: V1ObjectMeta;
+  selector: Record<string, string>;
+  provider: PushAppProvider;
+  replicas: number;
+  // Whom it serves (HERALD_APP, or HERALD_POOL), where its credentials are, the provider settings.
+  serves: Record<string, string>;
+  credentials: Record<string, string>;
+  settings: Record<string, string>;
+  resourceAttributes: string;
+  annotations: Record<string, string>;
+  resources: V1ResourceRequirements;
+  mount: { path: string; volume: V1Volume };
+  config: OperatorConfig;
+}): V1Deployment {
+  const { config, provider } = o;
+  // In the order senders have always had it: a reordered env would roll every sender pod.
   const env: Record<string, string> = {
-    HERALD_APP: appId,
-    HERALD_PROVIDER: sender.provider,
+    ...o.serves,
+    HERALD_PROVIDER: provider,
     HERALD_KAFKA_BROKERS: config.HERALD_KAFKA_BROKERS.join(","),
     HERALD_KAFKA_NAMESPACE: config.HERALD_KAFKA_NAMESPACE,
     HERALD_LOG_LEVEL: config.HERALD_LOG_LEVEL,
-    HERALD_CREDENTIALS_DIR: CREDENTIALS_DIR,
+    ...o.credentials,
     HERALD_HEALTH_PORT: String(HEALTH_PORT),
     HERALD_TRACE_SAMPLE_RATIO: String(config.HERALD_TRACE_SAMPLE_RATIO),
     ...(config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT } : {}),
-    ...sender.env,
+    ...o.settings,
     ...config.HERALD_SENDER_EXTRA_ENV["*"],
-    ...config.HERALD_SENDER_EXTRA_ENV[sender.provider],
+    ...config.HERALD_SENDER_EXTRA_ENV[provider],
   };
-  const resources = app.spec.senders?.resources;
-  const envList: V1EnvVar[] = [...SENDER_DOWNWARD_ENV, ...Object.entries({ OTEL_RESOURCE_ATTRIBUTES: senderResourceAttributes(appId, sender.provider, name, config.HERALD_VERSION), ...env }).map(([n, value]) => ({ name: n, value }))];
+  const envList: V1EnvVar[] = [...SENDER_DOWNWARD_ENV, ...Object.entries({ OTEL_RESOURCE_ATTRIBUTES: o.resourceAttributes, ...env }).map(([n, value]) => ({ name: n, value }))];
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
-    metadata: meta(app, name, "sender", { [LABELS.provider]: sender.provider }),
+    metadata: o.metadata,
     spec: {
-      replicas: sender.replicas,
-      selector: { matchLabels: selector },
+      replicas: o.replicas,
+      selector: { matchLabels: o.selector },
       // A new pod must be ready before an old one goes: deliveries in flight finish on the old
       // pod (SIGTERM drains), and the consumer group hands its partitions over.
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
         metadata: {
-          labels: { ...selector, [LABELS.managedBy]: MANAGED_BY, "app.kubernetes.io/part-of": "herald" },
-          annotations: { [CREDENTIALS_HASH_ANNOTATION]: sender.credentialsHash, "prometheus.io/scrape": "true", "prometheus.io/port": String(HEALTH_PORT) },
+          labels: { ...o.selector, [LABELS.managedBy]: MANAGED_BY, "app.kubernetes.io/part-of": "herald" },
+          annotations: { ...o.annotations, "prometheus.io/scrape": "true", "prometheus.io/port": String(HEALTH_PORT) },
         },
         spec: {
           ...(config.HERALD_SENDER_SERVICE_ACCOUNT ? { serviceAccountName: config.HERALD_SENDER_SERVICE_ACCOUNT } : {}),
@@ -175,21 +216,15 @@ export function senderDeployment(app: PushApp, sender: SenderSpec, config: Opera
               ports: [{ name: "http", containerPort: HEALTH_PORT }],
               readinessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 10 },
               livenessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 20, failureThreshold: 3 },
-              resources: {
-                requests: { cpu: resources?.requests?.cpu ?? "100m", memory: resources?.requests?.memory ?? "128Mi" },
-                limits: { memory: resources?.limits?.memory ?? "512Mi", ...(resources?.limits?.cpu ? { cpu: resources.limits.cpu } : {}) },
-              },
+              resources: o.resources,
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
               volumeMounts: [
-                { name: "credentials", mountPath: CREDENTIALS_DIR, readOnly: true },
+                { name: o.mount.volume.name, mountPath: o.mount.path, readOnly: true },
                 { name: "tmp", mountPath: "/tmp" },
               ],
             },
           ],
-          volumes: [
-            { name: "credentials", secret: { secretName: names.credentials(appId), defaultMode: 0o400, items: sender.files.map((f) => ({ key: f, path: f })) } },
-            { name: "tmp", emptyDir: {} },
-          ],
+          volumes: [o.mount.volume, { name: "tmp", emptyDir: {} }],
         },
       },
     },

@@ -72,8 +72,17 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       leaseName: CHART_LEASE_NAME,
       identity: "op-deliver",
       kubeconfig: requireEnv("HERALD_KUBE_OPERATOR_KUBECONFIG"),
-      // Lag read every second and no scale-down delay, for the scale-to-zero test.
-      env: { HERALD_SENDER_EXTRA_ENV: JSON.stringify(extraEnv), HERALD_AUTOSCALE_INTERVAL_SECONDS: "1", HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS: "1", HERALD_SCALE_DOWN_STABILIZATION_SECONDS: "0" },
+      // Lag read every second and no scale-down delay, for the scale-to-zero test. The only
+      // replica: a lease that outlasts a loaded machine's stalls (with the fixture's 4 s one, a
+      // 3 s stall of a busy CI run ended the operator mid-test).
+      env: {
+        HERALD_SENDER_EXTRA_ENV: JSON.stringify(extraEnv),
+        HERALD_AUTOSCALE_INTERVAL_SECONDS: "1",
+        HERALD_SCALE_FROM_ZERO_INTERVAL_SECONDS: "1",
+        HERALD_SCALE_DOWN_STABILIZATION_SECONDS: "0",
+        HERALD_LEASE_DURATION_SECONDS: "15",
+        HERALD_LEASE_RENEW_SECONDS: "2",
+      },
     });
   });
   after(async () => {
@@ -203,5 +212,78 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       const providers = JSON.stringify((await get().catch(() => undefined))?.status?.providers);
       explain(new Error(`${err.message}\nPushApp status.providers: ${providers}`));
     });
+  });
+  // After the tests above (they count every sender pod of the namespace).
+  it("serves a pooled PushApp from the namespace's pool sender, and moves it to senders of its own without losing a notification", async () => {
+    const POOLED = "kube-pool";
+    const pooledApp = (mode: "pooled" | "dedicated") => ({
+      apiVersion: "herald.dev/v1alpha1",
+      kind: "PushApp",
+      metadata: { name: POOLED, namespace },
+      spec: {
+        providers: { apns: { environment: "sandbox", bundleId: BUNDLE, auth: { token: { keyId: key.keyId, teamId: key.teamId, keySecretRef: { name: "kube-pool-apns", key: "AuthKey.p8" } } } } },
+        senders: { mode },
+      },
+    });
+    const status = async () =>
+      (JSON.parse(await kubectlOk(["get", "pushapp", POOLED, "-n", namespace, "-o", "json"])) as {
+        metadata: { generation: number };
+        status?: { observedGeneration?: number; pooled?: boolean; senders?: string; providers?: Array<{ deployment: string }>; conditions?: Array<{ type: string; status: string }> };
+      });
+    const readyWith = (check: (s: Awaited<ReturnType<typeof status>>) => boolean, what: string) =>
+      eventually(
+        async () => {
+          const app = await status();
+          const ready = app.status?.conditions?.find((c) => c.type === "Ready")?.status === "True" && app.status?.observedGeneration === app.metadata.generation;
+          return ready && check(app) ? app : undefined;
+        },
+        what,
+        { timeoutMs: 120_000 },
+      ).catch(explain);
+    const deployments = async () => (await kubectlOk(["get", "deployments", "-n", namespace, "-o", "name"])).split("\n").filter(Boolean);
+
+    const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-pool-apns", namespace }, data: { "AuthKey.p8": b64(key.privateKeyPem) } };
+    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp("pooled")] }) });
+    await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith("herald-pool-apns-") && p.ready), 120_000, "the pool sender running and ready").catch(explain);
+    const pooled = await readyWith((a) => a.status?.pooled === true, "Ready=True, served by the pool");
+    assert.equal(pooled.status?.providers?.[0]?.deployment, "herald-pool-apns");
+    assert.equal(pooled.status?.senders, "1/1");
+    assert.ok(!(await deployments()).includes(`deployment.apps/${POOLED}-herald-apns-sender`), "a pooled app has no sender of its own");
+
+    const apiKeys = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${POOLED}-herald-api-keys`, namespace });
+    const serverKey = Buffer.from(apiKeys.data!["server-key"]!, "base64").toString();
+    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
+    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
+    try {
+      const iphone = randomDeviceToken();
+      await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: ["pool"] });
+      const send = async (body: string) => {
+        const { id } = await publisher.publish({ recipients: { target: { $case: "topics", value: { values: ["pool"] } } }, notification: { alert: { body } } });
+        const done = await watchToEnd({ dispatch: publisher }, id);
+        assert.equal(dispatch.publishStateToJSON(done.state), "PUBLISH_STATE_DONE", JSON.stringify(done.counts));
+        assert.equal(done.counts?.sent, 1);
+      };
+      await send("from the pool");
+      assert.deepEqual(
+        apns.delivered(iphone).map((d) => [d.headers["apns-topic"], (JSON.parse(d.rawBody.toString()) as { aps: { alert: { body: string } } }).aps.alert.body]),
+        [[BUNDLE, "from the pool"]],
+      );
+
+      // The move: an edit of the PushApp. Its own sender comes up, the pool (now serving
+      // nobody) goes, and what is published after the move is delivered once.
+      await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify(pooledApp("dedicated")) });
+      await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith(`${POOLED}-herald-apns-sender-`) && p.ready), 120_000, "the app's own sender running and ready").catch(explain);
+      const dedicated = await readyWith((a) => a.status?.pooled === false && a.status?.providers?.[0]?.deployment === `${POOLED}-herald-apns-sender`, "Ready=True on its own senders");
+      assert.equal(dedicated.status?.senders, "1/1");
+      await eventually(async () => !(await deployments()).includes("deployment.apps/herald-pool-apns"), "the pool Deployment removed: no pooled app left", { timeoutMs: 60_000 }).catch(explain);
+      await send("from its own sender");
+      assert.deepEqual(
+        apns.delivered(iphone).map((d) => (JSON.parse(d.rawBody.toString()) as { aps: { alert: { body: string } } }).aps.alert.body),
+        ["from the pool", "from its own sender"],
+      );
+    } finally {
+      devices.close();
+      publisher.close();
+    }
   });
 });

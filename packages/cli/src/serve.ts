@@ -237,7 +237,8 @@ type AppAdmin = ReturnType<typeof createRegistryModule>["apps"];
 async function createApp(admin: AppAdmin, pushApp: PushApp): Promise<EmbeddedApp> {
   const id = pushApp.metadata.name;
   const providers = enabledProviders(pushApp);
-  const created = await admin.create(appsApi.CreateAppRequest.fromPartial(toCreateAppRequest(pushApp)));
+  // One process has no pool: its senders are the app's own whatever spec.senders.mode says.
+  const created = await admin.create(appsApi.CreateAppRequest.fromPartial({ ...toCreateAppRequest(pushApp), senders: appsApi.SenderMode.SENDER_MODE_DEDICATED }));
   const server = await admin.createKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_SERVER, name: "embedded server key" });
   const client = await admin.createKey({ appId: id, role: appsApi.ApiKeyRole.API_KEY_ROLE_CLIENT, name: "embedded client key" });
   return {

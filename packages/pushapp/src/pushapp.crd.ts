@@ -37,6 +37,9 @@ export interface PushAppStatus {
   credentialsSecretName?: string;
   apiKeyRotation?: number;
   userTokenSecretRotation?: number;
+  // The namespace's pooled senders serve the app (pooled, or moving away from the pool while
+  // jobs still wait on its pool topics).
+  pooled?: boolean;
 }
 
 const str = (description: string) => ({ type: "string", description });
@@ -90,6 +93,7 @@ const statusSchema = {
     credentialsSecretName: str("Secret holding the normalized provider credentials mounted by the senders."),
     apiKeyRotation: int("The spec.apiKeyRotation the current keys were created for."),
     userTokenSecretRotation: int("The spec.userTokenSecretRotation the current user token secret was issued for."),
+    pooled: { type: "boolean", description: "The namespace's pooled senders serve the app: spec.senders.mode is pooled, or the app is moving to dedicated senders while deliveries still wait on its pool topics." },
   },
 };
 

@@ -37,8 +37,6 @@ export function toCreateAppRequest(pushApp: PushApp, extra: { owner?: string; va
       urgentMaxTargets: limits.urgentMaxTargets ?? 0,
     },
     providers: enabledProviders(pushApp).map((p) => PROVIDER_ENUM[p]),
-    // The operator does not run pooled senders yet: a PushApp's app keeps the registry's default
-    // (dedicated) and an admin's choice.
-    senders: appsApi.SenderMode.SENDER_MODE_UNSPECIFIED,
+    senders: pushApp.spec.senders?.mode === "pooled" ? appsApi.SenderMode.SENDER_MODE_POOLED : appsApi.SenderMode.SENDER_MODE_DEDICATED,
   };
 }

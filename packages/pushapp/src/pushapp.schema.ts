@@ -174,6 +174,12 @@ export const SendersSchema = z
       })
       .optional()
       .describe("Compute resources of each sender container."),
+    mode: z
+      .enum(["dedicated", "pooled"])
+      .optional()
+      .describe(
+        "Which senders deliver the app: dedicated (the default: Deployments of the app's own, one per enabled provider, scaled by replicas or autoscaling) or pooled (the namespace's shared herald-pool-<provider> Deployments, which serve every pooled app; replicas, autoscaling and resources do not apply). A change moves the app without losing or repeating a notification: the old senders keep delivering what was handed to them until their lag is 0.",
+      ),
     replicas: nonNegativeInt(1000).optional().describe("Fixed number of sender replicas per enabled provider (default 1)."),
     autoscaling: z
       .strictObject({
