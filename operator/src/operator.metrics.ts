@@ -37,7 +37,7 @@ export class OperatorMetrics {
       registers: [registry],
     });
     this.senderLag = new Gauge({ name: "herald_operator_sender_lag", help: "Deliveries waiting for a provider's senders (Kafka consumer lag)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
-    this.senderReplicas = new Gauge({ name: "herald_operator_sender_desired_replicas", help: "Sender replicas the operator asks for, per provider (0: scaled to zero while idle)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
+    this.senderReplicas = new Gauge({ name: "herald_operator_sender_desired_replicas", help: "Sender replicas the operator asks for, per provider (0: scaled to zero while idle, or served by the namespace's pool)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
     this.leader = new Gauge({ name: "herald_operator_leader", help: "1 while this replica holds the leader Lease", registers: [registry] });
   }
 

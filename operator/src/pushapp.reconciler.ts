@@ -340,7 +340,9 @@ export class PushAppReconciler {
         this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
         const pool = this.poolOf(namespace, provider);
         const desired = this.d.config.HERALD_POOL_REPLICAS;
-        this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, desired);
+        // None of its own: the pool reports the app's metrics only once it has had a job, so an
+        // idle pooled app must not look like one whose senders stopped reporting.
+        this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, 0);
         providerStatus.push({ name: provider, deployment: names.pool(this.d.config.HERALD_INSTALLATION, provider), replicas: pool?.status?.replicas ?? 0, desiredReplicas: desired, availableReplicas: pool?.status?.availableReplicas ?? 0, lag });
       }
       // The app's own senders, from before the move: each goes once its jobs are delivered.
