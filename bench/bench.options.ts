@@ -29,6 +29,8 @@ export interface BenchOptions {
   // Directory for .cpuprofile files of Herald's processes; none when absent.
   profileDir?: string;
   outDir: string;
+  // > 0: measure pooled senders with this many apps instead of the broadcast modes.
+  poolApps: number;
 }
 
 // A mobile app's audience with a website.
@@ -53,7 +55,9 @@ export const USAGE = `npm run bench -- [flags]
   --broadcast-budget-s N  cancel a broadcast still running after N s, report it incomplete (default 300)
   --node-args=FLAGS    extra node flags for Herald's processes, e.g. --node-args=--max-old-space-size=256
   --profile            write .cpuprofile files of Herald's processes to bench/results/profiles/
-  --out DIR            where results go (default bench/results)`;
+  --out DIR            where results go (default bench/results)
+  --pool-apps N        instead: one pooled APNs sender serving N apps against one dedicated
+                       sender (idle RSS, RSS once every app sent, each app's first delivery)`;
 
 export function parseOptions(argv: string[], resultsDir: string): BenchOptions | "help" {
   const { values } = parseArgs({
@@ -79,6 +83,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
       profile: { type: "boolean" },
       "node-args": { type: "string" },
       out: { type: "string" },
+      "pool-apps": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -111,6 +116,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
     nodeArgs: values["node-args"]?.split(/\s+/).filter(Boolean) ?? [],
     ...(values.profile ? { profileDir: `${outDir}/profiles` } : {}),
     outDir,
+    poolApps: int("pool-apps", values["pool-apps"], 0, 0),
   };
 }
 

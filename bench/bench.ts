@@ -5,7 +5,7 @@
 //      devices, measure single-device publish latency (which also warms the connections up),
 //      then one topic broadcast to every device;
 // and prints a table and writes JSON under bench/results/.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,7 @@ import { measureCeiling } from "./ceiling.h2load.js";
 import { startFakes } from "./fakes.client.js";
 import type { FakesOptions } from "./fakes.protocol.js";
 import { runLatency, type LatencyResult } from "./latency.scenario.js";
+import { runPool } from "./pool.scenario.js";
 import { startDistributed } from "./platform.distributed.js";
 import { startEmbeddedTarget } from "./platform.embedded.js";
 import { BENCH_TOPIC, type Mode, type Target } from "./platform.types.js";
@@ -127,6 +128,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const fakesOptions: FakesOptions = { apnsLatencyMs: options.apnsLatencyMs, apnsMaxStreams: options.apnsMaxStreams };
+  if (options.poolApps > 0) return runPoolOnly(options, fakesOptions);
   const run: RunResult = { startedAt: new Date().toISOString(), machine: machine(), options, ceiling: null, modes: [], failures: [] };
   const stamp = run.startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
 
@@ -157,6 +159,23 @@ async function main(): Promise<number> {
   const files = writeResults(run, options.outDir);
   process.stdout.write(`\n${formatRun(run)}\n\nresults: ${files.join(", ")}\n`);
   return failed || run.modes.some((m) => !m.broadcast.complete) ? 1 : 0;
+}
+
+async function runPoolOnly(options: BenchOptions, fakesOptions: FakesOptions): Promise<number> {
+  const startedAt = new Date().toISOString();
+  const fakes = await startFakes(fakesOptions);
+  running.add(fakes.stop);
+  try {
+    const result = await runPool(fakes, { apps: options.poolApps, rate: options.latencyRate, log });
+    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-pool.json`);
+    mkdirSync(options.outDir, { recursive: true });
+    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, pool: result }, null, 2)}\n`);
+    process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
+    return result.firstDelivery.missing > 0 ? 1 : 0;
+  } finally {
+    running.delete(fakes.stop);
+    await fakes.stop();
+  }
 }
 
 process.exitCode = await main();

@@ -1,0 +1,137 @@
+// Pooled senders (issue 13): what a long tail of idle apps costs. One pooled APNs sender process
+// serves N apps (each with its own topics, credentials directory and, once it sends, its own
+// provider and HTTP/2 connection); beside it one dedicated APNs sender serves one app, for the
+// comparison. Measured: each process's RSS idle, the pool's RSS once every app has sent, and the
+// first delivery of each idle app (its job published on Kafka → the fake APNs's receipt).
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { KafkaBus, namespacedBus } from "@herald/platform";
+import { BusTopics, events, pooledTopicsOf, Provider } from "@herald/proto";
+import { SETTINGS_FILE } from "@herald/sender";
+import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
+import { sleep } from "./broadcast.scenario.js";
+import type { FakesControl } from "./fakes.client.js";
+import { wallNow, watchKey } from "./fakes.protocol.js";
+import { percentiles, type Percentiles } from "./latency.scenario.js";
+import { UsageMeter } from "./proc.stats.js";
+import { entryOf, writeCaFile, writeCredentials } from "./providers.table.js";
+import { round } from "./seed.devices.js";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+
+export interface PoolResult {
+  apps: number;
+  // Resident set of the pooled sender with every app's topics assigned and nothing sent yet,
+  // and once every app has sent (each with a provider and connection of its own), MiB.
+  poolIdleMiB: number;
+  poolAllActiveMiB: number;
+  // One dedicated sender, idle, MiB: what every app and provider costs without a pool.
+  dedicatedIdleMiB: number;
+  // Each app's first delivery (the pool builds its provider on that job), ms.
+  firstDelivery: Percentiles;
+  // The pool's CPU seconds while the apps sent their first notification.
+  poolCpuSeconds: number;
+  // For 1,000 apps on 4 providers: dedicated senders (4,000 processes) against 4 pools
+  // (apns-like cost per provider, RSS scaled from this run's per-app increment), GiB.
+  thousandApps: { dedicatedGiB: number; pooledGiB: number };
+}
+
+export async function runPool(fakes: FakesControl, o: { apps: number; rate: number; log: (line: string) => void }): Promise<PoolResult> {
+  const namespace = `herald_bench_pool_${Date.now().toString(36)}.`;
+  const brokers = requireEnv("HERALD_KAFKA_BROKERS");
+  const bus = namespacedBus(new KafkaBus({ brokers: brokers.split(","), clientId: "bench-pool" }), namespace);
+  const apns = entryOf("apns").sender(fakes.info, writeCaFile(fakes.info));
+  const apps = Array.from({ length: o.apps }, (_, i) => `pool-${String(i).padStart(4, "0")}`);
+  const procs: ServiceProcess[] = [];
+  try {
+    o.log(`pool: ${o.apps} apps' directories and topics (3 topics of 1 partition each)`);
+    const dir = mkdtempSync(join(tmpdir(), "herald-bench-pool-"));
+    const settings = JSON.stringify(Object.fromEntries(Object.entries(apns.env).filter(([k]) => k.startsWith("HERALD_APNS_"))));
+    for (const app of apps) {
+      mkdirSync(join(dir, app));
+      for (const [file, content] of Object.entries(apns.credentials)) writeFileSync(join(dir, app, file), content, { mode: 0o600 });
+      writeFileSync(join(dir, app, SETTINGS_FILE), settings);
+    }
+    for (let i = 0; i < apps.length; i += 100) {
+      await bus.ensureTopics(apps.slice(i, i + 100).flatMap((app) => pooledTopicsOf(app, "apns")).map((name) => ({ name, partitions: 1 })));
+    }
+    await bus.ensureTopics([BusTopics.results, BusTopics.control, BusTopics.deadLetter, BusTopics.tokenFeedback].map((name) => ({ name, partitions: 8 })));
+
+    const common = { HERALD_KAFKA_BROKERS: brokers, HERALD_KAFKA_NAMESPACE: namespace, HERALD_LOG_LEVEL: "warn", HERALD_PROVIDER: "apns", HERALD_PROVIDER_URL: apns.env.HERALD_PROVIDER_URL!, HERALD_PROVIDER_CA_FILE: apns.env.HERALD_PROVIDER_CA_FILE! };
+    const start = async (name: string, env: Record<string, string>) => {
+      const health = await freePort();
+      const proc = spawnService(join(root, "services/sender/src/main.ts"), { ...common, ...env, HERALD_HEALTH_PORT: String(health) }, "");
+      procs.push(proc);
+      const deadline = Date.now() + 180_000;
+      while (!(await fetch(`http://127.0.0.1:${health}/healthz`).then((r) => r.ok, () => false))) {
+        if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start: ${proc.output().slice(-2000)}`);
+        await sleep(200);
+      }
+      return proc;
+    };
+    o.log("pool: starting the pooled sender and one dedicated sender");
+    const pool = await start("pooled sender", { HERALD_POOL: "true", HERALD_POOL_DIR: dir, HERALD_LOG_LEVEL: "info" });
+    const dedicated = await start("dedicated sender", { ...apns.env, HERALD_APP: "dedicated-0", HERALD_CREDENTIALS_DIR: writeCredentials(apns.credentials) });
+    // Every app's topics assigned to the pool's groups (three groups, one per lane and retries).
+    const assigned = Date.now() + 120_000;
+    while ((pool.output().match(/consumer joined its group/g) ?? []).length < 3) {
+      if (Date.now() > assigned) throw new Error(`the pool's consumers did not join: ${pool.output().slice(-2000)}`);
+      await sleep(200);
+    }
+    await sleep(5000);
+    const rss = (proc: ServiceProcess) => {
+      const meter = new UsageMeter([{ name: "p", pid: proc.child.pid!, role: "herald" }]);
+      meter.begin();
+      return meter.end()[0]!.rssBeforeMiB;
+    };
+    const poolIdleMiB = rss(pool);
+    const dedicatedIdleMiB = rss(dedicated);
+    o.log(`pool: idle RSS ${poolIdleMiB} MiB for ${o.apps} apps; a dedicated sender ${dedicatedIdleMiB} MiB`);
+
+    // Each app's first job, one token each, at `rate` apps per second.
+    const tokens = await entryOf("apns").tokens(fakes, apps.length);
+    await fakes.reset();
+    await fakes.watch(tokens.map((t) => watchKey("apns", t.fakeKey)));
+    const meter = new UsageMeter([{ name: "pool", pid: pool.child.pid!, role: "herald" }]);
+    meter.begin();
+    const sentAt: number[] = [];
+    const started = performance.now();
+    for (const [i, app] of apps.entries()) {
+      const due = started + (i * 1000) / o.rate;
+      if (due > performance.now()) await sleep(due - performance.now());
+      const job = events.DeliveryJob.fromPartial({ jobId: `first-${app}:apns:0`, app, publishId: `first-${app}`, provider: Provider.PROVIDER_APNS, targets: [{ deviceId: "d0", token: tokens[i]!.token }], payload: Buffer.from(JSON.stringify({ aps: { alert: { body: `first of ${app}` } } })) });
+      sentAt.push(wallNow());
+      await bus.publish(BusTopics.pooled(app, "apns"), [{ key: job.publishId, value: events.DeliveryJob.encode(job).finish() }]);
+    }
+    const deadline = Date.now() + 120_000;
+    let watched: Record<string, number> = {};
+    while (Date.now() < deadline) {
+      watched = (await fakes.stats()).watched;
+      if (Object.keys(watched).length >= apps.length) break;
+      await sleep(250);
+    }
+    const usage = meter.end()[0]!;
+    const firstDelivery = percentiles(tokens.map((t, i) => {
+      const at = watched[watchKey("apns", t.fakeKey)];
+      return at === undefined ? Infinity : at - sentAt[i]!;
+    }));
+    await sleep(2000);
+    const poolAllActiveMiB = rss(pool);
+    o.log(`pool: first deliveries p50 ${firstDelivery.p50} ms, p99 ${firstDelivery.p99} ms (${firstDelivery.count - firstDelivery.missing} of ${apps.length}); RSS with every app active ${poolAllActiveMiB} MiB`);
+    const perApp = Math.max(0, (poolAllActiveMiB - poolIdleMiB) / apps.length);
+    return {
+      apps: o.apps,
+      poolIdleMiB,
+      poolAllActiveMiB,
+      dedicatedIdleMiB,
+      firstDelivery,
+      poolCpuSeconds: usage.cpuSeconds,
+      thousandApps: { dedicatedGiB: round((4000 * dedicatedIdleMiB) / 1024, 1), pooledGiB: round((4 * (poolIdleMiB + 1000 * perApp)) / 1024, 2) },
+    };
+  } finally {
+    await Promise.all(procs.map((p) => p.stop("SIGTERM", 20_000)));
+    await bus.close();
+  }
+}
