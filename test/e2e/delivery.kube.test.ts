@@ -214,12 +214,14 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     });
   });
   // After the tests above (they count every sender pod of the namespace).
-  it("serves a pooled PushApp from the namespace's pool sender, and moves it to senders of its own without losing a notification", async () => {
+  it("serves pooled PushApps from the namespace's pool sender, and moves one to senders of its own without losing a notification", async () => {
     const POOLED = "kube-pool";
-    const pooledApp = (mode: "pooled" | "dedicated") => ({
+    // A second pooled app, applied together with the first: both must end up in the one pool.
+    const OTHER = "kube-pool-b";
+    const pooledApp = (mode: "pooled" | "dedicated", name = POOLED) => ({
       apiVersion: "herald.dev/v1alpha1",
       kind: "PushApp",
-      metadata: { name: POOLED, namespace },
+      metadata: { name, namespace },
       spec: {
         providers: { apns: { environment: "sandbox", bundleId: BUNDLE, auth: { token: { keyId: key.keyId, teamId: key.teamId, keySecretRef: { name: "kube-pool-apns", key: "AuthKey.p8" } } } } },
         senders: { mode },
@@ -241,9 +243,17 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
         { timeoutMs: 120_000 },
       ).catch(explain);
     const deployments = async () => (await kubectlOk(["get", "deployments", "-n", namespace, "-o", "name"])).split("\n").filter(Boolean);
+    // The apps the pool Deployment mounts, sorted.
+    const poolApps = async () => {
+      const pool = JSON.parse(await kubectlOk(["get", "deployment", "herald-pool-apns", "-n", namespace, "-o", "json"])) as {
+        spec: { template: { spec: { volumes: Array<{ projected?: { sources: Array<{ secret: { name: string } }> } }> } } };
+      };
+      return pool.spec.template.spec.volumes.flatMap((v) => v.projected?.sources ?? []).map((x) => x.secret.name.replace(/-herald-credentials$/, ""));
+    };
 
     const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-pool-apns", namespace }, data: { "AuthKey.p8": b64(key.privateKeyPem) } };
-    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp("pooled")] }) });
+    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp("pooled"), pooledApp("pooled", OTHER)] }) });
+    await eventually(async () => JSON.stringify(await poolApps().catch(() => [])) === JSON.stringify([POOLED, OTHER]), "both apps in the pool", { timeoutMs: 120_000 }).catch(explain);
     await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith("herald-pool-apns-") && p.ready), 120_000, "the pool sender running and ready").catch(explain);
     const pooled = await readyWith((a) => a.status?.pooled === true, "Ready=True, served by the pool");
     assert.equal(pooled.status?.providers?.[0]?.deployment, "herald-pool-apns");
@@ -275,12 +285,15 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith(`${POOLED}-herald-apns-sender-`) && p.ready), 120_000, "the app's own sender running and ready").catch(explain);
       const dedicated = await readyWith((a) => a.status?.pooled === false && a.status?.providers?.[0]?.deployment === `${POOLED}-herald-apns-sender`, "Ready=True on its own senders");
       assert.equal(dedicated.status?.senders, "1/1");
-      await eventually(async () => !(await deployments()).includes("deployment.apps/herald-pool-apns"), "the pool Deployment removed: no pooled app left", { timeoutMs: 60_000 }).catch(explain);
+      await eventually(async () => JSON.stringify(await poolApps()) === JSON.stringify([OTHER]), "the moved app out of the pool, the other one kept", { timeoutMs: 60_000 }).catch(explain);
       await send("from its own sender");
       assert.deepEqual(
         apns.delivered(iphone).map((d) => (JSON.parse(d.rawBody.toString()) as { aps: { alert: { body: string } } }).aps.alert.body),
         ["from the pool", "from its own sender"],
       );
+      // The last pooled app goes: so does the pool.
+      await kubectlOk(["delete", "pushapp", OTHER, "-n", namespace, "--wait=false"]);
+      await eventually(async () => !(await deployments()).includes("deployment.apps/herald-pool-apns"), "the pool Deployment removed: no pooled app left", { timeoutMs: 90_000 }).catch(explain);
     } finally {
       devices.close();
       publisher.close();
