@@ -29,9 +29,6 @@ class Cancelled extends Error {}
 // is saved and resumes there when the message comes again.
 class Yielded extends Error {}
 
-// How long one fan-out holds its consumer's next fetch (see yieldAfterMs): a publish that lands
-// on another partition of the lane waits at most about this long for its fan-out to start.
-const FANOUT_YIELD_AFTER_MS = 1000;
 
 // Publishes fanned out at once by one worker and lane (one per partition of the lane's
 // publishes topic at most).
@@ -58,7 +55,10 @@ export class FanoutWorker {
             // Publishes are independent: a broadcast must not hold up the publishes that land on
             // other partitions behind it.
             partitionsConcurrently: FANOUT_CONCURRENCY,
-            yieldAfterMs: FANOUT_YIELD_AFTER_MS,
+            // No yieldAfterMs: a resumed fan-out starts a new recipient stream at its cursor, and
+            // FerretDB (the test database) sorts the topic's every row again for each; yielding
+            // every second made a 100k broadcast ~35x slower (50 against 1,780 deliveries/s,
+            // bench/RESULTS.md 2026-12-07). A lone publish has the urgent lane, its own consumer.
             handler: (m: BusMessage & { shouldYield?: () => boolean }) => {
               const accepted = events.PublishAccepted.decode(m.value);
               return this.run(accepted.app, accepted.publishId, lane, m.shouldYield);
