@@ -284,9 +284,28 @@ _server_install_locked() {
   log "$SRV_NAME installed ($(since "$t0"))"
 }
 
-# server_wait_ready PID T0: poll srv_probe until it succeeds, the process dies, or the deadline.
+# reserve_ports PORT...: the servers listen on fixed ports inside Linux's ephemeral range
+# (32768-60999), so any client socket on the machine may hold one as its local port, and the
+# server's bind then fails with "Address already in use" (seen once: Kafka's 39092 while the kube
+# servers started beside it). As root, the ports are taken out of the ephemeral range; without
+# the right, server_start's retry is what is left.
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current list p
+  [[ -w "$file" ]] || return 0
+  current=$(cat "$file" 2>/dev/null) || return 0
+  list="$current"
+  for p in "$@"; do
+    [[ ",$list," == *",$p,"* ]] || list="${list:+$list,}$p"
+  done
+  [[ "$list" == "$current" ]] || echo "$list" >"$file" 2>/dev/null || true
+}
+
+# server_wait_ready PID T0 [LOG_AT]: poll srv_probe until it succeeds, the process dies, or the
+# deadline. Returns 2 when the process died because a port was taken (its log says so past
+# LOG_AT, "inode:size" of the log before the launch) and SRV_BIND_RETRY is set: server_start
+# tries again.
 server_wait_ready() {
-  local pid="$1" t0="$2" out="" end=$((SECONDS + SRV_START_TIMEOUT))
+  local pid="$1" t0="$2" log_at="${3:-0:0}" out="" end=$((SECONDS + SRV_START_TIMEOUT))
   while :; do
     if out=$(srv_probe 2>&1); then
       log "$SRV_NAME ready on $(IFS=,; echo "${SRV_PORTS[*]/#/127.0.0.1:}") (pid $pid, $(since "$t0")): $out"
@@ -294,6 +313,11 @@ server_wait_ready() {
     fi
     if ! pid_alive "$pid"; then
       rm -f "$SRV_PID_FILE"
+      # A log the launch rotated (Kafka's: another file now) is read from its start.
+      [[ "$(stat -c %i "$SRV_LOG" 2>/dev/null)" == "${log_at%:*}" ]] || log_at="0:0"
+      if [[ -n "${SRV_BIND_RETRY:-}" ]] && tail -c "+$((${log_at#*:} + 1))" "$SRV_LOG" 2>/dev/null | grep -qi "address already in use"; then
+        return 2
+      fi
       fail_with_log "$SRV_NAME" "$SRV_LOG" "process $pid exited during startup (last probe: $out). $SRV_FIX_HINT"
     fi
     if ((SECONDS >= end)); then
@@ -334,20 +358,31 @@ _server_start_locked() {
   done
   server_install
   mkdir -p "$(dirname "$SRV_PID_FILE")" "$(dirname "$SRV_LOG")"
-  t0=$(now_ms)
-  note "starting $SRV_NAME"
-  srv_launch
-  # $! is the server itself once setsid has exec'd; confirm by the marker (tolerates a
-  # forking setsid and the short window before exec).
-  local pid="$DETACHED_PID" found i
-  for ((i = 0; i < 50; i++)); do
-    pid_has_arg "$pid" "$SRV_MARKER" && break
-    found=$(pids_with_arg "$SRV_MARKER")
-    if [[ -n "$found" ]]; then pid=${found%%[[:space:]]*}; break; fi
-    sleep 0.02
+  reserve_ports "${SRV_PORTS[@]}"
+  local attempt rc log_at
+  # A port held by a client socket frees when it closes, or up to 60 s later from TIME_WAIT:
+  # tries 2 s, 4 s, 8 s, 16 s and 30 s apart cover that.
+  for attempt in 1 2 3 4 5 6; do
+    t0=$(now_ms)
+    log_at=$(stat -c %i:%s "$SRV_LOG" 2>/dev/null || echo 0:0)
+    note "starting $SRV_NAME"
+    srv_launch
+    # $! is the server itself once setsid has exec'd; confirm by the marker (tolerates a
+    # forking setsid and the short window before exec).
+    local pid="$DETACHED_PID" found i
+    for ((i = 0; i < 50; i++)); do
+      pid_has_arg "$pid" "$SRV_MARKER" && break
+      found=$(pids_with_arg "$SRV_MARKER")
+      if [[ -n "$found" ]]; then pid=${found%%[[:space:]]*}; break; fi
+      sleep 0.02
+    done
+    echo "$pid" >"$SRV_PID_FILE"
+    rc=0
+    SRV_BIND_RETRY=$([[ $attempt -lt 6 ]] && echo 1) server_wait_ready "$pid" "$t0" "$log_at" || rc=$?
+    ((rc == 2)) || return "$rc"
+    log "$SRV_NAME: a port of its was held by another socket while it started (attempt $attempt); starting it again in $((attempt < 5 ? 2 ** attempt : 30)) s"
+    sleep $((attempt < 5 ? 2 ** attempt : 30))
   done
-  echo "$pid" >"$SRV_PID_FILE"
-  server_wait_ready "$pid" "$t0"
 }
 
 server_stop() {

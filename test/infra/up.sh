@@ -10,6 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 t0=$(now_ms)
 mkdir -p "$HERALD_RUN"
+# Before anything starts and connects: every server's port out of the ephemeral range (see
+# reserve_ports; each server also reserves its own when it starts). The defaults of each script.
+reserve_ports "${HERALD_KAFKA_PORT:-39092}" "${HERALD_KAFKA_CONTROLLER_PORT:-39093}" "${HERALD_MONGO_PORT:-37017}" "${HERALD_POSTGRES_PORT:-35432}" \
+  "${HERALD_JAEGER_OTLP_PORT:-34318}" "${HERALD_JAEGER_OTLP_GRPC_PORT:-34317}" "${HERALD_JAEGER_QUERY_PORT:-36686}" \
+  "${HERALD_KUBE_PORT:-36443}" "${HERALD_ETCD_PORT:-23790}" "${HERALD_ETCD_PEER_PORT:-23800}" "${HERALD_KUBE_CONTROLLER_MANAGER_PORT:-36257}"
 
 # All in parallel: on a cold machine FerretDB, Jaeger and the Kubernetes control plane compile
 # while Maven downloads and Kafka starts.
