@@ -29,8 +29,10 @@ export interface BenchOptions {
   // Directory for .cpuprofile files of Herald's processes; none when absent.
   profileDir?: string;
   outDir: string;
-  // > 0: measure pooled senders with this many apps instead of the broadcast modes.
+  // > 0: measure pooled senders with this many apps instead of the broadcast modes; then one
+  // app's broadcast of poolBroadcast tokens beside another's lone notifications (0: not run).
   poolApps: number;
+  poolBroadcast: number;
 }
 
 // A mobile app's audience with a website.
@@ -57,7 +59,10 @@ export const USAGE = `npm run bench -- [flags]
   --profile            write .cpuprofile files of Herald's processes to bench/results/profiles/
   --out DIR            where results go (default bench/results)
   --pool-apps N        instead: one pooled APNs sender serving N apps against one dedicated
-                       sender (idle RSS, RSS once every app sent, each app's first delivery)`;
+                       sender (idle RSS, RSS once every app sent, each app's first delivery), then
+                       one app's broadcast beside another app's lone notifications
+  --pool-broadcast N   that broadcast's tokens (default 100000; 0: none); the lone notifications:
+                       --latency-count of them at --latency-rate`;
 
 export function parseOptions(argv: string[], resultsDir: string): BenchOptions | "help" {
   const { values } = parseArgs({
@@ -84,6 +89,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
       "node-args": { type: "string" },
       out: { type: "string" },
       "pool-apps": { type: "string" },
+      "pool-broadcast": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -117,6 +123,7 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
     ...(values.profile ? { profileDir: `${outDir}/profiles` } : {}),
     outDir,
     poolApps: int("pool-apps", values["pool-apps"], 0, 0),
+    poolBroadcast: int("pool-broadcast", values["pool-broadcast"], 100_000, 0),
   };
 }
 

@@ -166,12 +166,12 @@ async function runPoolOnly(options: BenchOptions, fakesOptions: FakesOptions): P
   const fakes = await startFakes(fakesOptions);
   running.add(fakes.stop);
   try {
-    const result = await runPool(fakes, { apps: options.poolApps, rate: options.latencyRate, log });
+    const result = await runPool(fakes, { apps: options.poolApps, rate: options.latencyRate, broadcast: options.poolBroadcast, loneCount: options.latencyCount, log });
     const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-pool.json`);
     mkdirSync(options.outDir, { recursive: true });
     writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, pool: result }, null, 2)}\n`);
     process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
-    return result.firstDelivery.missing > 0 ? 1 : 0;
+    return result.firstDelivery.missing > 0 || (result.isolation?.lone.missing ?? 0) > 0 ? 1 : 0;
   } finally {
     running.delete(fakes.stop);
     await fakes.stop();

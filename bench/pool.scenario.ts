@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { KafkaBus, namespacedBus } from "@herald/platform";
+import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
 import { BusTopics, events, pooledTopicsOf, Provider } from "@herald/proto";
 import { SETTINGS_FILE } from "@herald/sender";
 import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
@@ -36,9 +36,13 @@ export interface PoolResult {
   // For 1,000 apps on 4 providers: dedicated senders (4,000 processes) against 4 pools
   // (apns-like cost per provider, RSS scaled from this run's per-app increment), GiB.
   thousandApps: { dedicatedGiB: number; pooledGiB: number };
+  // One app's broadcast (jobs of 500 on its bulk topic) while another app sends lone
+  // notifications (one target each, on its urgent topic, as Herald routes small publishes):
+  // the lone ones' job-published → delivered times, and the broadcast's rate. null: not run.
+  isolation: { broadcast: number; broadcastPerSecond: number; lone: Percentiles } | null;
 }
 
-export async function runPool(fakes: FakesControl, o: { apps: number; rate: number; log: (line: string) => void }): Promise<PoolResult> {
+export async function runPool(fakes: FakesControl, o: { apps: number; rate: number; broadcast: number; loneCount: number; log: (line: string) => void }): Promise<PoolResult> {
   const namespace = `herald_bench_pool_${Date.now().toString(36)}.`;
   const brokers = requireEnv("HERALD_KAFKA_BROKERS");
   const bus = namespacedBus(new KafkaBus({ brokers: brokers.split(","), clientId: "bench-pool" }), namespace);
@@ -121,6 +125,7 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
     const poolAllActiveMiB = rss(pool);
     o.log(`pool: first deliveries p50 ${firstDelivery.p50} ms, p99 ${firstDelivery.p99} ms (${firstDelivery.count - firstDelivery.missing} of ${apps.length}); RSS with every app active ${poolAllActiveMiB} MiB`);
     const perApp = Math.max(0, (poolAllActiveMiB - poolIdleMiB) / apps.length);
+    const isolation = o.broadcast > 0 && apps.length >= 2 ? await broadcastBesideLone(fakes, bus, apps[0]!, apps[1]!, o) : null;
     return {
       apps: o.apps,
       poolIdleMiB,
@@ -129,9 +134,53 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
       firstDelivery,
       poolCpuSeconds: usage.cpuSeconds,
       thousandApps: { dedicatedGiB: round((4000 * dedicatedIdleMiB) / 1024, 1), pooledGiB: round((4 * (poolIdleMiB + 1000 * perApp)) / 1024, 2) },
+      isolation,
     };
   } finally {
     await Promise.all(procs.map((p) => p.stop("SIGTERM", 20_000)));
     await bus.close();
   }
+}
+
+const JOB_TARGETS = 500;
+
+async function broadcastBesideLone(fakes: FakesControl, bus: Bus, busy: string, lone: string, o: { broadcast: number; loneCount: number; rate: number; log: (line: string) => void }): Promise<NonNullable<PoolResult["isolation"]>> {
+  const apns = entryOf("apns");
+  const broadcastTokens = await apns.tokens(fakes, o.broadcast);
+  const loneTokens = await apns.tokens(fakes, o.loneCount);
+  await fakes.reset();
+  await fakes.watch(loneTokens.map((t) => watchKey("apns", t.fakeKey)));
+  const jobOf = (app: string, publishId: string, tokens: string[]) =>
+    events.DeliveryJob.encode(
+      events.DeliveryJob.fromPartial({ jobId: `${publishId}:apns:0`, app, publishId, provider: Provider.PROVIDER_APNS, targets: tokens.map((token, i) => ({ deviceId: `d${i}`, token })), payload: Buffer.from(JSON.stringify({ aps: { alert: { body: publishId } } })) }),
+    ).finish();
+  o.log(`pool: ${busy} broadcasts to ${o.broadcast} tokens while ${lone} sends ${o.loneCount} lone notifications at ${o.rate}/s`);
+  const jobs = [];
+  for (let i = 0; i < broadcastTokens.length; i += JOB_TARGETS) {
+    jobs.push({ key: `broadcast-${i}`, value: jobOf(busy, `broadcast-${i}`, broadcastTokens.slice(i, i + JOB_TARGETS).map((t) => t.token)) });
+  }
+  for (let i = 0; i < jobs.length; i += 10) await bus.publish(BusTopics.pooled(busy, "apns"), jobs.slice(i, i + 10));
+  const sentAt: number[] = [];
+  const started = performance.now();
+  for (const [i, t] of loneTokens.entries()) {
+    const due = started + (i * 1000) / o.rate;
+    if (due > performance.now()) await sleep(due - performance.now());
+    sentAt.push(wallNow());
+    await bus.publish(BusTopics.pooled(lone, "apns", "urgent"), [{ key: `lone-${i}`, value: jobOf(lone, `lone-${i}`, [t.token]) }]);
+  }
+  const deadline = Date.now() + 600_000;
+  let stats = await fakes.stats();
+  while (Date.now() < deadline && (stats.providers.apns?.ok ?? 0) < o.broadcast + o.loneCount) {
+    await sleep(500);
+    stats = await fakes.stats();
+  }
+  const count = stats.providers.apns;
+  const lonePercentiles = percentiles(loneTokens.map((t, i) => {
+    const at = stats.watched[watchKey("apns", t.fakeKey)];
+    return at === undefined ? Infinity : at - sentAt[i]!;
+  }));
+  const seconds = count && count.lastOkAt > count.firstOkAt ? (count.lastOkAt - count.firstOkAt) / 1000 : NaN;
+  const broadcastPerSecond = round((count?.ok ?? 0) / seconds);
+  o.log(`pool: broadcast ${count?.ok ?? 0} delivered (${broadcastPerSecond}/s); lone notifications p50 ${lonePercentiles.p50} ms, p99 ${lonePercentiles.p99} ms (${lonePercentiles.count - lonePercentiles.missing} of ${o.loneCount})`);
+  return { broadcast: o.broadcast, broadcastPerSecond, lone: lonePercentiles };
 }
