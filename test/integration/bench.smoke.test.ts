@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -54,5 +54,28 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
       assert.equal(m.rawTokens?.delivered, 400, m.mode);
     }
     assert.match(output, /deliveries\/s/);
+  });
+
+  it("measures pooled senders: every app's first delivery, and one app's broadcast beside another's lone notifications", async () => {
+    requireEnv("HERALD_KAFKA_BROKERS");
+    const out = mkdtempSync(join(tmpdir(), "herald-bench-pool-smoke-"));
+    const args = ["--import", "tsx", "bench/bench.ts", "--pool-apps", "3", "--pool-broadcast", "1000", "--latency-count", "5", "--latency-rate", "10", "--out", out];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    assert.equal(code, 0, output.slice(-4000));
+    const file = readdirSync(out).find((f) => f.endsWith("-pool.json"));
+    assert.ok(file, `no pool results in ${out}: ${readdirSync(out).join(", ")}`);
+    const { pool } = JSON.parse(readFileSync(join(out, file), "utf8")) as {
+      pool: { apps: number; poolIdleMiB: number; dedicatedIdleMiB: number; firstDelivery: { count: number; missing: number }; isolation: { broadcast: number; broadcastPerSecond: number; lone: { count: number; missing: number } } };
+    };
+    assert.equal(pool.apps, 3);
+    assert.deepEqual([pool.firstDelivery.count, pool.firstDelivery.missing], [3, 0]);
+    assert.ok(pool.poolIdleMiB > 0 && pool.dedicatedIdleMiB > 0, JSON.stringify(pool));
+    assert.equal(pool.isolation.broadcast, 1000);
+    assert.ok(pool.isolation.broadcastPerSecond > 0, JSON.stringify(pool.isolation));
+    assert.deepEqual([pool.isolation.lone.count, pool.isolation.lone.missing], [5, 0]);
   });
 });
