@@ -66,7 +66,14 @@ describe("HTTP gateway (distributed)", () => {
     const stats = await post("herald.topic.v1.TopicService/GetTopicStats", { topics: ["launch"] });
     assert.equal((JSON.parse(stats.text) as { stats: Array<{ deviceCount: string }> }).stats[0]?.deviceCount, "2");
 
-    const published = await post("herald.dispatch.v1.DispatchService/Publish", { recipients: { topics: { values: ["launch"] } }, notification: { alert: { title: "Launch", body: "T-0" } }, uid: `launch-${appId}` });
+    // 503 means "retry" (UNAVAILABLE): a dispatcher just started may not reach its Kafka
+    // partition leaders yet on a loaded machine (seen once in CI). The uid makes a retry safe.
+    const publish = () => post("herald.dispatch.v1.DispatchService/Publish", { recipients: { topics: { values: ["launch"] } }, notification: { alert: { title: "Launch", body: "T-0" } }, uid: `launch-${appId}` });
+    let published = await publish();
+    for (let attempt = 1; published.status === 503 && attempt < 20; attempt++) {
+      await new Promise((r) => setTimeout(r, 250));
+      published = await publish();
+    }
     assert.equal(published.status, 200, published.text);
     const { id } = JSON.parse(published.text) as { id: string };
     const watched = await post("herald.dispatch.v1.DispatchService/WatchPublish", { id });
