@@ -85,11 +85,10 @@ export const pushAppKey = (namespace: string, name: string) => `${namespace}/${n
 
 // Both lanes' delivery topics (see deliveryTopicsOf) and the shared retry topic.
 const topicsOf = (app: string, providers: PushAppProvider[]) => providers.flatMap((p) => [...deliveryTopicsOf(app, p).map((l) => l.topic), BusTopics.retries(app, p)]);
-// Where a pooled app's jobs wait, with the pool's group reading each: both lanes and retries.
-const poolQueuesOf = (app: string, provider: PushAppProvider) => [
-  ...LANES.map((lane) => ({ topic: BusTopics.pooled(app, provider, lane), group: BusGroups.pool(provider, lane) })),
-  { topic: BusTopics.pooledRetries(app, provider), group: BusGroups.poolRetries(provider) },
-];
+// Where a pooled app's jobs wait, with the pool's group reading each: both lanes (what its lag
+// counts), and with the retries (what must drain before the pool lets the app go).
+const poolLanesOf = (app: string, provider: PushAppProvider) => LANES.map((lane) => ({ topic: BusTopics.pooled(app, provider, lane), group: BusGroups.pool(provider, lane) }));
+const poolQueuesOf = (app: string, provider: PushAppProvider) => [...poolLanesOf(app, provider), { topic: BusTopics.pooledRetries(app, provider), group: BusGroups.poolRetries(provider) }];
 // Where a dedicated app's jobs wait, retries included: what must drain before its senders go.
 const dedicatedQueuesOf = (app: string, provider: PushAppProvider) => [...deliveryTopicsOf(app, provider), { topic: BusTopics.retries(app, provider), group: BusGroups.senderRetries(app, provider) }];
 
@@ -336,7 +335,7 @@ export class PushAppReconciler {
     const draining = await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
       await this.applyPool(namespace, name, this.poolFilesOf(providers, credentials.files));
       for (const provider of providers) {
-        const lag = await this.queuedIn(poolQueuesOf(name, provider).filter((q) => q.group !== BusGroups.poolRetries(provider)));
+        const lag = await this.queuedIn(poolLanesOf(name, provider));
         this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
         const pool = this.poolOf(namespace, provider);
         const desired = this.d.config.HERALD_POOL_REPLICAS;
@@ -545,10 +544,9 @@ export class PushAppReconciler {
 
   // Pending first attempts. Retries waiting out their backoff are left out: more replicas would
   // not send them sooner.
-  private async lagOf(app: string, provider: PushAppProvider): Promise<number> {
+  private lagOf(app: string, provider: PushAppProvider): Promise<number> {
     // Both lanes: every replica consumes both, so the jobs waiting on either are what it scales on.
-    const lags = await Promise.all(deliveryTopicsOf(app, provider).map((l) => this.d.bus.lag(l.group, [l.topic])));
-    return lags.flat().reduce((n, l) => n + l.lag, 0);
+    return this.queuedIn(deliveryTopicsOf(app, provider));
   }
 
   // Writes the status when it differs from the object's, and an Event for every condition whose
