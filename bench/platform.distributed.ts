@@ -125,7 +125,7 @@ export async function startDistributed(o: DistributedOptions): Promise<Target> {
 }
 
 // A sender serves no gRPC; it answers on its health port once it consumes.
-async function waitForHealthPort(proc: ServiceProcess, port: number, what: string): Promise<void> {
+export async function waitForHealthPort(proc: ServiceProcess, port: number, what: string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (proc.child.exitCode !== null) throw new Error(`${what} exited with ${proc.child.exitCode}: ${failureOf(proc.output())}`);

@@ -15,7 +15,8 @@ import { sleep } from "./broadcast.scenario.js";
 import type { FakesControl } from "./fakes.client.js";
 import { wallNow, watchKey } from "./fakes.protocol.js";
 import { percentiles, type Percentiles } from "./latency.scenario.js";
-import { UsageMeter } from "./proc.stats.js";
+import { waitForHealthPort } from "./platform.distributed.js";
+import { rssMiB, UsageMeter } from "./proc.stats.js";
 import { entryOf, writeCaFile, writeCredentials } from "./providers.table.js";
 import { round } from "./seed.devices.js";
 
@@ -68,11 +69,7 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
       const health = await freePort();
       const proc = spawnService(join(root, "services/sender/src/main.ts"), { ...common, ...env, HERALD_HEALTH_PORT: String(health) }, "");
       procs.push(proc);
-      const deadline = Date.now() + 180_000;
-      while (!(await fetch(`http://127.0.0.1:${health}/healthz`).then((r) => r.ok, () => false))) {
-        if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start: ${proc.output().slice(-2000)}`);
-        await sleep(200);
-      }
+      await waitForHealthPort(proc, health, name);
       return proc;
     };
     o.log("pool: starting the pooled sender and one dedicated sender");
@@ -85,13 +82,8 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
       await sleep(200);
     }
     await sleep(5000);
-    const rss = (proc: ServiceProcess) => {
-      const meter = new UsageMeter([{ name: "p", pid: proc.child.pid!, role: "herald" }]);
-      meter.begin();
-      return meter.end()[0]!.rssBeforeMiB;
-    };
-    const poolIdleMiB = rss(pool);
-    const dedicatedIdleMiB = rss(dedicated);
+    const poolIdleMiB = rssMiB(pool.child.pid!);
+    const dedicatedIdleMiB = rssMiB(dedicated.child.pid!);
     o.log(`pool: idle RSS ${poolIdleMiB} MiB for ${o.apps} apps; a dedicated sender ${dedicatedIdleMiB} MiB`);
 
     // Each app's first job, one token each, at `rate` apps per second.
@@ -105,9 +97,8 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
     for (const [i, app] of apps.entries()) {
       const due = started + (i * 1000) / o.rate;
       if (due > performance.now()) await sleep(due - performance.now());
-      const job = events.DeliveryJob.fromPartial({ jobId: `first-${app}:apns:0`, app, publishId: `first-${app}`, provider: Provider.PROVIDER_APNS, targets: [{ deviceId: "d0", token: tokens[i]!.token }], payload: Buffer.from(JSON.stringify({ aps: { alert: { body: `first of ${app}` } } })) });
       sentAt.push(wallNow());
-      await bus.publish(BusTopics.pooled(app, "apns"), [{ key: job.publishId, value: events.DeliveryJob.encode(job).finish() }]);
+      await bus.publish(BusTopics.pooled(app, "apns"), [{ key: `first-${app}`, value: jobOf(app, `first-${app}`, [tokens[i]!.token]) }]);
     }
     const deadline = Date.now() + 120_000;
     let watched: Record<string, number> = {};
@@ -122,7 +113,7 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
       return at === undefined ? Infinity : at - sentAt[i]!;
     }));
     await sleep(2000);
-    const poolAllActiveMiB = rss(pool);
+    const poolAllActiveMiB = rssMiB(pool.child.pid!);
     o.log(`pool: first deliveries p50 ${firstDelivery.p50} ms, p99 ${firstDelivery.p99} ms (${firstDelivery.count - firstDelivery.missing} of ${apps.length}); RSS with every app active ${poolAllActiveMiB} MiB`);
     const perApp = Math.max(0, (poolAllActiveMiB - poolIdleMiB) / apps.length);
     const isolation = o.broadcast > 0 && apps.length >= 2 ? await broadcastBesideLone(fakes, bus, apps[0]!, apps[1]!, o) : null;
@@ -144,16 +135,18 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
 
 const JOB_TARGETS = 500;
 
+// An APNs delivery job as the dispatcher hands one to a pooled app's topic.
+const jobOf = (app: string, publishId: string, tokens: string[]): Uint8Array =>
+  events.DeliveryJob.encode(
+    events.DeliveryJob.fromPartial({ jobId: `${publishId}:apns:0`, app, publishId, provider: Provider.PROVIDER_APNS, targets: tokens.map((token, i) => ({ deviceId: `d${i}`, token })), payload: Buffer.from(JSON.stringify({ aps: { alert: { body: publishId } } })) }),
+  ).finish();
+
 async function broadcastBesideLone(fakes: FakesControl, bus: Bus, busy: string, lone: string, o: { broadcast: number; loneCount: number; rate: number; log: (line: string) => void }): Promise<NonNullable<PoolResult["isolation"]>> {
   const apns = entryOf("apns");
   const broadcastTokens = await apns.tokens(fakes, o.broadcast);
   const loneTokens = await apns.tokens(fakes, o.loneCount);
   await fakes.reset();
   await fakes.watch(loneTokens.map((t) => watchKey("apns", t.fakeKey)));
-  const jobOf = (app: string, publishId: string, tokens: string[]) =>
-    events.DeliveryJob.encode(
-      events.DeliveryJob.fromPartial({ jobId: `${publishId}:apns:0`, app, publishId, provider: Provider.PROVIDER_APNS, targets: tokens.map((token, i) => ({ deviceId: `d${i}`, token })), payload: Buffer.from(JSON.stringify({ aps: { alert: { body: publishId } } })) }),
-    ).finish();
   o.log(`pool: ${busy} broadcasts to ${o.broadcast} tokens while ${lone} sends ${o.loneCount} lone notifications at ${o.rate}/s`);
   const jobs = [];
   for (let i = 0; i < broadcastTokens.length; i += JOB_TARGETS) {

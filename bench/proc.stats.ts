@@ -37,6 +37,9 @@ function status(pid: number): { rssKiB: number; hwmKiB: number } | undefined {
   }
 }
 
+// A process's resident set now, MiB (NaN when it is gone).
+export const rssMiB = (pid: number): number => mib(status(pid)?.rssKiB ?? NaN);
+
 // Fields after the command name (which may contain spaces): ppid is the 4th, utime, stime,
 // cutime and cstime the 14th to 17th.
 function statFields(pid: number | string): string[] | undefined {

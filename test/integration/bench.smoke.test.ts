@@ -20,6 +20,17 @@ interface SmokeRun {
   failures: unknown[];
 }
 
+// Runs the benchmark driver with these flags; it must exit 0. Returns what it printed.
+async function runBench(flags: string[]): Promise<string> {
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/bench.ts", ...flags], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  assert.equal(code, 0, output.slice(-4000));
+  return output;
+}
+
 // `npm run bench` must keep working: the driver runs both modes at a size that takes seconds,
 // against the suite's Kafka and FerretDB, and every device of the broadcast must be reached
 // through every provider. Only completeness is asserted; rates are the benchmark's business.
@@ -28,13 +39,7 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
     requireEnv("HERALD_KAFKA_BROKERS");
     requireEnv("HERALD_MONGO_URL");
     const out = mkdtempSync(join(tmpdir(), "herald-bench-smoke-"));
-    const args = ["--import", "tsx", "bench/bench.ts", "--devices", "400", "--skip-ceiling", "--latency-count", "6", "--busy-latency-count", "6", "--latency-rate", "10", "--out", out];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    assert.equal(code, 0, output.slice(-4000));
+    const output = await runBench(["--devices", "400", "--skip-ceiling", "--latency-count", "6", "--busy-latency-count", "6", "--latency-rate", "10", "--out", out]);
 
     const run = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as SmokeRun;
     assert.deepEqual(run.failures, []);
@@ -59,13 +64,7 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
   it("measures pooled senders: every app's first delivery, and one app's broadcast beside another's lone notifications", async () => {
     requireEnv("HERALD_KAFKA_BROKERS");
     const out = mkdtempSync(join(tmpdir(), "herald-bench-pool-smoke-"));
-    const args = ["--import", "tsx", "bench/bench.ts", "--pool-apps", "3", "--pool-broadcast", "1000", "--latency-count", "5", "--latency-rate", "10", "--out", out];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    assert.equal(code, 0, output.slice(-4000));
+    await runBench(["--pool-apps", "3", "--pool-broadcast", "1000", "--latency-count", "5", "--latency-rate", "10", "--out", out]);
     const file = readdirSync(out).find((f) => f.endsWith("-pool.json"));
     assert.ok(file, `no pool results in ${out}: ${readdirSync(out).join(", ")}`);
     const { pool } = JSON.parse(readFileSync(join(out, file), "utf8")) as {
