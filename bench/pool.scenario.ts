@@ -92,14 +92,7 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
     await fakes.watch(tokens.map((t) => watchKey("apns", t.fakeKey)));
     const meter = new UsageMeter([{ name: "pool", pid: pool.child.pid!, role: "herald" }]);
     meter.begin();
-    const sentAt: number[] = [];
-    const started = performance.now();
-    for (const [i, app] of apps.entries()) {
-      const due = started + (i * 1000) / o.rate;
-      if (due > performance.now()) await sleep(due - performance.now());
-      sentAt.push(wallNow());
-      await bus.publish(BusTopics.pooled(app, "apns"), [{ key: `first-${app}`, value: jobOf(app, `first-${app}`, [tokens[i]!.token]) }]);
-    }
+    const sentAt = await paced(apps, o.rate, (app, i) => bus.publish(BusTopics.pooled(app, "apns"), [{ key: `first-${app}`, value: jobOf(app, `first-${app}`, [tokens[i]!.token]) }]));
     const deadline = Date.now() + 120_000;
     let watched: Record<string, number> = {};
     while (Date.now() < deadline) {
@@ -108,10 +101,7 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
       await sleep(250);
     }
     const usage = meter.end()[0]!;
-    const firstDelivery = percentiles(tokens.map((t, i) => {
-      const at = watched[watchKey("apns", t.fakeKey)];
-      return at === undefined ? Infinity : at - sentAt[i]!;
-    }));
+    const firstDelivery = arrivals(tokens, sentAt, watched);
     await sleep(2000);
     const poolAllActiveMiB = rssMiB(pool.child.pid!);
     o.log(`pool: first deliveries p50 ${firstDelivery.p50} ms, p99 ${firstDelivery.p99} ms (${firstDelivery.count - firstDelivery.missing} of ${apps.length}); RSS with every app active ${poolAllActiveMiB} MiB`);
@@ -135,6 +125,27 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
 
 const JOB_TARGETS = 500;
 
+// Sends one item every 1/rate s on its schedule (not after the previous send, so a slow send does
+// not lower the rate); returns when each was sent (wall clock, as the fakes count).
+async function paced<T>(items: T[], rate: number, send: (item: T, i: number) => Promise<void>): Promise<number[]> {
+  const sentAt: number[] = [];
+  const started = performance.now();
+  for (const [i, item] of items.entries()) {
+    const due = started + (i * 1000) / rate;
+    if (due > performance.now()) await sleep(due - performance.now());
+    sentAt.push(wallNow());
+    await send(item, i);
+  }
+  return sentAt;
+}
+
+// Each token's send → the fake APNs's receipt, ms (Infinity: never arrived).
+const arrivals = (tokens: Array<{ fakeKey: string }>, sentAt: number[], watched: Record<string, number>): Percentiles =>
+  percentiles(tokens.map((t, i) => {
+    const at = watched[watchKey("apns", t.fakeKey)];
+    return at === undefined ? Infinity : at - sentAt[i]!;
+  }));
+
 // An APNs delivery job as the dispatcher hands one to a pooled app's topic.
 const jobOf = (app: string, publishId: string, tokens: string[]): Uint8Array =>
   events.DeliveryJob.encode(
@@ -153,14 +164,7 @@ async function broadcastBesideLone(fakes: FakesControl, bus: Bus, busy: string, 
     jobs.push({ key: `broadcast-${i}`, value: jobOf(busy, `broadcast-${i}`, broadcastTokens.slice(i, i + JOB_TARGETS).map((t) => t.token)) });
   }
   for (let i = 0; i < jobs.length; i += 10) await bus.publish(BusTopics.pooled(busy, "apns"), jobs.slice(i, i + 10));
-  const sentAt: number[] = [];
-  const started = performance.now();
-  for (const [i, t] of loneTokens.entries()) {
-    const due = started + (i * 1000) / o.rate;
-    if (due > performance.now()) await sleep(due - performance.now());
-    sentAt.push(wallNow());
-    await bus.publish(BusTopics.pooled(lone, "apns", "urgent"), [{ key: `lone-${i}`, value: jobOf(lone, `lone-${i}`, [t.token]) }]);
-  }
+  const sentAt = await paced(loneTokens, o.rate, (t, i) => bus.publish(BusTopics.pooled(lone, "apns", "urgent"), [{ key: `lone-${i}`, value: jobOf(lone, `lone-${i}`, [t.token]) }]));
   const deadline = Date.now() + 600_000;
   let stats = await fakes.stats();
   while (Date.now() < deadline && (stats.providers.apns?.ok ?? 0) < o.broadcast + o.loneCount) {
@@ -168,10 +172,7 @@ async function broadcastBesideLone(fakes: FakesControl, bus: Bus, busy: string, 
     stats = await fakes.stats();
   }
   const count = stats.providers.apns;
-  const lonePercentiles = percentiles(loneTokens.map((t, i) => {
-    const at = stats.watched[watchKey("apns", t.fakeKey)];
-    return at === undefined ? Infinity : at - sentAt[i]!;
-  }));
+  const lonePercentiles = arrivals(loneTokens, sentAt, stats.watched);
   const seconds = count && count.lastOkAt > count.firstOkAt ? (count.lastOkAt - count.firstOkAt) / 1000 : NaN;
   const broadcastPerSecond = round((count?.ok ?? 0) / seconds);
   o.log(`pool: broadcast ${count?.ok ?? 0} delivered (${broadcastPerSecond}/s); lone notifications p50 ${lonePercentiles.p50} ms, p99 ${lonePercentiles.p99} ms (${lonePercentiles.count - lonePercentiles.missing} of ${o.loneCount})`);
