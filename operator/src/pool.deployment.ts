@@ -22,9 +22,9 @@ export const poolSettingsKey = (provider: PushAppProvider) => `pool-${provider}.
 
 // What an app brings to a pool: the variables of APP_SETTINGS, as JSON (the rest of a sender's
 // configuration is the pool's).
+const SETTING_NAMES = new Set(Object.keys(APP_SETTINGS.shape));
 export function poolSettings(env: Record<string, string>): string {
-  const allowed = new Set(Object.keys(APP_SETTINGS.shape));
-  return JSON.stringify(Object.fromEntries(Object.entries(env).filter(([k]) => allowed.has(k))));
+  return JSON.stringify(Object.fromEntries(Object.entries(env).filter(([k]) => SETTING_NAMES.has(k))));
 }
 
 // One app's source: its provider files and settings under <app>/. Optional: an app whose Secret
