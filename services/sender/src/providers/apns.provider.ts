@@ -1,4 +1,5 @@
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { startProviderSpan } from "./provider.span.js";
 import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, SendRequest, TargetResult } from "../provider.types.js";
 import { APNS_PRODUCTION_URL, DEFAULT_MAX_SESSIONS, DEFAULT_REQUEST_TIMEOUT_MS, type ApnsProviderConfig } from "./apns.config.js";
@@ -71,10 +72,18 @@ export class ApnsProvider implements PushProvider {
     if (invalidHeader(headers) !== undefined) {
       return request.targets.map((target) => ({ target, outcome: { kind: "failed", reason: "apns:InvalidHeader" } }));
     }
+    // One provider token for the whole job: it changes at most every 20 minutes anyway.
+    let jwt: string | undefined;
+    try {
+      jwt = this.jwt?.current();
+    } catch {
+      return request.targets.map((target) => ({ target, outcome: { kind: "credentials", reason: "apns:InvalidSigningKey" } }));
+    }
+    const jobHeaders = jwt ? { ...headers, authorization: `bearer ${jwt}` } : headers;
     const { signal, release } = sharedSignal(request.signal);
     try {
       const shared = signal ? { ...request, signal } : request;
-      return await Promise.all(request.targets.map(async (target) => ({ target, outcome: await this.deliver(shared, target, headers) })));
+      return await Promise.all(request.targets.map((target) => this.deliver(shared, target, jobHeaders, jwt)));
     } finally {
       release();
     }
@@ -84,55 +93,43 @@ export class ApnsProvider implements PushProvider {
     await this.client.close();
   }
 
-  private async deliver(request: SendRequest, target: ProviderTarget, headers: Record<string, string>): Promise<Outcome> {
+  private async deliver(request: SendRequest, target: ProviderTarget, headers: Record<string, string>, jwt: string | undefined): Promise<TargetResult> {
     // Never sent: the path would be wrong and APNs could only answer BadDeviceToken (or BadPath).
-    if (!DEVICE_TOKEN.test(target.token)) return { kind: "invalid_token", reason: "apns:BadDeviceToken" };
+    if (!DEVICE_TOKEN.test(target.token)) return { target, outcome: { kind: "invalid_token", reason: "apns:BadDeviceToken" } };
     const body = target.payload ?? request.payload;
-    const first = await this.attempt(request, target, headers, body, false);
+    const first = await this.attempt(request, target, headers, jwt, body, false);
     // A request APNs never saw (GOAWAY, refused stream) goes out once more at once, on another
     // connection; twice in a row is left to the runtime's backoff.
-    if (!first.unsent) return first.outcome;
-    return (await this.attempt(request, target, headers, body, true)).outcome;
+    if (!first.unsent) return { target, outcome: first.outcome };
+    return { target, outcome: (await this.attempt(request, target, headers, jwt, body, true)).outcome };
   }
 
   private async attempt(
     request: SendRequest,
     target: ProviderTarget,
     headers: Record<string, string>,
+    jwt: string | undefined,
     body: Uint8Array,
     resend: boolean,
   ): Promise<{ outcome: Outcome; unsent: boolean }> {
     if (request.signal?.aborted) return { outcome: { kind: "retry", reason: "apns:Aborted" }, unsent: false };
-    let jwt: string | undefined;
-    try {
-      jwt = this.jwt?.current();
-    } catch {
-      return { outcome: { kind: "credentials", reason: "apns:InvalidSigningKey" }, unsent: false };
-    }
     const started = performance.now();
     let status = 0;
-    const span = this.tracer.startSpan(
-      "apns send",
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "herald.app": request.app,
-          "herald.publish_id": request.publishId,
-          "herald.provider": "apns",
-          "herald.attempt": request.attempt,
-          "http.request.method": "POST",
-          "server.address": this.serverAddress,
-          // A device token identifies a person's device: only a hash goes into traces.
-          "herald.token_hash": tokenHash(target.token),
-          ...(resend ? { "herald.apns.resend": true } : {}),
-        },
-      },
-      context.active(),
-    );
+    const span = startProviderSpan(this.tracer, "apns send", () => ({
+      "herald.app": request.app,
+      "herald.publish_id": request.publishId,
+      "herald.provider": "apns",
+      "herald.attempt": request.attempt,
+      "http.request.method": "POST",
+      "server.address": this.serverAddress,
+      // A device token identifies a person's device: only a hash goes into traces.
+      "herald.token_hash": tokenHash(target.token),
+      ...(resend ? { "herald.apns.resend": true } : {}),
+    }));
     let outcome: Outcome;
     let unsent = false;
     try {
-      const answer = await this.client.post(`/3/device/${target.token}`, jwt ? { ...headers, authorization: `bearer ${jwt}` } : headers, body, {
+      const answer = await this.client.post(`/3/device/${target.token}`, headers, body, {
         timeoutMs: this.timeoutMs,
         ...(request.signal ? { signal: request.signal } : {}),
       });

@@ -1,4 +1,5 @@
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { startProviderSpan } from "./provider.span.js";
 import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { serviceAccountTokens, type ServiceAccount } from "./fcm.auth.js";
@@ -89,22 +90,15 @@ export class FcmProvider implements PushProvider {
   private async deliver(request: SendRequest, target: ProviderTarget, key: string, token: string, signal: AbortSignal | undefined): Promise<Outcome> {
     const started = performance.now();
     let status = 0;
-    const span = this.tracer.startSpan(
-      "fcm send",
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "herald.app": request.app,
-          "herald.publish_id": request.publishId,
-          "herald.provider": "fcm",
-          "herald.attempt": request.attempt,
-          "http.request.method": "POST",
-          // A registration token identifies a person's device: only a hash goes into traces.
-          "herald.token_hash": tokenHash(target.token),
-        },
-      },
-      context.active(),
-    );
+    const span = startProviderSpan(this.tracer, "fcm send", () => ({
+      "herald.app": request.app,
+      "herald.publish_id": request.publishId,
+      "herald.provider": "fcm",
+      "herald.attempt": request.attempt,
+      "http.request.method": "POST",
+      // A registration token identifies a person's device: only a hash goes into traces.
+      "herald.token_hash": tokenHash(target.token),
+    }));
     let outcome: Outcome;
     try {
       const answer = await this.pool.post(this.path, { "content-type": "application/json; charset=utf-8", authorization: `Bearer ${token}` }, messageBody(target.payload ?? request.payload, key, target.token), {

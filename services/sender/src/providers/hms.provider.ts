@@ -1,5 +1,6 @@
 import https from "node:https";
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { startProviderSpan } from "./provider.span.js";
 import { tokenHash } from "@herald/platform";
 import type { Outcome, ProviderTarget, PushProvider, RequestObserver, SendRequest, TargetResult } from "../provider.types.js";
 import { AccessTokenCache, issuedToken, postForm, TokenEndpointError } from "./oauth.token.js";
@@ -99,24 +100,17 @@ export class HmsProvider implements PushProvider {
   private async deliver(request: SendRequest, targets: ProviderTarget[], native: { topic?: string; condition?: string } | undefined, token: string): Promise<TargetResult[]> {
     const started = performance.now();
     let status = 0;
-    const span = this.tracer.startSpan(
-      "hms send",
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "herald.app": request.app,
-          "herald.publish_id": request.publishId,
-          "herald.provider": "hms",
-          "herald.attempt": request.attempt,
-          "herald.targets": targets.length,
-          "http.request.method": "POST",
-          // One request carries up to 1000 tokens: herald.token_hash when it carries one (as every
-          // other provider's span), and herald.token_hashes listing them all.
-          ...(native ? {} : targets.length === 1 ? { "herald.token_hash": tokenHash(targets[0]!.token) } : { "herald.token_hashes": targets.map((t) => tokenHash(t.token)) }),
-        },
-      },
-      context.active(),
-    );
+    const span = startProviderSpan(this.tracer, "hms send", () => ({
+      "herald.app": request.app,
+      "herald.publish_id": request.publishId,
+      "herald.provider": "hms",
+      "herald.attempt": request.attempt,
+      "herald.targets": targets.length,
+      "http.request.method": "POST",
+      // One request carries up to 1000 tokens: herald.token_hash when it carries one (as every
+      // other provider's span), and herald.token_hashes listing them all.
+      ...(native ? {} : targets.length === 1 ? { "herald.token_hash": tokenHash(targets[0]!.token) } : { "herald.token_hashes": targets.map((t) => tokenHash(t.token)) }),
+    }));
     const target = native ? { key: native.topic !== undefined ? "topic" : "condition", value: JSON.stringify(native.topic ?? native.condition) } : { key: "token", value: JSON.stringify(targets.map((t) => t.token)) };
     const message = Buffer.from(targets[0]?.payload ?? request.payload).toString("utf8").trim();
     const body = `{"validate_only":false,"message":{${JSON.stringify(target.key)}:${target.value}${message.length > 2 ? `,${message.slice(1)}` : "}"}}`;

@@ -1,6 +1,7 @@
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
 import https from "node:https";
-import { context, SpanKind, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { startProviderSpan } from "./provider.span.js";
 import { checkEndpoint, type TokenRules } from "@herald/store";
 import webPush from "web-push";
 import { tokenHash } from "@herald/platform";
@@ -131,24 +132,17 @@ export class WebPushProvider implements PushProvider {
 
     const started = performance.now();
     let status = 0;
-    const span = this.tracer.startSpan(
-      "webpush send",
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "herald.app": request.app,
-          "herald.publish_id": request.publishId,
-          "herald.provider": "webpush",
-          "herald.attempt": request.attempt,
-          "http.request.method": "POST",
-          "server.address": url.hostname,
-          // The subscription (its endpoint is a bearer capability for the device) stays out of
-          // traces: only its hash, the same as every provider's (tokenHash of the token as stored).
-          "herald.token_hash": tokenHash(target.token),
-        },
-      },
-      context.active(),
-    );
+    const span = startProviderSpan(this.tracer, "webpush send", () => ({
+      "herald.app": request.app,
+      "herald.publish_id": request.publishId,
+      "herald.provider": "webpush",
+      "herald.attempt": request.attempt,
+      "http.request.method": "POST",
+      "server.address": url.hostname,
+      // The subscription (its endpoint is a bearer capability for the device) stays out of
+      // traces: only its hash, the same as every provider's (tokenHash of the token as stored).
+      "herald.token_hash": tokenHash(target.token),
+    }));
     let outcome: Outcome;
     try {
       const response = await this.post(url, headers, details.body ?? Buffer.alloc(0), request.signal);
