@@ -3,7 +3,7 @@ import { sortedIdBatches } from "./ids.sorted.js";
 import { randomUUID } from "node:crypto";
 import { alreadyExists } from "@herald/platform";
 import { MemoryRates } from "./rate.repository.memory.js";
-import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, subscriberOf, tokenKey } from "./store.query.js";
+import { checkBatchSize, compareStrings, compareTuples, deviceMatcher, given, splitCursor, subscriberOf } from "./store.query.js";
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
@@ -40,12 +40,52 @@ import type {
 // promise, so each call is atomic; scans snapshot sorted ids and read the records batch by batch.
 
 const copy = <T>(value: T): T => structuredClone(value);
+
+// The memory store holds every device of the embedded mode, so its records are kept small
+// (measured per device on the V8 heap: bench/RESULTS.md, issue 12):
+// - records are built by deviceRecord() from one literal, so every record shares one hidden class
+//   (a spread of a spread gave each record its own, ~500 bytes);
+// - stored Dates and empty tag/meta objects are shared (a batch's devices hold one `now`): the
+//   store never changes a stored Date or object in place and hands out copies only;
+// - ids are flat strings (Node's randomUUID() returns a rope of ~13 pieces, ~400 bytes kept).
+const EMPTY: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const ownCopy = (value: Record<string, string>): Record<string, string> => {
+  for (const _ in value) return copy(value);
+  return EMPTY;
+};
+const newDeviceId = (): string => Buffer.from(randomUUID(), "latin1").toString("latin1");
+
+function deviceRecord(id: string, app: string, input: Omit<DeviceImport, "topics">, createdAt: Date, now: Date): DeviceRecord {
+  return {
+    id,
+    app,
+    provider: input.provider,
+    platform: input.platform,
+    token: input.token,
+    user: input.user,
+    tags: ownCopy(input.tags),
+    meta: ownCopy(input.meta),
+    locale: input.locale,
+    timezone: input.timezone,
+    createdAt,
+    updatedAt: now,
+    lastSeenAt: now,
+  };
+}
+
 // A device's own copy, field by field: structuredClone cost ~20 µs a device, most of a memory
 // fan-out's store time. Spread keeps a tag named "__proto__" a plain own entry.
 const copyDevice = (d: DeviceRecord): DeviceRecord => ({
-  ...d,
+  id: d.id,
+  app: d.app,
+  provider: d.provider,
+  platform: d.platform,
+  token: d.token,
+  user: d.user,
   tags: { ...d.tags },
   meta: { ...d.meta },
+  locale: d.locale,
+  timezone: d.timezone,
   createdAt: new Date(d.createdAt.getTime()),
   updatedAt: new Date(d.updatedAt.getTime()),
   lastSeenAt: new Date(d.lastSeenAt.getTime()),
@@ -74,24 +114,26 @@ export function createMemoryStore(): Store {
 interface DeviceSpace {
   byId: Map<string, DeviceRecord>;
   // `${provider}:${token}` → id (provider names hold no ":").
-  byToken: Map<string, string>;
+  byToken: TokenIndex;
 }
 
-// Everything a write sets but the id and createdAt, as copies.
-function stateOf(app: string, input: Omit<DeviceImport, "topics">, now: Date): Omit<DeviceRecord, "id" | "createdAt"> {
-  return {
-    app,
-    provider: input.provider,
-    platform: input.platform,
-    token: input.token,
-    user: input.user,
-    tags: copy(input.tags),
-    meta: copy(input.meta),
-    locale: input.locale,
-    timezone: input.timezone,
-    updatedAt: new Date(now),
-    lastSeenAt: new Date(now),
-  };
+// Token → device id, a Map per provider: a "<provider>:<token>" key per device cost ~56 bytes.
+class TokenIndex {
+  private readonly byProvider = new Map<ProviderName, Map<string, string>>();
+
+  get(provider: ProviderName, token: string): string | undefined {
+    return this.byProvider.get(provider)?.get(token);
+  }
+
+  set(provider: ProviderName, token: string, id: string): void {
+    let ids = this.byProvider.get(provider);
+    if (!ids) this.byProvider.set(provider, (ids = new Map()));
+    ids.set(token, id);
+  }
+
+  delete(provider: ProviderName, token: string): void {
+    this.byProvider.get(provider)?.delete(token);
+  }
 }
 
 class MemoryDevices implements DeviceRepository {
@@ -103,7 +145,7 @@ class MemoryDevices implements DeviceRepository {
   private space(app: string): DeviceSpace {
     let space = this.spaces.get(app);
     if (!space) {
-      space = { byId: new Map(), byToken: new Map() };
+      space = { byId: new Map(), byToken: new TokenIndex() };
       this.spaces.set(app, space);
     }
     return space;
@@ -113,41 +155,40 @@ class MemoryDevices implements DeviceRepository {
     const d = space.byId.get(id);
     if (!d) return false;
     space.byId.delete(id);
-    if (space.byToken.get(tokenKey(d.provider, d.token)) === id) space.byToken.delete(tokenKey(d.provider, d.token));
+    if (space.byToken.get(d.provider, d.token) === id) space.byToken.delete(d.provider, d.token);
     return true;
   }
 
   async write(input: DeviceWrite): Promise<DeviceWriteResult> {
     const space = this.space(input.app);
-    const key = tokenKey(input.provider, input.token);
-    const state = stateOf(input.app, input, input.now);
+    const now = new Date(input.now);
     // Token refresh: the named device takes the token; whoever held it before is removed.
     const named = input.id !== undefined ? space.byId.get(input.id) : undefined;
     if (named) {
       let replacedDeviceId: string | undefined;
-      const holder = space.byToken.get(key);
+      const holder = space.byToken.get(input.provider, input.token);
       if (holder !== undefined && holder !== named.id) {
         // Its topic rows go with it, as in the MongoDB store (where they go first).
         this.subscriptions.dropDevice(input.app, holder);
         this.drop(space, holder);
         replacedDeviceId = holder;
       }
-      space.byToken.delete(tokenKey(named.provider, named.token));
-      const device: DeviceRecord = { ...state, id: named.id, createdAt: named.createdAt };
+      space.byToken.delete(named.provider, named.token);
+      const device = deviceRecord(named.id, input.app, input, named.createdAt, now);
       space.byId.set(device.id, device);
-      space.byToken.set(key, device.id);
+      space.byToken.set(input.provider, input.token, device.id);
       return { device: copyDevice(device), created: false, previousUser: named.user, ...(replacedDeviceId ? { replacedDeviceId } : {}) };
     }
-    const holderId = space.byToken.get(key);
+    const holderId = space.byToken.get(input.provider, input.token);
     const existing = holderId !== undefined ? space.byId.get(holderId) : undefined;
     if (existing) {
-      const device: DeviceRecord = { ...state, id: existing.id, createdAt: existing.createdAt };
+      const device = deviceRecord(existing.id, input.app, input, existing.createdAt, now);
       space.byId.set(device.id, device);
       return { device: copyDevice(device), created: false, previousUser: existing.user };
     }
-    const device: DeviceRecord = { ...state, id: randomUUID(), createdAt: new Date(input.now) };
+    const device = deviceRecord(newDeviceId(), input.app, input, now, now);
     space.byId.set(device.id, device);
-    space.byToken.set(key, device.id);
+    space.byToken.set(input.provider, input.token, device.id);
     return { device: copyDevice(device), created: true, previousUser: "" };
   }
 
@@ -239,8 +280,8 @@ class MemoryDevices implements DeviceRepository {
       if (!d) continue;
       n++;
       if (patch.user !== undefined) d.user = patch.user;
-      if (patch.meta !== undefined) d.meta = copy(patch.meta);
-      if (patch.tags !== undefined) d.tags = copy(patch.tags);
+      if (patch.meta !== undefined) d.meta = ownCopy(patch.meta);
+      if (patch.tags !== undefined) d.tags = ownCopy(patch.tags);
       if (patch.locale !== undefined) d.locale = patch.locale;
       if (patch.timezone !== undefined) d.timezone = patch.timezone;
       if (patch.lastSeenAt !== undefined) d.lastSeenAt = new Date(patch.lastSeenAt);
@@ -294,12 +335,12 @@ class MemoryDevices implements DeviceRepository {
 
   async importMany(app: string, devices: DeviceImport[], now: Date): Promise<Array<string | null>> {
     const space = this.space(app);
+    const at = new Date(now);
     return devices.map((input) => {
-      const key = tokenKey(input.provider, input.token);
-      if (space.byToken.has(key)) return null;
-      const device: DeviceRecord = { ...stateOf(app, input, now), id: randomUUID(), createdAt: new Date(now) };
+      if (space.byToken.get(input.provider, input.token) !== undefined) return null;
+      const device = deviceRecord(newDeviceId(), app, input, at, at);
       space.byId.set(device.id, device);
-      space.byToken.set(key, device.id);
+      space.byToken.set(input.provider, input.token, device.id);
       this.subscriptions.hold(app, device.id, device, input.topics, "device");
       return device.id;
     });
@@ -310,6 +351,7 @@ class MemoryDevices implements DeviceRepository {
 // Subscriptions and user topics
 
 interface SubRow {
+  topic: string;
   fromDevice: boolean;
   fromUser: boolean;
   // Shared by the device's rows, replaced when the device's subscriber fields change.
@@ -317,8 +359,47 @@ interface SubRow {
 }
 
 
+// A device's rows by topic: the part of a Map that the store uses, over an array sized to fit.
+// Devices hold one topic or a few; a Map per device cost ~180 bytes, this ~90.
+class TopicRows {
+  private rows: SubRow[] = [];
+
+  get size(): number {
+    return this.rows.length;
+  }
+
+  get(topic: string): SubRow | undefined {
+    return this.rows.find((r) => r.topic === topic);
+  }
+
+  // Adds `row` under its topic, or keeps the one already there.
+  add(row: SubRow): SubRow {
+    const held = this.get(row.topic);
+    if (held) return held;
+    // A literal, not push(): push grows an empty array to room for 17.
+    this.rows = this.rows.length ? [...this.rows, row] : [row];
+    return row;
+  }
+
+  delete(topic: string): void {
+    this.rows = this.rows.filter((r) => r.topic !== topic);
+  }
+
+  first(): SubRow | undefined {
+    return this.rows[0];
+  }
+
+  topics(): string[] {
+    return this.rows.map((r) => r.topic);
+  }
+
+  values(): readonly SubRow[] {
+    return this.rows;
+  }
+}
+
 interface SubSpace {
-  byDevice: Map<string, Map<string, SubRow>>;
+  byDevice: Map<string, TopicRows>;
   byTopic: Map<string, Set<string>>;
   userTopics: Map<string, Set<string>>;
   topicUsers: Map<string, Set<string>>;
@@ -372,12 +453,10 @@ class MemorySubscriptions implements SubscriptionRepository {
     if (topics.length === 0) return;
     const space = this.space(app);
     let rows = space.byDevice.get(deviceId);
-    if (!rows) space.byDevice.set(deviceId, (rows = new Map()));
+    if (!rows) space.byDevice.set(deviceId, (rows = new TopicRows()));
     const flag = flagOf(source);
     for (const topic of topics) {
-      const row = rows.get(topic) ?? { fromDevice: false, fromUser: false, of };
-      row[flag] = true;
-      rows.set(topic, row);
+      rows.add({ topic, fromDevice: false, fromUser: false, of })[flag] = true;
       addTo(space.byTopic, topic, deviceId);
     }
   }
@@ -392,7 +471,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     const rows = space?.byDevice.get(deviceId);
     if (!space || !rows) return;
     const flag = flagOf(source);
-    const which = topics === "all" || topics.length === 0 ? [...rows.keys()] : topics;
+    const which = topics === "all" || topics.length === 0 ? rows.topics() : topics;
     for (const topic of which) {
       const row = rows.get(topic);
       if (!row) continue;
@@ -405,7 +484,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     const keep = new Set(topics);
     const rows = this.spaces.get(app)?.byDevice.get(deviceId);
     const flag = flagOf(source);
-    const gone = rows ? [...rows].filter(([topic, row]) => row[flag] && !keep.has(topic)).map(([topic]) => topic) : [];
+    const gone = rows ? rows.values().filter((row) => row[flag] && !keep.has(row.topic)).map((row) => row.topic) : [];
     await this.add(app, deviceId, subscriber, topics, source);
     if (gone.length) await this.removeSource(app, deviceId, gone, source);
   }
@@ -416,7 +495,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     if (!space) return out;
     for (const id of deviceIds) {
       const rows = space.byDevice.get(id);
-      if (rows?.size) out.set(id, [...rows.keys()].sort(compareStrings));
+      if (rows?.size) out.set(id, rows.topics().sort(compareStrings));
     }
     return out;
   }
@@ -435,7 +514,8 @@ class MemorySubscriptions implements SubscriptionRepository {
     const out: SubscriptionRecord[] = [];
     for (const [deviceId, rows] of space.byDevice) {
       if (ids && !ids.has(deviceId)) continue;
-      for (const [topic, row] of rows) {
+      for (const row of rows.values()) {
+        const topic = row.topic;
         if ((topics && !topics.has(topic)) || !prefix(topic)) continue;
         if (after && compareTuples([deviceId, topic], after) <= 0) continue;
         out.push({ app, deviceId, topic, fromDevice: row.fromDevice, fromUser: row.fromUser, user: row.of.user });
@@ -464,7 +544,7 @@ class MemorySubscriptions implements SubscriptionRepository {
     const space = this.spaces.get(app);
     const rows = space?.byDevice.get(deviceId);
     if (!space || !rows) return;
-    for (const topic of [...rows.keys()]) this.dropRow(space, deviceId, topic);
+    for (const topic of rows.topics()) this.dropRow(space, deviceId, topic);
   }
 
   async *scanDeviceIds(app: string, topics: string[], options: { after?: string; batchSize: number }): AsyncIterable<string[]> {
@@ -481,7 +561,7 @@ class MemorySubscriptions implements SubscriptionRepository {
       const recipients: TopicRecipient[] = [];
       for (const deviceId of ids) {
         // A row removed while the read runs is skipped, as a cursor would.
-        const row = byDevice?.get(deviceId)?.values().next().value;
+        const row = byDevice?.get(deviceId)?.first();
         if (row) recipients.push({ deviceId, ...row.of });
       }
       if (recipients.length) yield recipients;
