@@ -33,6 +33,10 @@ export interface BenchOptions {
   // app's broadcast of poolBroadcast tokens beside another's lone notifications (0: not run).
   poolApps: number;
   poolBroadcast: number;
+  // Instead of the broadcast modes: the memory store's heap per device (--devices of them) and
+  // the CPU per APNs request of bare node:http2 and of Herald's provider.
+  unitCosts: boolean;
+  unitRequests: number;
 }
 
 // A mobile app's audience with a website.
@@ -62,7 +66,11 @@ export const USAGE = `npm run bench -- [flags]
                        sender (idle RSS, RSS once every app sent, each app's first delivery), then
                        one app's broadcast beside another app's lone notifications
   --pool-broadcast N   that broadcast's tokens (default 100000; 0: none); the lone notifications:
-                       --latency-count of them at --latency-rate`;
+                       --latency-count of them at --latency-rate
+  --unit-costs         instead: the memory store's heap bytes per device (--devices of them) and
+                       the CPU µs per APNs request of a bare node:http2 session and of Herald's
+                       APNs provider, taking turns in one process (--unit-requests per turn, 6 turns)
+  --unit-requests N    APNs requests per layer and turn (default 20000)`;
 
 export function parseOptions(argv: string[], resultsDir: string): BenchOptions | "help" {
   const { values } = parseArgs({
@@ -90,6 +98,8 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
       out: { type: "string" },
       "pool-apps": { type: "string" },
       "pool-broadcast": { type: "string" },
+      "unit-costs": { type: "boolean" },
+      "unit-requests": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -124,6 +134,8 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
     outDir,
     poolApps: int("pool-apps", values["pool-apps"], 0, 0),
     poolBroadcast: int("pool-broadcast", values["pool-broadcast"], 100_000, 0),
+    unitCosts: values["unit-costs"] ?? false,
+    unitRequests: int("unit-requests", values["unit-requests"], 20_000),
   };
 }
 

@@ -17,6 +17,7 @@ import { startFakes } from "./fakes.client.js";
 import type { FakesOptions } from "./fakes.protocol.js";
 import { runLatency, type LatencyResult } from "./latency.scenario.js";
 import { runPool } from "./pool.scenario.js";
+import { runUnits } from "./units.scenario.js";
 import { startDistributed } from "./platform.distributed.js";
 import { startEmbeddedTarget } from "./platform.embedded.js";
 import { BENCH_TOPIC, type Mode, type Target } from "./platform.types.js";
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
   }
   const fakesOptions: FakesOptions = { apnsLatencyMs: options.apnsLatencyMs, apnsMaxStreams: options.apnsMaxStreams };
   if (options.poolApps > 0) return runPoolOnly(options, fakesOptions);
+  if (options.unitCosts) return runUnitsOnly(options, fakesOptions);
   const run: RunResult = { startedAt: new Date().toISOString(), machine: machine(), options, ceiling: null, modes: [], failures: [] };
   const stamp = run.startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
 
@@ -172,6 +174,24 @@ async function runPoolOnly(options: BenchOptions, fakesOptions: FakesOptions): P
     writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, pool: result }, null, 2)}\n`);
     process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
     return result.firstDelivery.missing > 0 || (result.isolation?.lone.missing ?? 0) > 0 ? 1 : 0;
+  } finally {
+    running.delete(fakes.stop);
+    await fakes.stop();
+  }
+}
+
+async function runUnitsOnly(options: BenchOptions, fakesOptions: FakesOptions): Promise<number> {
+  const startedAt = new Date().toISOString();
+  const fakes = await startFakes(fakesOptions);
+  running.add(fakes.stop);
+  try {
+    log(`unit costs: the memory store with ${options.devices} devices, then ${options.unitRequests} APNs requests per layer and turn`);
+    const units = await runUnits(fakes, { storeDevices: options.devices, requests: options.unitRequests, rounds: 6 });
+    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-units.json`);
+    mkdirSync(options.outDir, { recursive: true });
+    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, units }, null, 2)}\n`);
+    process.stdout.write(`\n${JSON.stringify(units, null, 2)}\n\nresults: ${file}\n`);
+    return 0;
   } finally {
     running.delete(fakes.stop);
     await fakes.stop();

@@ -19,6 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --help | -h) need_h2load=0; need_infra=0 ;;
     --skip-ceiling | --pool-apps | --pool-apps=*) need_h2load=0 ;;
+    --unit-costs) need_h2load=0; need_infra=0 ;;
     --mode=embedded) need_infra=0 ;;
   esac
   if [ "$prev" = "--mode" ] && [ "$arg" = "embedded" ]; then need_infra=0; fi

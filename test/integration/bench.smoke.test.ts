@@ -77,4 +77,17 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
     assert.ok(pool.isolation.broadcastPerSecond > 0, JSON.stringify(pool.isolation));
     assert.deepEqual([pool.isolation.lone.count, pool.isolation.lone.missing], [5, 0]);
   });
+
+  it("measures unit costs: the memory store's bytes per device and the CPU per APNs request by layer", async () => {
+    const out = mkdtempSync(join(tmpdir(), "herald-bench-units-smoke-"));
+    await runBench(["--unit-costs", "--devices", "2000", "--unit-requests", "300", "--out", out]);
+    const file = readdirSync(out).find((f) => f.endsWith("-units.json"));
+    assert.ok(file, `no unit-cost results in ${out}: ${readdirSync(out).join(", ")}`);
+    const { units } = JSON.parse(readFileSync(join(out, file), "utf8")) as { units: { store: { devices: number; heapBytesPerDevice: number }; apns: { requests: number; bareHttp2: number; heraldProvider: number } } };
+    assert.equal(units.store.devices, 2000);
+    assert.ok(units.store.heapBytesPerDevice > 0, JSON.stringify(units.store));
+    // 300 requests per layer in each of 6 turns, every one answered 200 (anything else throws).
+    assert.equal(units.apns.requests, 1800);
+    assert.ok(units.apns.bareHttp2 > 0 && units.apns.heraldProvider > 0, JSON.stringify(units.apns));
+  });
 });

@@ -1,6 +1,7 @@
 export * from "./provider.types.js";
 export { SenderWorker, backoffMs, type SenderOptions } from "./sender.consumer.js";
 export { DryRunProvider } from "./providers/dryrun.provider.js";
+export { ApnsJwtSigner, DEFAULT_TOKEN_REFRESH_MS } from "./providers/apns.jwt.js";
 export { ApnsProvider, APNS_PRODUCTION_URL, APNS_SANDBOX_URL, type ApnsAuth, type ApnsProviderConfig } from "./providers/apns.provider.js";
 export { WebPushProvider, type WebPushProviderConfig } from "./providers/webpush.provider.js";
 export { createProvider, providerEnv, CREDENTIAL_FILES, ProviderConfigError, type ProviderEnv } from "./provider.factory.js";
