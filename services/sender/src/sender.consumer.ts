@@ -193,7 +193,8 @@ export class SenderWorker {
   private async process(job: events.DeliveryJob): Promise<Tally> {
     const now = this.o.now();
     const count = job.targets.length || 1;
-    const tally: Tally = { result: emptyResult(job, now), retry: [], retryAfterMs: 0, retryReason: "", feedback: [] };
+    // A step's counts go into its job's result, which has the run id.
+    const tally: Tally = { result: emptyResult(job, now, ""), retry: [], retryAfterMs: 0, retryReason: "", feedback: [] };
     if (this.isCancelled(job.publishId)) {
       tally.result.cancelled = count;
       this.o.metrics?.delivery("cancelled", "", count);
@@ -224,7 +225,6 @@ export class SenderWorker {
 
   private count(tally: Tally, job: events.DeliveryJob, { target, outcome }: TargetResult): void {
     const r = tally.result;
-    const fail = (reason: string) => (r.failedByReason[reason] = (r.failedByReason[reason] ?? 0) + 1);
     if (outcome.kind === "sent") this.o.metrics?.delivery("sent", "");
     else if (outcome.kind !== "retry") this.o.metrics?.delivery(outcome.kind, outcome.reason);
     switch (outcome.kind) {
@@ -234,11 +234,11 @@ export class SenderWorker {
         return;
       case "failed":
         r.failed++;
-        fail(outcome.reason);
+        countReason(r, outcome.reason);
         return;
       case "invalid_token":
         r.invalidTokens++;
-        fail(outcome.reason);
+        countReason(r, outcome.reason);
         tally.feedback.push({
           app: job.app,
           provider: job.provider,
@@ -379,7 +379,11 @@ function resumeAt(progress: string | undefined, mark: string, targets: number): 
   }
 }
 
-function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
+function countReason(r: events.DeliveryResult, reason: string): void {
+  r.failedByReason[reason] = (r.failedByReason[reason] ?? 0) + 1;
+}
+
+function emptyResult(job: events.DeliveryJob, at: Date, runId = randomBytes(8).toString("hex")): events.DeliveryResult {
   return {
     app: job.app,
     publishId: job.publishId,
@@ -395,7 +399,7 @@ function emptyResult(job: events.DeliveryJob, at: Date): events.DeliveryResult {
     retrying: 0,
     failedByReason: {},
     at,
-    runId: randomBytes(8).toString("hex"),
+    runId,
     resumedSent: 0,
   };
 }
