@@ -13,7 +13,7 @@ import type { ProviderName } from "@herald/store";
 import { parseOptions, splitDevices, USAGE, type BenchOptions } from "./bench.options.js";
 import { runBroadcast, runRawTokens } from "./broadcast.scenario.js";
 import { measureCeiling } from "./ceiling.h2load.js";
-import { startFakes } from "./fakes.client.js";
+import { startFakes, type FakesProcess } from "./fakes.client.js";
 import type { FakesOptions } from "./fakes.protocol.js";
 import { runLatency, type LatencyResult } from "./latency.scenario.js";
 import { runPool } from "./pool.scenario.js";
@@ -164,34 +164,32 @@ async function main(): Promise<number> {
 }
 
 async function runPoolOnly(options: BenchOptions, fakesOptions: FakesOptions): Promise<number> {
-  const startedAt = new Date().toISOString();
-  const fakes = await startFakes(fakesOptions);
-  running.add(fakes.stop);
-  try {
+  return runAlone("pool", options, fakesOptions, async (fakes) => {
     const result = await runPool(fakes, { apps: options.poolApps, rate: options.latencyRate, broadcast: options.poolBroadcast, loneCount: options.latencyCount, log });
-    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-pool.json`);
-    mkdirSync(options.outDir, { recursive: true });
-    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, pool: result }, null, 2)}\n`);
-    process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
-    return result.firstDelivery.missing > 0 || (result.isolation?.lone.missing ?? 0) > 0 ? 1 : 0;
-  } finally {
-    running.delete(fakes.stop);
-    await fakes.stop();
-  }
+    return { result, failed: result.firstDelivery.missing > 0 || (result.isolation?.lone.missing ?? 0) > 0 };
+  });
 }
 
 async function runUnitsOnly(options: BenchOptions, fakesOptions: FakesOptions): Promise<number> {
+  return runAlone("units", options, fakesOptions, async (fakes) => {
+    log(`unit costs: the memory store with ${options.devices} devices, then ${options.unitRequests} APNs requests per layer and turn`);
+    return { result: await runUnits(fakes, { storeDevices: options.devices, requests: options.unitRequests, rounds: 6 }), failed: false };
+  });
+}
+
+// A scenario that replaces the broadcast modes: the fakes around it, its result printed and
+// written to <outDir>/<date>-<name>.json under `name`; exit code 1 when it failed.
+async function runAlone<T>(name: string, options: BenchOptions, fakesOptions: FakesOptions, scenario: (fakes: FakesProcess) => Promise<{ result: T; failed: boolean }>): Promise<number> {
   const startedAt = new Date().toISOString();
   const fakes = await startFakes(fakesOptions);
   running.add(fakes.stop);
   try {
-    log(`unit costs: the memory store with ${options.devices} devices, then ${options.unitRequests} APNs requests per layer and turn`);
-    const units = await runUnits(fakes, { storeDevices: options.devices, requests: options.unitRequests, rounds: 6 });
-    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-units.json`);
+    const { result, failed } = await scenario(fakes);
+    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-${name}.json`);
     mkdirSync(options.outDir, { recursive: true });
-    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, units }, null, 2)}\n`);
-    process.stdout.write(`\n${JSON.stringify(units, null, 2)}\n\nresults: ${file}\n`);
-    return 0;
+    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, [name]: result }, null, 2)}\n`);
+    process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
+    return failed ? 1 : 0;
   } finally {
     running.delete(fakes.stop);
     await fakes.stop();

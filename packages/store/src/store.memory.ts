@@ -113,7 +113,6 @@ export function createMemoryStore(): Store {
 
 interface DeviceSpace {
   byId: Map<string, DeviceRecord>;
-  // `${provider}:${token}` → id (provider names hold no ":").
   byToken: TokenIndex;
 }
 
