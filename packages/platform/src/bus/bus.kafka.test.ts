@@ -294,5 +294,23 @@ if (brokers.length === 0) {
         await Promise.all(buses.map((b) => b.close()));
       }
     });
+
+    it("a topic it read the lag of, deleted by another client, does not keep it from creating topics afterwards", { timeout: 120_000 }, async () => {
+      // The operator reads every app's lag and another replica (or a person) may delete an
+      // app's topics: kafkajs's admin would refresh the gone topic's metadata on every call.
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const [gone, next] = ["gone", "next"].map((n) => `herald-test.bus.deleted.${n}.${suffix}`) as [string, string];
+      const [reader, other] = await Promise.all([makeBus(), makeBus()]);
+      try {
+        await reader.ensureTopics([{ name: gone, partitions: 1 }]);
+        assert.equal((await reader.lag("nobody", [gone])).length, 1);
+        await other.deleteTopics([gone]);
+        await reader.ensureTopics([{ name: next, partitions: 2 }]);
+        assert.deepEqual((await reader.lag("nobody", [gone, next])).map((p) => [p.topic, p.partition]), [[next, 0], [next, 1]]);
+      } finally {
+        await reader.deleteTopics([gone, next]).catch(() => {});
+        await Promise.all([reader.close(), other.close()]);
+      }
+    });
   });
 }

@@ -23,6 +23,15 @@ function transientKafkaError(err: unknown): boolean {
   return transientKafkaError(e.originalError) || transientKafkaError(e.cause);
 }
 
+// Whether kafkajs's error (or one it wraps) is of this protocol error type.
+function kafkaErrorIs(err: unknown, type: string): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { type?: string; originalError?: unknown; cause?: unknown; errors?: unknown[] };
+  if (e.type === type) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => kafkaErrorIs(x, type))) return true;
+  return kafkaErrorIs(e.originalError, type) || kafkaErrorIs(e.cause, type);
+}
+
 // Repeats an idempotent Kafka procedure while it fails transiently, until the deadline.
 async function untilSettled<T>(deadlineMs: number, attemptOnce: () => Promise<T>, onRetry: (err: unknown, attempt: number) => void): Promise<T> {
   const deadline = Date.now() + deadlineMs;
@@ -81,6 +90,12 @@ interface Tuning {
   topicRefreshMs: number;
 }
 
+interface AdminLease {
+  ready: Promise<Admin>;
+  users: number;
+  retired: boolean;
+}
+
 export class KafkaBus implements Bus {
   private readonly kafka: Kafka;
   private readonly logger: BusLogger;
@@ -89,7 +104,8 @@ export class KafkaBus implements Bus {
   private producer?: ProducerHandle;
   // Producers replaced after a partition increase, still finishing their in-flight sends.
   private readonly retiring = new Set<Promise<void>>();
-  private adminReady?: Promise<Admin>;
+  // The admin client and the calls using it: one retired is disconnected by its last call.
+  private adminLease?: AdminLease;
   private closing?: Promise<void>;
 
   constructor(options: KafkaBusOptions) {
@@ -135,9 +151,9 @@ export class KafkaBus implements Bus {
         kafka: this.kafka,
         logger: this.logger,
         tuning: this.tuning,
-        listTopics: async () => (await this.admin()).listTopics(),
+        listTopics: () => this.withAdmin((admin) => admin.listTopics()),
         fetchCommitted: async (group, topic) => {
-          const [t] = await (await this.admin()).fetchOffsets({ groupId: group, topics: [topic] });
+          const [t] = await this.withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [topic] }));
           return (t?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata ?? "" }));
         },
         onStop: (s) => this.subscriptions.delete(s),
@@ -161,14 +177,13 @@ export class KafkaBus implements Bus {
     const wanted = new Map<string, number>();
     for (const s of specs) wanted.set(s.name, Math.max(s.partitions, wanted.get(s.name) ?? 0));
     if (wanted.size === 0) return;
-    const admin = await this.admin();
     // Several services ensure the same topics as they start. While another process's topic is
     // still being created, metadata answers LEADER_NOT_AVAILABLE or shows it unfinished; the
     // whole procedure is idempotent, so it is simply repeated until the deadline.
     const progress = { raised: false };
     await untilSettled(
       SETTLE_DEADLINE_MS,
-      () => this.ensureTopicsOnce(admin, wanted, progress),
+      () => this.withAdmin((admin) => this.ensureTopicsOnce(admin, wanted, progress)),
       (err, attempt) => this.logger.warn({ err, topics: [...wanted.keys()], attempt }, "bus: kafka topics not settled yet; retrying"),
     );
     // kafkajs refreshes a producer's metadata only every metadataMaxAge (5 min); until then
@@ -202,24 +217,26 @@ export class KafkaBus implements Bus {
   async deleteTopics(names: string[]): Promise<void> {
     this.assertOpen();
     if (names.length === 0) return;
-    const admin = await this.admin();
-    const existing = new Set(await admin.listTopics());
-    // Deleting a topic that does not exist is not an error, so cleanup can be repeated.
-    const topics = [...new Set(names)].filter((n) => existing.has(n));
-    if (topics.length > 0) await admin.deleteTopics({ topics });
+    await this.withAdmin(async (admin) => {
+      const existing = new Set(await admin.listTopics());
+      // Deleting a topic that does not exist is not an error, so cleanup can be repeated.
+      const topics = [...new Set(names)].filter((n) => existing.has(n));
+      if (topics.length > 0) await admin.deleteTopics({ topics });
+    });
   }
 
   async lag(group: string, topics: string[]): Promise<PartitionLag[]> {
     this.assertOpen();
-    const admin = await this.admin();
-    const existing = new Set(await admin.listTopics());
-    const names = [...new Set(topics)].filter((t) => existing.has(t));
-    if (names.length === 0) return [];
     // A topic created a moment ago may have no partition leader yet (NOT_LEADER_FOR_PARTITION),
     // which kafkajs's admin does not retry itself.
     return untilSettled(
       LAG_DEADLINE_MS,
-      () => this.lagOnce(admin, group, names),
+      () =>
+        this.withAdmin(async (admin) => {
+          const existing = new Set(await admin.listTopics());
+          const names = [...new Set(topics)].filter((t) => existing.has(t));
+          return names.length === 0 ? [] : this.lagOnce(admin, group, names);
+        }),
       (err, attempt) => this.logger.warn({ err, group, attempt }, "bus: kafka offsets not readable yet; retrying"),
     );
   }
@@ -247,9 +264,9 @@ export class KafkaBus implements Bus {
       await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
       const producer = this.producer;
       this.producer = undefined;
-      const admin = this.adminReady;
-      this.adminReady = undefined;
-      await Promise.allSettled([producer?.retire(), ...this.retiring, admin?.then((a) => a.disconnect())]);
+      const admin = this.adminLease;
+      this.adminLease = undefined;
+      await Promise.allSettled([producer?.retire(), ...this.retiring, admin?.ready.then((a) => a.disconnect())]);
     })();
     return this.closing;
   }
@@ -299,16 +316,30 @@ export class KafkaBus implements Bus {
     this.retiring.add(retired);
   }
 
-  private admin(): Promise<Admin> {
-    if (!this.adminReady) {
+  // Connected on first use and shared. kafkajs's admin refreshes the metadata of every topic it
+  // was ever asked about, so once another client deletes one of them each refresh (and so each
+  // createTopics) fails UNKNOWN_TOPIC_OR_PARTITION, for good: such an admin, like one that failed
+  // to connect, is replaced, and the caller's retry gets a new one that knows no topic.
+  private async withAdmin<T>(work: (admin: Admin) => Promise<T>): Promise<T> {
+    let lease = this.adminLease;
+    if (!lease) {
       const admin = this.kafka.admin();
-      const ready = admin.connect().then(() => admin);
-      ready.catch(() => {
-        if (this.adminReady === ready) this.adminReady = undefined;
-      });
-      this.adminReady = ready;
+      lease = this.adminLease = { ready: admin.connect().then(() => admin), users: 0, retired: false };
     }
-    return this.adminReady;
+    lease.users++;
+    try {
+      return await work(await lease.ready);
+    } catch (err) {
+      const connected = await lease.ready.then(() => true, () => false);
+      if (!connected || kafkaErrorIs(err, "UNKNOWN_TOPIC_OR_PARTITION")) {
+        lease.retired = true;
+        if (this.adminLease === lease) this.adminLease = undefined;
+      }
+      throw err;
+    } finally {
+      lease.users--;
+      if (lease.retired && lease.users === 0) lease.ready.then((a) => a.disconnect()).catch(() => {});
+    }
   }
 
   private assertOpen(): void {
