@@ -66,6 +66,8 @@ export const operatorEnv = z.object({
   HERALD_SENDER_EXTRA_ENV: extraEnv,
   // Replicas of each pooled sender Deployment (one per namespace and provider with pooled apps).
   HERALD_POOL_REPLICAS: env.int(1, 1),
+  // The senders of a new PushApp that names no spec.senders.mode (see sender.mode.ts).
+  HERALD_DEFAULT_SENDER_MODE: z.enum(["pooled", "dedicated"]).default("pooled"),
   // Herald's version (the chart sets it on every component): the senders' service.version.
   HERALD_VERSION: z.string().default(""),
   // GET /healthz, /readyz and /metrics.

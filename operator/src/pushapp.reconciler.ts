@@ -14,6 +14,7 @@ import type { LeaderFence } from "./leader.fence.js";
 import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
+import { resolveSenderMode } from "./sender.mode.js";
 import { appOfSource, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
@@ -184,6 +185,11 @@ export class PushAppReconciler {
     }
     const app: PushApp = parsed.data;
     app.metadata.namespace = namespace;
+    // From here on the app names its mode: the registry, the topics and the senders all follow it.
+    const resolved = resolveSenderMode(app, object.status, this.d.config.HERALD_DEFAULT_SENDER_MODE);
+    if (resolved.mode !== object.status?.sendersMode) this.d.logger.info({ key, mode: resolved.mode, why: resolved.why }, "sender mode");
+    app.spec.senders = { ...app.spec.senders, mode: resolved.mode };
+    status.sendersMode = resolved.mode;
     const withUid = { ...app, metadata: { ...app.metadata, uid: object.metadata.uid } };
     const providers = enabledProviders(app);
     status.providerList = providers.join(",");
@@ -217,7 +223,7 @@ export class PushAppReconciler {
 
     // Pooled now, or moving out of the pool while jobs still wait there: the pool reads the
     // app's settings from its credentials Secret too.
-    const pooled = app.spec.senders?.mode === "pooled";
+    const pooled = resolved.mode === "pooled";
     const inPool = pooled || object.status?.pooled === true;
     const settings = inPool ? Object.fromEntries(providers.map((p) => [poolSettingsKey(p), Buffer.from(poolSettings(credentials.env[p] ?? {}))])) : {};
     await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, { ...credentials.files, ...settings })));

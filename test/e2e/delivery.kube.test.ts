@@ -218,19 +218,20 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     const POOLED = "kube-pool";
     // A second pooled app, applied together with the first: both must end up in the one pool.
     const OTHER = "kube-pool-b";
-    const pooledApp = (mode: "pooled" | "dedicated", name = POOLED) => ({
+    // No mode: a new PushApp's default, pooled.
+    const pooledApp = (mode: "pooled" | "dedicated" | undefined, name = POOLED) => ({
       apiVersion: "herald.dev/v1alpha1",
       kind: "PushApp",
       metadata: { name, namespace },
       spec: {
         providers: { apns: { environment: "sandbox", bundleId: BUNDLE, auth: { token: { keyId: key.keyId, teamId: key.teamId, keySecretRef: { name: "kube-pool-apns", key: "AuthKey.p8" } } } } },
-        senders: { mode },
+        ...(mode ? { senders: { mode } } : {}),
       },
     });
     const status = async () =>
       (JSON.parse(await kubectlOk(["get", "pushapp", POOLED, "-n", namespace, "-o", "json"])) as {
         metadata: { generation: number };
-        status?: { observedGeneration?: number; pooled?: boolean; senders?: string; providers?: Array<{ deployment: string }>; conditions?: Array<{ type: string; status: string }> };
+        status?: { observedGeneration?: number; pooled?: boolean; sendersMode?: string; senders?: string; providers?: Array<{ deployment: string }>; conditions?: Array<{ type: string; status: string }> };
       });
     const readyWith = (check: (s: Awaited<ReturnType<typeof status>>) => boolean, what: string) =>
       eventually(
@@ -252,11 +253,12 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     };
 
     const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-pool-apns", namespace }, data: { "AuthKey.p8": b64(key.privateKeyPem) } };
-    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp("pooled"), pooledApp("pooled", OTHER)] }) });
+    await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp(undefined), pooledApp("pooled", OTHER)] }) });
     await eventually(async () => JSON.stringify(await poolApps().catch(() => [])) === JSON.stringify([POOLED, OTHER]), "both apps in the pool", { timeoutMs: 120_000 }).catch(explain);
     await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith("herald-pool-apns-") && p.ready), 120_000, "the pool sender running and ready").catch(explain);
     const pooled = await readyWith((a) => a.status?.pooled === true, "Ready=True, served by the pool");
     assert.equal(pooled.status?.providers?.[0]?.deployment, "herald-pool-apns");
+    assert.equal(pooled.status?.sendersMode, "pooled", "the default of a PushApp that names no mode");
     assert.equal(pooled.status?.senders, "1/1");
     assert.ok(!(await deployments()).includes(`deployment.apps/${POOLED}-herald-apns-sender`), "a pooled app has no sender of its own");
 
@@ -285,6 +287,7 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
       await kubelet.waitFor((pods) => pods.some((p) => p.pod.name.startsWith(`${POOLED}-herald-apns-sender-`) && p.ready), 120_000, "the app's own sender running and ready").catch(explain);
       const dedicated = await readyWith((a) => a.status?.pooled === false && a.status?.providers?.[0]?.deployment === `${POOLED}-herald-apns-sender`, "Ready=True on its own senders");
       assert.equal(dedicated.status?.senders, "1/1");
+      assert.equal(dedicated.status?.sendersMode, "dedicated");
       await eventually(async () => JSON.stringify(await poolApps()) === JSON.stringify([OTHER]), "the moved app out of the pool, the other one kept", { timeoutMs: 60_000 }).catch(explain);
       await send("from its own sender");
       assert.deepEqual(

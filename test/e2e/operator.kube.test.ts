@@ -25,9 +25,12 @@ function secret(namespace: string, name: string, data: Record<string, string>) {
   return { apiVersion: "v1", kind: "Secret", metadata: { name, namespace }, type: "Opaque", data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) };
 }
 
+// This suite is about dedicated senders (pooled ones: delivery.kube and pool.distributed), which a
+// new PushApp gets only when it says so.
 function pushApp(namespace: string, name: string, spec: Record<string, unknown>) {
-  return { apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name, namespace }, spec };
+  return { apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name, namespace }, spec: dedicated(spec) };
 }
+const dedicated = (spec: Record<string, unknown>) => ({ ...spec, senders: { mode: "dedicated", ...(spec.senders as object | undefined) } });
 
 const apply = (objects: object[]) => kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) });
 
@@ -199,7 +202,7 @@ describe("operator on a real API server", () => {
         const out = await kubectlOk(["get", "pushapps", "-n", namespace]);
         return /\bshop\s+\S+\s+apns,fcm,hms,webpush\s+\d+\/8\s/.test(out) ? out : undefined;
       }, "the printer columns");
-      assert.match(table.split("\n")[0]!, /NAME\s+READY\s+PROVIDERS\s+SENDERS\s+AGE/);
+      assert.match(table.split("\n")[0]!, /NAME\s+READY\s+PROVIDERS\s+SENDERS\s+MODE\s+AGE/);
       // No kubelet runs the pods: the Deployments exist but nothing is available, and Ready says why.
       const ready = await condition(name, "Ready");
       assert.equal(ready?.status, "False");
@@ -285,6 +288,32 @@ describe("operator on a real API server", () => {
     const metrics = await scrape(operator.healthUrl);
     assert.equal(sample(metrics, "herald_operator_sender_lag", { app: name, provider: "hms" }), 35);
     assert.ok(sample(metrics, "herald_operator_reconciles_total", { result: "success" }) > 0);
+  });
+
+  it("keeps an app on the senders it runs on when its spec stops naming a mode, and pools a new app that names none", async () => {
+    const name = `kept-${runId}`;
+    const hmsSpec = { providers: { hms: { appId: "104488888", clientSecretRef: { name: `${name}-hms`, key: "client-secret" } } } };
+    await apply([secret(namespace, `${name}-hms`, { "client-secret": "s" }), pushApp(namespace, name, hmsSpec)]);
+    await waitCondition(name, "TopicsReady", "True");
+    await eventually(() => deployment(`${name}-herald-hms-sender`), "its own sender");
+    const modeOf = async (app: string) => ((await getApp(app)).status as { sendersMode?: string } | undefined)?.sendersMode;
+    assert.equal(await modeOf(name), "dedicated");
+    // The same app without spec.senders (the helper adds the mode; this bypasses it).
+    await apply([{ apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name, namespace }, spec: hmsSpec }]);
+    await waitCondition(name, "TopicsReady", "True", `${name} reconciled without a mode`);
+    assert.equal(await modeOf(name), "dedicated", "kept: a default never moves a running app");
+    assert.ok(await deployment(`${name}-herald-hms-sender`), "still on its own sender");
+    assert.equal(await deployment("herald-pool-hms"), undefined, "no pool for it");
+    // A new app that names no mode: pooled, served by the namespace's pool, no sender of its own.
+    const fresh = `fresh-${runId}`;
+    await apply([secret(namespace, `${fresh}-hms`, { "client-secret": "s" }), { apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name: fresh, namespace }, spec: { providers: { hms: { appId: "104488889", clientSecretRef: { name: `${fresh}-hms`, key: "client-secret" } } } } }]);
+    await waitCondition(fresh, "TopicsReady", "True");
+    assert.equal(await modeOf(fresh), "pooled");
+    await eventually(() => deployment("herald-pool-hms"), "the pool sender");
+    assert.equal(await deployment(`${fresh}-herald-hms-sender`), undefined);
+    assert.deepEqual((await bus.lag("nobody", [BusTopics.pooled(fresh, "hms", "bulk")])).length, 1, "its pool topic, one partition");
+    await kubectlOk(["delete", "pushapp", name, fresh, "-n", namespace, "--wait=true", "--timeout=60s"]);
+    await eventually(async () => (await deployment("herald-pool-hms")) === undefined, "the pool gone with its last app");
   });
 
   it("deleting the PushApp removes its topics, its registry app and (by garbage collection) what it owns", async () => {

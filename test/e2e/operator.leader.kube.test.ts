@@ -13,7 +13,8 @@ import { startPlatform, type Platform } from "./platform.fixture.js";
 const b64 = (v: string) => Buffer.from(v).toString("base64");
 const runId = randomUUID().slice(0, 6);
 const secret = (namespace: string, name: string, data: Record<string, string>) => ({ apiVersion: "v1", kind: "Secret", metadata: { name, namespace }, type: "Opaque", data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) });
-const pushApp = (namespace: string, name: string, spec: Record<string, unknown>) => ({ apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name, namespace }, spec });
+// Dedicated senders, which a new PushApp gets only when it says so (pooled: delivery.kube).
+const pushApp = (namespace: string, name: string, spec: Record<string, unknown>) => ({ apiVersion: "herald.dev/v1alpha1", kind: "PushApp", metadata: { name, namespace }, spec: { ...spec, senders: { mode: "dedicated", ...(spec.senders as object | undefined) } } });
 const apply = (objects: object[]) => kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) });
 // Each replica stamps the sender Deployments it writes with its own identity (an extra env
 // var), so a Deployment says which replica wrote it last.

@@ -17,11 +17,12 @@ import { signUserToken } from "../integration/fixtures.js";
 const b64 = (v: string) => Buffer.from(v).toString("base64");
 const unb64 = (v: string | undefined) => Buffer.from(v ?? "", "base64").toString();
 const runId = randomUUID().slice(0, 6);
+// Dedicated senders (a new PushApp's default is pooled): the Deployments each installation owns.
 const hmsApp = (namespace: string, name: string, extra: Record<string, unknown> = {}) => ({
   apiVersion: "herald.dev/v1alpha1",
   kind: "PushApp",
   metadata: { name, namespace },
-  spec: { providers: { hms: { appId: "104455555", clientSecretRef: { name: "hms", key: "client-secret" } } }, ...extra },
+  spec: { providers: { hms: { appId: "104455555", clientSecretRef: { name: "hms", key: "client-secret" } } }, senders: { mode: "dedicated" }, ...extra },
 });
 const apply = (objects: object[]) => kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) });
 

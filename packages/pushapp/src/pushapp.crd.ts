@@ -1,5 +1,5 @@
 import { stringify } from "yaml";
-import { PUSHAPP_KIND, pushAppOpenApiSchema } from "./pushapp.schema.js";
+import { PUSHAPP_KIND, pushAppOpenApiSchema, type SenderMode } from "./pushapp.schema.js";
 
 export const PUSHAPP_GROUP = "herald.dev";
 export const PUSHAPP_VERSION = "v1alpha1";
@@ -40,6 +40,9 @@ export interface PushAppStatus {
   // The namespace's pooled senders serve the app (pooled, or moving away from the pool while
   // jobs still wait on its pool topics).
   pooled?: boolean;
+  // The mode the operator resolved for the app (spec.senders.mode, or the rules for its absence):
+  // an app without spec.senders.mode keeps it.
+  sendersMode?: SenderMode;
 }
 
 const str = (description: string) => ({ type: "string", description });
@@ -93,6 +96,7 @@ const statusSchema = {
     credentialsSecretName: str("Secret holding the normalized provider credentials mounted by the senders."),
     apiKeyRotation: int("The spec.apiKeyRotation the current keys were created for."),
     userTokenSecretRotation: int("The spec.userTokenSecretRotation the current user token secret was issued for."),
+    sendersMode: { type: "string", enum: ["dedicated", "pooled"], description: "The senders the app runs on: spec.senders.mode, or, where it is absent, the mode resolved when the app was first reconciled (kept until the spec names one)." },
     pooled: { type: "boolean", description: "The namespace's pooled senders serve the app: spec.senders.mode is pooled, or the app is moving to dedicated senders while deliveries still wait on its pool topics." },
   },
 };
@@ -127,6 +131,7 @@ export function pushAppCrd(): Record<string, unknown> {
             { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: "Whether the app is fully reconciled." },
             { name: "Providers", type: "string", jsonPath: ".status.providerList", description: "Enabled providers." },
             { name: "Senders", type: "string", jsonPath: ".status.senders", description: "Available / desired sender replicas." },
+            { name: "Mode", type: "string", jsonPath: ".status.sendersMode", description: "pooled or dedicated senders." },
             { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1, description: "Why the app is (not) ready." },
             { name: "Installation", type: "string", jsonPath: '.metadata.annotations.herald\\.dev/installation', priority: 1, description: "The Herald installation that owns the app." },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },

@@ -178,7 +178,7 @@ export const SendersSchema = z
       .enum(["dedicated", "pooled"])
       .optional()
       .describe(
-        "Which senders deliver the app: dedicated (the default: Deployments of the app's own, one per enabled provider, scaled by replicas or autoscaling) or pooled (the namespace's shared herald-pool-<provider> Deployments, which serve every pooled app; replicas, autoscaling and resources do not apply). A change moves the app without losing or repeating a notification: the old senders keep delivering what was handed to them until their lag is 0.",
+        "Which senders deliver the app: pooled (the namespace's shared <installation>-pool-<provider> Deployments, which serve every pooled app; replicas, autoscaling and resources do not apply) or dedicated (Deployments of the app's own, one per enabled provider, scaled by replicas or autoscaling). Absent: dedicated if replicas, autoscaling or resources are set; else the mode the app already runs in (status.sendersMode; dedicated for apps reconciled before pooled became the default); else, for a new app, the installation's default (pooled unless the chart's operator.defaultSenderMode says dedicated). A change moves the app without losing or repeating a notification: the old senders keep delivering what was handed to them until their lag is 0.",
       ),
     replicas: nonNegativeInt(1000).optional().describe("Fixed number of sender replicas per enabled provider (default 1)."),
     autoscaling: z
@@ -289,6 +289,7 @@ export const PushAppSchema = z
 export type PushApp = z.output<typeof PushAppSchema>;
 export type PushAppInput = z.input<typeof PushAppSchema>;
 export type PushAppProvider = "apns" | "fcm" | "hms" | "webpush";
+export type SenderMode = "dedicated" | "pooled";
 
 // The providers configured and enabled, in a stable order.
 export function enabledProviders(app: PushApp): PushAppProvider[] {
