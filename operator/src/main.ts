@@ -15,6 +15,7 @@ import { LeaderFence } from "./leader.fence.js";
 import { operatorEnv } from "./operator.config.js";
 import { OperatorMetrics } from "./operator.metrics.js";
 import { PushAppController, referencedSecrets } from "./pushapp.controller.js";
+import { poolAutoscaling } from "./pool.deployment.js";
 import { PushAppReconciler, type PushAppObject } from "./pushapp.reconciler.js";
 import { ScaleStabilizer } from "./sender.autoscaler.js";
 import { LABELS, MANAGED_BY } from "./sender.deployment.js";
@@ -87,7 +88,7 @@ const reconciler = new PushAppReconciler({
   logger,
   now: () => new Date(),
 });
-controller = new PushAppController({ pushApps, secrets, deployments, reconciler, metrics, events, logger, concurrency: config.HERALD_RECONCILE_CONCURRENCY, resyncMs: config.HERALD_RESYNC_SECONDS * 1000 });
+controller = new PushAppController({ pushApps, secrets, deployments, reconciler, metrics, events, logger, concurrency: config.HERALD_RECONCILE_CONCURRENCY, resyncMs: config.HERALD_RESYNC_SECONDS * 1000, poolScaling: poolAutoscaling(config) !== undefined });
 lifecycle.add("informers", async () => {
   await Promise.all([pushApps.stop(), secrets.stop(), deployments.stop()]);
 });

@@ -64,8 +64,12 @@ export const operatorEnv = z.object({
   HERALD_SENDER_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
   HERALD_SENDER_SERVICE_ACCOUNT: z.string().default(""),
   HERALD_SENDER_EXTRA_ENV: extraEnv,
-  // Replicas of each pooled sender Deployment (one per namespace and provider with pooled apps).
+  // Replicas of each pooled sender Deployment (one per namespace and provider with pooled apps):
+  // HERALD_POOL_REPLICAS, or, with HERALD_POOL_MAX_REPLICAS above it, between the two on the lag
+  // of every app the pool serves (0: fixed).
   HERALD_POOL_REPLICAS: env.int(1, 1),
+  HERALD_POOL_MAX_REPLICAS: env.int(0, 0),
+  HERALD_POOL_TARGET_LAG_PER_REPLICA: env.int(20_000, 1),
   // The senders of a new PushApp that names no spec.senders.mode (see sender.mode.ts).
   HERALD_DEFAULT_SENDER_MODE: z.enum(["pooled", "dedicated"]).default("pooled"),
   // Herald's version (the chart sets it on every component): the senders' service.version.
@@ -73,6 +77,9 @@ export const operatorEnv = z.object({
   // GET /healthz, /readyz and /metrics.
   HERALD_HEALTH_PORT: env.port(8080),
 }).superRefine((c, ctx) => {
+  if (c.HERALD_POOL_MAX_REPLICAS !== 0 && c.HERALD_POOL_MAX_REPLICAS < c.HERALD_POOL_REPLICAS) {
+    ctx.addIssue({ code: "custom", path: ["HERALD_POOL_MAX_REPLICAS"], message: `must be 0 (fixed) or at least HERALD_POOL_REPLICAS (${c.HERALD_POOL_REPLICAS})` });
+  }
   // A leader renewing less often than its Lease lasts would lose it between renewals.
   if (c.HERALD_LEADER_ELECTION && c.HERALD_LEASE_RENEW_SECONDS >= c.HERALD_LEASE_DURATION_SECONDS) {
     ctx.addIssue({ code: "custom", path: ["HERALD_LEASE_RENEW_SECONDS"], message: `must be shorter than HERALD_LEASE_DURATION_SECONDS (${c.HERALD_LEASE_DURATION_SECONDS})` });

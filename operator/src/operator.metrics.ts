@@ -11,6 +11,8 @@ export class OperatorMetrics {
   readonly senderLag: Gauge<"namespace" | "app" | "provider">;
   readonly senderReplicas: Gauge<"namespace" | "app" | "provider">;
   readonly leader: Gauge;
+  readonly poolLag: Gauge<"namespace" | "provider">;
+  readonly poolReplicas: Gauge<"namespace" | "provider">;
 
   constructor(registry: Registry, queueDepth: () => number) {
     this.reconciles = new Counter({ name: "herald_operator_reconciles_total", help: "PushApp reconciles by result (success, error)", labelNames: ["result"], registers: [registry] });
@@ -38,6 +40,8 @@ export class OperatorMetrics {
     });
     this.senderLag = new Gauge({ name: "herald_operator_sender_lag", help: "Deliveries waiting for a provider's senders (Kafka consumer lag)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
     this.senderReplicas = new Gauge({ name: "herald_operator_sender_desired_replicas", help: "Sender replicas the operator asks for, per provider (0: scaled to zero while idle, or served by the namespace's pool)", labelNames: ["namespace", "app", "provider"], registers: [registry] });
+    this.poolLag = new Gauge({ name: "herald_operator_pool_lag", help: "Deliveries waiting for a pool's senders, over every app it serves (what its scaling acts on)", labelNames: ["namespace", "provider"], registers: [registry] });
+    this.poolReplicas = new Gauge({ name: "herald_operator_pool_desired_replicas", help: "Replicas the operator asks for of a namespace's pool Deployment for one provider", labelNames: ["namespace", "provider"], registers: [registry] });
     this.leader = new Gauge({ name: "herald_operator_leader", help: "1 while this replica holds the leader Lease", registers: [registry] });
   }
 
@@ -51,5 +55,10 @@ export class OperatorMetrics {
       this.senderLag.remove({ namespace, app, provider });
       this.senderReplicas.remove({ namespace, app, provider });
     }
+  }
+
+  forgetPool(namespace: string, provider: string): void {
+    this.poolLag.remove({ namespace, provider });
+    this.poolReplicas.remove({ namespace, provider });
   }
 }

@@ -2,6 +2,7 @@ import type { V1Deployment, V1VolumeProjection } from "@kubernetes/client-node";
 import type { PushAppProvider } from "@herald/pushapp";
 import { APP_SETTINGS, SETTINGS_FILE } from "@herald/sender";
 import type { OperatorConfig } from "./operator.config.js";
+import type { AutoscalingSpec } from "./sender.autoscaler.js";
 import { LABELS, MANAGED_BY, names, SENDER_RESOURCE_DEFAULTS, senderPods, senderResourceAttributes } from "./sender.deployment.js";
 
 // The pooled senders of a namespace: one Deployment per provider (and installation) serving
@@ -48,7 +49,13 @@ export const appOfSource = (source: V1VolumeProjection): string | undefined => {
 export const poolSourcesOf = (deployment: V1Deployment | undefined): V1VolumeProjection[] =>
   deployment?.spec?.template?.spec?.volumes?.find((v) => v.name === VOLUME)?.projected?.sources ?? [];
 
-export function poolDeployment(namespace: string, provider: PushAppProvider, sources: V1VolumeProjection[], config: OperatorConfig): V1Deployment {
+// Lag-based scaling of the pools, when the installation allows more than HERALD_POOL_REPLICAS.
+export function poolAutoscaling(config: OperatorConfig): AutoscalingSpec | undefined {
+  const { HERALD_POOL_REPLICAS: min, HERALD_POOL_MAX_REPLICAS: max, HERALD_POOL_TARGET_LAG_PER_REPLICA: target } = config;
+  return max > min ? { minReplicas: min, maxReplicas: max, targetLagPerReplica: target } : undefined;
+}
+
+export function poolDeployment(namespace: string, provider: PushAppProvider, sources: V1VolumeProjection[], config: OperatorConfig, replicas = config.HERALD_POOL_REPLICAS): V1Deployment {
   const installation = config.HERALD_INSTALLATION;
   const name = names.pool(installation, provider);
   const selector = { [POOL_LABEL]: installation, [LABELS.provider]: provider, [LABELS.component]: "sender" };
@@ -57,7 +64,7 @@ export function poolDeployment(namespace: string, provider: PushAppProvider, sou
     metadata: { name, namespace, labels: { ...selector, [INSTALLATION_LABEL]: installation, [LABELS.managedBy]: MANAGED_BY, "app.kubernetes.io/part-of": "herald" } },
     selector,
     provider,
-    replicas: config.HERALD_POOL_REPLICAS,
+    replicas,
     serves: { HERALD_POOL: "true" },
     credentials: { HERALD_POOL_DIR: POOL_DIR },
     settings: {},

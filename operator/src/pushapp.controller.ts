@@ -1,4 +1,5 @@
 import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
+import type { PushAppProvider } from "@herald/pushapp";
 import { withSpan, type Logger } from "@herald/platform";
 import type { EventRecorder } from "./event.recorder.js";
 import type { Informer } from "./informer.watch.js";
@@ -19,6 +20,8 @@ export interface ControllerDeps {
   logger: Logger;
   concurrency: number;
   resyncMs: number;
+  // Whether pools scale on lag (HERALD_POOL_MAX_REPLICAS above HERALD_POOL_REPLICAS).
+  poolScaling: boolean;
 }
 
 // Turns watch events into PushApp keys on the work queue: a PushApp's own changes, a change of
@@ -34,6 +37,8 @@ export class PushAppController {
   private resync?: NodeJS.Timeout;
   // Key → what of the PushApp a reconcile depends on, as last queued.
   private readonly seen = new Map<string, string>();
+  // Pool keys (POOL_KEY) whose scaling runs: each requeues itself while its pool exists.
+  private readonly pools = new Set<string>();
 
   constructor(private readonly d: ControllerDeps) {
     d.pushApps.onChange((o) => this.pushAppChanged(o));
@@ -100,6 +105,7 @@ export class PushAppController {
 
   private enqueueAll(): void {
     for (const o of this.d.pushApps.list()) this.enqueue(pushAppKey(o.metadata.namespace, o.metadata.name));
+    for (const key of this.pools) this.enqueue(key);
   }
 
   private secretChanged(secret: V1Secret): void {
@@ -117,6 +123,11 @@ export class PushAppController {
   private deploymentChanged(dep: V1Deployment): void {
     const namespace = dep.metadata?.namespace;
     if (namespace && dep.metadata?.labels?.[POOL_LABEL] && dep.metadata.labels[LABELS.managedBy] === MANAGED_BY) {
+      const provider = dep.metadata.labels[LABELS.provider];
+      if (this.d.poolScaling && provider && !this.pools.has(POOL_KEY(namespace, provider))) {
+        this.pools.add(POOL_KEY(namespace, provider));
+        this.enqueue(POOL_KEY(namespace, provider));
+      }
       for (const source of poolSourcesOf(dep)) {
         const app = appOfSource(source);
         if (app) this.enqueue(pushAppKey(namespace, app));
@@ -134,6 +145,7 @@ export class PushAppController {
   // One span per reconcile (the root of its trace): the app, its namespace, the outcome
   // (success, backoff, error) and why it comes back (autoscaling, or the failure's reason).
   private reconcile(key: string): Promise<void | "backoff"> {
+    if (key.startsWith(POOL_KEY_PREFIX)) return this.scalePool(key);
     const [namespace, name] = key.split("/") as [string, string];
     return withSpan("reconcile PushApp", { "herald.app": name, "k8s.namespace.name": namespace }, async (span) => {
       const started = process.hrtime.bigint();
@@ -161,7 +173,21 @@ export class PushAppController {
       }
     });
   }
+
+  // One look at a pool's lag; it comes back every autoscale interval until the pool is gone.
+  private scalePool(key: string): Promise<void> {
+    const [namespace, provider] = key.slice(POOL_KEY_PREFIX.length).split("/") as [string, PushAppProvider];
+    return withSpan("scale pool", { "k8s.namespace.name": namespace, "herald.provider": provider }, async () => {
+      const result = await this.d.reconciler.scalePool(namespace, provider);
+      if (result.requeueAfterMs) this.queue?.addAfter(key, result.requeueAfterMs);
+      else this.pools.delete(key);
+    });
+  }
 }
+
+// A pool's scaling is queued like a PushApp, under a key no PushApp can have (names hold no ":").
+const POOL_KEY_PREFIX = "pool:";
+const POOL_KEY = (namespace: string, provider: string) => `${POOL_KEY_PREFIX}${namespace}/${provider}`;
 
 // Names of every Secret a PushApp spec refers to (any `...SecretRef` / `secretRef` field).
 export function referencedSecrets(spec: unknown): Set<string> {

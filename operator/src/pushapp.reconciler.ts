@@ -15,7 +15,7 @@ import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
 import { resolveSenderMode } from "./sender.mode.js";
-import { appOfSource, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
+import { appOfSource, poolAutoscaling, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
 export const FINALIZER = "herald.dev/cleanup";
@@ -130,6 +130,8 @@ export class PushAppReconciler {
   private readonly poolsGone = new Map<string, string>();
   // namespace → the pool change in progress: an app's change is made on top of the previous one's.
   private readonly poolLocks = new Map<string, Promise<unknown>>();
+  // namespace/provider → the replicas the pool's scaler last asked for.
+  private readonly poolReplicas = new Map<string, number>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -344,7 +346,7 @@ export class PushAppReconciler {
         const lag = await this.queuedIn(poolLanesOf(name, provider));
         this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
         const pool = this.poolOf(namespace, provider);
-        const desired = this.d.config.HERALD_POOL_REPLICAS;
+        const desired = this.poolReplicasOf(namespace, provider, pool);
         // None of its own: the pool reports the app's metrics only once it has had a job, so an
         // idle pooled app must not look like one whose senders stopped reporting.
         this.d.metrics.senderReplicas.set({ namespace, app: name, provider }, 0);
@@ -385,8 +387,7 @@ export class PushAppReconciler {
   // keeping every other app's source; a pool left with no app is deleted. Sources of apps whose
   // PushApp is gone are dropped on the way.
   private applyPool(namespace: string, app: string, wanted: Map<PushAppProvider, string[]>): Promise<void> {
-    const previous = this.poolLocks.get(namespace) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(async () => {
+    return this.poolLocked(namespace, async () => {
       for (const provider of ALL_PROVIDERS) {
         const poolKey = `${namespace}/${provider}`;
         const current = this.poolOf(namespace, provider);
@@ -407,7 +408,7 @@ export class PushAppReconciler {
           this.pools.delete(poolKey);
           continue;
         }
-        const desired = poolDeployment(namespace, provider, after, this.d.config);
+        const desired = poolDeployment(namespace, provider, after, this.d.config, this.poolReplicasOf(namespace, provider, current));
         // Unchanged, and the API server has it (a pool deleted by hand is applied again).
         const seen = this.d.deployments.get(desired.metadata!.name!, namespace);
         if (seen && this.poolsGone.get(poolKey) !== seen.metadata?.uid && isDeepStrictEqual(normalize(poolSourcesOf(desired)), normalize(before)) && current?.spec?.replicas === desired.spec?.replicas) continue;
@@ -416,10 +417,61 @@ export class PushAppReconciler {
         this.poolsGone.delete(poolKey);
       }
     });
+  }
+
+  // Runs a change of a namespace's pools after the one in progress.
+  private poolLocked(namespace: string, change: () => Promise<void>): Promise<void> {
+    const previous = this.poolLocks.get(namespace) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(change);
     this.poolLocks.set(namespace, next);
     return next.finally(() => {
       if (this.poolLocks.get(namespace) === next) this.poolLocks.delete(namespace);
     });
+  }
+
+  // The replicas a pool runs: what its scaler last asked for, else what it runs now (a new
+  // operator replica does not scale a busy pool down), within the configured bounds.
+  private poolReplicasOf(namespace: string, provider: PushAppProvider, current: V1Deployment | undefined): number {
+    const scaling = poolAutoscaling(this.d.config);
+    if (!scaling) return this.d.config.HERALD_POOL_REPLICAS;
+    const replicas = this.poolReplicas.get(`${namespace}/${provider}`) ?? current?.spec?.replicas ?? scaling.minReplicas;
+    return Math.min(scaling.maxReplicas, Math.max(scaling.minReplicas, replicas));
+  }
+
+  // One look at a pool's lag (both lanes of every app it serves, one read per lane) and the
+  // replicas it asks for: up at once, down after the stabilization window. The controller
+  // calls it every HERALD_AUTOSCALE_INTERVAL_SECONDS while the pool exists.
+  async scalePool(namespace: string, provider: PushAppProvider): Promise<ReconcileResult> {
+    const scaling = poolAutoscaling(this.d.config);
+    const pool = this.poolOf(namespace, provider);
+    const poolKey = `${namespace}/${provider}`;
+    if (!scaling || !pool || pool.metadata?.deletionTimestamp) {
+      this.poolReplicas.delete(poolKey);
+      this.d.stabilizer.forget(`pool:${poolKey}`);
+      this.d.metrics.forgetPool(namespace, provider);
+      return {};
+    }
+    this.d.fence.check();
+    const apps = poolSourcesOf(pool).flatMap((s) => appOfSource(s) ?? []);
+    const lags = await Promise.all(LANES.map((lane) => this.d.bus.lag(BusGroups.pool(provider, lane), apps.map((app) => BusTopics.pooled(app, provider, lane)))));
+    const lag = lags.flat().reduce((n, l) => n + l.lag, 0);
+    const desired = this.d.stabilizer.recommend(`pool:${poolKey}`, replicasForLag(lag, scaling));
+    this.d.metrics.poolLag.set({ namespace, provider }, lag);
+    this.d.metrics.poolReplicas.set({ namespace, provider }, desired);
+    const interval = { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 };
+    if (desired === pool.spec?.replicas) {
+      this.poolReplicas.set(poolKey, desired);
+      return interval;
+    }
+    await this.poolLocked(namespace, async () => {
+      const current = this.poolOf(namespace, provider);
+      if (!current || current.metadata?.deletionTimestamp) return;
+      this.d.logger.info({ namespace, provider, from: current.spec?.replicas, to: desired, lag, apps: apps.length }, "scaling the pool on lag");
+      this.poolReplicas.set(poolKey, desired);
+      this.d.fence.check();
+      this.pools.set(poolKey, await this.d.kube.apply(poolDeployment(namespace, provider, poolSourcesOf(current), this.d.config, desired)));
+    });
+    return interval;
   }
 
   // The newer of the informer's copy and the one this replica applied last (which the informer

@@ -56,6 +56,8 @@ describe("operator on a real API server", () => {
     }, what).catch((err: Error) => {
       throw new Error(`${err.message}\noperator ${operator.identity}: ${failureOf(operator.output())}`);
     });
+  // Pools scale on lag between 1 and 3 replicas, 10 waiting deliveries per replica.
+  const poolScaling = { HERALD_POOL_MAX_REPLICAS: "3", HERALD_POOL_TARGET_LAG_PER_REPLICA: "10" };
   const deployment = (name: string) => appsApi.readNamespacedDeployment({ name, namespace }).catch(() => undefined);
   const secretData = async (name: string) => (await core.readNamespacedSecret({ name, namespace }).catch(() => undefined))?.data;
 
@@ -68,7 +70,7 @@ describe("operator on a real API server", () => {
     const kc = adminKubeConfig();
     core = kc.makeApiClient(CoreV1Api);
     appsApi = kc.makeApiClient(AppsV1Api);
-    operator = await startOperator(platform, { namespace, leaseName, identity: "op-a" });
+    operator = await startOperator(platform, { namespace, leaseName, identity: "op-a", env: poolScaling });
   });
   after(async () => {
     if (namespace) await deleteNamespace(namespace);
@@ -290,7 +292,7 @@ describe("operator on a real API server", () => {
     assert.ok(sample(metrics, "herald_operator_reconciles_total", { result: "success" }) > 0);
   });
 
-  it("keeps an app on the senders it runs on when its spec stops naming a mode, and pools a new app that names none", async () => {
+  it("keeps an app on the senders it runs on when its spec stops naming a mode, pools a new app that names none, and scales the pool on its lag", async () => {
     const name = `kept-${runId}`;
     const hmsSpec = { providers: { hms: { appId: "104488888", clientSecretRef: { name: `${name}-hms`, key: "client-secret" } } } };
     await apply([secret(namespace, `${name}-hms`, { "client-secret": "s" }), pushApp(namespace, name, hmsSpec)]);
@@ -312,6 +314,13 @@ describe("operator on a real API server", () => {
     await eventually(() => deployment("herald-pool-hms"), "the pool sender");
     assert.equal(await deployment(`${fresh}-herald-hms-sender`), undefined);
     assert.deepEqual((await bus.lag("nobody", [BusTopics.pooled(fresh, "hms", "bulk")])).length, 1, "its pool topic, one partition");
+    assert.equal((await deployment("herald-pool-hms"))?.spec?.replicas, 1);
+    // 25 jobs waiting for the pool (no kubelet runs it here): ceil(25 / 10) = 3 replicas.
+    await bus.publish(BusTopics.pooled(fresh, "hms", "bulk"), Array.from({ length: 25 }, (_, i) => ({ key: `k${i}`, value: new Uint8Array([i]) })));
+    await eventually(async () => (await deployment("herald-pool-hms"))?.spec?.replicas === 3, "the pool scaled to 3 on a lag of 25", { timeoutMs: 60_000 });
+    const metrics = await scrape(operator.healthUrl);
+    assert.equal(sample(metrics, "herald_operator_pool_lag", { namespace, provider: "hms" }), 25);
+    assert.equal(sample(metrics, "herald_operator_pool_desired_replicas", { namespace, provider: "hms" }), 3);
     await kubectlOk(["delete", "pushapp", name, fresh, "-n", namespace, "--wait=true", "--timeout=60s"]);
     await eventually(async () => (await deployment("herald-pool-hms")) === undefined, "the pool gone with its last app");
   });
@@ -376,7 +385,7 @@ describe("operator on a real API server", () => {
   });
 
   it("with two replicas exactly one reconciles; when it dies the other takes over", async () => {
-    const second = await startOperator(platform, { namespace, leaseName, identity: "op-b" });
+    const second = await startOperator(platform, { namespace, leaseName, identity: "op-b", env: poolScaling });
     try {
       const coordination = adminKubeConfig().makeApiClient(CoordinationV1Api);
       const lease = await coordination.readNamespacedLease({ name: leaseName, namespace: "herald-system" });
@@ -403,7 +412,7 @@ describe("operator on a real API server", () => {
   });
 
   it("a leader stopped with SIGTERM releases the Lease, so the standby takes over without waiting it out", async () => {
-    const standby = await startOperator(platform, { namespace, leaseName, identity: "op-t" });
+    const standby = await startOperator(platform, { namespace, leaseName, identity: "op-t", env: poolScaling });
     const coordination = adminKubeConfig().makeApiClient(CoordinationV1Api);
     const leader = operator;
     try {
@@ -426,7 +435,7 @@ describe("operator on a real API server", () => {
     // The first visible step of the reconcile is the credentials Secret: kill the operator then.
     await eventually(() => secretData("crashy-herald-credentials"), "credentials Secret written", { pollMs: 10 });
     await operator.stop("SIGKILL");
-    operator = await startOperator(platform, { namespace, leaseName, identity: "op-c" });
+    operator = await startOperator(platform, { namespace, leaseName, identity: "op-c", env: poolScaling });
     await waitCondition(name, "TopicsReady", "True");
     const deps = await eventually(async () => {
       const all = await Promise.all(["hms", "fcm"].map((p) => deployment(`crashy-herald-${p}-sender`)));

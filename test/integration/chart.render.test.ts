@@ -644,6 +644,7 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       [["--set", "operator.resources.requests.memory=1Gi"], /operator\.resources\.requests\.memory \(1Gi\) is above operator\.resources\.limits\.memory \(512Mi\)/],
       [["--set", "registry.resources.requests.cpu=2", "--set", "registry.resources.limits.cpu=1500m"], /registry\.resources\.requests\.cpu \(2\) is above registry\.resources\.limits\.cpu \(1500m\)/],
       [["--set-string", "gateway.resources.requests.cpu=0.5", "--set-string", "gateway.resources.limits.cpu=400m"], /gateway\.resources\.requests\.cpu \(0\.5\) is above/],
+      [["--set", "operator.poolReplicas=3", "--set", "operator.poolMaxReplicas=2"], /operator\.poolMaxReplicas \(2\) is below operator\.poolReplicas \(3\)/],
     ];
     for (const [args, message] of cases) {
       const r = await helm(["template", RELEASE, CHART, ...args]);
@@ -656,6 +657,7 @@ describe("Helm chart charts/herald", { timeout: 300_000 }, () => {
       ["--set", "dispatcher.resources.requests.cpu=1", "--set", "dispatcher.resources.limits.cpu=1000m"],
       ["--set", "dispatcher.resources.requests.memory=1000Mi", "--set", "dispatcher.resources.limits.memory=1Gi"],
       ["--set", "operator.leaderElection.enabled=false", "--set", "operator.replicas=1", "--set", "operator.leaderElection.renewSeconds=30"],
+      ["--set", "operator.poolReplicas=2", "--set", "operator.poolMaxReplicas=2"],
     ]) {
       await ok(helm(["template", RELEASE, CHART, ...args]), args.join(" "));
     }
