@@ -26,6 +26,9 @@ const config = loadConfig(
     HERALD_POOL_RESCAN_MS: envOf.int(2000, 100),
     // Apps worked on at once per lane.
     HERALD_POOL_CONCURRENCY: envOf.int(8, 1),
+    // A pooled app that has sent nothing for this long gets its provider and connections closed
+    // (its next job opens them again); 0: never.
+    HERALD_POOL_IDLE_CLOSE_MS: envOf.int(300_000, 0),
     HERALD_PROVIDER: z.enum(["apns", "fcm", "hms", "webpush"]),
     HERALD_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     // Exponential backoff with jitter between attempts, raised by a provider's Retry-After.
@@ -107,6 +110,7 @@ async function pooled(): Promise<() => object> {
     metrics: metricsOf,
     concurrency: config.HERALD_POOL_CONCURRENCY,
     problemCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+    ...(config.HERALD_POOL_IDLE_CLOSE_MS > 0 ? { idleCloseMs: config.HERALD_POOL_IDLE_CLOSE_MS } : {}),
     worker: { maxAttempts: config.HERALD_MAX_ATTEMPTS, backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS }, credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS },
   });
   consumerLagGauge({

@@ -104,6 +104,37 @@ describe("PooledSender", () => {
     await until("sent", () => results.some((r) => r.publishId === "p3" && r.sent === 1));
   });
 
+  it("closes the provider of an app idle for idleCloseMs, and builds it again for the app's next job", async () => {
+    await pool.stop();
+    const built: string[] = [];
+    const closed: string[] = [];
+    pool = new PooledSender({
+      provider: "apns",
+      bus,
+      logger,
+      now: () => new Date(),
+      source,
+      idleCloseMs: 50,
+      createProvider: async (app) => {
+        built.push(app.id);
+        const provider = new RecordingProvider(app.id, undefined, sent);
+        provider.close = async () => void closed.push(app.id);
+        return provider;
+      },
+    });
+    writeApp("quiet", "{}");
+    await source.start();
+    await pool.start();
+    await job("quiet", "quiet", "q1");
+    await until("sent", () => results.some((r) => r.publishId === "q1"));
+    await until("closed once idle", () => closed.length === 1);
+    assert.equal(pool.health().apps, 0, "forgotten until its next job");
+    await job("quiet", "quiet", "q2");
+    await until("sent again", () => results.some((r) => r.publishId === "q2"));
+    assert.deepEqual(built, ["quiet", "quiet"]);
+    assert.deepEqual(sent.map((x) => x.tokens), [["t-q1"], ["t-q2"]]);
+  });
+
   it("never sends a job that names another app than its topic's: dead-lettered, its publish told", async () => {
     writeApp("victim", JSON.stringify({ HERALD_APNS_BUNDLE_ID: "com.example.victim" }));
     writeApp("attacker", JSON.stringify({ HERALD_APNS_BUNDLE_ID: "com.example.attacker" }));

@@ -22,6 +22,9 @@ export interface PooledSenderOptions {
   yieldAfterMs?: number;
   // How long an app whose configuration is missing or incomplete waits before it is tried again.
   problemCooldownMs?: number;
+  // An app that has sent nothing for this long has its provider (connections, tokens) closed;
+  // its next job builds it again. Absent: kept while the process runs.
+  idleCloseMs?: number;
   worker?: Pick<SenderOptions, "maxAttempts" | "backoff" | "credentialCooldownMs" | "checkpointEvery" | "handOffRetry">;
 }
 
@@ -31,6 +34,8 @@ interface AppEntry {
   // Why the app cannot send now, and until when its jobs wait for another try.
   problem?: { reason: string; until: number };
   inflight: number;
+  // When its last job ended (or it was built), ms.
+  lastUsed: number;
   retired: boolean;
   ready?: Promise<void>;
 }
@@ -52,6 +57,7 @@ export class PooledSender {
   private readonly subscriptions: Subscription[] = [];
   private readonly topics: ReturnType<typeof pooledTopics>;
   private stopping = false;
+  private idleSweep?: NodeJS.Timeout;
 
   constructor(private readonly o: PooledSenderOptions) {
     this.topics = pooledTopics(o.provider);
@@ -77,10 +83,24 @@ export class PooledSender {
     for (const lane of [...this.topics.lanes].reverse()) this.subscriptions.push(await this.o.bus.subscribe({ group: lane.group, topics: [lane.pattern], ...common }));
     // Retries wait for their time with their partition paused, so many apps' retries can wait at once.
     this.subscriptions.push(await this.o.bus.subscribe({ group: this.topics.retries.group, topics: [this.topics.retries.pattern], ...common, partitionsConcurrently: Math.max(16, common.partitionsConcurrently) }));
+    const idleMs = this.o.idleCloseMs;
+    if (idleMs !== undefined) {
+      this.idleSweep = setInterval(() => this.closeIdle(idleMs), Math.max(10, Math.min(idleMs / 2, 60_000)));
+      this.idleSweep.unref();
+    }
+  }
+
+  // A long tail of apps that each sent once must not keep a provider and its connections each.
+  private closeIdle(idleMs: number): void {
+    const now = this.o.now().getTime();
+    for (const [app, entry] of this.apps) {
+      if (entry.inflight === 0 && entry.worker && !entry.problem && now - entry.lastUsed >= idleMs) void this.retire(app, "idle");
+    }
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.idleSweep);
     await Promise.all(this.subscriptions.splice(0).map((s) => s.stop()));
     await Promise.all([...this.apps.keys()].map((id) => this.retire(id, "the sender is stopping")));
   }
@@ -117,6 +137,7 @@ export class PooledSender {
     try {
       return await entry.worker!.handle(message);
     } finally {
+      entry.lastUsed = this.o.now().getTime();
       if (--entry.inflight === 0 && entry.retired) void this.close(app, entry);
     }
   }
@@ -135,7 +156,7 @@ export class PooledSender {
       entry = undefined;
     }
     if (!entry) {
-      const created: AppEntry = { version: "", inflight: 0, retired: false };
+      const created: AppEntry = { version: "", inflight: 0, lastUsed: this.o.now().getTime(), retired: false };
       created.ready = this.build(app, created);
       this.apps.set(app, (entry = created));
     }
