@@ -39,6 +39,8 @@ export class PushAppController {
   private readonly seen = new Map<string, string>();
   // Pool keys (POOL_KEY) whose scaling runs: each requeues itself while its pool exists.
   private readonly pools = new Set<string>();
+  // Pool key → its replicas and their availability, as last seen.
+  private readonly poolAvailability = new Map<string, string>();
 
   constructor(private readonly d: ControllerDeps) {
     d.pushApps.onChange((o) => this.pushAppChanged(o));
@@ -53,7 +55,7 @@ export class PushAppController {
     d.secrets.onChange((s) => this.secretChanged(s));
     d.secrets.onDelete((s) => this.secretChanged(s));
     d.deployments.onChange((dep) => this.deploymentChanged(dep));
-    d.deployments.onDelete((dep) => this.deploymentChanged(dep));
+    d.deployments.onDelete((dep) => this.deploymentChanged(dep, true));
   }
 
   get depth(): number {
@@ -119,15 +121,23 @@ export class PushAppController {
     }
   }
 
-  // A pool's Deployment concerns every app it serves (its availability is theirs).
-  private deploymentChanged(dep: V1Deployment): void {
+  // A pool's availability concerns every app it serves (their status shows it), so a change of
+  // its replicas or their availability reconciles them all. Its other changes do not: each app
+  // that joins or leaves rewrites the pool, and reconciling every other app on each of those
+  // would make N joins cost N² reconciles.
+  private deploymentChanged(dep: V1Deployment, deleted = false): void {
     const namespace = dep.metadata?.namespace;
     if (namespace && dep.metadata?.labels?.[POOL_LABEL] && dep.metadata.labels[LABELS.managedBy] === MANAGED_BY) {
       const provider = dep.metadata.labels[LABELS.provider];
-      if (this.d.poolScaling && provider && !this.pools.has(POOL_KEY(namespace, provider))) {
-        this.pools.add(POOL_KEY(namespace, provider));
-        this.enqueue(POOL_KEY(namespace, provider));
+      const key = POOL_KEY(namespace, provider ?? "");
+      if (this.d.poolScaling && provider && !this.pools.has(key)) {
+        this.pools.add(key);
+        this.enqueue(key);
       }
+      const availability = deleted ? "gone" : JSON.stringify([dep.spec?.replicas, dep.status?.replicas ?? 0, dep.status?.availableReplicas ?? 0, Boolean(dep.metadata.deletionTimestamp)]);
+      if (this.poolAvailability.get(key) === availability) return;
+      if (deleted) this.poolAvailability.delete(key);
+      else this.poolAvailability.set(key, availability);
       for (const source of poolSourcesOf(dep)) {
         const app = appOfSource(source);
         if (app) this.enqueue(pushAppKey(namespace, app));
