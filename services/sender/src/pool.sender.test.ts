@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, type BusMessage } from "@herald/platform";
 import { BusTopics, events, Provider } from "@herald/proto";
-import { PooledSender } from "./pool.sender.js";
+import { PooledSender, type PooledSenderOptions } from "./pool.sender.js";
 import { DirectoryPoolSource } from "./pool.source.js";
 import type { PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 
@@ -51,12 +51,8 @@ describe("PooledSender", () => {
     }
   };
 
-  beforeEach(async () => {
-    sent.length = results.length = dead.length = 0;
-    dir = mkdtempSync(join(tmpdir(), "herald-pool-unit-"));
-    bus = new MemoryBus();
-    source = new DirectoryPoolSource({ dir, rescanMs: 60_000, logger });
-    pool = new PooledSender({
+  const makePool = (o: Partial<PooledSenderOptions> = {}) =>
+    new PooledSender({
       provider: "apns",
       bus,
       logger,
@@ -64,7 +60,15 @@ describe("PooledSender", () => {
       source,
       createProvider: async (app) => new RecordingProvider(app.id, (await app.settings()).HERALD_APNS_BUNDLE_ID, sent),
       problemCooldownMs: 100,
+      ...o,
     });
+
+  beforeEach(async () => {
+    sent.length = results.length = dead.length = 0;
+    dir = mkdtempSync(join(tmpdir(), "herald-pool-unit-"));
+    bus = new MemoryBus();
+    source = new DirectoryPoolSource({ dir, rescanMs: 60_000, logger });
+    pool = makePool();
     await bus.subscribe({ group: "results", topics: [BusTopics.results], handler: async (m: BusMessage) => void results.push(events.DeliveryResult.decode(m.value)) });
     await bus.subscribe({ group: "dead", topics: [BusTopics.deadLetter], handler: async (m: BusMessage) => void dead.push(events.DeadLetter.decode(m.value)) });
   });
@@ -108,12 +112,7 @@ describe("PooledSender", () => {
     await pool.stop();
     const built: string[] = [];
     const closed: string[] = [];
-    pool = new PooledSender({
-      provider: "apns",
-      bus,
-      logger,
-      now: () => new Date(),
-      source,
+    pool = makePool({
       idleCloseMs: 50,
       createProvider: async (app) => {
         built.push(app.id);
