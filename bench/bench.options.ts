@@ -37,6 +37,13 @@ export interface BenchOptions {
   // the CPU per APNs request of bare node:http2 and of Herald's provider.
   unitCosts: boolean;
   unitRequests: number;
+  // > 0: instead, the operator with this many pooled PushApps of every provider on the real API
+  // server (bench/operator.scenario.ts): time to Ready, its CPU, memory, reconciles and API
+  // traffic, the pool Deployments and pods, then an idle window and a cold restart.
+  operatorApps: number;
+  operatorIdleSeconds: number;
+  operatorBudgetMs: number;
+  operatorRestart: boolean;
 }
 
 // A mobile app's audience with a website.
@@ -70,7 +77,14 @@ export const USAGE = `npm run bench -- [flags]
   --unit-costs         instead: the memory store's heap bytes per device (--devices of them) and
                        the CPU µs per APNs request of a bare node:http2 session and of Herald's
                        APNs provider, taking turns in one process (--unit-requests per turn, 6 turns)
-  --unit-requests N    APNs requests per layer and turn (default 20000)`;
+  --unit-requests N    APNs requests per layer and turn (default 20000)
+  --operator-apps N    instead: the operator with N pooled PushApps (APNs, FCM, HMS and Web Push,
+                       a credentials Secret each) on the test API server, the pool pods run by the
+                       local kubelet: time to Ready, the operator's CPU, memory, reconciles and
+                       API traffic, pool Deployments and pods, an idle window, a cold restart
+  --operator-idle-s N  the idle window once the pools have converged (default 60)
+  --operator-budget-s N  give up waiting for every PushApp to be Ready after N s (default 1500)
+  --skip-operator-restart  do not restart the operator at the end`;
 
 export function parseOptions(argv: string[], resultsDir: string): BenchOptions | "help" {
   const { values } = parseArgs({
@@ -100,6 +114,10 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
       "pool-broadcast": { type: "string" },
       "unit-costs": { type: "boolean" },
       "unit-requests": { type: "string" },
+      "operator-apps": { type: "string" },
+      "operator-idle-s": { type: "string" },
+      "operator-budget-s": { type: "string" },
+      "skip-operator-restart": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -136,6 +154,10 @@ export function parseOptions(argv: string[], resultsDir: string): BenchOptions |
     poolBroadcast: int("pool-broadcast", values["pool-broadcast"], 100_000, 0),
     unitCosts: values["unit-costs"] ?? false,
     unitRequests: int("unit-requests", values["unit-requests"], 20_000),
+    operatorApps: int("operator-apps", values["operator-apps"], 0, 1),
+    operatorIdleSeconds: int("operator-idle-s", values["operator-idle-s"], 60),
+    operatorBudgetMs: int("operator-budget-s", values["operator-budget-s"], 1500) * 1000,
+    operatorRestart: !values["skip-operator-restart"],
   };
 }
 

@@ -16,13 +16,14 @@ import { measureCeiling } from "./ceiling.h2load.js";
 import { startFakes, type FakesProcess } from "./fakes.client.js";
 import type { FakesOptions } from "./fakes.protocol.js";
 import { runLatency, type LatencyResult } from "./latency.scenario.js";
+import { runOperatorScenario } from "./operator.scenario.js";
 import { runPool } from "./pool.scenario.js";
 import { runUnits } from "./units.scenario.js";
 import { startDistributed } from "./platform.distributed.js";
 import { startEmbeddedTarget } from "./platform.embedded.js";
 import { BENCH_TOPIC, type Mode, type Target } from "./platform.types.js";
 import { availableProviders } from "./providers.table.js";
-import { formatRun, machine, writeResults, type ModeResult, type RunResult } from "./report.table.js";
+import { formatOperator, formatRun, machine, writeResults, type ModeResult, type RunResult } from "./report.table.js";
 import { round } from "./seed.devices.js";
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const fakesOptions: FakesOptions = { apnsLatencyMs: options.apnsLatencyMs, apnsMaxStreams: options.apnsMaxStreams };
+  if (options.operatorApps > 0) return runOperatorOnly(options);
   if (options.poolApps > 0) return runPoolOnly(options, fakesOptions);
   if (options.unitCosts) return runUnitsOnly(options, fakesOptions);
   const run: RunResult = { startedAt: new Date().toISOString(), machine: machine(), options, ceiling: null, modes: [], failures: [] };
@@ -177,23 +179,48 @@ async function runUnitsOnly(options: BenchOptions, fakesOptions: FakesOptions): 
   });
 }
 
-// A scenario that replaces the broadcast modes: the fakes around it, its result printed and
-// written to <outDir>/<date>-<name>.json under `name`; exit code 1 when it failed.
+async function runOperatorOnly(options: BenchOptions): Promise<number> {
+  return runScenario(
+    "operator",
+    options,
+    () =>
+      runOperatorScenario({
+        apps: options.operatorApps,
+        idleSeconds: options.operatorIdleSeconds,
+        readyBudgetMs: options.operatorBudgetMs,
+        restart: options.operatorRestart,
+        log,
+        onInterrupt: (stop) => {
+          running.add(stop);
+          return () => running.delete(stop);
+        },
+      }),
+    formatOperator,
+  );
+}
+
+// A scenario that replaces the broadcast modes, with the fakes around it.
 async function runAlone<T>(name: string, options: BenchOptions, fakesOptions: FakesOptions, scenario: (fakes: FakesProcess) => Promise<{ result: T; failed: boolean }>): Promise<number> {
-  const startedAt = new Date().toISOString();
   const fakes = await startFakes(fakesOptions);
   running.add(fakes.stop);
   try {
-    const { result, failed } = await scenario(fakes);
-    const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-${name}.json`);
-    mkdirSync(options.outDir, { recursive: true });
-    writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, [name]: result }, null, 2)}\n`);
-    process.stdout.write(`\n${JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
-    return failed ? 1 : 0;
+    return await runScenario(name, options, () => scenario(fakes));
   } finally {
     running.delete(fakes.stop);
     await fakes.stop();
   }
+}
+
+// Its result printed (as a table when there is a format, else as JSON) and written to
+// <outDir>/<date>-<name>.json under `name`; exit code 1 when it failed.
+async function runScenario<T>(name: string, options: BenchOptions, scenario: () => Promise<{ result: T; failed: boolean }>, format?: (result: T) => string): Promise<number> {
+  const startedAt = new Date().toISOString();
+  const { result, failed } = await scenario();
+  const file = join(options.outDir, `${startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-")}-${name}.json`);
+  mkdirSync(options.outDir, { recursive: true });
+  writeFileSync(file, `${JSON.stringify({ startedAt, machine: machine(), options, [name]: result }, null, 2)}\n`);
+  process.stdout.write(`\n${format ? format(result) : JSON.stringify(result, null, 2)}\n\nresults: ${file}\n`);
+  return failed ? 1 : 0;
 }
 
 process.exitCode = await main();

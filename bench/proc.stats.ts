@@ -65,6 +65,15 @@ function cpuTicks(p: WatchedProcess): number {
   return ticks;
 }
 
+// User + system CPU seconds a process has spent since it started (NaN when it is gone).
+export const cpuSecondsOf = (pid: number): number => {
+  const own = statFields(pid);
+  return own ? (Number(own[11]) + Number(own[12])) / CLOCK_TICKS : NaN;
+};
+
+// Its peak resident set since it started (or since the last reset), MiB.
+export const peakRssMiB = (pid: number): number => mib(status(pid)?.hwmKiB ?? NaN);
+
 // Resets the kernel's peak RSS (VmHWM) to the current RSS ("5" > clear_refs, Linux >= 4.0).
 function resetPeak(pid: number): boolean {
   try {

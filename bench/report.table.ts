@@ -7,6 +7,7 @@ import type { BenchOptions } from "./bench.options.js";
 import type { BroadcastResult, RawTokensResult } from "./broadcast.scenario.js";
 import type { CeilingResult } from "./ceiling.h2load.js";
 import type { LatencyResult } from "./latency.scenario.js";
+import type { OperatorResult } from "./operator.scenario.js";
 import type { Mode } from "./platform.types.js";
 import type { SeedResult } from "./seed.devices.js";
 
@@ -180,5 +181,78 @@ export function formatRun(run: RunResult): string {
     out.push(`${r.mode}: ${goals.join("; ")}; load average before the broadcast ${fixed(r.loadBefore, 2)}`);
   }
   for (const f of run.failures) out.push(`${f.mode}: FAILED: ${f.error}`);
+  return out.join("\n");
+}
+
+// `--operator-apps`: the operator at N pooled PushApps (bench/operator.scenario.ts).
+export function formatOperator(r: OperatorResult): string {
+  const out: string[] = [];
+  const mibOf = (bytes: number) => fixed(bytes / 2 ** 20, 1);
+  const kibOf = (bytes: number) => fixed(bytes / 1024, 1);
+  out.push(`Herald operator with ${int(r.apps)} pooled PushApps (${r.providers.join(", ")}; ${r.secretsPerApp} credential Secrets each), code ${r.source.head}${r.source.uncommitted.length ? ` + ${r.source.uncommitted.length} uncommitted file(s)` : ""}`);
+  const a = r.apply;
+  out.push(
+    `apply: ${int(r.apps)} PushApps applied in ${fixed(a.applySeconds)} s; ${a.complete ? `every one Ready ${fixed(a.readySeconds)} s after the first apply` : `only ${int(a.readyApps)} Ready after ${fixed(a.readySeconds)} s (budget)`}; per app (its Ready transition − creation) p50 ${fixed(a.perAppReadySeconds.p50, 0)} s, p90 ${fixed(a.perAppReadySeconds.p90, 0)} s, max ${fixed(a.perAppReadySeconds.max, 0)} s; load average before ${fixed(a.loadAverage, 2)}`,
+  );
+  out.push("");
+  const phaseRow = (name: string, seconds: number, cpu: number, rss: string, rec: { total: number; perSecond: number; perApp: number } | number, t: { total: { requests: number; sentBytes: number; receivedBytes: number; events: number }; connections: number }) => [
+    name,
+    fixed(seconds),
+    fixed(cpu, 1),
+    rss,
+    typeof rec === "number" ? int(rec) : `${int(rec.total)} (${fixed(rec.perSecond, 1)}/s, ${fixed(rec.perApp, 1)}/app)`,
+    int(t.total.requests),
+    mibOf(t.total.sentBytes),
+    mibOf(t.total.receivedBytes),
+    int(t.total.events),
+    int(t.connections),
+  ];
+  const rows = [phaseRow("apply → all Ready", a.readySeconds, a.operator.cpuSeconds, `${fixed(a.operator.peakRssMiB, 0)} (${fixed(a.operator.rssAfterMiB, 0)})`, a.reconciles, a.traffic)];
+  rows.push(phaseRow(`idle (${r.idle.seconds} s)`, r.idle.seconds, r.idle.operator.cpuSeconds, `${fixed(r.idle.operator.peakRssMiB, 0)} (${fixed(r.idle.operator.rssMiB, 0)})`, r.idle.reconciles, r.idle.traffic));
+  if (r.restart) rows.push(phaseRow("cold restart → N reconciles", r.restart.reconciledSeconds, r.restart.operator.cpuSeconds, `${fixed(r.restart.operator.peakRssMiB, 0)} (${fixed(r.restart.operator.rssMiB, 0)})`, r.restart.reconciles, r.restart.traffic));
+  out.push(table(["operator", "seconds", "CPU s", "RSS MiB peak (end)", "reconciles", "API requests", "sent MiB", "received MiB", "watch events", "TLS conns"], rows));
+  out.push(`after every app was Ready: pools converged in ${fixed(r.pools.settleSeconds)} s, the work queue ${r.drain.drained ? "emptied" : `still held ${int(r.drain.queueDepth)} apps`} ${fixed(r.drain.seconds)} s later, ${int(r.drain.reconciles)} more reconciles`);
+  out.push(`idle: operator ${fixed(r.idle.operator.cpuSecondsPerMinute, 2)} CPU s per minute${r.restart ? `; restart: SIGTERM → exit ${fixed(r.restart.stopSeconds)} s, start → caches synced ${fixed(r.restart.readySeconds)} s, → ${int(r.apps)} reconciles ${fixed(r.restart.reconciledSeconds)} s (queue then ${int(r.restart.queueDepth)})` : ""}`);
+  out.push("");
+
+  const kinds = Object.entries(a.traffic.byKind).sort(([, x], [, y]) => y.receivedBytes + y.sentBytes - (x.receivedBytes + x.sentBytes));
+  out.push(
+    table(
+      ["operator ⇄ API server, apply → all Ready", "requests", "failed", "avg ms", "sent KiB", "received KiB", "watch events (ERROR)", "open watches (max)"],
+      kinds.map(([kind, c]) => [kind, int(c.requests), c.failed ? int(c.failed) : "", kind.startsWith("watch ") || !c.requests ? "" : fixed(c.totalMs / c.requests, 0), kibOf(c.sentBytes), kibOf(c.receivedBytes), c.events ? `${int(c.events)}${c.watchErrors ? ` (${int(c.watchErrors)})` : ""}` : "", kind.startsWith("watch ") ? `${int(c.open)} (${int(c.maxOpen)})` : ""]),
+    ),
+  );
+  out.push("");
+
+  const p = r.pools;
+  out.push(
+    table(
+      ["pool Deployment", "sources", "generation", "revisions", "JSON KiB (no managedFields)", "pods started", "pods CPU s", "idle RSS MiB (peak)", "topics assigned"],
+      p.perProvider.map((x) => [x.deployment, int(x.sources), int(x.generation), int(x.revision), `${kibOf(x.jsonBytes)} (${kibOf(x.jsonBytesWithoutManagedFields)})`, int(x.podsStarted), fixed(x.podsCpuSeconds, 1), `${fixed(x.idleRssMiB, 0)} (${fixed(x.idlePeakRssMiB, 0)})`, int(x.assignedTopics)]),
+    ),
+  );
+  out.push(
+    `pools: ${p.settled ? `converged ${fixed(p.settleSeconds)} s after every app was Ready` : `NOT converged after ${fixed(p.settleSeconds)} s`}; ${int(p.podsStarted)} pool pods started (${fixed(p.podsCpuSeconds, 1)} CPU s); sender memory for ${int(r.apps)} apps: ${fixed(p.totalIdleRssMiB, 0)} MiB (goal for 1,000 apps: < 10 GiB)`,
+  );
+  out.push("");
+
+  const watchRows = (w: typeof a.apiserver) =>
+    Object.entries(w.events)
+      .sort(([, x], [, y]) => y.bytes - x.bytes)
+      .map(([resource, e]) => [resource, int(e.events), mibOf(e.bytes), int(w.open[resource] ?? 0)]);
+  out.push(table(["API server watch events (every watcher), apply → all Ready", "events", "MiB", "open watches at end"], watchRows(a.apiserver)));
+  out.push("");
+  const procNames = [...new Set([...a.processes, ...r.idle.processes].map((u) => u.name))];
+  const procRows = procNames.map((name) => {
+    const apply = a.processes.find((x) => x.name === name);
+    const idle = r.idle.processes.find((x) => x.name === name);
+    return [name, apply ? fixed(apply.cpuSeconds, 1) : "-", apply ? fixed(apply.peakRssMiB, 0) : "-", idle ? fixed(idle.cpuSeconds, 1) : "-", idle ? fixed(idle.peakRssMiB, 0) : "-"];
+  });
+  out.push(table(["process", "apply CPU s", "apply peak RSS MiB", "idle CPU s", "idle peak RSS MiB"], procRows));
+  out.push("");
+  const k = r.kafka;
+  out.push(`kafka: ${int(k.topics)} pool topics of 1 partition for the apps (${int(k.brokerTopics)} topics on the broker); one app's 12 ensured in ${fixed(k.ensureMsPerAppBefore, 0)} ms on a broker without them, ${fixed(k.ensureMsPerAppAfter, 0)} ms with them; broker RSS ${fixed(k.brokerRssMiBBefore, 0)} → ${fixed(k.brokerRssMiBAfter, 0)} MiB`);
+  const warnings = Object.entries(r.kubeletWarnings);
+  if (warnings.length) out.push(`local kubelet warnings: ${warnings.map(([m, c]) => `${m} ×${c}`).join("; ")}`);
   return out.join("\n");
 }

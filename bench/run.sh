@@ -19,6 +19,8 @@ for arg in "$@"; do
   case "$arg" in
     --help | -h) need_h2load=0; need_infra=0 ;;
     --skip-ceiling | --pool-apps | --pool-apps=*) need_h2load=0 ;;
+    # The operator scenario needs Kafka, FerretDB and the Kubernetes control plane, no h2load.
+    --operator-apps | --operator-apps=*) need_h2load=0 ;;
     --unit-costs) need_h2load=0; need_infra=0 ;;
     --mode=embedded) need_infra=0 ;;
   esac
@@ -46,7 +48,8 @@ if [ "$need_infra" = 1 ]; then
   HERALD_JAEGER_OTLP_PORT=34328
   HERALD_JAEGER_OTLP_GRPC_PORT=34327
   HERALD_JAEGER_QUERY_PORT=36696
-  # ...and the Kubernetes control plane (unused here), or a running `npm test`'s would collide.
+  # ...and the Kubernetes control plane (used by --operator-apps), on ports of its own too, or a
+  # running `npm test`'s would collide.
   HERALD_KUBE_PORT=36543
   HERALD_ETCD_PORT=23890
   HERALD_ETCD_PEER_PORT=23900

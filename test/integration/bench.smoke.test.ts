@@ -91,3 +91,37 @@ describe("benchmark driver (smoke)", { timeout: 300_000 }, () => {
     assert.ok(units.apns.bareHttp2 > 0 && units.apns.heraldProvider > 0, JSON.stringify(units.apns));
   });
 });
+
+// `--operator-apps`: the operator, the registry, the local kubelet's four pool pods and the
+// counting API proxy on the suite's API server, at 2 apps; its own timeout (pool pods start slowly
+// on a busy machine).
+describe("benchmark driver (smoke): the operator scenario", { timeout: 240_000 }, () => {
+  it("measures the operator with pooled PushApps of every provider: Ready, traffic, pools, idle, restart", async () => {
+    requireEnv("HERALD_KUBECONFIG");
+    requireEnv("HERALD_KAFKA_BROKERS");
+    const out = mkdtempSync(join(tmpdir(), "herald-bench-operator-smoke-"));
+    await runBench(["--operator-apps", "2", "--operator-idle-s", "2", "--out", out]);
+    const file = readdirSync(out).find((f) => f.endsWith("-operator.json"));
+    assert.ok(file, `no operator results in ${out}: ${readdirSync(out).join(", ")}`);
+    const { operator } = JSON.parse(readFileSync(join(out, file), "utf8")) as {
+      operator: {
+        apps: number;
+        apply: { complete: boolean; readyApps: number; reconciles: { total: number }; traffic: { total: { requests: number; receivedBytes: number; events: number } } };
+        pools: { settled: boolean; perProvider: Array<{ provider: string; sources: number; idleRssMiB: number; assignedTopics: number }> };
+        restart: { reconciles: { total: number } } | null;
+      };
+    };
+    assert.equal(operator.apps, 2);
+    assert.deepEqual([operator.apply.complete, operator.apply.readyApps], [true, 2]);
+    assert.ok(operator.apply.reconciles.total >= 2, JSON.stringify(operator.apply.reconciles));
+    const traffic = operator.apply.traffic.total;
+    assert.ok(traffic.requests > 0 && traffic.receivedBytes > 0 && traffic.events > 0, JSON.stringify(traffic));
+    assert.equal(operator.pools.settled, true);
+    assert.deepEqual(
+      operator.pools.perProvider.map((p) => [p.provider, p.sources, p.assignedTopics]),
+      ["apns", "fcm", "hms", "webpush"].map((p) => [p, 2, 6]),
+    );
+    assert.ok(operator.pools.perProvider.every((p) => p.idleRssMiB > 0), JSON.stringify(operator.pools.perProvider));
+    assert.ok((operator.restart?.reconciles.total ?? 0) >= 2, JSON.stringify(operator.restart));
+  });
+});
