@@ -22,7 +22,9 @@ import { join } from "node:path";
 import { AppsV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import kafkajs, { type Admin, type GroupDescription } from "kafkajs";
 import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
+import { names } from "@herald/operator";
 import { BusGroups, LANES, pooledTopicsOf } from "@herald/proto";
+import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
 import { generateApnsKey, requireEnv, sample, scrape, startLocalKubelet, type LocalKubelet, type RunningPod } from "@herald/testing";
 import webPush from "web-push";
 import { adminKubeConfig, applyChartRbac, CHART_LEASE_NAME, createNamespace, ensureNamespace, installCrd, kubectlOk, root, startOperator, type OperatorProcess } from "../test/e2e/kube.fixture.js";
@@ -35,8 +37,8 @@ import { round } from "./seed.devices.js";
 const PROVIDERS = ["apns", "fcm", "hms", "webpush"] as const;
 type Provider = (typeof PROVIDERS)[number];
 // The chart's default installation name: its pools are <installation>-pool-<provider>.
-const poolName = (provider: Provider) => `herald-pool-${provider}`;
-const PUSHAPPS = { group: "herald.dev", version: "v1alpha1", plural: "pushapps" } as const;
+const poolName = (provider: Provider) => names.pool("herald", provider);
+const PUSHAPPS = { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, plural: PUSHAPP_PLURAL };
 // PushApps per kubectl apply (a platform team's manifests, a GitOps sync).
 const APPLY_CHUNK = 100;
 // How long the pools may take to converge once every app is Ready, and the consumers to join.

@@ -51,7 +51,7 @@ function statFields(pid: number | string): string[] | undefined {
   }
 }
 
-function cpuTicks(p: WatchedProcess): number {
+function cpuTicks(p: Pick<WatchedProcess, "pid" | "children">): number {
   const own = statFields(p.pid);
   if (!own) return NaN;
   let ticks = Number(own[11]) + Number(own[12]);
@@ -66,10 +66,7 @@ function cpuTicks(p: WatchedProcess): number {
 }
 
 // User + system CPU seconds a process has spent since it started (NaN when it is gone).
-export const cpuSecondsOf = (pid: number): number => {
-  const own = statFields(pid);
-  return own ? (Number(own[11]) + Number(own[12])) / CLOCK_TICKS : NaN;
-};
+export const cpuSecondsOf = (pid: number): number => cpuTicks({ pid }) / CLOCK_TICKS;
 
 // Its peak resident set since it started (or since the last reset), MiB.
 export const peakRssMiB = (pid: number): number => mib(status(pid)?.hwmKiB ?? NaN);
