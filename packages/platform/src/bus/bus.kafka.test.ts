@@ -312,5 +312,33 @@ if (brokers.length === 0) {
         await Promise.all([reader.close(), other.close()]);
       }
     });
+
+    it("a topic it published to, deleted by another client, does not keep it from publishing to the others", { timeout: 120_000 }, async () => {
+      // A dispatcher publishes to every app's topics, and the operator deletes a deleted app's:
+      // kafkajs's producer refreshes the metadata of every topic it ever sent to whenever it
+      // meets a new one, and a gone topic fails that refresh.
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const [gone, kept, fresh] = ["gone", "kept", "fresh"].map((n) => `herald-test.bus.deleted-pub.${n}.${suffix}`) as [string, string, string];
+      const [writer, other] = await Promise.all([makeBus(), makeBus()]);
+      const message = (text: string) => [{ key: "k", value: new TextEncoder().encode(text) }];
+      const end = async (topic: string) => (await writer.lag("nobody", [topic]))[0]?.end;
+      try {
+        await writer.ensureTopics([{ name: gone, partitions: 1 }, { name: kept, partitions: 1 }]);
+        await writer.publish(gone, message("one"));
+        await writer.publish(kept, message("one"));
+        await other.deleteTopics([gone]);
+        await other.ensureTopics([{ name: fresh, partitions: 1 }]);
+        await writer.publish(fresh, message("one"));
+        await writer.publish(kept, message("two"));
+        assert.deepEqual([await end(fresh), await end(kept)], [1, 2]);
+        // The gone topic itself stays an error, and does not come back.
+        await assert.rejects(writer.publish(gone, message("late")));
+        await writer.publish(kept, message("three"));
+        assert.equal(await end(kept), 3);
+      } finally {
+        await writer.deleteTopics([gone, kept, fresh]).catch(() => {});
+        await Promise.all([writer.close(), other.close()]);
+      }
+    });
   });
 }

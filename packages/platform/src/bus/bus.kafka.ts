@@ -130,7 +130,7 @@ export class KafkaBus implements Bus {
     validateMessages(topic, messages);
     if (messages.length === 0) return;
     await publishWithTrace("kafka", topic, messages, (traced) =>
-      this.producerHandle().send({
+      this.send({
         topic,
         // All in-sync replicas: "durable" in the Bus contract. Required by the idempotent producer anyway.
         acks: -1,
@@ -141,6 +141,23 @@ export class KafkaBus implements Bus {
         })),
       }),
     );
+  }
+
+  // kafkajs's producer refreshes the metadata of every topic it ever sent to whenever it meets a
+  // new one, and a topic deleted since (a deleted app's, by the operator) fails that refresh for
+  // good: no publish to a new topic would get through again. Such a producer is replaced and the
+  // send tried once more on a new one, which knows only this topic (if this one is gone, the
+  // retry fails the same way and the caller hears it).
+  private async send(record: ProducerRecord): Promise<void> {
+    const handle = this.producerHandle();
+    try {
+      await handle.send(record);
+    } catch (err) {
+      if (!kafkaErrorIs(err, "UNKNOWN_TOPIC_OR_PARTITION")) throw err;
+      this.logger.warn({ topic: record.topic }, "bus: the producer knows a deleted topic; sending again on a new producer");
+      this.replaceProducer(handle);
+      await this.producerHandle().send(record);
+    }
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
@@ -305,9 +322,10 @@ export class KafkaBus implements Bus {
     return this.producer;
   }
 
-  private replaceProducer(): void {
+  // The current producer, or only `which` if it still is the current one.
+  private replaceProducer(which?: ProducerHandle): void {
     const old = this.producer;
-    if (!old) return;
+    if (!old || (which && old !== which)) return;
     this.producer = undefined;
     const retired: Promise<void> = old
       .retire()
