@@ -19,7 +19,7 @@ import { execFile } from "node:child_process";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AppsV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import kafkajs, { type Admin, type GroupDescription } from "kafkajs";
 import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
 import { names } from "@herald/operator";
@@ -91,6 +91,8 @@ interface Reconciles {
 export interface PoolResult {
   provider: Provider;
   deployment: string;
+  // The apps it serves: those with keys in its credential shards (the pod template's projected
+  // sources, one per app, in the results from before the shards).
   sources: number;
   // metadata.generation: 1 + every change of its spec; revision: ReplicaSets made for it.
   generation: number;
@@ -365,6 +367,7 @@ export async function runOperatorScenario(o: OperatorScenarioOptions): Promise<{
   const kc = adminKubeConfig();
   const custom = kc.makeApiClient(CustomObjectsApi);
   const appsApi = kc.makeApiClient(AppsV1Api);
+  const coreApi = kc.makeApiClient(CoreV1Api);
   const kubeletWarnings: Record<string, number> = {};
   const kubeletFirst: Record<string, string> = {};
 
@@ -537,7 +540,7 @@ export async function runOperatorScenario(o: OperatorScenarioOptions): Promise<{
     let settled = false;
     let assigned: Record<string, number> = {};
     for (;;) {
-      const states = await Promise.all(PROVIDERS.map((p) => poolConverged(appsApi, kubelet!, namespace, p, n)));
+      const states = await Promise.all(PROVIDERS.map((p) => poolConverged(appsApi, coreApi, kubelet!, namespace, p, n)));
       if (states.every(Boolean)) {
         assigned = await assignedTopics(kafkaAdmin, kafkaNamespace);
         if (PROVIDERS.every((p) => (assigned[p] ?? 0) >= 3 * n)) {
@@ -605,13 +608,13 @@ export async function runOperatorScenario(o: OperatorScenarioOptions): Promise<{
     const perProvider: PoolResult[] = [];
     for (const [i, provider] of PROVIDERS.entries()) {
       const raw = await kubectlOk(["get", "--raw", `/apis/apps/v1/namespaces/${namespace}/deployments/${poolName(provider)}`]).catch(() => "");
-      const dep = raw ? (JSON.parse(raw) as { metadata: { generation?: number; annotations?: Record<string, string>; managedFields?: unknown }; spec: { template: { spec: { volumes?: Array<{ projected?: { sources?: unknown[] } }> } } } }) : undefined;
+      const dep = raw ? (JSON.parse(raw) as { metadata: { generation?: number; annotations?: Record<string, string>; managedFields?: unknown } }) : undefined;
       const usage = idleUsage.find((u) => u.name === poolName(provider));
       const pods = podMeter.byProvider(provider);
       perProvider.push({
         provider,
         deployment: poolName(provider),
-        sources: dep?.spec.template.spec.volumes?.reduce((k, v) => k + (v.projected?.sources?.length ?? 0), 0) ?? 0,
+        sources: await poolApps(coreApi, namespace, provider),
         generation: dep?.metadata.generation ?? 0,
         revision: Number(dep?.metadata.annotations?.["deployment.kubernetes.io/revision"] ?? 0),
         jsonBytes: Buffer.byteLength(raw),
@@ -711,13 +714,18 @@ async function timeTopicEnsure(bus: Bus, apps: string[]): Promise<number> {
 }
 
 // One pod of the pool's latest template, ready, and nothing else of the pool running.
-async function poolConverged(appsApi: AppsV1Api, kubelet: LocalKubelet, namespace: string, provider: Provider, apps: number): Promise<boolean> {
+// The apps with keys (<app>.<file>) in a pool's credential shards.
+async function poolApps(coreApi: CoreV1Api, namespace: string, provider: Provider): Promise<number> {
+  const shards = await coreApi.listNamespacedSecret({ namespace, labelSelector: `app.kubernetes.io/component=pool-credentials,herald.dev/provider=${provider}` });
+  return new Set(shards.items.flatMap((s) => Object.keys(s.data ?? {}).map((key) => key.slice(0, key.indexOf("."))))).size;
+}
+
+async function poolConverged(appsApi: AppsV1Api, coreApi: CoreV1Api, kubelet: LocalKubelet, namespace: string, provider: Provider, apps: number): Promise<boolean> {
   const dep = await appsApi.readNamespacedDeployment({ namespace, name: poolName(provider) }).catch(() => undefined);
   if (!dep) return false;
   const want = dep.spec?.replicas ?? 1;
   const s = dep.status;
-  const sources = dep.spec?.template?.spec?.volumes?.reduce((k, v) => k + (v.projected?.sources?.length ?? 0), 0) ?? 0;
-  if (sources !== apps) return false;
+  if ((await poolApps(coreApi, namespace, provider)) !== apps) return false;
   if (s?.observedGeneration !== dep.metadata?.generation || s?.updatedReplicas !== want || s?.replicas !== want || s?.availableReplicas !== want) return false;
   const pods = kubelet.running().filter((p) => providerOfPod(p) === provider);
   return pods.length === want && pods.every((p) => p.ready);

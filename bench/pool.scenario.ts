@@ -3,13 +3,13 @@
 // provider and HTTP/2 connection); beside it one dedicated APNs sender serves one app, for the
 // comparison. Measured: each process's RSS idle, the pool's RSS once every app has sent, and the
 // first delivery of each idle app (its job published on Kafka → the fake APNs's receipt).
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
 import { BusTopics, events, pooledTopicsOf, Provider } from "@herald/proto";
-import { SETTINGS_FILE } from "@herald/sender";
+import { poolFileName, SETTINGS_FILE } from "@herald/sender";
 import { freePort, requireEnv, spawnService, type ServiceProcess } from "@herald/testing";
 import { sleep } from "./broadcast.scenario.js";
 import type { FakesControl } from "./fakes.client.js";
@@ -51,13 +51,12 @@ export async function runPool(fakes: FakesControl, o: { apps: number; rate: numb
   const apps = Array.from({ length: o.apps }, (_, i) => `pool-${String(i).padStart(4, "0")}`);
   const procs: ServiceProcess[] = [];
   try {
-    o.log(`pool: ${o.apps} apps' directories and topics (3 topics of 1 partition each)`);
+    o.log(`pool: ${o.apps} apps' files and topics (3 topics of 1 partition each)`);
     const dir = mkdtempSync(join(tmpdir(), "herald-bench-pool-"));
     const settings = JSON.stringify(Object.fromEntries(Object.entries(apns.env).filter(([k]) => k.startsWith("HERALD_APNS_"))));
     for (const app of apps) {
-      mkdirSync(join(dir, app));
-      for (const [file, content] of Object.entries(apns.credentials)) writeFileSync(join(dir, app, file), content, { mode: 0o600 });
-      writeFileSync(join(dir, app, SETTINGS_FILE), settings);
+      for (const [file, content] of Object.entries(apns.credentials)) writeFileSync(join(dir, poolFileName(app, file)), content, { mode: 0o600 });
+      writeFileSync(join(dir, poolFileName(app, SETTINGS_FILE)), settings);
     }
     for (let i = 0; i < apps.length; i += 100) {
       await bus.ensureTopics(apps.slice(i, i + 100).flatMap((app) => pooledTopicsOf(app, "apns")).map((name) => ({ name, partitions: 1 })));

@@ -227,7 +227,7 @@ export function formatOperator(r: OperatorResult): string {
   const p = r.pools;
   out.push(
     table(
-      ["pool Deployment", "sources", "generation", "revisions", "JSON KiB (no managedFields)", "pods started", "pods CPU s", "idle RSS MiB (peak)", "topics assigned"],
+      ["pool Deployment", "apps", "generation", "revisions", "JSON KiB (no managedFields)", "pods started", "pods CPU s", "idle RSS MiB (peak)", "topics assigned"],
       p.perProvider.map((x) => [x.deployment, int(x.sources), int(x.generation), int(x.revision), `${kibOf(x.jsonBytes)} (${kibOf(x.jsonBytesWithoutManagedFields)})`, int(x.podsStarted), fixed(x.podsCpuSeconds, 1), `${fixed(x.idleRssMiB, 0)} (${fixed(x.idlePeakRssMiB, 0)})`, int(x.assignedTopics)]),
     ),
   );

@@ -115,10 +115,11 @@ export class KubeClient {
 
   // Server-side apply: the operator owns exactly the fields it sends; fields others set (an
   // HPA's replicas, a human's annotation) are left alone, and conflicts are taken over (force),
-  // since these objects are the operator's to define.
-  apply<T extends KubernetesObject>(object: T): Promise<T> {
+  // since these objects are the operator's to define. A field manager of its own lets one part
+  // of an object be applied alone (a pooled app's keys in a credential shard).
+  apply<T extends KubernetesObject>(object: T, fieldManager = FIELD_MANAGER): Promise<T> {
     return withSpan(`kube apply ${object.kind}`, { "k8s.object.name": object.metadata?.name ?? "" }, () =>
-      this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
+      this.objects.patch(object, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
     );
   }
 

@@ -70,6 +70,8 @@ export const operatorEnv = z.object({
   HERALD_POOL_REPLICAS: env.int(1, 1),
   HERALD_POOL_MAX_REPLICAS: env.int(0, 0),
   HERALD_POOL_TARGET_LAG_PER_REPLICA: env.int(20_000, 1),
+  // The Secrets carrying the pooled apps' credentials to each pool (see pool.deployment.ts).
+  HERALD_POOL_CREDENTIAL_SHARDS: z.coerce.number().int().min(1).max(256).default(16),
   // The senders of a new PushApp that names no spec.senders.mode (see sender.mode.ts).
   HERALD_DEFAULT_SENDER_MODE: z.enum(["pooled", "dedicated"]).default("pooled"),
   // Herald's version (the chart sets it on every component): the senders' service.version.

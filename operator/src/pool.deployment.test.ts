@@ -3,15 +3,14 @@ import { describe, it } from "node:test";
 import { loadConfig } from "@herald/platform";
 import { APP_SETTINGS } from "@herald/sender";
 import { operatorEnv } from "./operator.config.js";
-import { appOfSource, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
+import { appKeysIn, appsIn, isShardOf, POOL_SPEC_ANNOTATION, poolDeployment, poolSettings, shardData, shardManager, shardOf, shardSecret } from "./pool.deployment.js";
 import { senderDeployment } from "./sender.deployment.js";
 
 const minimal = { HERALD_KAFKA_BROKERS: "kafka:9092", HERALD_ADMIN_KEY: "admin-key-0123456789abcdef", HERALD_REGISTRY_ADDRESS: "registry:50051" };
 const config = (env: Record<string, string> = {}) => loadConfig(operatorEnv, { ...minimal, ...env });
 
 describe("pool sender Deployment", () => {
-  const sources = [poolSource("news", "apns", ["apns-key.p8"]), poolSource("chat", "apns", ["apns-key.p8", "pool-apns.json"])];
-  const pool = poolDeployment("team-a", "apns", sources, config({ HERALD_POOL_REPLICAS: "2", HERALD_SENDER_EXTRA_ENV: JSON.stringify({ apns: { HERALD_PROVIDER_URL: "https://apns.test" } }) }));
+  const pool = poolDeployment("team-a", "apns", config({ HERALD_POOL_REPLICAS: "2", HERALD_SENDER_EXTRA_ENV: JSON.stringify({ apns: { HERALD_PROVIDER_URL: "https://apns.test" } }) }));
   const container = pool.spec!.template!.spec!.containers[0]!;
   const env = Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
 
@@ -40,24 +39,44 @@ describe("pool sender Deployment", () => {
     assert.deepEqual(container.volumeMounts?.find((m) => m.mountPath === "/etc/herald/pool")?.readOnly, true);
   });
 
-  it("mounts each app's provider files and settings under <app>/, sorted by app, each Secret optional", () => {
-    const mounted = poolSourcesOf(pool);
-    assert.deepEqual(mounted.map(appOfSource), ["chat", "news"]);
-    assert.deepEqual(mounted[0], {
-      secret: {
-        name: "chat-herald-credentials",
-        optional: true,
-        items: [
-          { key: "apns-key.p8", path: "chat/apns-key.p8" },
-          { key: "pool-apns.json", path: "chat/settings.json" },
-        ],
-      },
-    });
-    assert.equal(pool.spec!.template!.spec!.volumes!.find((v) => v.projected)?.projected?.defaultMode, 0o400);
+  it("mounts every credential shard, each optional, and nothing that names an app: apps joining never change the pods", () => {
+    const sources = pool.spec!.template!.spec!.volumes!.find((v) => v.projected)!.projected!;
+    assert.equal(sources.defaultMode, 0o400);
+    assert.equal(sources.sources?.length, 16);
+    assert.deepEqual(sources.sources?.[3], { secret: { name: "herald-pool-apns-credentials-3", optional: true } });
+    assert.doesNotMatch(JSON.stringify(pool.spec?.template), /chat|news/);
+    // The hash of the template tells the operator whether to write the pool again.
+    const again = poolDeployment("team-a", "apns", config({ HERALD_POOL_REPLICAS: "1", HERALD_SENDER_EXTRA_ENV: JSON.stringify({ apns: { HERALD_PROVIDER_URL: "https://apns.test" } }) }));
+    assert.equal(again.metadata?.annotations?.[POOL_SPEC_ANNOTATION], pool.metadata?.annotations?.[POOL_SPEC_ANNOTATION]);
+    const fewer = poolDeployment("team-a", "apns", config({ HERALD_POOL_CREDENTIAL_SHARDS: "4" }));
+    assert.equal(fewer.spec!.template!.spec!.volumes!.find((v) => v.projected)!.projected!.sources?.length, 4);
+    assert.notEqual(fewer.metadata?.annotations?.[POOL_SPEC_ANNOTATION], pool.metadata?.annotations?.[POOL_SPEC_ANNOTATION]);
+  });
+
+  it("puts an app's files and settings into one shard as <app>.<file>, written by a field manager of the app's own", () => {
+    const keys = shardData("chat", { "apns-key.p8": Buffer.from("KEY") }, '{"HERALD_APNS_BUNDLE_ID":"com.example.chat"}');
+    assert.deepEqual(Object.keys(keys).sort(), ["chat.apns-key.p8", "chat.settings.json"]);
+    assert.equal(Buffer.from(keys["chat.apns-key.p8"]!, "base64").toString(), "KEY");
+    const secret = shardSecret("team-a", "apns", 5, config(), { ...keys, ...shardData("chat-2", {}, "{}") });
+    assert.equal(secret.metadata?.name, "herald-pool-apns-credentials-5");
+    assert.ok(isShardOf(secret, "herald", "apns"));
+    assert.ok(!isShardOf(secret, "herald", "fcm") && !isShardOf(secret, "other", "apns"));
+    // "chat." is no prefix of "chat-2.": each app's keys are told apart.
+    assert.deepEqual(appKeysIn(secret, "chat"), keys);
+    assert.deepEqual(appsIn(secret).sort(), ["chat", "chat-2"]);
+    assert.equal(shardSecret("team-a", "apns", 5, config()).data, undefined, "an app leaving applies no keys");
+    assert.equal(shardManager("chat"), "herald-operator.pool.chat");
+  });
+
+  it("spreads apps over the shards by a stable hash of their name", () => {
+    const counts = new Array<number>(16).fill(0);
+    for (let i = 0; i < 1600; i++) counts[shardOf(`app-${i}`, 16)]!++;
+    assert.ok(Math.min(...counts) > 60 && Math.max(...counts) < 140, `uneven: ${counts.join(",")}`);
+    assert.equal(shardOf("chat", 16), shardOf("chat", 16));
+    assert.equal(shardOf("chat", 1), 0);
   });
 
   it("writes only the settings a pool takes from an app, in the shape the pool parses", () => {
-    assert.equal(poolSettingsKey("webpush"), "pool-webpush.json");
     const written = poolSettings({ HERALD_APNS_ENVIRONMENT: "sandbox", HERALD_APNS_BUNDLE_ID: "com.example.chat", HERALD_APNS_KEY_ID: "ABC1234567", HERALD_APNS_TEAM_ID: "TEAM123456", HERALD_PROVIDER_URL: "https://elsewhere" });
     const parsed = APP_SETTINGS.parse(JSON.parse(written));
     assert.deepEqual(parsed, { HERALD_APNS_ENVIRONMENT: "sandbox", HERALD_APNS_BUNDLE_ID: "com.example.chat", HERALD_APNS_KEY_ID: "ABC1234567", HERALD_APNS_TEAM_ID: "TEAM123456" });

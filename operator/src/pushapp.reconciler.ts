@@ -15,7 +15,7 @@ import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
 import { resolveSenderMode } from "./sender.mode.js";
-import { appOfSource, poolAutoscaling, poolDeployment, poolSettings, poolSettingsKey, poolSource, poolSourcesOf } from "./pool.deployment.js";
+import { appKeysIn, appsIn, isShardOf, POOL_SPEC_ANNOTATION, poolAutoscaling, poolDeployment, poolSettings, shardData, shardManager, shardName, shardOf, shardSecret } from "./pool.deployment.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
 export const FINALIZER = "herald.dev/cleanup";
@@ -130,6 +130,8 @@ export class PushAppReconciler {
   private readonly poolsGone = new Map<string, string>();
   // namespace → the pool change in progress: an app's change is made on top of the previous one's.
   private readonly poolLocks = new Map<string, Promise<unknown>>();
+  // namespace/shard name → the credential shard this replica last applied (see pools).
+  private readonly shards = new Map<string, V1Secret>();
   // namespace/provider → the replicas the pool's scaler last asked for.
   private readonly poolReplicas = new Map<string, number>();
 
@@ -223,12 +225,8 @@ export class PushAppReconciler {
       }
     };
 
-    // Pooled now, or moving out of the pool while jobs still wait there: the pool reads the
-    // app's settings from its credentials Secret too.
     const pooled = resolved.mode === "pooled";
-    const inPool = pooled || object.status?.pooled === true;
-    const settings = inPool ? Object.fromEntries(providers.map((p) => [poolSettingsKey(p), Buffer.from(poolSettings(credentials.env[p] ?? {}))])) : {};
-    await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, { ...credentials.files, ...settings })));
+    await step(CONDITION.credentialsValid, "ApplyFailed", () => this.d.kube.apply(credentialsSecret(withUid, credentials.files)));
     status.credentialsSecretName = names.credentials(name);
     conditions.set(CONDITION.credentialsValid, "True", "Valid", providers.length ? `valid credentials for ${providers.join(", ")}` : "no provider is enabled");
 
@@ -300,7 +298,7 @@ export class PushAppReconciler {
     if (object.status?.pooled) {
       poolDraining = await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
         const waiting = await this.queuedIn(providers.flatMap((p) => poolQueuesOf(name, p)));
-        await this.applyPool(namespace, name, waiting > 0 ? this.poolFilesOf(providers, credentials.files) : new Map());
+        await this.applyPool(namespace, name, waiting > 0 ? this.poolKeysOf(name, providers, credentials) : new Map());
         if (waiting > 0) this.d.logger.info({ key, waiting }, "moved to dedicated senders; the pool delivers what waits on its topics first");
         return waiting > 0;
       });
@@ -341,7 +339,7 @@ export class PushAppReconciler {
     const { name, namespace } = app.metadata as { name: string; namespace: string };
     const providerStatus: PushAppProviderStatus[] = [];
     const draining = await step(CONDITION.sendersAvailable, "ApplyFailed", async () => {
-      await this.applyPool(namespace, name, this.poolFilesOf(providers, credentials.files));
+      await this.applyPool(namespace, name, this.poolKeysOf(name, providers, credentials));
       for (const provider of providers) {
         const lag = await this.queuedIn(poolLanesOf(name, provider));
         this.d.metrics.senderLag.set({ namespace, app: name, provider }, lag);
@@ -378,27 +376,37 @@ export class PushAppReconciler {
     return this.finish(object, status, conditions, draining ? { requeueAfterMs: this.d.config.HERALD_AUTOSCALE_INTERVAL_SECONDS * 1000 } : {}, undefined, providers.length === 0);
   }
 
-  // provider → the app's credential files of that provider (what its pool source mounts).
-  private poolFilesOf(providers: PushAppProvider[], files: Record<string, Buffer>): Map<PushAppProvider, string[]> {
-    return new Map(providers.map((p) => [p, filesOf(files, p)]));
+  // provider → the app's keys in that provider's pool: its credential files and settings.
+  private poolKeysOf(app: string, providers: PushAppProvider[], credentials: Pick<ValidCredentials, "files" | "env">): Map<PushAppProvider, Record<string, string>> {
+    return new Map(providers.map((p) => [p, shardData(app, Object.fromEntries(filesOf(credentials.files, p).map((f) => [f, credentials.files[f]!])), poolSettings(credentials.env[p] ?? {}))]));
   }
 
-  // Puts the app into the pools of the providers in `wanted` and takes it out of the others,
-  // keeping every other app's source; a pool left with no app is deleted. Sources of apps whose
-  // PushApp is gone are dropped on the way.
-  private applyPool(namespace: string, app: string, wanted: Map<PushAppProvider, string[]>): Promise<void> {
+  // Puts the app's keys into its shard of the pools of the providers in `wanted` and takes them
+  // out of every other shard (only what differs is written); then applies each pool that serves
+  // an app and deletes the ones left with none. Keys of apps whose PushApp is gone are taken out
+  // on the way.
+  private applyPool(namespace: string, app: string, wanted: Map<PushAppProvider, Record<string, string>>): Promise<void> {
     return this.poolLocked(namespace, async () => {
+      const target = shardOf(app, this.d.config.HERALD_POOL_CREDENTIAL_SHARDS);
       for (const provider of ALL_PROVIDERS) {
         const poolKey = `${namespace}/${provider}`;
+        const keys = wanted.get(provider);
+        const members = new Set<string>();
+        for (const [shard, secret] of this.shardsOf(namespace, provider)) {
+          const desired = keys && shard === target ? keys : {};
+          let current = secret;
+          if (!isDeepStrictEqual(appKeysIn(current, app), desired)) current = await this.applyShard(namespace, provider, shard, app, desired);
+          for (const member of appsIn(current)) {
+            if (member !== app && this.d.pushApps.hasSynced && this.d.pushApps.get(member, namespace) === undefined) {
+              this.d.logger.info({ namespace, provider, app: member }, "took the credentials of a deleted PushApp out of the pool");
+              current = await this.applyShard(namespace, provider, shard, member, {});
+              continue;
+            }
+            members.add(member);
+          }
+        }
         const current = this.poolOf(namespace, provider);
-        const before = poolSourcesOf(current);
-        const kept = before.filter((s) => {
-          const other = appOfSource(s);
-          return other !== undefined && other !== app && (!this.d.pushApps.hasSynced || this.d.pushApps.get(other, namespace) !== undefined);
-        });
-        const files = wanted.get(provider);
-        const after = files ? [...kept, poolSource(app, provider, files)] : kept;
-        if (after.length === 0) {
+        if (members.size === 0) {
           if (current && !current.metadata?.deletionTimestamp) {
             this.d.fence.check();
             await this.d.kube.delete({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: names.pool(this.d.config.HERALD_INSTALLATION, provider), namespace } });
@@ -408,15 +416,52 @@ export class PushAppReconciler {
           this.pools.delete(poolKey);
           continue;
         }
-        const desired = poolDeployment(namespace, provider, after, this.d.config, this.poolReplicasOf(namespace, provider, current));
+        const desired = poolDeployment(namespace, provider, this.d.config, this.poolReplicasOf(namespace, provider, current));
         // Unchanged, and the API server has it (a pool deleted by hand is applied again).
         const seen = this.d.deployments.get(desired.metadata!.name!, namespace);
-        if (seen && this.poolsGone.get(poolKey) !== seen.metadata?.uid && isDeepStrictEqual(normalize(poolSourcesOf(desired)), normalize(before)) && current?.spec?.replicas === desired.spec?.replicas) continue;
+        const specOf = (d: V1Deployment | undefined) => d?.metadata?.annotations?.[POOL_SPEC_ANNOTATION];
+        if (seen && this.poolsGone.get(poolKey) !== seen.metadata?.uid && specOf(current) === specOf(desired) && current?.spec?.replicas === desired.spec?.replicas) continue;
         this.d.fence.check();
         this.pools.set(poolKey, await this.d.kube.apply(desired));
         this.poolsGone.delete(poolKey);
       }
     });
+  }
+
+  // Writes exactly the keys `data` of `app` into one shard (none: takes the app's keys out).
+  private async applyShard(namespace: string, provider: PushAppProvider, shard: number, app: string, data: Record<string, string>): Promise<V1Secret> {
+    this.d.fence.check();
+    const applied = await this.d.kube.apply(shardSecret(namespace, provider, shard, this.d.config, Object.keys(data).length ? data : undefined), shardManager(app));
+    this.shards.set(`${namespace}/${applied.metadata?.name}`, applied);
+    return applied;
+  }
+
+  // A pool's credential shards: the configured ones and any other the informer knows (left from
+  // a larger HERALD_POOL_CREDENTIAL_SHARDS), each the newer of the informer's copy and the one
+  // this replica applied last.
+  private shardsOf(namespace: string, provider: PushAppProvider): Map<number, V1Secret | undefined> {
+    const installation = this.d.config.HERALD_INSTALLATION;
+    const indices = new Set(Array.from({ length: this.d.config.HERALD_POOL_CREDENTIAL_SHARDS }, (_, i) => i));
+    const prefix = shardName(installation, provider, 0).slice(0, -1);
+    for (const secret of this.d.secrets.list(namespace)) {
+      const name = secret.metadata?.name ?? "";
+      if (isShardOf(secret, installation, provider) && /^\d+$/.test(name.slice(prefix.length))) indices.add(Number(name.slice(prefix.length)));
+    }
+    return new Map(
+      [...indices].map((shard) => {
+        const name = shardName(installation, provider, shard);
+        const seen = this.d.secrets.get(name, namespace);
+        const copy = newer(seen, this.shards.get(`${namespace}/${name}`));
+        // Caught up: from now on the informer alone knows (a Secret deleted by hand is written again).
+        if (copy === seen) this.shards.delete(`${namespace}/${name}`);
+        return [shard, copy];
+      }),
+    );
+  }
+
+  // The apps a pool serves: those with keys in its shards.
+  private poolMembers(namespace: string, provider: PushAppProvider): string[] {
+    return [...new Set([...this.shardsOf(namespace, provider).values()].flatMap(appsIn))];
   }
 
   // Runs a change of a namespace's pools after the one in progress.
@@ -452,7 +497,7 @@ export class PushAppReconciler {
       return {};
     }
     this.d.fence.check();
-    const apps = poolSourcesOf(pool).flatMap((s) => appOfSource(s) ?? []);
+    const apps = this.poolMembers(namespace, provider);
     const lags = await Promise.all(LANES.map((lane) => this.d.bus.lag(BusGroups.pool(provider, lane), apps.map((app) => BusTopics.pooled(app, provider, lane)))));
     const lag = lags.flat().reduce((n, l) => n + l.lag, 0);
     const desired = this.d.stabilizer.recommend(`pool:${poolKey}`, replicasForLag(lag, scaling));
@@ -469,7 +514,7 @@ export class PushAppReconciler {
       this.d.logger.info({ namespace, provider, from: current.spec?.replicas, to: desired, lag, apps: apps.length }, "scaling the pool on lag");
       this.poolReplicas.set(poolKey, desired);
       this.d.fence.check();
-      this.pools.set(poolKey, await this.d.kube.apply(poolDeployment(namespace, provider, poolSourcesOf(current), this.d.config, desired)));
+      this.pools.set(poolKey, await this.d.kube.apply(poolDeployment(namespace, provider, this.d.config, desired)));
     });
     return interval;
   }
@@ -634,6 +679,15 @@ export class PushAppReconciler {
     this.d.metrics.ready.set({ namespace: object.metadata.namespace, app: object.metadata.name }, ready?.status === "True" ? 1 : 0);
     return result;
   }
+}
+
+// The newer of two copies of one object (resourceVersions are etcd revisions: compared as numbers
+// while both are, else the informer's copy wins).
+function newer<T extends { metadata?: { resourceVersion?: string } }>(seen: T | undefined, applied: T | undefined): T | undefined {
+  const a = applied?.metadata?.resourceVersion;
+  const b = seen?.metadata?.resourceVersion;
+  if (!applied || !seen || !a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return seen ?? applied;
+  return BigInt(a) > BigInt(b) ? applied : seen;
 }
 
 // The normalized credential files of one provider: what its senders mount.

@@ -214,10 +214,12 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     });
   });
   // After the tests above (they count every sender pod of the namespace).
-  it("serves pooled PushApps from the namespace's pool sender, and moves one to senders of its own without losing a notification", async () => {
+  it("serves pooled PushApps from the namespace's pool sender, takes in a later app without restarting it, and moves one to senders of its own without losing a notification", async () => {
     const POOLED = "kube-pool";
     // A second pooled app, applied together with the first: both must end up in the one pool.
     const OTHER = "kube-pool-b";
+    // A third one, once the pool runs: its credentials reach the running pool pod.
+    const LATER = "kube-pool-c";
     // No mode: a new PushApp's default, pooled.
     const pooledApp = (mode: "pooled" | "dedicated" | undefined, name = POOLED) => ({
       apiVersion: "herald.dev/v1alpha1",
@@ -228,15 +230,15 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
         ...(mode ? { senders: { mode } } : {}),
       },
     });
-    const status = async () =>
-      (JSON.parse(await kubectlOk(["get", "pushapp", POOLED, "-n", namespace, "-o", "json"])) as {
+    const status = async (name = POOLED) =>
+      (JSON.parse(await kubectlOk(["get", "pushapp", name, "-n", namespace, "-o", "json"])) as {
         metadata: { generation: number };
         status?: { observedGeneration?: number; pooled?: boolean; sendersMode?: string; senders?: string; providers?: Array<{ deployment: string }>; conditions?: Array<{ type: string; status: string }> };
       });
-    const readyWith = (check: (s: Awaited<ReturnType<typeof status>>) => boolean, what: string) =>
+    const readyWith = (check: (s: Awaited<ReturnType<typeof status>>) => boolean, what: string, name = POOLED) =>
       eventually(
         async () => {
-          const app = await status();
+          const app = await status(name);
           const ready = app.status?.conditions?.find((c) => c.type === "Ready")?.status === "True" && app.status?.observedGeneration === app.metadata.generation;
           return ready && check(app) ? app : undefined;
         },
@@ -244,13 +246,13 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
         { timeoutMs: 120_000 },
       ).catch(explain);
     const deployments = async () => (await kubectlOk(["get", "deployments", "-n", namespace, "-o", "name"])).split("\n").filter(Boolean);
-    // The apps the pool Deployment mounts, sorted.
+    // The apps the pool serves: those with keys (<app>.<file>) in its credential shards, sorted.
     const poolApps = async () => {
-      const pool = JSON.parse(await kubectlOk(["get", "deployment", "herald-pool-apns", "-n", namespace, "-o", "json"])) as {
-        spec: { template: { spec: { volumes: Array<{ projected?: { sources: Array<{ secret: { name: string } }> } }> } } };
-      };
-      return pool.spec.template.spec.volumes.flatMap((v) => v.projected?.sources ?? []).map((x) => x.secret.name.replace(/-herald-credentials$/, ""));
+      const shards = JSON.parse(await kubectlOk(["get", "secrets", "-n", namespace, "-l", "app.kubernetes.io/component=pool-credentials,herald.dev/provider=apns", "-o", "json"])) as { items: Array<{ data?: Record<string, string> }> };
+      return [...new Set(shards.items.flatMap((x) => Object.keys(x.data ?? {}).map((k) => k.slice(0, k.indexOf(".")))))].sort();
     };
+    const poolPod = () => kubelet.running().find((p) => p.pod.name.startsWith("herald-pool-apns-"));
+    const poolGeneration = async () => (JSON.parse(await kubectlOk(["get", "deployment", "herald-pool-apns", "-n", namespace, "-o", "json"])) as { metadata: { generation: number } }).metadata.generation;
 
     const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "kube-pool-apns", namespace }, data: { "AuthKey.p8": b64(key.privateKeyPem) } };
     await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: [secret, pooledApp(undefined), pooledApp("pooled", OTHER)] }) });
@@ -262,24 +264,49 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     assert.equal(pooled.status?.senders, "1/1");
     assert.ok(!(await deployments()).includes(`deployment.apps/${POOLED}-herald-apns-sender`), "a pooled app has no sender of its own");
 
-    const apiKeys = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${POOLED}-herald-api-keys`, namespace });
-    const serverKey = Buffer.from(apiKeys.data!["server-key"]!, "base64").toString();
-    const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
-    const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
-    try {
+    // An app's clients, on its server key, and one device of its own.
+    const clientsOf = async (app: string) => {
+      const apiKeys = await adminKubeConfig().makeApiClient(CoreV1Api).readNamespacedSecret({ name: `${app}-herald-api-keys`, namespace });
+      const serverKey = Buffer.from(apiKeys.data!["server-key"]!, "base64").toString();
+      const devices = createClient(registry.RegistryServiceService, registry, platform.addresses.registry, { apiKey: serverKey });
+      const publisher = createClient(dispatch.DispatchServiceService, dispatch, platform.addresses.dispatcher, { apiKey: serverKey });
       const iphone = randomDeviceToken();
       await devices.registerDevice({ provider: Provider.PROVIDER_APNS, platform: DevicePlatform.PLATFORM_IOS, token: iphone, topics: ["pool"] });
       const send = async (body: string) => {
         const { id } = await publisher.publish({ recipients: { target: { $case: "topics", value: { values: ["pool"] } } }, notification: { alert: { body } } });
-        const done = await watchToEnd({ dispatch: publisher }, id);
+        const done = await watchToEnd({ dispatch: publisher }, id).catch(async (err: Error) => {
+          const at = await publisher.getPublish({ id }).catch((e: Error) => e.message);
+          throw new Error(`${err.message}\npublish: ${JSON.stringify(at)}\n${kubelet.running().map((p) => `${p.pod.name}: ${p.output().slice(-3000)}`).join("\n")}`);
+        });
         assert.equal(dispatch.publishStateToJSON(done.state), "PUBLISH_STATE_DONE", JSON.stringify(done.counts));
         assert.equal(done.counts?.sent, 1);
       };
+      return { devices, publisher, iphone, send, close: () => (devices.close(), publisher.close()) };
+    };
+    const { devices, publisher, iphone, send } = await clientsOf(POOLED);
+    try {
       await send("from the pool");
       assert.deepEqual(
         apns.delivered(iphone).map((d) => [d.headers["apns-topic"], (JSON.parse(d.rawBody.toString()) as { aps: { alert: { body: string } } }).aps.alert.body]),
         [[BUNDLE, "from the pool"]],
       );
+
+      // A later app joins: one credential shard changes, the pool's pods do not (same process,
+      // same generation), and the running pool delivers the new app's notification.
+      const before = { pid: poolPod()?.pid, generation: await poolGeneration() };
+      await kubectlOk(["apply", "-f", "-"], { input: JSON.stringify(pooledApp(undefined, LATER)) });
+      await readyWith((a) => a.status?.pooled === true, "the later app Ready=True, served by the pool", LATER);
+      assert.deepEqual(await poolApps(), [POOLED, OTHER, LATER]);
+      const later = await clientsOf(LATER);
+      try {
+        await later.send("to the later app");
+      } finally {
+        later.close();
+      }
+      assert.deepEqual(apns.delivered(later.iphone).map((d) => (JSON.parse(d.rawBody.toString()) as { aps: { alert: { body: string } } }).aps.alert.body), ["to the later app"]);
+      assert.deepEqual({ pid: poolPod()?.pid, generation: await poolGeneration() }, before, "the pool was not restarted or rolled for the new app");
+      await kubectlOk(["delete", "pushapp", LATER, "-n", namespace, "--wait=false"]);
+      await eventually(async () => JSON.stringify(await poolApps()) === JSON.stringify([POOLED, OTHER]), "the deleted app's keys out of the pool", { timeoutMs: 60_000 }).catch(explain);
 
       // The move: an edit of the PushApp. Its own sender comes up, the pool (now serving
       // nobody) goes, and what is published after the move is delivered once.

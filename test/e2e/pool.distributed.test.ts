@@ -10,6 +10,7 @@ import { apps, BusTopics, dispatch, events, pooledTopicsOf, Provider } from "@he
 import { failureOf, freePort, generateApnsKey, randomDeviceToken, requireEnv, spawnService, startFakeApns, type ApnsTestKey, type FakeApns, type ServiceProcess } from "@herald/testing";
 import { importDevices, registerMany, startPlatform, testCaFile, watchToEnd, type Platform } from "./platform.fixture.js";
 import { Platform as DevicePlatform } from "../integration/fixtures.js";
+import { poolFileName } from "@herald/sender";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -32,12 +33,13 @@ describe("pooled sender", { timeout: 420_000 }, () => {
   const results: events.DeliveryResult[] = [];
 
   const writeApp = (app: string, key: ApnsTestKey) => {
-    // As a Kubernetes volume updates: the new directory appears whole, in one rename.
-    const staging = mkdtempSync(join(pool, `.staging-${app}-`));
-    writeFileSync(join(staging, "apns-key.p8"), key.privateKeyPem, { mode: 0o600 });
-    writeFileSync(join(staging, "settings.json"), JSON.stringify({ HERALD_APNS_BUNDLE_ID: bundle(app), HERALD_APNS_KEY_ID: key.keyId, HERALD_APNS_TEAM_ID: key.teamId }));
-    rmSync(join(pool, app), { recursive: true, force: true });
-    renameSync(staging, join(pool, app));
+    // As the operator's credential shards reach a pool: <app>.<file>, each file replaced whole by a rename.
+    const files = { "apns-key.p8": key.privateKeyPem, "settings.json": JSON.stringify({ HERALD_APNS_BUNDLE_ID: bundle(app), HERALD_APNS_KEY_ID: key.keyId, HERALD_APNS_TEAM_ID: key.teamId }) };
+    for (const [file, content] of Object.entries(files)) {
+      const staged = join(pool, `..${poolFileName(app, file)}.tmp`);
+      writeFileSync(staged, content, { mode: 0o600 });
+      renameSync(staged, join(pool, poolFileName(app, file)));
+    }
   };
   const job = (app: string, publishId: string, tokens: string[]) =>
     events.DeliveryJob.fromPartial({

@@ -35,7 +35,22 @@ server.listen(Number(process.env.HERALD_HEALTH_PORT), "127.0.0.1");
 process.on("SIGTERM", () => { console.log("draining"); server.close(() => process.exit(0)); });
 `;
 
-function deployment(name: string, o: { replicas: number; command: string[]; secretName?: string; env?: Array<Record<string, unknown>> }): V1Deployment {
+// A stand-in for a pooled sender: serves the files of its credentials dir as they are now
+// (GET /files: name → content), so a test sees a Secret's change reach a running process.
+const FILES_SCRIPT = `
+const http = require("node:http"), fs = require("node:fs"), path = require("node:path");
+const dir = process.env.HERALD_CREDENTIALS_DIR;
+const server = http.createServer((req, res) => {
+  if (req.url === "/healthz") return res.end();
+  const files = {};
+  for (const name of fs.readdirSync(dir)) files[name] = fs.readFileSync(path.join(dir, name), "utf8");
+  res.end(JSON.stringify({ pid: process.pid, files }));
+});
+server.listen(Number(process.env.HERALD_HEALTH_PORT), "127.0.0.1");
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+`;
+
+function deployment(name: string, o: { replicas: number; command: string[]; secretName?: string; projected?: boolean; env?: Array<Record<string, unknown>> }): V1Deployment {
   const labels = { [SELECTOR_LABEL]: "1", app: name };
   return {
     apiVersion: "apps/v1",
@@ -67,7 +82,11 @@ function deployment(name: string, o: { replicas: number; command: string[]; secr
               volumeMounts: [{ name: "credentials", mountPath: "/etc/herald/credentials", readOnly: true }],
             },
           ],
-          volumes: [{ name: "credentials", secret: { secretName: o.secretName ?? "probe-credentials", defaultMode: 0o400, items: [{ key: "token.txt", path: "token.txt" }] } }],
+          volumes: [
+            o.projected
+              ? { name: "credentials", projected: { defaultMode: 0o400, sources: [{ secret: { name: o.secretName!, optional: true } }, { secret: { name: `${o.secretName}-2`, optional: true } }] } }
+              : { name: "credentials", secret: { secretName: o.secretName ?? "probe-credentials", defaultMode: 0o400, items: [{ key: "token.txt", path: "token.txt" }] } },
+          ],
         },
       },
     },
@@ -267,5 +286,35 @@ describe("LocalKubelet against a real API server", () => {
     for (const name of ["crash", "unrunnable", "late"]) await apps.deleteNamespacedDeployment({ namespace, name, propagationPolicy: "Background" });
     await kubelet.waitFor((r) => r.length === 0, 30_000, "no process after deleting the Deployments");
     await eventually(async () => (await core.listNamespacedPod({ namespace })).items.length === 0, "every pod finalized", { timeoutMs: 60_000 });
+  });
+
+  it("brings a change of a mounted Secret to the running process: a key written, changed, removed; a Secret that appears later", async () => {
+    const data = (files: Record<string, string>) => Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "shard" }, data: data({ "a.key": "one" }) } });
+    await apps.createNamespacedDeployment({ namespace, body: deployment("live", { replicas: 1, command: ["node", "-e", FILES_SCRIPT], secretName: "shard", projected: true }) });
+    const [run] = await kubelet.waitFor((r) => r.some((p) => p.pod.name.startsWith("live-") && p.ready), 60_000, "the live pod ready");
+    const seen = async () => (await (await fetch(run!.healthUrl.replace(/\/healthz$/, "/files"))).json()) as { pid: number; files: Record<string, string> };
+    const until = (files: Record<string, string>, what: string) =>
+      eventually(
+        async () => {
+          const now = await seen();
+          return JSON.stringify(now.files) === JSON.stringify(files) && now;
+        },
+        what,
+        { timeoutMs: 30_000 },
+      );
+    const first = await until({ "a.key": "one" }, "the first content");
+
+    await core.replaceNamespacedSecret({ namespace, name: "shard", body: { metadata: { name: "shard" }, data: data({ "a.key": "two", "b.key": "new" }) } });
+    await until({ "a.key": "two", "b.key": "new" }, "a changed and b written");
+    await core.replaceNamespacedSecret({ namespace, name: "shard", body: { metadata: { name: "shard" }, data: data({ "b.key": "new" }) } });
+    await until({ "b.key": "new" }, "a's file removed with its key");
+    // The second source of the projected volume did not exist when the pod started.
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: "shard-2" }, data: data({ "c.key": "later" }) } });
+    const last = await until({ "b.key": "new", "c.key": "later" }, "the late source's key");
+    assert.equal(last.pid, first.pid, "the same process throughout: no restart");
+
+    await apps.deleteNamespacedDeployment({ namespace, name: "live", propagationPolicy: "Background" });
+    await kubelet.waitFor((r) => !r.some((p) => p.pod.name.startsWith("live-")), 30_000, "the live pod stopped");
   });
 });

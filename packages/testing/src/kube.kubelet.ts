@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile, chmod } from "node:fs/promises";
+import { mkdtemp, mkdir, rename, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, normalize } from "node:path";
 import {
@@ -12,6 +12,7 @@ import {
   type V1Container,
   type V1Pod,
   type V1PodCondition,
+  type V1Secret,
   type V1ContainerStatus,
   type V1SecretVolumeSource,
 } from "@kubernetes/client-node";
@@ -32,9 +33,12 @@ import { eventually } from "./poll.wait.js";
 //   environment is not inherited, so a variable the operator forgets is missing here too;
 // - writes each mounted Secret volume, and each Secret of a projected volume (items or all
 //   keys, with the volume's modes; an optional one that is missing is left out), under a
-//   per-pod temp dir, once: a changed Secret is not written again and rewrites env values that are paths on such a mount (this is how
+//   per-pod temp dir, and rewrites env values that are paths on such a mount (this is how
 //   HERALD_CREDENTIALS_DIR=/etc/herald/credentials becomes the local copy); HERALD_HEALTH_PORT
 //   is always a free local port;
+// - keeps those files current while the process runs: a watch of the namespace's Secrets brings
+//   a change within moments (a kubelet takes up to its sync period, about a minute by default),
+//   each changed file replaced by a rename, a removed key's file deleted;
 // - reports Running as soon as the process is spawned, and Ready once GET <readiness path or
 //   /healthz> answers 200 (probed until then, not afterwards);
 // - on a deletionTimestamp or a delete: SIGTERM, SIGKILL after the grace period, then deletes
@@ -221,8 +225,11 @@ function remapPaths(env: Record<string, string>, mounts: SecretMount[], root: st
   return out;
 }
 
-// Writes the Secret's keys (or the listed items) as files, as the kubelet's secret volume does.
-async function materialiseSecret(core: CoreV1Api, namespace: string, mount: SecretMount, root: string): Promise<void> {
+// Writes the Secret's keys (or the listed items) as files, as the kubelet's secret volume does,
+// and again whenever the Secret changes: `written` (file → base64 content) is what this source
+// wrote last, so only changed files are rewritten (each atomically, by a rename) and files of
+// keys that are gone are removed.
+async function materialiseSecret(core: CoreV1Api, namespace: string, mount: SecretMount, root: string, written: Map<string, string>): Promise<void> {
   const { secretName, items, defaultMode, optional } = mount.source;
   let data: Record<string, string> = {};
   try {
@@ -235,6 +242,7 @@ async function materialiseSecret(core: CoreV1Api, namespace: string, mount: Secr
   const files = items ?? Object.keys(data).map((key) => ({ key, path: key, mode: undefined }));
   const dir = join(root, mount.mountPath);
   await mkdir(dir, { recursive: true });
+  const now = new Map<string, string>();
   for (const item of files) {
     const value = data[item.key];
     if (value === undefined) {
@@ -243,12 +251,19 @@ async function materialiseSecret(core: CoreV1Api, namespace: string, mount: Secr
     }
     const file = join(dir, item.path);
     if (!onMount(file, dir)) throw new PodConfigError(`secret volume item path ${item.path} leaves the mount`);
+    now.set(file, value);
+    if (written.get(file) === value) continue;
     await mkdir(dirname(file), { recursive: true });
-    // Re-creating a read-only file after a failed attempt needs it writable first.
-    await rm(file, { force: true });
-    await writeFile(file, Buffer.from(value, "base64"));
-    await chmod(file, item.mode ?? defaultMode ?? 0o644);
+    // A hidden name, as the kubelet's own staging entries (..data, ..<timestamp>) are.
+    const staged = join(dirname(file), `..${basename(file)}.tmp`);
+    await rm(staged, { force: true });
+    await writeFile(staged, Buffer.from(value, "base64"));
+    await chmod(staged, item.mode ?? defaultMode ?? 0o644);
+    await rename(staged, file);
   }
+  for (const file of written.keys()) if (!now.has(file)) await rm(file, { force: true });
+  written.clear();
+  for (const [file, value] of now) written.set(file, value);
 }
 
 // ---- one pod's process ---------------------------------------------------------------------
@@ -264,6 +279,10 @@ class PodRun {
   private probePath = "/healthz";
   // When this kubelet took the pod: its startTime and the scheduled/initialized transitions.
   private readonly acceptedAt = new Date();
+  private plan?: LaunchPlan;
+  // Per Secret source of the plan: what was written of it (see materialiseSecret).
+  private readonly written = new Map<SecretMount, Map<string, string>>();
+  private secretSync: Promise<void> = Promise.resolve();
   private startedAt?: Date;
   private readyAt?: Date;
   private waiting?: Waiting;
@@ -318,6 +337,7 @@ class PodRun {
         throw err;
       }
       this.probePath = plan.probePath;
+      this.plan = plan;
       this.root = await mkdtemp(join(tmpdir(), `local-kubelet-${this.ref.name}-`));
       for (;;) {
         if (this.terminating) return;
@@ -358,7 +378,7 @@ class PodRun {
 
   private async mountAll(plan: LaunchPlan): Promise<"ok" | "retry" | "refused"> {
     try {
-      for (const m of plan.secretMounts) await materialiseSecret(this.k.core, this.ref.namespace, m, this.root!);
+      for (const m of plan.secretMounts) await materialiseSecret(this.k.core, this.ref.namespace, m, this.root!, this.writtenOf(m));
       this.waiting = undefined;
       return "ok";
     } catch (err) {
@@ -371,6 +391,27 @@ class PodRun {
       if (this.waiting?.message !== err.message) this.refuse("ContainerCreating", err.message);
       return "retry";
     }
+  }
+
+  private writtenOf(mount: SecretMount): Map<string, string> {
+    let files = this.written.get(mount);
+    if (!files) this.written.set(mount, (files = new Map()));
+    return files;
+  }
+
+  // A Secret changed: a running process sees the change in its files, as a kubelet's sync brings
+  // it (a missing Secret keeps the files it had, as there).
+  secretChanged(name: string): void {
+    const mounts = this.plan?.secretMounts.filter((m) => m.source.secretName === name) ?? [];
+    if (mounts.length === 0) return;
+    this.secretSync = this.secretSync.then(async () => {
+      for (const m of mounts) {
+        if (!this.isRunning || this.terminating || !this.root) return;
+        await materialiseSecret(this.k.core, this.ref.namespace, m, this.root, this.writtenOf(m)).catch((err: unknown) => {
+          if (!(err instanceof MountError)) this.k.logger.warn({ pod: this.ref.name, secret: name, err: String(err) }, "local-kubelet: updating a Secret's files failed");
+        });
+      }
+    });
   }
 
   private refuse(reason: string, message: string): void {
@@ -557,8 +598,10 @@ class Kubelet {
   private readonly runs = new Map<string, PodRun>();
   private readonly ended: ExitedPod[] = [];
   private readonly informer;
+  // Every Secret of the namespace, watched so that running pods see their Secrets change.
+  private readonly secrets;
   private stopped = false;
-  private restartTimer?: NodeJS.Timeout;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: LocalKubeletOptions) {
     this.core = options.kubeconfig.makeApiClient(CoreV1Api);
@@ -571,30 +614,43 @@ class Kubelet {
     this.informer.on("add", (pod) => this.changed(pod));
     this.informer.on("update", (pod) => this.changed(pod));
     this.informer.on("delete", (pod) => this.deleted(pod));
+    this.secrets = makeInformer<V1Secret>(options.kubeconfig, `/api/v1/namespaces/${namespace}/secrets`, () => this.core.listNamespacedSecret({ namespace }));
+    for (const event of ["add", "update", "delete"] as const) {
+      this.secrets.on(event, (secret) => {
+        for (const run of this.runs.values()) run.secretChanged(secret.metadata?.name ?? "");
+      });
+    }
   }
 
   async start(): Promise<void> {
+    await this.watch(this.informer, "pods");
+    await this.watch(this.secrets, "secrets");
+  }
+
+  private async watch(informer: typeof this.informer | typeof this.secrets, what: string): Promise<void> {
     let firstError: unknown;
     const onFirstError = (err: unknown) => {
       firstError ??= err;
     };
-    this.informer.on("error", onFirstError);
-    await this.informer.start();
-    this.informer.off("error", onFirstError);
+    informer.on("error", onFirstError);
+    await informer.start();
+    informer.off("error", onFirstError);
     if (firstError) {
-      await this.informer.stop();
-      throw new Error(`local-kubelet: cannot list/watch pods in ${this.options.namespace}: ${firstError instanceof Error ? firstError.message : String(firstError)}`);
+      await Promise.all([this.informer.stop(), this.secrets.stop()]);
+      throw new Error(`local-kubelet: cannot list/watch ${what} in ${this.options.namespace}: ${firstError instanceof Error ? firstError.message : String(firstError)}`);
     }
     // The client's informer gives up on any error but 410; a watch that drops mid-test
     // (API server restart) must not silently stop the kubelet.
-    this.informer.on("error", (err) => this.restartInformer(err));
-  }
-
-  private restartInformer(err: unknown): void {
-    if (this.stopped) return;
-    this.logger.warn({ err: String(err) }, "local-kubelet: pod watch failed; restarting");
-    clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => void this.informer.start().catch((e) => this.restartInformer(e)), 1000);
+    const restart = (err: unknown): void => {
+      if (this.stopped) return;
+      this.logger.warn({ err: String(err) }, `local-kubelet: ${what} watch failed; restarting`);
+      const timer = setTimeout(() => {
+        this.restartTimers.delete(timer);
+        void informer.start().catch(restart);
+      }, 1000);
+      this.restartTimers.add(timer);
+    };
+    informer.on("error", restart);
   }
 
   private changed(pod: V1Pod): void {
@@ -658,8 +714,8 @@ class Kubelet {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.restartTimer);
-    await this.informer.stop();
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    await Promise.all([this.informer.stop(), this.secrets.stop()]);
     await Promise.all([...this.runs.values()].map((r) => this.finish(r, { deletePod: false })));
   }
 }

@@ -9,5 +9,5 @@ export { FcmProvider, FCM_URL, type FcmProviderConfig } from "./providers/fcm.pr
 export { parseServiceAccount, type ServiceAccount } from "./providers/fcm.auth.js";
 export { HmsProvider, HMS_PUSH_URL, HMS_TOKEN_URL, type HmsProviderConfig } from "./providers/hms.provider.js";
 export { PooledSender, type PooledSenderOptions } from "./pool.sender.js";
-export { DirectoryPoolSource, APP_SETTINGS, SETTINGS_FILE, appProviderEnv, type PoolApp, type PoolAppSource, type AppSettings } from "./pool.source.js";
+export { DirectoryPoolSource, APP_SETTINGS, SETTINGS_FILE, appProviderEnv, poolFileName, type PoolApp, type PoolAppSource, type AppSettings } from "./pool.source.js";
 export { SenderMetrics } from "./sender.metrics.js";

@@ -106,10 +106,11 @@ async function pooled(): Promise<() => object> {
     now: () => new Date(),
     source,
     // Each app's provider reports its requests under its own app label.
-    createProvider: async (app) => createProvider(name, appProviderEnv(config, app, await app.settings()), { tokenRules, onRequest: metricsOf(app.id).request }),
+    createProvider: async (app) => createProvider(name, appProviderEnv(config, await app.settings()), { tokenRules, credentialPath: app.path, onRequest: metricsOf(app.id).request }),
     metrics: metricsOf,
     concurrency: config.HERALD_POOL_CONCURRENCY,
     problemCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS,
+    missingRetryMs: config.HERALD_POOL_RESCAN_MS,
     ...(config.HERALD_POOL_IDLE_CLOSE_MS > 0 ? { idleCloseMs: config.HERALD_POOL_IDLE_CLOSE_MS } : {}),
     worker: { maxAttempts: config.HERALD_MAX_ATTEMPTS, backoff: { initialMs: config.HERALD_RETRY_INITIAL_MS, maxMs: config.HERALD_RETRY_MAX_MS }, credentialCooldownMs: config.HERALD_CREDENTIAL_COOLDOWN_MS },
   });

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { createLogger, MemoryBus, type BusMessage } from "@herald/platform";
 import { BusTopics, events, Provider } from "@herald/proto";
 import { PooledSender, type PooledSenderOptions } from "./pool.sender.js";
-import { DirectoryPoolSource } from "./pool.source.js";
+import { DirectoryPoolSource, poolFileName } from "./pool.source.js";
 import type { PushProvider, SendRequest, TargetResult } from "./provider.types.js";
 
 const logger = createLogger({ service: "t", level: "silent" });
@@ -35,10 +35,7 @@ describe("PooledSender", () => {
   const results: events.DeliveryResult[] = [];
   const dead: events.DeadLetter[] = [];
 
-  const writeApp = (app: string, settings: string) => {
-    mkdirSync(join(dir, app), { recursive: true });
-    writeFileSync(join(dir, app, "settings.json"), settings);
-  };
+  const writeApp = (app: string, settings: string) => writeFileSync(join(dir, poolFileName(app, "settings.json")), settings);
   const job = (topicApp: string, app: string, publishId: string) =>
     bus.publish(BusTopics.pooled(topicApp, "apns"), [
       { key: publishId, value: events.DeliveryJob.encode(events.DeliveryJob.fromPartial({ jobId: `${publishId}:j`, app, publishId, provider: Provider.PROVIDER_APNS, targets: [{ deviceId: "d", token: `t-${publishId}` }], payload: Buffer.from("{}") })).finish() },
@@ -60,6 +57,7 @@ describe("PooledSender", () => {
       source,
       createProvider: async (app) => new RecordingProvider(app.id, (await app.settings()).HERALD_APNS_BUNDLE_ID, sent),
       problemCooldownMs: 100,
+      missingRetryMs: 50,
       ...o,
     });
 

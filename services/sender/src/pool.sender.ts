@@ -20,8 +20,11 @@ export interface PooledSenderOptions {
   concurrency?: number;
   // How long one app's batch may keep the others from being fetched (see yieldAfterMs).
   yieldAfterMs?: number;
-  // How long an app whose configuration is missing or incomplete waits before it is tried again.
+  // How long an app whose configuration is incomplete waits before it is tried again.
   problemCooldownMs?: number;
+  // How long an app with jobs but no configuration at all waits before it is looked up again: a
+  // new app's credentials may reach the pool after its first jobs (the kubelet brings its shard).
+  missingRetryMs?: number;
   // An app that has sent nothing for this long has its provider (connections, tokens) closed;
   // its next job builds it again. Absent: kept while the process runs.
   idleCloseMs?: number;
@@ -58,11 +61,16 @@ export class PooledSender {
   private readonly topics: ReturnType<typeof pooledTopics>;
   private stopping = false;
   private idleSweep?: NodeJS.Timeout;
+  // Apps with jobs and no configuration, said once each (they are looked up every missingRetryMs).
+  private readonly missing = new Set<string>();
 
   constructor(private readonly o: PooledSenderOptions) {
     this.topics = pooledTopics(o.provider);
     o.source.onChange((ids) => {
-      for (const id of ids) this.retire(id, "its configuration changed");
+      for (const id of ids) {
+        this.missing.delete(id);
+        void this.retire(id, "its configuration changed");
+      }
     });
   }
 
@@ -168,8 +176,10 @@ export class PooledSender {
     const config = this.o.source.get(app);
     const cooldown = this.o.problemCooldownMs ?? 30_000;
     if (!config) {
-      entry.problem = { reason: "the pool has no configuration for this app", until: this.o.now().getTime() + cooldown };
-      this.o.logger.error({ app, provider: this.o.provider, retryInMs: cooldown }, "pool: no configuration for an app with jobs; its jobs wait");
+      const retryInMs = this.o.missingRetryMs ?? 2000;
+      entry.problem = { reason: "the pool has no configuration for this app", until: this.o.now().getTime() + retryInMs };
+      if (!this.missing.has(app)) this.o.logger.warn({ app, provider: this.o.provider, retryInMs }, "pool: no configuration (yet) for an app with jobs; its jobs wait");
+      this.missing.add(app);
       return;
     }
     entry.version = config.version;

@@ -24,12 +24,13 @@ export type AppSettings = z.infer<typeof APP_SETTINGS>;
 
 export const SETTINGS_FILE = "settings.json";
 
-// One pooled app as the pool sees it: its credentials directory (files named as in
-// CREDENTIAL_FILES), its settings, and a version that changes whenever either does.
+// One pooled app as the pool sees it: where each of its credential files is (files named as in
+// CREDENTIAL_FILES), its settings, and a version that changes whenever the content of either does.
 export interface PoolApp {
   id: string;
-  credentialsDir: string;
   version: string;
+  // The path of one of its files (it may not exist: the provider says which one it misses).
+  path(file: string): string;
   // Read lazily: a broken settings file concerns this app alone, when it first sends.
   settings(): Promise<AppSettings>;
 }
@@ -42,12 +43,20 @@ export interface PoolAppSource {
   stop(): Promise<void>;
 }
 
-// Pooled apps from a directory with one subdirectory per app (the app id), rescanned every
-// rescanMs so that apps and credential changes are picked up without a restart. A file's
-// change is noticed by its size and modification time (a Kubernetes volume swaps a symlink,
-// which changes both).
+// The file of one app in a pool directory: <app>.<file>. An app id holds no '.', and a Secret key
+// no '/', which is why the operator's credential shards (many apps per Secret, all mounted into
+// one projected volume) name them so.
+export const poolFileName = (app: string, file: string) => `${app}.${file}`;
+
+// Pooled apps from one directory of <app>.<file> entries, rescanned every rescanMs so that apps
+// and credential changes are picked up without a restart. An app's version is the hash of its
+// files' contents; a file is read again only when its size, modification time or inode change
+// (the kubelet swaps a symlink to a new directory whenever any key of a shard changes, so every
+// file of that shard looks new, and only the apps whose bytes changed may be rebuilt).
 export class DirectoryPoolSource implements PoolAppSource {
   private readonly apps = new Map<string, PoolApp>();
+  // path → the content hash of the file as last read, with the stat it was read at.
+  private readonly hashes = new Map<string, { stamp: string; hash: string }>();
   private readonly listeners: Array<(apps: string[]) => void> = [];
   private timer?: NodeJS.Timeout;
   private scanning?: Promise<void>;
@@ -86,51 +95,67 @@ export class DirectoryPoolSource implements PoolAppSource {
   private async scan(): Promise<void> {
     let entries: string[];
     try {
-      entries = (await readdir(this.o.dir, { withFileTypes: true })).filter((e) => e.isDirectory() || e.isSymbolicLink()).map((e) => e.name);
+      entries = await readdir(this.o.dir);
     } catch (err) {
       this.o.logger.warn({ err, dir: this.o.dir }, "pool: cannot read the apps directory; keeping what was known");
       return;
     }
-    const seen = new Set<string>();
+    const filesOf = new Map<string, string[]>();
+    for (const name of entries) {
+      // Kubernetes' own entries (..data, ..2026_…) start with a dot; anything else that is not
+      // <app id>.<file> is no app's.
+      const dot = name.indexOf(".");
+      const id = name.slice(0, dot);
+      if (dot <= 0 || dot === name.length - 1 || !isAppId(id)) continue;
+      filesOf.set(id, [...(filesOf.get(id) ?? []), name]);
+    }
     const changed: string[] = [];
-    for (const id of entries) {
-      // Kubernetes' own entries (..data, ..2026_…) and anything else that is no app id.
-      if (!isAppId(id)) continue;
-      seen.add(id);
-      const credentialsDir = join(this.o.dir, id);
-      const version = await signature(credentialsDir);
+    const read = new Set<string>();
+    for (const [id, names] of filesOf) {
+      const version = await this.versionOf(names.sort(), read);
       if (version === undefined || this.apps.get(id)?.version === version) continue;
-      this.apps.set(id, { id, credentialsDir, version, settings: () => readSettings(credentialsDir) });
+      const path = (file: string) => join(this.o.dir, poolFileName(id, file));
+      this.apps.set(id, { id, version, path, settings: () => readSettings(path(SETTINGS_FILE)) });
       changed.push(id);
     }
     for (const id of this.apps.keys()) {
-      if (seen.has(id)) continue;
+      if (filesOf.has(id)) continue;
       this.apps.delete(id);
       changed.push(id);
     }
+    for (const path of this.hashes.keys()) if (!read.has(path)) this.hashes.delete(path);
     if (changed.length) for (const l of this.listeners) l(changed);
   }
-}
 
-async function signature(dir: string): Promise<string | undefined> {
-  try {
+  // The hash of the files' names and contents; undefined when one went away while being read
+  // (the next scan sees the directory as it is then).
+  private async versionOf(names: string[], read: Set<string>): Promise<string | undefined> {
     const hash = createHash("sha256");
-    for (const name of (await readdir(dir)).sort()) {
-      if (name.startsWith(".")) continue;
-      const s = await stat(join(dir, name));
-      if (s.isFile()) hash.update(`${name}\0${s.size}\0${s.mtimeMs}\0`);
+    for (const name of names) {
+      const path = join(this.o.dir, name);
+      read.add(path);
+      try {
+        const s = await stat(path);
+        if (!s.isFile()) continue;
+        const stamp = `${s.size}:${s.mtimeMs}:${s.ino}`;
+        let known = this.hashes.get(path);
+        if (known?.stamp !== stamp) {
+          known = { stamp, hash: createHash("sha256").update(await readFile(path)).digest("base64url") };
+          this.hashes.set(path, known);
+        }
+        hash.update(`${name}\0${known.hash}\0`);
+      } catch {
+        return undefined;
+      }
     }
     return hash.digest("base64url");
-  } catch {
-    // Gone between readdir and stat: the next scan sees.
-    return undefined;
   }
 }
 
-async function readSettings(dir: string): Promise<AppSettings> {
+async function readSettings(path: string): Promise<AppSettings> {
   let text: string;
   try {
-    text = await readFile(join(dir, SETTINGS_FILE), "utf8");
+    text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw new ProviderConfigError(`cannot read ${SETTINGS_FILE}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
@@ -146,6 +171,6 @@ async function readSettings(dir: string): Promise<AppSettings> {
   return parsed.data;
 }
 
-// The provider configuration of one pooled app: the pool's own, with the app's settings and
-// credentials directory.
-export const appProviderEnv = (pool: ProviderEnv, app: PoolApp, settings: AppSettings): ProviderEnv => ({ ...pool, ...settings, HERALD_CREDENTIALS_DIR: app.credentialsDir });
+// The provider configuration of one pooled app: the pool's own, with the app's settings (its
+// credential files come from PoolApp.path).
+export const appProviderEnv = (pool: ProviderEnv, settings: AppSettings): ProviderEnv => ({ ...pool, ...settings });

@@ -56,6 +56,8 @@ export type ProviderEnv = z.infer<z.ZodObject<typeof providerEnv>>;
 export interface ProviderDeps {
   tokenRules: TokenRules;
   readFile?: (path: string) => Buffer;
+  // Where a credential file is; in HERALD_CREDENTIALS_DIR unless said otherwise (a pool's apps).
+  credentialPath?: (file: string) => string;
   onRequest?: RequestObserver;
 }
 
@@ -67,8 +69,9 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
   if (config.HERALD_DRY_RUN) return new DryRunProvider(name, config.HERALD_DRY_RUN_LATENCY_MS);
   const readBytes = deps.readFile ?? ((path: string) => readFileSync(path));
   const read = (path: string) => readBytes(path).toString("utf8");
+  const pathOf = deps.credentialPath ?? ((file: string) => join(config.HERALD_CREDENTIALS_DIR, file));
   const secret = (file: string, what: string) => {
-    const path = join(config.HERALD_CREDENTIALS_DIR, file);
+    const path = pathOf(file);
     try {
       return read(path);
     } catch (err) {
@@ -77,7 +80,7 @@ export function createProvider(name: ProviderName, config: ProviderEnv, deps: Pr
   };
   const optionalBytes = (file: string) => {
     try {
-      return readBytes(join(config.HERALD_CREDENTIALS_DIR, file));
+      return readBytes(pathOf(file));
     } catch {
       return undefined;
     }
