@@ -46,6 +46,19 @@ async function untilSettled<T>(deadlineMs: number, attemptOnce: () => Promise<T>
   }
 }
 
+// Which of `names` exist: the metadata of those topics alone when they all do (the usual case: a
+// reconcile asks about one app's), else the broker's whole list. kafkajs's listTopics fetches the
+// metadata of every topic of the cluster, thousands with many apps.
+async function existingOf(admin: Admin, names: string[]): Promise<Set<string>> {
+  try {
+    const { topics } = await admin.fetchTopicMetadata({ topics: names });
+    return new Set(topics.map((t) => t.name));
+  } catch (err) {
+    if (!kafkaErrorIs(err, "UNKNOWN_TOPIC_OR_PARTITION")) throw err;
+    return new Set(await admin.listTopics());
+  }
+}
+
 // kafkajs 2.2.4's fetchTopicOffsets destructures an empty ListOffsets answer (a TypeError) when
 // a partition has no known leader yet, as right after the topic was created or grown: transient.
 async function topicOffsets(admin: Admin, topic: string): ReturnType<Admin["fetchTopicOffsets"]> {
@@ -94,7 +107,13 @@ interface AdminLease {
   ready: Promise<Admin>;
   users: number;
   retired: boolean;
+  // The topics it read the offsets of: kafkajs keeps each as a target whose metadata every later
+  // offsets read may refresh, so a lease that has read many is replaced (ADMIN_TARGET_LIMIT).
+  targets: Set<string>;
 }
+
+// Past this many topics read, an admin's metadata refreshes cost more than a new connection.
+const ADMIN_TARGET_LIMIT = 256;
 
 export class KafkaBus implements Bus {
   private readonly kafka: Kafka;
@@ -209,7 +228,7 @@ export class KafkaBus implements Bus {
   }
 
   private async ensureTopicsOnce(admin: Admin, wanted: Map<string, number>, progress: { raised: boolean }): Promise<void> {
-    const existing = new Set(await admin.listTopics());
+    const existing = await existingOf(admin, [...wanted.keys()]);
     const missing = [...wanted].filter(([name]) => !existing.has(name));
     if (missing.length > 0) {
       // Resolves false when another process created one of them first; the check below still
@@ -235,9 +254,10 @@ export class KafkaBus implements Bus {
     this.assertOpen();
     if (names.length === 0) return;
     await this.withAdmin(async (admin) => {
-      const existing = new Set(await admin.listTopics());
+      const unique = [...new Set(names)];
+      const existing = await existingOf(admin, unique);
       // Deleting a topic that does not exist is not an error, so cleanup can be repeated.
-      const topics = [...new Set(names)].filter((n) => existing.has(n));
+      const topics = unique.filter((n) => existing.has(n));
       if (topics.length > 0) await admin.deleteTopics({ topics });
     });
   }
@@ -249,9 +269,12 @@ export class KafkaBus implements Bus {
     return untilSettled(
       LAG_DEADLINE_MS,
       () =>
-        this.withAdmin(async (admin) => {
-          const existing = new Set(await admin.listTopics());
-          const names = [...new Set(topics)].filter((t) => existing.has(t));
+        this.withAdmin(async (admin, lease) => {
+          const unique = [...new Set(topics)];
+          if (unique.length === 0) return [];
+          const existing = await existingOf(admin, unique);
+          const names = unique.filter((t) => existing.has(t));
+          for (const name of names) lease.targets.add(name);
           return names.length === 0 ? [] : this.lagOnce(admin, group, names);
         }),
       (err, attempt) => this.logger.warn({ err, group, attempt }, "bus: kafka offsets not readable yet; retrying"),
@@ -338,15 +361,20 @@ export class KafkaBus implements Bus {
   // was ever asked about, so once another client deletes one of them each refresh (and so each
   // createTopics) fails UNKNOWN_TOPIC_OR_PARTITION, for good: such an admin, like one that failed
   // to connect, is replaced, and the caller's retry gets a new one that knows no topic.
-  private async withAdmin<T>(work: (admin: Admin) => Promise<T>): Promise<T> {
+  private async withAdmin<T>(work: (admin: Admin, lease: AdminLease) => Promise<T>): Promise<T> {
     let lease = this.adminLease;
     if (!lease) {
       const admin = this.kafka.admin();
-      lease = this.adminLease = { ready: admin.connect().then(() => admin), users: 0, retired: false };
+      lease = this.adminLease = { ready: admin.connect().then(() => admin), users: 0, retired: false, targets: new Set() };
     }
     lease.users++;
     try {
-      return await work(await lease.ready);
+      const result = await work(await lease.ready, lease);
+      if (lease.targets.size > ADMIN_TARGET_LIMIT) {
+        lease.retired = true;
+        if (this.adminLease === lease) this.adminLease = undefined;
+      }
+      return result;
     } catch (err) {
       const connected = await lease.ready.then(() => true, () => false);
       if (!connected || kafkaErrorIs(err, "UNKNOWN_TOPIC_OR_PARTITION")) {
