@@ -510,6 +510,8 @@ class PodRun {
     if (!this.root || (this.child && !this.exit)) return;
     const root = this.root;
     this.root = undefined;
+    // An update of a Secret's files in progress would write them back after the rm.
+    await this.secretSync.catch(() => {});
     await rm(root, { recursive: true, force: true });
   }
 

@@ -21,9 +21,13 @@ const config = loadConfig(
     ...tokenRulesEnv,
     HERALD_APP: z.string().regex(APP_ID_PATTERN, "an app id").optional(),
     HERALD_POOL: envOf.bool(false),
-    // One subdirectory per pooled app (named by its id): its credential files and settings.json.
+    // Each pooled app's credential files and settings.json, named <app id>.<file> (the
+    // operator's credential shards, mounted together).
     HERALD_POOL_DIR: z.string().default("/etc/herald/pool"),
     HERALD_POOL_RESCAN_MS: envOf.int(2000, 100),
+    // New apps' topics are looked for every 3 s; taking them on is a consumer group rebalance,
+    // made at most this often while apps keep coming (the first after a quiet spell at once).
+    HERALD_POOL_RESUBSCRIBE_MS: envOf.int(30_000, 0),
     // Apps worked on at once per lane.
     HERALD_POOL_CONCURRENCY: envOf.int(8, 1),
     // A pooled app that has sent nothing for this long gets its provider and connections closed
@@ -53,7 +57,7 @@ const registry = createMetricsRegistry(`herald-sender-${name}`);
 const tokenRules = tokenRulesFrom(config);
 // A pooled sender notices a new app's topics at its next topic refresh (then its consumers join
 // their groups again, a pause of a few seconds for every pooled app).
-const kafka = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP ?? "pool"}-${name}`, logger, ...(config.HERALD_POOL ? { consumer: { topicRefreshMs: 3000 } } : {}) });
+const kafka = new KafkaBus({ brokers: config.HERALD_KAFKA_BROKERS, clientId: `herald-sender-${config.HERALD_APP ?? "pool"}-${name}`, logger, ...(config.HERALD_POOL ? { consumer: { topicRefreshMs: 3000, resubscribeMinIntervalMs: config.HERALD_POOL_RESUBSCRIBE_MS } } : {}) });
 const bus = namespacedBus(kafka, config.HERALD_KAFKA_NAMESPACE);
 const shared = [BusTopics.control, BusTopics.results, BusTopics.tokenFeedback, BusTopics.deadLetter];
 const health = config.HERALD_APP ? await dedicated(config.HERALD_APP) : await pooled();

@@ -313,6 +313,54 @@ if (brokers.length === 0) {
       }
     });
 
+    it("a pattern subscription takes on topics created in a row together, one rebalance per resubscribeMinIntervalMs at most, and a deleted one at once", { timeout: 120_000 }, async () => {
+      // A pool sender's view of many apps created one after the other.
+      const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+      const base = `herald-test.bus.burst.${suffix}`;
+      const [a, b, c, d] = ["a", "b", "c", "d"].map((n) => `${base}.${n}`) as [string, string, string, string];
+      const resubscribed: number[] = [];
+      const bus = new KafkaBus({
+        brokers,
+        clientId: "herald-bus-test",
+        logger: { ...logger, info: (_obj, msg) => void (msg?.includes("re-subscribing") && resubscribed.push(Date.now())) },
+        consumer: { heartbeatIntervalMs: 500, sessionTimeoutMs: 10_000, topicRefreshMs: 200, resubscribeMinIntervalMs: 5000 },
+      });
+      const seen = new Set<string>();
+      const until = async (what: string, done: () => boolean) => {
+        const deadline = Date.now() + 60_000;
+        while (!done()) {
+          if (Date.now() > deadline) assert.fail(`${what}: seen ${[...seen].join(", ")}, re-subscribed ${resubscribed.length} times`);
+          await delay(20);
+        }
+      };
+      try {
+        await bus.ensureTopics([{ name: a, partitions: 1 }]);
+        const sub = await bus.subscribe({ group: `herald-test.bus.burst-g.${suffix}`, topics: [new RegExp(`^${base.replace(/\./g, "\\.")}\\.`)], handler: async (m) => void seen.add(m.topic) });
+        // The first new topic after a quiet spell: taken on at the next refresh.
+        await bus.ensureTopics([{ name: b, partitions: 1 }]);
+        await bus.publish(b, [{ key: "k", value: new Uint8Array([1]) }]);
+        await until("the first new topic read", () => seen.has(b));
+        assert.equal(resubscribed.length, 1);
+        // Two more, several refreshes apart: both wait for the interval's end and come together.
+        await bus.ensureTopics([{ name: c, partitions: 1 }]);
+        await bus.publish(c, [{ key: "k", value: new Uint8Array([2]) }]);
+        await delay(1000);
+        await bus.ensureTopics([{ name: d, partitions: 1 }]);
+        await bus.publish(d, [{ key: "k", value: new Uint8Array([3]) }]);
+        await until("both later topics read", () => seen.has(c) && seen.has(d));
+        assert.equal(resubscribed.length, 2, "one rebalance for both");
+        assert.ok(resubscribed[1]! - resubscribed[0]! >= 5000, `re-subscribed ${resubscribed[1]! - resubscribed[0]!} ms after the previous time`);
+        // A deleted topic is taken off at once, interval or not.
+        await bus.deleteTopics([a]);
+        await until("the deleted topic taken off", () => resubscribed.length === 3);
+        assert.ok(resubscribed[2]! - resubscribed[1]! < 5000, "a deletion does not wait for the interval");
+        await sub.stop();
+      } finally {
+        await bus.deleteTopics([a, b, c, d]).catch(() => {});
+        await bus.close();
+      }
+    });
+
     it("a topic it published to, deleted by another client, does not keep it from publishing to the others", { timeout: 120_000 }, async () => {
       // A dispatcher publishes to every app's topics, and the operator deletes a deleted app's:
       // kafkajs's producer refreshes the metadata of every topic it ever sent to whenever it

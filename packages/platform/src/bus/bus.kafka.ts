@@ -93,6 +93,11 @@ export interface KafkaBusOptions {
     maxWaitTimeMs?: number;
     // How often pattern subscriptions look for newly created matching topics. Default 30000.
     topicRefreshMs?: number;
+    // The least time between two re-subscriptions of a pattern subscription (each is a consumer
+    // group rebalance over all its topics): topics that appear meanwhile are taken on together,
+    // at the end of it. The first change after a quiet spell, and any topic deleted, are taken
+    // on at the next refresh. Default topicRefreshMs.
+    resubscribeMinIntervalMs?: number;
   };
 }
 
@@ -101,6 +106,7 @@ interface Tuning {
   sessionTimeoutMs: number;
   maxWaitTimeMs: number;
   topicRefreshMs: number;
+  resubscribeMinIntervalMs: number;
 }
 
 interface AdminLease {
@@ -135,6 +141,7 @@ export class KafkaBus implements Bus {
       sessionTimeoutMs: options.consumer?.sessionTimeoutMs ?? 6000,
       maxWaitTimeMs: options.consumer?.maxWaitTimeMs ?? 500,
       topicRefreshMs: options.consumer?.topicRefreshMs ?? 30_000,
+      resubscribeMinIntervalMs: options.consumer?.resubscribeMinIntervalMs ?? options.consumer?.topicRefreshMs ?? 30_000,
     };
     this.kafka = new KafkaClient({
       clientId: options.clientId,
@@ -488,6 +495,8 @@ class KafkaSubscription implements Subscription {
   // The group's committed offset and metadata per partition, read once per assignment.
   private readonly committed = new Map<string, Promise<{ offset: string; metadata: string } | undefined>>();
   private watchTimer?: NodeJS.Timeout;
+  // When the pattern's topics were last re-subscribed to (0: never).
+  private resubscribedAt = 0;
 
   constructor(
     private readonly deps: SubscriptionDeps,
@@ -774,11 +783,17 @@ class KafkaSubscription implements Subscription {
         if (this.stopping) return;
         const topics = await this.resolveTopics();
         if (sameTopics(topics, this.topics)) return;
-        this.logger.info({ group: this.options.group, topics }, "bus: pattern subscription matches other topics now; re-subscribing");
+        // Many apps created in a row would otherwise rebalance the group at every refresh. A topic
+        // gone is taken off at once: a consumer still subscribed to it fails its metadata refreshes.
+        const matched = new Set(topics);
+        const removed = this.topics.some((t) => !matched.has(t));
+        if (!removed && Date.now() - this.resubscribedAt < this.deps.tuning.resubscribeMinIntervalMs) return;
+        this.resubscribedAt = Date.now();
+        this.logger.info({ group: this.options.group, topics: topics.length <= 20 ? topics : `${topics.length} topics` }, "bus: pattern subscription matches other topics now; re-subscribing");
         await this.teardown();
         this.topics = topics;
         // A topic gone from the list may come back recreated, its offsets starting over.
-        for (const key of this.memory.keys()) if (!topics.includes(key.slice(key.indexOf(":") + 1))) this.memory.delete(key);
+        for (const key of this.memory.keys()) if (!matched.has(key.slice(key.indexOf(":") + 1))) this.memory.delete(key);
         if (topics.length === 0) return;
         try {
           await this.launch();
