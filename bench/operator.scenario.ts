@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import kafkajs, { type Admin, type GroupDescription } from "kafkajs";
 import { KafkaBus, namespacedBus, type Bus } from "@herald/platform";
-import { names } from "@herald/operator";
+import { names, poolAppsIn } from "@herald/operator";
 import { BusGroups, LANES, pooledTopicsOf } from "@herald/proto";
 import { PUSHAPP_GROUP, PUSHAPP_PLURAL, PUSHAPP_VERSION } from "@herald/pushapp";
 import { generateApnsKey, requireEnv, sample, scrape, startLocalKubelet, type LocalKubelet, type RunningPod } from "@herald/testing";
@@ -37,7 +37,8 @@ import { round } from "./seed.devices.js";
 const PROVIDERS = ["apns", "fcm", "hms", "webpush"] as const;
 type Provider = (typeof PROVIDERS)[number];
 // The chart's default installation name: its pools are <installation>-pool-<provider>.
-const poolName = (provider: Provider) => names.pool("herald", provider);
+const INSTALLATION = "herald";
+const poolName = (provider: Provider) => names.pool(INSTALLATION, provider);
 const PUSHAPPS = { group: PUSHAPP_GROUP, version: PUSHAPP_VERSION, plural: PUSHAPP_PLURAL };
 // PushApps per kubectl apply (a platform team's manifests, a GitOps sync).
 const APPLY_CHUNK = 100;
@@ -717,7 +718,7 @@ async function timeTopicEnsure(bus: Bus, apps: string[]): Promise<number> {
 // The apps with keys (<app>.<file>) in a pool's credential shards.
 async function poolApps(coreApi: CoreV1Api, namespace: string, provider: Provider): Promise<number> {
   const shards = await coreApi.listNamespacedSecret({ namespace, labelSelector: `app.kubernetes.io/component=pool-credentials,herald.dev/provider=${provider}` });
-  return new Set(shards.items.flatMap((s) => Object.keys(s.data ?? {}).map((key) => key.slice(0, key.indexOf("."))))).size;
+  return poolAppsIn(shards.items, INSTALLATION, provider).size;
 }
 
 async function poolConverged(appsApi: AppsV1Api, coreApi: CoreV1Api, kubelet: LocalKubelet, namespace: string, provider: Provider, apps: number): Promise<boolean> {

@@ -11,6 +11,7 @@ export { OperatorMetrics } from "./operator.metrics.js";
 export { CONDITION, Conditions } from "./pushapp.conditions.js";
 export { PushAppController, referencedSecrets } from "./pushapp.controller.js";
 export { FINALIZER, PushAppReconciler, pushAppKey, type PushAppObject } from "./pushapp.reconciler.js";
+export { poolAppsIn } from "./pool.deployment.js";
 export { replicasForLag, ScaleStabilizer } from "./sender.autoscaler.js";
 export { API_KEY_FIELDS, LABELS, MANAGED_BY, names, readApiKeySecret, senderDeployment } from "./sender.deployment.js";
 export { WorkQueue } from "./work.queue.js";

@@ -63,6 +63,10 @@ export const isShardOf = (secret: V1Secret, installation: string, provider: Push
   return labels[LABELS.component] === POOL_CREDENTIALS_COMPONENT && labels[POOL_LABEL] === installation && labels[LABELS.provider] === provider && labels[LABELS.managedBy] === MANAGED_BY;
 };
 
+// The apps a pool serves: those with keys in its shards, among `secrets`.
+export const poolAppsIn = (secrets: Iterable<V1Secret | undefined>, installation: string, provider: PushAppProvider): Set<string> =>
+  new Set([...secrets].flatMap((s) => (s && isShardOf(s, installation, provider) ? appsIn(s) : [])));
+
 // One app's part of a shard (no data: the app has no keys there).
 export function shardSecret(namespace: string, provider: PushAppProvider, shard: number, config: OperatorConfig, data?: Record<string, string>): V1Secret {
   const installation = config.HERALD_INSTALLATION;

@@ -6,7 +6,7 @@ import type { Informer } from "./informer.watch.js";
 import { FencedError } from "./leader.fence.js";
 import type { OperatorMetrics } from "./operator.metrics.js";
 import { pushAppKey, ReportedError, type PushAppObject, type PushAppReconciler } from "./pushapp.reconciler.js";
-import { appsIn, isShardOf, POOL_LABEL } from "./pool.deployment.js";
+import { POOL_LABEL, poolAppsIn } from "./pool.deployment.js";
 import { LABELS, MANAGED_BY } from "./sender.deployment.js";
 import { WorkQueue } from "./work.queue.js";
 
@@ -139,9 +139,7 @@ export class PushAppController {
       if (deleted) this.poolAvailability.delete(key);
       else this.poolAvailability.set(key, availability);
       // Its apps: those with keys in its credential shards.
-      const installation = dep.metadata.labels[POOL_LABEL];
-      const shards = this.d.secrets.list(namespace).filter((s) => isShardOf(s, installation, provider as PushAppProvider));
-      for (const app of new Set(shards.flatMap(appsIn))) this.enqueue(pushAppKey(namespace, app));
+      for (const app of poolAppsIn(this.d.secrets.list(namespace), dep.metadata.labels[POOL_LABEL], provider as PushAppProvider)) this.enqueue(pushAppKey(namespace, app));
       return;
     }
     this.ownedChanged(namespace, dep.metadata?.labels);

@@ -15,7 +15,7 @@ import { CONDITION, Conditions } from "./pushapp.conditions.js";
 import { INSTALLATION_ANNOTATION, ownershipOf } from "./pushapp.ownership.js";
 import { replicasForLag, type ScaleStabilizer } from "./sender.autoscaler.js";
 import { resolveSenderMode } from "./sender.mode.js";
-import { appKeysIn, appsIn, isShardOf, POOL_SPEC_ANNOTATION, poolAutoscaling, poolDeployment, poolSettings, shardData, shardManager, shardName, shardOf, shardSecret } from "./pool.deployment.js";
+import { appKeysIn, appsIn, isShardOf, POOL_SPEC_ANNOTATION, poolAppsIn, poolAutoscaling, poolDeployment, poolSettings, shardData, shardManager, shardName, shardOf, shardSecret } from "./pool.deployment.js";
 import { apiKeySecret, credentialsSecret, LABELS, names, readApiKeySecret, senderDeployment, type ApiKeySecretData } from "./sender.deployment.js";
 
 export const FINALIZER = "herald.dev/cleanup";
@@ -461,7 +461,7 @@ export class PushAppReconciler {
 
   // The apps a pool serves: those with keys in its shards.
   private poolMembers(namespace: string, provider: PushAppProvider): string[] {
-    return [...new Set([...this.shardsOf(namespace, provider).values()].flatMap(appsIn))];
+    return [...poolAppsIn(this.shardsOf(namespace, provider).values(), this.d.config.HERALD_INSTALLATION, provider)];
   }
 
   // Runs a change of a namespace's pools after the one in progress.

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { CoreV1Api } from "@kubernetes/client-node";
+import { CoreV1Api, type V1Secret } from "@kubernetes/client-node";
+import { poolAppsIn } from "@herald/operator";
 import { createClient } from "@herald/platform";
 import { dispatch, Platform as DevicePlatform, Provider, registry } from "@herald/proto";
 import { eventually, failureOf, generateApnsKey, randomDeviceToken, randomHmsToken, requireEnv, startFakeApns, startFakeHms, startLocalKubelet, type FakeApns, type FakeHms, type LocalKubelet } from "@herald/testing";
@@ -248,8 +249,8 @@ describe("a PushApp applied with kubectl delivers notifications", () => {
     const deployments = async () => (await kubectlOk(["get", "deployments", "-n", namespace, "-o", "name"])).split("\n").filter(Boolean);
     // The apps the pool serves: those with keys (<app>.<file>) in its credential shards, sorted.
     const poolApps = async () => {
-      const shards = JSON.parse(await kubectlOk(["get", "secrets", "-n", namespace, "-l", "app.kubernetes.io/component=pool-credentials,herald.dev/provider=apns", "-o", "json"])) as { items: Array<{ data?: Record<string, string> }> };
-      return [...new Set(shards.items.flatMap((x) => Object.keys(x.data ?? {}).map((k) => k.slice(0, k.indexOf(".")))))].sort();
+      const shards = JSON.parse(await kubectlOk(["get", "secrets", "-n", namespace, "-l", "app.kubernetes.io/component=pool-credentials,herald.dev/provider=apns", "-o", "json"])) as { items: V1Secret[] };
+      return [...poolAppsIn(shards.items, "herald", "apns")].sort();
     };
     const poolPod = () => kubelet.running().find((p) => p.pod.name.startsWith("herald-pool-apns-"));
     const poolGeneration = async () => (JSON.parse(await kubectlOk(["get", "deployment", "herald-pool-apns", "-n", namespace, "-o", "json"])) as { metadata: { generation: number } }).metadata.generation;

@@ -136,12 +136,13 @@ export class KafkaBus implements Bus {
   constructor(options: KafkaBusOptions) {
     if (!options.brokers?.length) throw new TypeError("KafkaBus: brokers must not be empty");
     this.logger = options.logger ?? consoleBusLogger;
+    const topicRefreshMs = options.consumer?.topicRefreshMs ?? 30_000;
     this.tuning = {
       heartbeatIntervalMs: options.consumer?.heartbeatIntervalMs ?? 1000,
       sessionTimeoutMs: options.consumer?.sessionTimeoutMs ?? 6000,
       maxWaitTimeMs: options.consumer?.maxWaitTimeMs ?? 500,
-      topicRefreshMs: options.consumer?.topicRefreshMs ?? 30_000,
-      resubscribeMinIntervalMs: options.consumer?.resubscribeMinIntervalMs ?? options.consumer?.topicRefreshMs ?? 30_000,
+      topicRefreshMs,
+      resubscribeMinIntervalMs: options.consumer?.resubscribeMinIntervalMs ?? topicRefreshMs,
     };
     this.kafka = new KafkaClient({
       clientId: options.clientId,
